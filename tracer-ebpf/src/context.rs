@@ -1,0 +1,32 @@
+//! Reading tracepoint records at the field offsets the loader found in tracefs.
+
+use aya_ebpf::{Global, programs::TracePointContext};
+use tracer_common::OFFSETS_LEN;
+
+/// Field offsets from each tracepoint's `format` file, indexed by `tracer_common::OFF_*`.
+#[unsafe(no_mangle)]
+static OFFSETS: Global<[u32; OFFSETS_LEN]> = Global::new([0; OFFSETS_LEN]);
+
+/// The offset of field `index` (one of `tracer_common::OFF_*`).
+#[inline(always)]
+pub fn offset(index: usize) -> usize {
+    let offsets = OFFSETS.load();
+    // `index` is always a constant; the mask keeps the verifier's bounds check trivial.
+    offsets[index % OFFSETS_LEN] as usize
+}
+
+/// Reads the field at `tracer_common::OFF_*` index `index`; zero if unreadable.
+#[inline(always)]
+pub fn field<T: Default>(ctx: &TracePointContext, index: usize) -> T {
+    // SAFETY: bpf_probe_read_kernel of the tracepoint record; a bad offset reads garbage or
+    // fails, never faults.
+    unsafe { ctx.read_at::<T>(offset(index)) }.unwrap_or_default()
+}
+
+/// Reads syscall argument `n` (the `args[6]` array starts at byte 16 in every syscall record,
+/// a layout fixed by the syscall tracing ABI).
+#[inline(always)]
+pub fn syscall_arg(ctx: &TracePointContext, n: usize) -> u64 {
+    // SAFETY: as in `field`.
+    unsafe { ctx.read_at::<u64>(16 + 8 * n) }.unwrap_or(0)
+}

@@ -1,0 +1,57 @@
+//! The in-kernel filter: which tasks and ports are traced. Set by the loader before load.
+
+use aya_ebpf::{Global, helpers::bpf_get_current_comm};
+use tracer_common::{COMM_LEN, FilterConfig};
+
+use crate::maps::{PIDS, PORTS};
+
+/// Filter switches; read-only after load, so the verifier prunes the disabled branches.
+#[unsafe(no_mangle)]
+static FILTER: Global<FilterConfig> = Global::new(FilterConfig {
+    by_port: 0,
+    by_pid: 0,
+    by_comm: 0,
+    emit_enter: 0,
+    self_tgid: 0,
+    comm: [0; COMM_LEN],
+});
+
+/// The filter configuration.
+#[inline(always)]
+pub fn config() -> FilterConfig {
+    FILTER.load()
+}
+
+/// Whether the task `tgid` (running as `comm`) passes the pid and comm filters.
+#[inline(always)]
+pub fn task_matches(cfg: &FilterConfig, tgid: u32, comm: &[u8; COMM_LEN]) -> bool {
+    if tgid == cfg.self_tgid {
+        return false;
+    }
+    if cfg.by_pid != 0 && PIDS.get_ptr(tgid).is_none() {
+        return false;
+    }
+    if cfg.by_comm != 0 && *comm != cfg.comm {
+        return false;
+    }
+    true
+}
+
+/// Whether a socket with these ports passes the port filter (either end may match).
+#[inline(always)]
+pub fn ports_match(cfg: &FilterConfig, lport: u16, rport: u16) -> bool {
+    cfg.by_port == 0 || PORTS.get_ptr(lport).is_some() || PORTS.get_ptr(rport).is_some()
+}
+
+/// Whether only the port filter is active, so that a socket can be traced without knowing its
+/// owner (a connection already open when the tracer started).
+#[inline(always)]
+pub fn ports_only(cfg: &FilterConfig) -> bool {
+    cfg.by_pid == 0 && cfg.by_comm == 0
+}
+
+/// The running task's comm, or zeros.
+#[inline(always)]
+pub fn current_comm() -> [u8; COMM_LEN] {
+    bpf_get_current_comm().unwrap_or([0; COMM_LEN])
+}

@@ -1,0 +1,45 @@
+//! The maps shared by all programs.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use tracer_common::{Event, FdKey, Inflight, Owner};
+
+/// Every record goes through this one ring buffer, in time order per CPU.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Records lost because [`EVENTS`] was full; one counter per CPU, summed by the loader.
+#[map]
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Ports to trace (local or remote), when filtering by port.
+#[map]
+pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
+
+/// Processes to trace, when filtering by pid.
+#[map]
+pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(64, 0);
+
+/// Traced kernel sockets and their owners. LRU so that sockets whose destruction was missed
+/// (created before the tracer started) cannot fill it.
+#[map]
+pub static SOCKS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(65536, 0);
+
+/// Traced file descriptors and the kernel socket behind each (0 until it is seen).
+#[map]
+pub static FDS: LruHashMap<FdKey, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// `socket()` records held back until a port filter decides (at bind or connect) whether the
+/// socket is traced.
+#[map]
+pub static HELD_SOCKETS: LruHashMap<FdKey, Event> = LruHashMap::with_max_entries(4096, 0);
+
+/// Syscalls on traced sockets between enter and exit, by thread id.
+#[map]
+pub static INFLIGHT: LruHashMap<u32, Inflight> = LruHashMap::with_max_entries(16384, 0);
+
+/// Traced listening ports and their owners: a child socket in SYN_RECV belongs to them.
+#[map]
+pub static LISTENERS: HashMap<u16, Owner> = HashMap::with_max_entries(1024, 0);

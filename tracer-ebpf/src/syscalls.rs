@@ -1,0 +1,274 @@
+//! The syscall layer: `syscalls:sys_enter_*` stash a record per thread when the fd is a traced
+//! socket (one map lookup otherwise); the shared `sys_exit` program completes and emits it.
+//!
+//! With a port filter, `socket()` cannot know yet whether the socket will be traced, so its
+//! record waits in `HELD_SOCKETS` until `bind()`/`connect()` names a matching port; it is then
+//! emitted at that syscall's enter, so it still comes first.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use tracer_common::{AF_INET, AF_INET6, Event, FdKey, Hook, Inflight, Layer, SyscallOp};
+
+use crate::{
+    context::syscall_arg,
+    emit::emit,
+    filter::{config, current_comm, ports_match, task_matches},
+    maps::{FDS, HELD_SOCKETS, INFLIGHT},
+    sockaddr,
+};
+
+const SOCK_STREAM: u64 = 1;
+const SOCK_TYPE_MASK: u64 = 0xf;
+const IPPROTO_TCP: u64 = 6;
+
+/// A fresh in-flight record for the running thread.
+#[inline(always)]
+fn begin(op: SyscallOp, fd: i32, sock: u64) -> Inflight {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let mut event = Event::zeroed();
+    event.ts_ns = unsafe { bpf_ktime_get_ns() };
+    event.pid = (pid_tgid >> 32) as u32;
+    event.tid = pid_tgid as u32;
+    event.layer = Layer::Syscall as u8;
+    event.op = op as u8;
+    event.hook = Hook::SyscallTracepoints as u8;
+    event.fd = fd;
+    event.sock = sock;
+    event.comm = current_comm();
+    Inflight {
+        event,
+        user_addr: 0,
+    }
+}
+
+/// Remembers `inflight` until the syscall returns; tells the human view it started.
+#[inline(always)]
+fn stash(inflight: &Inflight) {
+    let tid = inflight.event.tid;
+    if INFLIGHT.insert(tid, inflight, 0).is_err() {
+        return;
+    }
+    if config().emit_enter != 0 && inflight.event.op != SyscallOp::Socket as u8 {
+        let mut enter = inflight.event;
+        enter.layer = Layer::SyscallEnter as u8;
+        emit(&enter);
+    }
+}
+
+/// Enter of a syscall whose first argument is the fd: traced only if the fd is.
+#[inline(always)]
+fn fd_enter(ctx: &TracePointContext, op: SyscallOp, arg_index: Option<usize>) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let fd = syscall_arg(ctx, 0) as i32;
+    let Some(sock) = FDS.get_ptr(FdKey { tgid, fd }) else {
+        return 0;
+    };
+    // SAFETY: a value pointer returned by the map lookup just above.
+    let mut inflight = begin(op, fd, unsafe { *sock });
+    if let Some(n) = arg_index {
+        inflight.event.arg = syscall_arg(ctx, n);
+    }
+    if matches!(op, SyscallOp::Accept | SyscallOp::Accept4) {
+        inflight.user_addr = syscall_arg(ctx, 1);
+    }
+    stash(&inflight);
+    0
+}
+
+macro_rules! fd_syscall {
+    ($name:ident, $op:expr, $arg:expr) => {
+        #[doc = concat!("`syscalls:", stringify!($name), "`")]
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            fd_enter(&ctx, $op, $arg)
+        }
+    };
+}
+
+fd_syscall!(sys_enter_listen, SyscallOp::Listen, Some(1));
+fd_syscall!(sys_enter_accept, SyscallOp::Accept, None);
+fd_syscall!(sys_enter_accept4, SyscallOp::Accept4, Some(3));
+fd_syscall!(sys_enter_read, SyscallOp::Read, Some(2));
+fd_syscall!(sys_enter_write, SyscallOp::Write, Some(2));
+fd_syscall!(sys_enter_readv, SyscallOp::Readv, Some(2));
+fd_syscall!(sys_enter_writev, SyscallOp::Writev, Some(2));
+fd_syscall!(sys_enter_sendto, SyscallOp::Sendto, Some(2));
+fd_syscall!(sys_enter_recvfrom, SyscallOp::Recvfrom, Some(2));
+fd_syscall!(sys_enter_sendmsg, SyscallOp::Sendmsg, Some(2));
+fd_syscall!(sys_enter_recvmsg, SyscallOp::Recvmsg, Some(2));
+fd_syscall!(sys_enter_shutdown, SyscallOp::Shutdown, Some(1));
+
+/// `syscalls:sys_enter_close`: also forgets a held `socket()` whose fd is being closed, so a
+/// reused fd number cannot inherit it.
+#[tracepoint]
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let fd = syscall_arg(&ctx, 0) as i32;
+    if config().by_port != 0 {
+        let _ = HELD_SOCKETS.remove(FdKey { tgid, fd });
+    }
+    fd_enter(&ctx, SyscallOp::Close, None)
+}
+
+/// `syscalls:sys_enter_socket`: TCP sockets of traced tasks.
+#[tracepoint]
+pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
+    let family = syscall_arg(&ctx, 0);
+    let ty = syscall_arg(&ctx, 1);
+    let protocol = syscall_arg(&ctx, 2);
+    if family != AF_INET as u64 && family != AF_INET6 as u64 {
+        return 0;
+    }
+    if ty & SOCK_TYPE_MASK != SOCK_STREAM || (protocol != 0 && protocol != IPPROTO_TCP) {
+        return 0;
+    }
+    let cfg = config();
+    let mut inflight = begin(SyscallOp::Socket, -1, 0);
+    if !task_matches(&cfg, inflight.event.pid, &inflight.event.comm) {
+        return 0;
+    }
+    inflight.event.family = family as u8;
+    inflight.event.arg = ty;
+    inflight.event.arg2 = protocol;
+    stash(&inflight);
+    0
+}
+
+/// Enter of `bind`/`connect`: traced if the fd is, or if it is a held socket and the address
+/// names a traced port.
+#[inline(always)]
+fn addr_enter(ctx: &TracePointContext, op: SyscallOp) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let fd = syscall_arg(ctx, 0) as i32;
+    let key = FdKey { tgid, fd };
+    let sock = match FDS.get_ptr(key) {
+        // SAFETY: a value pointer returned by the map lookup just above.
+        Some(sock) => Some(unsafe { *sock }),
+        None => None,
+    };
+    if sock.is_none() && HELD_SOCKETS.get_ptr(key).is_none() {
+        return 0;
+    }
+    let ep = sockaddr::read_user(syscall_arg(ctx, 1));
+    let port = ep.as_ref().map(|ep| ep.port).unwrap_or(0);
+    let mut inflight = begin(op, fd, sock.unwrap_or(0));
+    if sock.is_none() {
+        let cfg = config();
+        let matched = if op == SyscallOp::Bind {
+            ports_match(&cfg, port, 0)
+        } else {
+            ports_match(&cfg, 0, port)
+        };
+        if !matched {
+            return 0;
+        }
+        // Traced from now on: the held socket() record goes out first, before anything this
+        // syscall causes.
+        if let Some(held) = HELD_SOCKETS.get_ptr(key) {
+            // SAFETY: a value pointer returned by the lookup just above.
+            emit(unsafe { &*held });
+        }
+        let _ = HELD_SOCKETS.remove(key);
+        let _ = FDS.insert(key, 0, 0);
+    }
+    if let Some(ep) = ep {
+        inflight.event.family = ep.family as u8;
+        if op == SyscallOp::Bind {
+            inflight.event.lport = ep.port;
+            inflight.event.laddr = ep.addr;
+        } else {
+            inflight.event.rport = ep.port;
+            inflight.event.raddr = ep.addr;
+        }
+    }
+    stash(&inflight);
+    0
+}
+
+/// `syscalls:sys_enter_bind`
+#[tracepoint]
+pub fn sys_enter_bind(ctx: TracePointContext) -> u32 {
+    addr_enter(&ctx, SyscallOp::Bind)
+}
+
+/// `syscalls:sys_enter_connect`
+#[tracepoint]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    addr_enter(&ctx, SyscallOp::Connect)
+}
+
+/// Every traced `syscalls:sys_exit_*`: completes the thread's in-flight record, if any.
+#[tracepoint]
+pub fn sys_exit(ctx: TracePointContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(inflight) = INFLIGHT.get_ptr_mut(tid) else {
+        return 0;
+    };
+    // SAFETY: a value pointer from the lookup above; only this thread uses its own entry.
+    let inflight = unsafe { &mut *inflight };
+    let ret = syscall_arg(&ctx, 0) as i64;
+    finish(inflight, ret);
+    let _ = INFLIGHT.remove(tid);
+    0
+}
+
+#[inline(always)]
+fn finish(inflight: &mut Inflight, ret: i64) {
+    let event = &mut inflight.event;
+    event.duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(event.ts_ns);
+    event.ret = ret;
+    let key = FdKey {
+        tgid: event.pid,
+        fd: event.fd,
+    };
+    match SyscallOp::from_u8(event.op) {
+        Some(SyscallOp::Socket) => {
+            if ret < 0 {
+                emit(event);
+                return;
+            }
+            event.fd = ret as i32;
+            let key = FdKey {
+                tgid: event.pid,
+                fd: event.fd,
+            };
+            if config().by_port != 0 {
+                let _ = HELD_SOCKETS.insert(key, *event, 0);
+                return;
+            }
+            let _ = FDS.insert(key, 0, 0);
+        }
+        Some(SyscallOp::Accept | SyscallOp::Accept4) => {
+            if ret >= 0 {
+                let _ = FDS.insert(
+                    FdKey {
+                        tgid: event.pid,
+                        fd: ret as i32,
+                    },
+                    0,
+                    0,
+                );
+                if let Some(peer) = sockaddr::read_user(inflight.user_addr) {
+                    event.family = peer.family as u8;
+                    event.rport = peer.port;
+                    event.raddr = peer.addr;
+                }
+            }
+        }
+        Some(SyscallOp::Close) => {
+            let _ = FDS.remove(key);
+            let _ = HELD_SOCKETS.remove(key);
+        }
+        _ => {}
+    }
+    if event.sock == 0
+        && let Some(sock) = FDS.get_ptr(key)
+    {
+        // SAFETY: a value pointer returned by the lookup just above.
+        event.sock = unsafe { *sock };
+    }
+    emit(event);
+}

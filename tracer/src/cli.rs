@@ -1,0 +1,150 @@
+//! Command-line parsing and validation, all in one place.
+
+use std::path::Path;
+
+use clap::{Parser, ValueEnum};
+
+/// When to colour the human view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Trace how a TCP connection's socket calls travel through the kernel: syscalls, kernel TCP
+/// functions and state transitions, one timeline per connection.
+#[derive(Debug, Parser)]
+#[command(name = "tracer", version, about, long_about = None)]
+pub struct Cli {
+    /// Trace connections with this local or remote port (repeatable).
+    #[arg(short, long = "port", value_name = "PORT", value_parser = parse_port)]
+    pub ports: Vec<u16>,
+
+    /// Trace sockets of this process (repeatable).
+    #[arg(long = "pid", value_name = "PID", value_parser = parse_pid)]
+    pub pids: Vec<u32>,
+
+    /// Trace sockets of processes with this command name (as in /proc/PID/comm).
+    #[arg(long, value_name = "NAME", value_parser = parse_comm)]
+    pub comm: Option<String>,
+
+    /// Print JSON Lines (one object per event) instead of the timeline.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Exit after this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub duration: Option<f64>,
+
+    /// Also start the echo server and a scripted echo client on the (first) port, 8080 if none.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Colour the timeline.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// Do not print the per-connection summary at exit.
+    #[arg(long)]
+    pub no_summary: bool,
+}
+
+/// A usage error found after parsing.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    /// `--pid` names no running process.
+    #[error("no process with pid {0} (--pid)")]
+    NoSuchPid(u32),
+}
+
+impl Cli {
+    /// Checks what clap cannot: that every `--pid` exists now.
+    pub fn validate(&self) -> Result<(), UsageError> {
+        for &pid in &self.pids {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                return Err(UsageError::NoSuchPid(pid));
+            }
+        }
+        Ok(())
+    }
+
+    /// The port the demo runs on.
+    pub fn demo_port(&self) -> u16 {
+        self.ports.first().copied().unwrap_or(8080)
+    }
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u32>() {
+        Ok(p @ 1..=65535) => Ok(p as u16),
+        Ok(_) => Err("ports are numbers from 1 to 65535".into()),
+        Err(_) => Err("ports are numbers from 1 to 65535".into()),
+    }
+}
+
+fn parse_pid(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err("a pid is a positive number".into()),
+    }
+}
+
+fn parse_comm(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 15 {
+        return Err("a command name has 1 to 15 bytes (the kernel keeps 15)".into());
+    }
+    Ok(s.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(d) if d > 0.0 && d.is_finite() => Ok(d),
+        _ => Err("a duration is a positive number of seconds".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tracer").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn accepts_repeated_filters() {
+        let cli = parse(&[
+            "--port", "8080", "-p", "443", "--pid", "1", "--comm", "curl",
+        ])
+        .unwrap();
+        assert_eq!(cli.ports, [8080, 443]);
+        assert_eq!(cli.pids, [1]);
+        assert_eq!(cli.comm.as_deref(), Some("curl"));
+        assert!(cli.validate().is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_ports_and_pids() {
+        for bad in ["0", "65536", "abc", "-1"] {
+            assert!(parse(&["--port", bad]).is_err(), "{bad}");
+        }
+        assert!(parse(&["--pid", "0"]).is_err());
+        assert!(parse(&["--comm", "a-name-longer-than-15"]).is_err());
+        assert!(parse(&["--duration", "-3"]).is_err());
+        let cli = parse(&["--pid", "4000000"]).unwrap();
+        assert!(matches!(
+            cli.validate(),
+            Err(UsageError::NoSuchPid(4000000))
+        ));
+    }
+
+    #[test]
+    fn demo_port_defaults_to_8080() {
+        assert_eq!(parse(&["--demo"]).unwrap().demo_port(), 8080);
+        assert_eq!(parse(&["--demo", "-p", "9000"]).unwrap().demo_port(), 9000);
+    }
+}

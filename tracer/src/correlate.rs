@@ -1,0 +1,547 @@
+//! Grouping events into connections.
+//!
+//! A connection is found by whichever identity an event carries: the kernel socket (state and
+//! kernel events, syscalls once their fd was tied to one), the `(pid, fd)` pair (syscalls), or
+//! for `accept` the 4-tuple of the child socket it returns. Each connection gets a small id in
+//! order of first sight; kernel socket addresses never leave this module.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+use tracer_common::{KernelFn, SyscallOp, tcp_state};
+
+use crate::events::{Endpoint, Event, Kind};
+
+/// A connection's id, as shown to users (`conn #3`).
+pub type ConnId = u64;
+
+/// What a socket is used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Not known yet (a socket with no connect/listen/accept seen).
+    Unknown,
+    /// The active opener (connect).
+    Client,
+    /// A connection accepted by a listener.
+    Server,
+    /// A listening socket.
+    Listener,
+}
+
+impl Role {
+    /// Lower-case name for output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unknown => "socket",
+            Self::Client => "client",
+            Self::Server => "server",
+            Self::Listener => "listener",
+        }
+    }
+}
+
+/// Everything known about one connection.
+#[derive(Clone, Debug)]
+pub struct Conn {
+    /// Its id.
+    pub id: ConnId,
+    /// Owner process id (0 while unknown).
+    pub pid: u32,
+    /// Owner command name.
+    pub comm: String,
+    /// `AF_INET`/`AF_INET6`, 0 while unknown.
+    pub family: u16,
+    /// Local end.
+    pub local: Option<Endpoint>,
+    /// Remote end.
+    pub remote: Option<Endpoint>,
+    /// What the socket is for.
+    pub role: Role,
+    /// First event's timestamp.
+    pub first_ns: u64,
+    /// Last event's end.
+    pub last_ns: u64,
+    /// Every state the socket went through, in order, starting with the first `from`.
+    pub states: Vec<u8>,
+    /// Bytes the application sent (syscall return values).
+    pub bytes_sent: u64,
+    /// Bytes the application received.
+    pub bytes_received: u64,
+    /// When the handshake started (SYN_SENT or SYN_RECV entered).
+    pub handshake_start_ns: Option<u64>,
+    /// Handshake duration, once ESTABLISHED.
+    pub handshake_ns: Option<u64>,
+    /// A RST arrived.
+    pub reset_received: bool,
+    /// A RST was sent.
+    pub reset_sent: bool,
+    /// Retransmitted segments.
+    pub retransmits: u32,
+    /// The last `connect` error, as a negative errno.
+    pub connect_error: Option<i64>,
+    /// Events seen.
+    pub events: u64,
+    closed: bool,
+    retiring: bool,
+    sk: Option<u64>,
+    fds: u32,
+}
+
+impl Conn {
+    fn new(id: ConnId, ev: &Event) -> Self {
+        Self {
+            id,
+            pid: 0,
+            comm: String::new(),
+            family: 0,
+            local: None,
+            remote: None,
+            role: Role::Unknown,
+            first_ns: ev.ts_ns,
+            last_ns: ev.ts_ns,
+            states: Vec::new(),
+            bytes_sent: 0,
+            bytes_received: 0,
+            handshake_start_ns: None,
+            handshake_ns: None,
+            reset_received: false,
+            reset_sent: false,
+            retransmits: 0,
+            connect_error: None,
+            events: 0,
+            closed: false,
+            retiring: false,
+            sk: None,
+            fds: 0,
+        }
+    }
+
+    /// How the connection ended, or `None` while it is open.
+    pub fn outcome(&self) -> Option<&'static str> {
+        if !self.closed {
+            return None;
+        }
+        let last = self.states.last().copied();
+        Some(if self.connect_error == Some(-libc::ECONNREFUSED as i64) {
+            "refused"
+        } else if self.reset_received {
+            "reset by peer"
+        } else if self.reset_sent {
+            "reset"
+        } else if last == Some(tcp_state::TIME_WAIT) {
+            "closed (TIME_WAIT)"
+        } else if self.role == Role::Listener {
+            "listener closed"
+        } else {
+            "closed"
+        })
+    }
+
+    /// Whether the socket reached CLOSE or TIME_WAIT.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
+/// The connection table.
+#[derive(Default)]
+pub struct Correlator {
+    conns: HashMap<ConnId, Conn>,
+    by_sock: HashMap<u64, ConnId>,
+    by_fd: HashMap<(u32, i32), ConnId>,
+    by_tuple: HashMap<(u16, Endpoint), ConnId>,
+    alias: HashMap<ConnId, ConnId>,
+    retiring: VecDeque<(u64, ConnId)>,
+    finished: VecDeque<Conn>,
+    next_id: ConnId,
+    /// Connections seen in all.
+    pub total: u64,
+}
+
+/// How many finished connections are kept for the exit summary.
+const FINISHED_KEPT: usize = 1024;
+
+impl Correlator {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Assigns `ev` to a connection, updating what is known about it. May rewrite a state
+    /// event's `to` from CLOSE to TIME_WAIT (see [`Self::timewait`]). Returns the connection.
+    pub fn observe(&mut self, ev: &mut Event) -> ConnId {
+        let id = self.find(ev);
+        self.timewait(id, ev);
+        self.update(id, ev);
+        id
+    }
+
+    /// The connection `id` (following merges), live or recently finished.
+    pub fn get(&self, id: ConnId) -> Option<&Conn> {
+        let id = self.resolve(id);
+        self.conns
+            .get(&id)
+            .or_else(|| self.finished.iter().rev().find(|c| c.id == id))
+    }
+
+    /// Connections still open and those finished recently, by id.
+    pub fn all(&self) -> Vec<&Conn> {
+        let mut all: Vec<&Conn> = self.conns.values().chain(self.finished.iter()).collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+
+    /// Follows merges to the surviving id.
+    pub fn resolve(&self, mut id: ConnId) -> ConnId {
+        while let Some(&next) = self.alias.get(&id) {
+            id = next;
+        }
+        id
+    }
+
+    /// Drops finished connections whose last event is older than `before_ns`, keeping a
+    /// bounded history for the summary. Keeps memory flat under connection churn.
+    pub fn expire(&mut self, before_ns: u64) {
+        while let Some(&(deadline, id)) = self.retiring.front() {
+            if deadline > before_ns {
+                break;
+            }
+            self.retiring.pop_front();
+            if let Some(conn) = self.conns.remove(&id) {
+                if conn.sk.is_some_and(|sk| self.by_sock.get(&sk) == Some(&id)) {
+                    self.by_sock.remove(&conn.sk.unwrap_or_default());
+                }
+                self.by_tuple.retain(|_, v| *v != id);
+                self.alias.retain(|_, v| *v != id);
+                if self.finished.len() == FINISHED_KEPT {
+                    self.finished.pop_front();
+                }
+                self.finished.push_back(conn);
+            }
+        }
+    }
+
+    fn create(&mut self, ev: &Event) -> ConnId {
+        self.next_id += 1;
+        self.total += 1;
+        let id = self.next_id;
+        self.conns.insert(id, Conn::new(id, ev));
+        id
+    }
+
+    fn live(&self, id: ConnId) -> Option<&Conn> {
+        self.conns.get(&id)
+    }
+
+    fn find(&mut self, ev: &Event) -> ConnId {
+        let opening = matches!(
+            ev.kind,
+            Kind::State { from, to } if (from == tcp_state::CLOSE
+                && (to == tcp_state::SYN_SENT || to == tcp_state::LISTEN))
+                || to == tcp_state::SYN_RECV
+        );
+        if let Kind::Syscall(SyscallOp::Socket) = ev.kind {
+            let id = self.create(ev);
+            if ev.fd >= 0 {
+                self.bind_fd(ev.pid, ev.fd, id);
+            }
+            return id;
+        }
+        if let Kind::Syscall(SyscallOp::Accept | SyscallOp::Accept4) = ev.kind
+            && ev.ret >= 0
+        {
+            return self.accepted(ev);
+        }
+        let by_sock = (ev.sock != 0)
+            .then(|| self.by_sock.get(&ev.sock).copied())
+            .flatten()
+            .map(|id| self.resolve(id))
+            .filter(|&id| {
+                // A socket address reused by a new connection starts a new life.
+                !(opening && self.live(id).is_some_and(|c| !c.states.is_empty()))
+            });
+        let by_fd = (ev.fd >= 0)
+            .then(|| self.by_fd.get(&(ev.pid, ev.fd)).copied())
+            .flatten()
+            .map(|id| self.resolve(id));
+        let by_tuple = || -> Option<ConnId> {
+            let local = ev.local?;
+            let remote = ev.remote?;
+            self.by_tuple.get(&(local.port, remote)).copied()
+        };
+        let id = match (by_fd, by_sock) {
+            (Some(a), Some(b)) if a != b => {
+                // Seen first through two identities; from now on they are one connection.
+                self.merge(a, b);
+                a
+            }
+            (Some(a), _) => a,
+            (None, Some(b)) => b,
+            (None, None) => {
+                match by_tuple().filter(|&id| self.live(id).is_some_and(|c| c.sk.is_none())) {
+                    Some(id) => id,
+                    None => self.create(ev),
+                }
+            }
+        };
+        if ev.sock != 0 {
+            self.by_sock.insert(ev.sock, id);
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.sk = Some(ev.sock);
+            }
+        }
+        if ev.fd >= 0 && by_fd.is_none() && !matches!(ev.kind, Kind::Syscall(SyscallOp::Close)) {
+            self.bind_fd(ev.pid, ev.fd, id);
+        }
+        id
+    }
+
+    /// Folds connection `b` into `a`, which keeps its id.
+    fn merge(&mut self, a: ConnId, b: ConnId) {
+        self.alias.insert(b, a);
+        let Some(old) = self.conns.remove(&b) else {
+            return;
+        };
+        self.total -= 1;
+        for v in self
+            .by_sock
+            .values_mut()
+            .chain(self.by_fd.values_mut())
+            .chain(self.by_tuple.values_mut())
+        {
+            if *v == b {
+                *v = a;
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(&a) {
+            conn.first_ns = conn.first_ns.min(old.first_ns);
+            conn.last_ns = conn.last_ns.max(old.last_ns);
+            conn.local = conn.local.or(old.local);
+            conn.remote = conn.remote.or(old.remote);
+            if conn.role == Role::Unknown {
+                conn.role = old.role;
+            }
+            if conn.states.is_empty() {
+                conn.states = old.states;
+            }
+            conn.bytes_sent += old.bytes_sent;
+            conn.bytes_received += old.bytes_received;
+            conn.handshake_start_ns = conn.handshake_start_ns.or(old.handshake_start_ns);
+            conn.handshake_ns = conn.handshake_ns.or(old.handshake_ns);
+            conn.reset_received |= old.reset_received;
+            conn.reset_sent |= old.reset_sent;
+            conn.retransmits += old.retransmits;
+            conn.events += old.events;
+            conn.closed |= old.closed;
+            conn.sk = conn.sk.or(old.sk);
+            conn.fds += old.fds;
+        }
+    }
+
+    /// `accept` returned a new fd: it belongs to the child socket with the listener's port and
+    /// the peer's address.
+    fn accepted(&mut self, ev: &Event) -> ConnId {
+        let listener = self
+            .by_fd
+            .get(&(ev.pid, ev.fd))
+            .copied()
+            .and_then(|id| self.live(self.resolve(id)));
+        let local = listener.and_then(|l| l.local);
+        let child = match (local, ev.remote) {
+            (Some(local), Some(remote)) => self.by_tuple.get(&(local.port, remote)).copied(),
+            _ => None,
+        };
+        let id = match child {
+            Some(id) => id,
+            None => {
+                let id = self.create(ev);
+                if let (Some(local), Some(remote)) = (local, ev.remote) {
+                    self.by_tuple.insert((local.port, remote), id);
+                }
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.local = local;
+                    conn.remote = ev.remote;
+                }
+                id
+            }
+        };
+        self.bind_fd(ev.pid, ev.ret as i32, id);
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.role = Role::Server;
+            if conn.remote.is_none() {
+                conn.remote = ev.remote;
+            }
+        }
+        id
+    }
+
+    fn bind_fd(&mut self, pid: u32, fd: i32, id: ConnId) {
+        if let Some(old) = self.by_fd.insert((pid, fd), id)
+            && let Some(conn) = self.conns.get_mut(&old)
+        {
+            conn.fds = conn.fds.saturating_sub(1);
+        }
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.fds += 1;
+        }
+    }
+
+    /// The kernel reports a socket that enters TIME_WAIT as FIN_WAIT2 (or CLOSING) → CLOSE,
+    /// because `tcp_time_wait()` hands the connection to a separate timewait socket and closes
+    /// the full one. Without a RST, that transition is the move into TIME_WAIT: show it so.
+    fn timewait(&self, id: ConnId, ev: &mut Event) {
+        if let Kind::State { from, to } = &mut ev.kind
+            && *to == tcp_state::CLOSE
+            && (*from == tcp_state::FIN_WAIT2 || *from == tcp_state::CLOSING)
+            && !self
+                .live(id)
+                .is_some_and(|c| c.reset_received || c.reset_sent)
+        {
+            *to = tcp_state::TIME_WAIT;
+            ev.timewait = true;
+        }
+    }
+
+    fn update(&mut self, id: ConnId, ev: &Event) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        conn.events += 1;
+        conn.last_ns = conn.last_ns.max(ev.end_ns());
+        conn.first_ns = conn.first_ns.min(ev.ts_ns);
+        if ev.pid != 0 && (conn.pid == 0 || !ev.owner_guessed) && !is_accept(ev) {
+            conn.pid = ev.pid;
+            conn.comm.clone_from(&ev.comm);
+        } else if conn.pid == 0 && ev.pid != 0 {
+            conn.pid = ev.pid;
+            conn.comm.clone_from(&ev.comm);
+        }
+        if ev.family != 0 {
+            conn.family = ev.family;
+        }
+        match ev.kind {
+            Kind::State { from, to } => {
+                set_endpoints(conn, ev);
+                if conn.states.is_empty() {
+                    conn.states.push(from);
+                }
+                conn.states.push(to);
+                match to {
+                    tcp_state::SYN_SENT => {
+                        conn.role = Role::Client;
+                        conn.handshake_start_ns = Some(ev.ts_ns);
+                    }
+                    tcp_state::SYN_RECV => {
+                        conn.role = Role::Server;
+                        conn.handshake_start_ns = Some(ev.ts_ns);
+                        if let (Some(local), Some(remote)) = (ev.local, ev.remote) {
+                            self.by_tuple.insert((local.port, remote), id);
+                        }
+                    }
+                    tcp_state::LISTEN => conn.role = Role::Listener,
+                    tcp_state::ESTABLISHED => {
+                        if let Some(start) = conn.handshake_start_ns {
+                            conn.handshake_ns.get_or_insert(ev.ts_ns - start);
+                        }
+                    }
+                    tcp_state::CLOSE | tcp_state::TIME_WAIT => conn.closed = true,
+                    _ => {}
+                }
+            }
+            Kind::Kernel(func) => {
+                if ev.local.is_some() {
+                    set_endpoints(conn, ev);
+                }
+                match func {
+                    KernelFn::TcpReceiveReset => conn.reset_received = true,
+                    KernelFn::TcpSendReset => conn.reset_sent = true,
+                    KernelFn::TcpRetransmitSkb => conn.retransmits += 1,
+                    _ => {}
+                }
+            }
+            Kind::Syscall(op) => {
+                match op {
+                    SyscallOp::Connect => {
+                        if conn.remote.is_none() {
+                            conn.remote = ev.remote;
+                        }
+                        if conn.role == Role::Unknown {
+                            conn.role = Role::Client;
+                        }
+                        if ev.ret < 0 && ev.ret != -(libc::EINPROGRESS as i64) {
+                            conn.connect_error = Some(ev.ret);
+                        }
+                    }
+                    SyscallOp::Bind => {
+                        if conn.local.is_none() {
+                            conn.local = ev.local;
+                        }
+                    }
+                    SyscallOp::Listen => conn.role = Role::Listener,
+                    _ => {}
+                }
+                if ev.ret > 0 {
+                    if op.sends() {
+                        conn.bytes_sent += ev.ret as u64;
+                    } else if op.receives() {
+                        conn.bytes_received += ev.ret as u64;
+                    }
+                }
+                if op == SyscallOp::Close && ev.ret == 0 {
+                    if self.by_fd.remove(&(ev.pid, ev.fd)).is_some() {
+                        conn.fds = conn.fds.saturating_sub(1);
+                    }
+                    if conn.fds == 0 && conn.states.is_empty() {
+                        // Closed without ever connecting or listening.
+                        conn.closed = true;
+                    }
+                }
+            }
+            Kind::SyscallEnter(_) => {}
+        }
+        if conn.closed && conn.fds == 0 && !conn.retiring {
+            conn.retiring = true;
+            self.retiring
+                .push_back((conn.last_ns + RETIRE_AFTER_NS, id));
+        }
+    }
+}
+
+/// How long a finished connection stays in the live table, for late events and rendering.
+const RETIRE_AFTER_NS: u64 = 2_000_000_000;
+
+fn is_accept(ev: &Event) -> bool {
+    matches!(
+        ev.kind,
+        Kind::Syscall(SyscallOp::Accept | SyscallOp::Accept4)
+    )
+}
+
+fn set_endpoints(conn: &mut Conn, ev: &Event) {
+    if let Some(local) = ev.local
+        && (local.port != 0 || conn.local.is_none())
+    {
+        conn.local = Some(merge_endpoint(conn.local, local));
+    }
+    if let Some(remote) = ev.remote
+        && (remote.port != 0 || conn.remote.is_none())
+    {
+        conn.remote = Some(merge_endpoint(conn.remote, remote));
+    }
+}
+
+/// Keeps a known address when the new endpoint has none (e.g. a listener's wildcard).
+fn merge_endpoint(old: Option<Endpoint>, new: Endpoint) -> Endpoint {
+    match old {
+        Some(old) if new.addr.is_unspecified() && !old.addr.is_unspecified() => Endpoint {
+            addr: old.addr,
+            port: new.port,
+        },
+        _ => new,
+    }
+}
+
+/// Used by tests and renderers: an endpoint from parts.
+pub fn endpoint(addr: IpAddr, port: u16) -> Endpoint {
+    Endpoint { addr, port }
+}

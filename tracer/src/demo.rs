@@ -1,0 +1,70 @@
+//! `--demo`: the echo server and a scripted echo client, started once every hook is attached.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+/// The messages the scripted client sends before `Q`.
+pub const MESSAGES: [&str; 3] = ["hello", "from code", "to packet capture"];
+
+fn sibling(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Whether something listens on TCP `port` (from /proc/net/tcp{,6}, so no probe connection
+/// shows up in the trace).
+fn listening(port: u16) -> bool {
+    let needle = format!(":{port:04X} ");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|path| {
+        std::fs::read_to_string(path).is_ok_and(|t| {
+            t.lines().skip(1).any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.len() > 3 && format!("{} ", cols[1]).ends_with(&needle) && cols[3] == "0A"
+            })
+        })
+    })
+}
+
+/// Runs server and client to completion; returns a line describing anything that went wrong.
+pub async fn run(port: u16) -> Result<(), String> {
+    let mut server = Command::new(sibling("echo-server"))
+        .args(["--port", &port.to_string()])
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("demo: cannot start echo-server: {e}"))?;
+    for _ in 0..100 {
+        if listening(port) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !listening(port) {
+        return Err(format!("demo: echo-server is not listening on port {port}"));
+    }
+    let mut client = Command::new(sibling("echo-client"));
+    client.args(["--addr", &format!("127.0.0.1:{port}")]);
+    for m in MESSAGES {
+        client.args(["--message", m]);
+    }
+    let status = client
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .map_err(|e| format!("demo: cannot start echo-client: {e}"))?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SIGTERM: the server closes its listener and exits.
+    if let Some(pid) = server.id() {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    let _ = server.wait().await;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("demo: echo-client exited with {status}"))
+    }
+}

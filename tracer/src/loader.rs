@@ -1,0 +1,380 @@
+//! Loading the eBPF object, attaching each hook with the best tier this kernel allows, and
+//! reporting what attached and why better tiers were not used.
+
+use std::fs::File;
+use std::path::Path;
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{CgroupAttachMode, SockOps, TracePoint};
+use aya::{Ebpf, EbpfLoader};
+use thiserror::Error;
+use tracer_common::{
+    COMM_LEN, FilterConfig, OFF_DESTROY_SKADDR, OFF_RETRANS_SKADDR, OFF_SENDRST_SKADDR,
+    OFF_SOCKLEN_FAMILY, OFF_SOCKLEN_PROTOCOL, OFF_SOCKLEN_RET, OFF_SOCKLEN_SK, OFF_STATE_DADDR,
+    OFF_STATE_DADDR6, OFF_STATE_DPORT, OFF_STATE_FAMILY, OFF_STATE_NEW, OFF_STATE_OLD,
+    OFF_STATE_PROTOCOL, OFF_STATE_SADDR, OFF_STATE_SADDR6, OFF_STATE_SKADDR, OFF_STATE_SPORT,
+    OFF_TCPSK_SKADDR, OFFSETS_LEN, SyscallOp,
+};
+
+use crate::preflight;
+use crate::tracefs::{Format, TracefsError};
+
+/// The compiled programs, embedded at build time.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+/// Why loading failed as a whole.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The object could not be loaded into the kernel.
+    #[error("loading the eBPF programs failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A map is missing or of the wrong type (a build mismatch).
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, String),
+    /// The state layer, which every view needs, could not be attached.
+    #[error("the state hook could not be attached: {0}")]
+    Core(String),
+    /// A tracepoint's format could not be read.
+    #[error(transparent)]
+    Tracefs(#[from] TracefsError),
+}
+
+/// What the user asked to trace.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Ports (local or remote).
+    pub ports: Vec<u16>,
+    /// Process ids.
+    pub pids: Vec<u32>,
+    /// Command name.
+    pub comm: Option<String>,
+    /// Emit syscall-enter records (for the human view).
+    pub emit_enter: bool,
+}
+
+/// How one logical hook was attached.
+#[derive(Clone, Debug)]
+pub struct HookStatus {
+    /// The kernel function or layer it stands for (`tcp_connect`, `syscalls`...).
+    pub name: &'static str,
+    /// Its layer: `syscall`, `kernel` or `state`.
+    pub layer: &'static str,
+    /// The tier that attached: `fentry`, `kprobe` or `tracepoint`; `None` if none did.
+    pub tier: Option<&'static str>,
+    /// What exactly attached (`tracepoint:sock:sock_send_length`).
+    pub via: Option<String>,
+    /// Why each better tier was not used.
+    pub skipped: Vec<String>,
+    /// Why the hook is missing, when `tier` is `None`.
+    pub error: Option<String>,
+}
+
+/// The loaded and attached programs. Dropping it detaches everything.
+pub struct Loaded {
+    ebpf: Ebpf,
+    /// One entry per logical hook, in display order.
+    pub hooks: Vec<HookStatus>,
+}
+
+impl Loaded {
+    /// Takes the event ring buffer.
+    pub fn ring_buffer(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| LoadError::Map("EVENTS", "missing".into()))?;
+        RingBuf::try_from(map).map_err(|e| LoadError::Map("EVENTS", e.to_string()))
+    }
+
+    /// Records the kernel could not put in the ring buffer, summed over CPUs.
+    pub fn dropped(&self) -> u64 {
+        self.ebpf
+            .map("DROPS")
+            .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
+            .and_then(|a| a.get(&0, 0).ok())
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
+    }
+
+    /// Layers with no hook attached at all.
+    pub fn missing_layers(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        for layer in ["syscall", "kernel", "state"] {
+            if !self
+                .hooks
+                .iter()
+                .any(|h| h.layer == layer && h.tier.is_some())
+            {
+                missing.push(layer);
+            }
+        }
+        missing
+    }
+}
+
+/// Loads the programs with `filter` and attaches every hook it can.
+pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
+    let offsets = offsets()?;
+    let mut comm = [0u8; COMM_LEN];
+    if let Some(c) = &filter.comm {
+        let n = c.len().min(COMM_LEN - 1);
+        comm[..n].copy_from_slice(&c.as_bytes()[..n]);
+    }
+    let config = FilterConfig {
+        by_port: u8::from(!filter.ports.is_empty()),
+        by_pid: u8::from(!filter.pids.is_empty()),
+        by_comm: u8::from(filter.comm.is_some()),
+        emit_enter: u8::from(filter.emit_enter),
+        self_tgid: std::process::id(),
+        comm,
+    };
+    let mut ebpf = EbpfLoader::new()
+        .override_global("FILTER", &config, true)
+        .override_global("OFFSETS", &offsets, true)
+        .load(PROGRAMS)?;
+    fill(&mut ebpf, "PORTS", &filter.ports)?;
+    fill(&mut ebpf, "PIDS", &filter.pids)?;
+
+    let mut hooks = Vec::new();
+    // The state hook goes first: it is what decides which sockets are traced.
+    let state = attach_tracepoint(
+        &mut ebpf,
+        "inet_sock_set_state",
+        "sock",
+        "inet_sock_set_state",
+    );
+    if let Err(e) = &state {
+        return Err(LoadError::Core(e.clone()));
+    }
+    hooks.push(syscalls(&mut ebpf));
+    let cgroup = preflight::cgroup2_mount();
+    let sock_ops = attach_sock_ops(&mut ebpf, cgroup.as_deref());
+    hooks.push(kernel_hook(
+        "tcp_connect",
+        sock_ops.clone().map(|()| "sock_ops:tcp_connect_cb".into()),
+    ));
+    hooks.push(kernel_hook(
+        "inet_csk_accept",
+        sock_ops.map(|()| "sock_ops:passive_established_cb".into()),
+    ));
+    for (name, program, category, tracepoint) in [
+        (
+            "tcp_sendmsg",
+            "sock_send_length",
+            "sock",
+            "sock_send_length",
+        ),
+        (
+            "tcp_recvmsg",
+            "sock_recv_length",
+            "sock",
+            "sock_recv_length",
+        ),
+    ] {
+        hooks.push(kernel_hook(
+            name,
+            attach_tracepoint(&mut ebpf, program, category, tracepoint),
+        ));
+    }
+    let mut state_hook = kernel_hook("tcp_set_state", state);
+    state_hook.layer = "state";
+    hooks.push(state_hook);
+    hooks.push(kernel_hook(
+        "tcp_close",
+        Err("no tracepoint stands in for it on this tier; the close() syscall and the state change show it".into()),
+    ));
+    for (name, program, tracepoint) in [
+        ("tcp_reset", "tcp_receive_reset", "tcp_receive_reset"),
+        ("tcp_send_reset", "tcp_send_reset", "tcp_send_reset"),
+        ("tcp_destroy_sock", "tcp_destroy_sock", "tcp_destroy_sock"),
+        (
+            "tcp_retransmit_skb",
+            "tcp_retransmit_skb",
+            "tcp_retransmit_skb",
+        ),
+    ] {
+        hooks.push(kernel_hook(
+            name,
+            attach_tracepoint(&mut ebpf, program, "tcp", tracepoint),
+        ));
+    }
+    Ok(Loaded { ebpf, hooks })
+}
+
+fn fill<K: aya::Pod + Copy>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    keys: &[K],
+) -> Result<(), LoadError> {
+    let map = ebpf
+        .map_mut(name)
+        .ok_or_else(|| LoadError::Map(name, "missing".into()))?;
+    let mut map =
+        BpfHashMap::<_, K, u8>::try_from(map).map_err(|e| LoadError::Map(name, e.to_string()))?;
+    for key in keys {
+        map.insert(key, 1, 0)
+            .map_err(|e| LoadError::Map(name, e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Field offsets of every tracepoint the programs read, from tracefs.
+fn offsets() -> Result<[u32; OFFSETS_LEN], LoadError> {
+    let mut o = [0u32; OFFSETS_LEN];
+    let state = Format::read("sock", "inet_sock_set_state")?;
+    for (i, f) in [
+        (OFF_STATE_SKADDR, "skaddr"),
+        (OFF_STATE_OLD, "oldstate"),
+        (OFF_STATE_NEW, "newstate"),
+        (OFF_STATE_SPORT, "sport"),
+        (OFF_STATE_DPORT, "dport"),
+        (OFF_STATE_FAMILY, "family"),
+        (OFF_STATE_PROTOCOL, "protocol"),
+        (OFF_STATE_SADDR, "saddr"),
+        (OFF_STATE_DADDR, "daddr"),
+        (OFF_STATE_SADDR6, "saddr_v6"),
+        (OFF_STATE_DADDR6, "daddr_v6"),
+    ] {
+        o[i] = state.offset(f)?;
+    }
+    // Optional tracepoints: a missing one leaves its offsets at 0 and its hook unattached.
+    if let Ok(f) = Format::read("sock", "sock_send_length") {
+        for (i, name) in [
+            (OFF_SOCKLEN_SK, "sk"),
+            (OFF_SOCKLEN_FAMILY, "family"),
+            (OFF_SOCKLEN_PROTOCOL, "protocol"),
+            (OFF_SOCKLEN_RET, "ret"),
+        ] {
+            o[i] = f.offset(name).unwrap_or(0);
+        }
+    }
+    for (i, tp, field) in [
+        (OFF_TCPSK_SKADDR, "tcp_receive_reset", "skaddr"),
+        (OFF_SENDRST_SKADDR, "tcp_send_reset", "skaddr"),
+        (OFF_RETRANS_SKADDR, "tcp_retransmit_skb", "skaddr"),
+        (OFF_DESTROY_SKADDR, "tcp_destroy_sock", "skaddr"),
+    ] {
+        if let Ok(f) = Format::read("tcp", tp) {
+            o[i] = f.offset(field).unwrap_or(0);
+        }
+    }
+    Ok(o)
+}
+
+/// An error as one line: a verifier log is cut down to the verifier's reason.
+fn one_line(e: impl std::error::Error) -> String {
+    let text = e.to_string();
+    let Some((head, log)) = text.split_once("Verifier output:") else {
+        let mut line = text.lines().next().unwrap_or_default().to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            line = format!("{line}: {s}");
+            source = s.source();
+        }
+        return line;
+    };
+    let reason = log
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("verification time"))
+        .filter(|l| !l.is_empty())
+        .last()
+        .unwrap_or("");
+    format!("{} verifier: {reason}", head.trim_end_matches(['.', ' ']))
+}
+
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    category: &str,
+    name: &str,
+) -> Result<String, String> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?
+        .try_into()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if prog.fd().is_err() {
+        prog.load()
+            .map_err(|e| format!("{program} failed to load: {}", one_line(e)))?;
+    }
+    prog.attach(category, name)
+        .map_err(|e| format!("tracepoint {category}:{name}: {}", one_line(e)))?;
+    Ok(format!("tracepoint:{category}:{name}"))
+}
+
+fn attach_sock_ops(ebpf: &mut Ebpf, cgroup: Option<&str>) -> Result<(), String> {
+    let cgroup = cgroup.ok_or("no cgroup2 mount found in /proc/self/mountinfo")?;
+    let prog: &mut SockOps = ebpf
+        .program_mut("tcp_fn_sock_ops")
+        .ok_or("program tcp_fn_sock_ops missing from the object")?
+        .try_into()
+        .map_err(|e| format!("tcp_fn_sock_ops: {e}"))?;
+    prog.load()
+        .map_err(|e| format!("sock_ops failed to load: {}", one_line(e)))?;
+    let file = File::open(cgroup).map_err(|e| format!("{cgroup}: {e}"))?;
+    prog.attach(&file, CgroupAttachMode::Single)
+        .map_err(|e| format!("sock_ops on {cgroup}: {}", one_line(e)))?;
+    Ok(())
+}
+
+/// The syscall layer: one enter program per syscall, one shared exit program.
+fn syscalls(ebpf: &mut Ebpf) -> HookStatus {
+    let mut attached = 0;
+    let mut errors = Vec::new();
+    for op in SyscallOp::ALL {
+        let name = op.name();
+        let enter = format!("sys_enter_{name}");
+        let exit = format!("sys_exit_{name}");
+        let result = attach_tracepoint(ebpf, &enter, "syscalls", &enter)
+            .and_then(|_| attach_tracepoint(ebpf, "sys_exit", "syscalls", &exit));
+        match result {
+            Ok(_) => attached += 1,
+            Err(e) => errors.push(e),
+        }
+    }
+    let all = SyscallOp::ALL.len();
+    HookStatus {
+        name: "syscalls",
+        layer: "syscall",
+        tier: (attached > 0).then_some("tracepoint"),
+        via: (attached > 0).then(|| {
+            format!("tracepoint:syscalls:sys_enter_*/sys_exit_* ({attached}/{all} syscalls)")
+        }),
+        skipped: Vec::new(),
+        error: (!errors.is_empty()).then(|| errors.join("; ")),
+    }
+}
+
+/// A kernel-function hook on the tracepoint tier, with the reasons fentry and kprobe were not
+/// used on this kernel.
+fn kernel_hook(name: &'static str, result: Result<String, String>) -> HookStatus {
+    let (via, error) = match result {
+        Ok(via) => (Some(via), None),
+        Err(e) => (None, Some(e)),
+    };
+    HookStatus {
+        name,
+        layer: "kernel",
+        tier: via.as_ref().map(|_| "tracepoint"),
+        via,
+        skipped: better_tiers_unavailable(),
+        error,
+    }
+}
+
+/// Why fentry and kprobe were not used.
+fn better_tiers_unavailable() -> Vec<String> {
+    let fentry = if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        "fentry: not in this build yet (tracepoint tier only)".to_string()
+    } else {
+        "fentry: no BTF at /sys/kernel/btf/vmlinux".to_string()
+    };
+    let kprobe = if Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        "kprobe: not in this build yet (tracepoint tier only)".to_string()
+    } else {
+        "kprobe: kprobes are not available: /sys/bus/event_source/devices/kprobe is missing (CONFIG_KPROBES off)"
+            .to_string()
+    };
+    vec![fentry, kprobe]
+}

@@ -1,0 +1,169 @@
+//! decode → correlate → reorder → render: what happens to each record after the ring buffer.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, BufWriter, Write};
+
+use crate::correlate::{ConnId, Correlator};
+use crate::events::{Event, Kind};
+use crate::render::json;
+use crate::render::timeline::{Part, Timeline};
+use crate::reorder::Reorder;
+
+/// How long a record waits for earlier ones that were written after it.
+pub const REORDER_WINDOW_NS: u64 = 30_000_000;
+
+/// The selected view.
+pub enum View<W: Write> {
+    /// The human timeline.
+    Timeline(Timeline<BufWriter<W>>),
+    /// JSON Lines.
+    Json(BufWriter<W>),
+}
+
+struct Item {
+    ev: Event,
+    conn: ConnId,
+    part: Part,
+}
+
+/// The user-space half of the data flow.
+pub struct Pipeline<W: Write> {
+    /// The connection table.
+    pub correlator: Correlator,
+    view: View<W>,
+    reorder: Reorder<Item>,
+    /// Enter lines waiting in `reorder`; `true` once their exit made them redundant.
+    pending_enters: HashMap<(u32, u64), bool>,
+    printed_enters: HashSet<(u32, u64)>,
+    /// Latest non-syscall event time per connection.
+    last_inner: HashMap<ConnId, u64>,
+    /// Records decoded.
+    pub events: u64,
+    /// Records that failed to decode.
+    pub malformed: u64,
+}
+
+impl<W: Write> Pipeline<W> {
+    /// A pipeline rendering into `view`.
+    pub fn new(view: View<W>) -> Self {
+        Self {
+            correlator: Correlator::new(),
+            view,
+            reorder: Reorder::new(REORDER_WINDOW_NS),
+            pending_enters: HashMap::new(),
+            printed_enters: HashSet::new(),
+            last_inner: HashMap::new(),
+            events: 0,
+            malformed: 0,
+        }
+    }
+
+    /// Takes one raw ring-buffer record.
+    pub fn ingest(&mut self, bytes: &[u8]) {
+        match Event::decode(bytes) {
+            Ok(ev) => self.push(ev),
+            Err(_) => self.malformed += 1,
+        }
+    }
+
+    /// Takes one decoded event.
+    pub fn push(&mut self, mut ev: Event) {
+        let conn = self.correlator.observe(&mut ev);
+        let key = (ev.tid, ev.ts_ns);
+        match ev.kind {
+            Kind::SyscallEnter(_) => {
+                self.pending_enters.insert(key, false);
+                self.reorder.push(
+                    ev.ts_ns,
+                    Item {
+                        ev,
+                        conn,
+                        part: Part::Enter,
+                    },
+                );
+                return;
+            }
+            Kind::Syscall(_) => {
+                self.events += 1;
+                let inner = self.last_inner.get(&conn).is_some_and(|&t| t > ev.ts_ns);
+                let (at, part) = match self.pending_enters.get_mut(&key) {
+                    Some(cancelled) if !inner => {
+                        *cancelled = true;
+                        (ev.ts_ns, Part::Whole)
+                    }
+                    Some(_) => (ev.end_ns(), Part::Return),
+                    None if self.printed_enters.remove(&key) => (ev.end_ns(), Part::Return),
+                    None => (ev.ts_ns, Part::Whole),
+                };
+                self.reorder.push(at, Item { ev, conn, part });
+            }
+            _ => {
+                self.events += 1;
+                let t = self.last_inner.entry(conn).or_default();
+                *t = (*t).max(ev.ts_ns);
+                self.reorder.push(
+                    ev.ts_ns,
+                    Item {
+                        ev,
+                        conn,
+                        part: Part::Whole,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Renders everything older than the reorder window.
+    pub fn drain(&mut self, now_ns: u64) -> io::Result<()> {
+        let mut ready = Vec::new();
+        self.reorder.drain_ready(now_ns, |item| ready.push(item));
+        for item in ready {
+            self.render(item)?;
+        }
+        self.correlator.expire(now_ns);
+        if self.last_inner.len() > 4096 {
+            self.last_inner
+                .retain(|_, t| now_ns.saturating_sub(*t) < 10 * REORDER_WINDOW_NS);
+        }
+        self.flush()
+    }
+
+    /// Renders everything still waiting.
+    pub fn drain_all(&mut self) -> io::Result<()> {
+        let mut ready = Vec::new();
+        self.reorder.drain_all(|item| ready.push(item));
+        for item in ready {
+            self.render(item)?;
+        }
+        self.flush()
+    }
+
+    fn render(&mut self, item: Item) -> io::Result<()> {
+        if item.part == Part::Enter {
+            let key = (item.ev.tid, item.ev.ts_ns);
+            if self.pending_enters.remove(&key) == Some(true) {
+                return Ok(());
+            }
+            self.printed_enters.insert(key);
+        }
+        let Some(conn) = self.correlator.get(item.conn) else {
+            return Ok(());
+        };
+        match &mut self.view {
+            View::Timeline(t) => t.line(&item.ev, conn, item.part),
+            View::Json(out) => json::write_event(out, &item.ev, conn),
+        }
+    }
+
+    /// The view, for meta lines and the summary.
+    pub fn view(&mut self) -> &mut View<W> {
+        &mut self.view
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.view {
+            View::Timeline(t) => t.flush(),
+            View::Json(out) => out.flush(),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Checks made before loading anything, each with a message that says what to do.
+
+use std::fs;
+
+use thiserror::Error;
+
+/// Something the machine or the user lacks.
+#[derive(Debug, Error)]
+pub enum PreflightError {
+    /// Not root and without the capabilities eBPF tracing needs.
+    #[error(
+        "tracer needs root, or CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN: run it with sudo (cargo xtask run does)"
+    )]
+    Privileges,
+}
+
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// The effective capability set of this process, from `/proc/self/status`.
+fn effective_caps() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Fails unless this process may load and attach the programs.
+pub fn check_privileges() -> Result<(), PreflightError> {
+    let caps = effective_caps();
+    let has = |cap: u32| caps & (1 << cap) != 0;
+    let bpf = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+    if bpf && (has(CAP_NET_ADMIN) || has(CAP_SYS_ADMIN)) {
+        Ok(())
+    } else {
+        Err(PreflightError::Privileges)
+    }
+}
+
+/// The first mount point of the cgroup v2 hierarchy, from `/proc/self/mountinfo`.
+pub fn cgroup2_mount() -> Option<String> {
+    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    parse_cgroup2_mount(&text)
+}
+
+/// Finds the cgroup2 mount point in mountinfo text.
+pub fn parse_cgroup2_mount(mountinfo: &str) -> Option<String> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let fstype = right.split_whitespace().next()?;
+        (fstype == "cgroup2").then(|| left.split_whitespace().nth(4).map(str::to_string))?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_cgroup2_among_v1_mounts() {
+        let text = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw
+32 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu";
+        assert_eq!(
+            parse_cgroup2_mount(text).as_deref(),
+            Some("/sys/fs/cgroup/unified")
+        );
+        assert_eq!(
+            parse_cgroup2_mount("1 2 0:1 / / rw - ext4 /dev/vda rw"),
+            None
+        );
+    }
+}

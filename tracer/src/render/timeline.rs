@@ -1,0 +1,202 @@
+//! The human view: one block of lines per connection, each line one event with its time
+//! relative to the connection's first event, its layer, what happened and the hook it came
+//! from. When events of several connections interleave, a header marks each switch.
+
+use std::io::{self, Write};
+
+use tracer_common::{KernelFn, SyscallOp, tcp_state};
+
+use super::{
+    duration, endpoint, family_name, maybe_endpoint, shutdown_how, socket_type, syscall_ret,
+};
+use crate::correlate::{Conn, ConnId, Role};
+use crate::events::{Event, Kind};
+
+/// Which part of a syscall a line shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The whole event on one line.
+    Whole,
+    /// A syscall's start, printed before the events it caused.
+    Enter,
+    /// A syscall's return, printed after the events it caused.
+    Return,
+}
+
+/// ANSI styles, or none.
+#[derive(Clone, Copy)]
+struct Style {
+    on: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// Writes the timeline.
+pub struct Timeline<W: Write> {
+    out: W,
+    style: Style,
+    current: Option<ConnId>,
+}
+
+impl<W: Write> Timeline<W> {
+    /// A timeline writing to `out`, coloured when `color`.
+    pub fn new(out: W, color: bool) -> Self {
+        Self {
+            out,
+            style: Style { on: color },
+            current: None,
+        }
+    }
+
+    /// Writes one event (or one part of a syscall) of connection `conn`.
+    pub fn line(&mut self, ev: &Event, conn: &Conn, part: Part) -> io::Result<()> {
+        if self.current != Some(conn.id) {
+            self.current = Some(conn.id);
+            writeln!(self.out, "{}", self.style.paint("1", &header(conn)))?;
+        }
+        let at = match part {
+            Part::Return => ev.end_ns(),
+            _ => ev.ts_ns,
+        };
+        let rel = at.saturating_sub(conn.first_ns);
+        let layer = ev.layer();
+        let color = match layer {
+            "syscall" => "36",
+            "kernel" => "35",
+            _ => "33",
+        };
+        let (text, tail) = describe(ev, part);
+        let hook = match ev.kind {
+            Kind::Syscall(op) | Kind::SyscallEnter(op) => format!("syscalls:sys_*_{}", op.name()),
+            _ => ev.hook.label().to_string(),
+        };
+        let tail = if tail.is_empty() {
+            String::new()
+        } else {
+            format!("{tail}  ")
+        };
+        writeln!(
+            self.out,
+            "  {:>10}  {}  {:<52} {}{}",
+            format!(
+                "+{}.{:06}",
+                rel / 1_000_000_000,
+                (rel % 1_000_000_000) / 1_000
+            ),
+            self.style.paint(color, &format!("{layer:<7}")),
+            text,
+            tail,
+            self.style.paint("2", &format!("via {hook}")),
+        )
+    }
+
+    /// Writes free text (summary tables, notices).
+    pub fn text(&mut self, text: &str) -> io::Result<()> {
+        self.current = None;
+        writeln!(self.out, "{text}")
+    }
+
+    /// Flushes the writer.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// `conn #2  echo-client[4211]  client  127.0.0.1:41234 -> 127.0.0.1:8080`
+pub fn header(conn: &Conn) -> String {
+    let who = if conn.pid == 0 {
+        "?".to_string()
+    } else {
+        format!("{}[{}]", conn.comm, conn.pid)
+    };
+    let ends = match conn.role {
+        Role::Listener => maybe_endpoint(conn.local.as_ref()),
+        _ if conn.local.is_none() && conn.remote.is_none() => "(not connected)".into(),
+        _ => format!(
+            "{} -> {}",
+            maybe_endpoint(conn.local.as_ref()),
+            maybe_endpoint(conn.remote.as_ref())
+        ),
+    };
+    format!("conn #{}  {who}  {}  {ends}", conn.id, conn.role.name())
+}
+
+/// The event's text and a right-hand note (duration).
+fn describe(ev: &Event, part: Part) -> (String, String) {
+    match ev.kind {
+        Kind::Syscall(op) | Kind::SyscallEnter(op) => syscall(ev, op, part),
+        Kind::Kernel(func) => (kernel(ev, func), String::new()),
+        Kind::State { from, to } => {
+            let mut s = format!("{} -> {}", tcp_state::name(from), tcp_state::name(to));
+            if ev.timewait {
+                s.push_str("  (kernel: -> CLOSE, timewait socket takes over)");
+            }
+            (s, String::new())
+        }
+    }
+}
+
+fn syscall(ev: &Event, op: SyscallOp, part: Part) -> (String, String) {
+    let name = op.name();
+    let fd = ev.fd;
+    let call = match op {
+        SyscallOp::Socket => format!(
+            "socket({}, {})",
+            family_name(ev.family),
+            socket_type(ev.arg)
+        ),
+        SyscallOp::Bind => format!("bind(fd={fd}, {})", maybe_endpoint(ev.local.as_ref())),
+        SyscallOp::Connect => format!("connect(fd={fd}, {})", maybe_endpoint(ev.remote.as_ref())),
+        SyscallOp::Listen => format!("listen(fd={fd}, backlog={})", ev.arg),
+        SyscallOp::Shutdown => format!("shutdown(fd={fd}, {})", shutdown_how(ev.arg)),
+        SyscallOp::Accept | SyscallOp::Accept4 | SyscallOp::Close => format!("{name}(fd={fd})"),
+        _ => format!("{name}(fd={fd}, {})", ev.arg),
+    };
+    let ret = match op {
+        _ if ev.ret < 0 => syscall_ret(ev.ret),
+        _ if op.sends() || op.receives() => format!("{} bytes", ev.ret),
+        SyscallOp::Accept | SyscallOp::Accept4 => match ev.remote.as_ref() {
+            Some(peer) => format!("{}  from {}", ev.ret, endpoint(peer)),
+            None => ev.ret.to_string(),
+        },
+        _ => ev.ret.to_string(),
+    };
+    match part {
+        Part::Enter => (format!("{call} ..."), String::new()),
+        Part::Return => (format!("{name} = {ret}"), duration(ev.duration_ns)),
+        Part::Whole => (format!("{call} = {ret}"), duration(ev.duration_ns)),
+    }
+}
+
+fn kernel(ev: &Event, func: KernelFn) -> String {
+    let name = func.name();
+    match func {
+        KernelFn::TcpSendmsg | KernelFn::TcpRecvmsg if ev.ret >= 0 => {
+            format!("{name}  {} bytes", ev.ret)
+        }
+        KernelFn::TcpSendmsg | KernelFn::TcpRecvmsg => format!("{name}  {}", syscall_ret(ev.ret)),
+        KernelFn::TcpConnect => format!(
+            "{name}  {} -> {}",
+            maybe_endpoint(ev.local.as_ref()),
+            maybe_endpoint(ev.remote.as_ref())
+        ),
+        KernelFn::InetCskAccept => format!(
+            "{name}  child {} <- {} ready",
+            maybe_endpoint(ev.local.as_ref()),
+            maybe_endpoint(ev.remote.as_ref())
+        ),
+        KernelFn::TcpReceiveReset => format!("{name}  RST received"),
+        KernelFn::TcpSendReset => format!("{name}  RST sent"),
+        KernelFn::TcpDestroySock => format!("{name}  socket freed"),
+        KernelFn::TcpRetransmitSkb => format!("{name}  segment retransmitted"),
+        KernelFn::TcpSetState | KernelFn::TcpClose => name.to_string(),
+    }
+}

@@ -1,0 +1,135 @@
+//! tracefs: making sure it is mounted, and reading tracepoint field offsets from `format` files.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Where tracefs is normally mounted.
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Problems with tracefs.
+#[derive(Debug, Error)]
+pub enum TracefsError {
+    /// Not mounted, and mounting failed.
+    #[error(
+        "tracefs is not mounted at {TRACEFS} and mounting it failed ({0}); run: mount -t tracefs nodev {TRACEFS}"
+    )]
+    Mount(std::io::Error),
+    /// A tracepoint this tool needs does not exist on this kernel.
+    #[error("tracepoint {0} is not available on this kernel")]
+    Missing(String),
+    /// A format file lacks a field.
+    #[error("tracepoint {tracepoint} has no field `{field}` on this kernel")]
+    Field {
+        /// `category/name`.
+        tracepoint: String,
+        /// The missing field.
+        field: String,
+    },
+}
+
+/// Mounts tracefs at [`TRACEFS`] unless it is there already. Returns whether it mounted it.
+pub fn ensure_mounted() -> Result<bool, TracefsError> {
+    if Path::new(TRACEFS).join("events").is_dir() {
+        return Ok(false);
+    }
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tracefs", "nodev", TRACEFS])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(TracefsError::Mount)?;
+    if !status.success() || !Path::new(TRACEFS).join("events").is_dir() {
+        return Err(TracefsError::Mount(std::io::Error::other(format!(
+            "mount exited with {status}"
+        ))));
+    }
+    Ok(true)
+}
+
+/// The fields of one tracepoint: name → byte offset.
+#[derive(Debug, Default)]
+pub struct Format {
+    name: String,
+    fields: HashMap<String, u32>,
+}
+
+impl Format {
+    /// Reads `events/<category>/<name>/format`.
+    pub fn read(category: &str, name: &str) -> Result<Self, TracefsError> {
+        let path: PathBuf = [TRACEFS, "events", category, name, "format"]
+            .iter()
+            .collect();
+        let text = fs::read_to_string(&path)
+            .map_err(|_| TracefsError::Missing(format!("{category}:{name}")))?;
+        Ok(Self::parse(&format!("{category}:{name}"), &text))
+    }
+
+    /// Parses the text of a `format` file.
+    pub fn parse(name: &str, text: &str) -> Self {
+        let mut fields = HashMap::new();
+        for line in text.lines() {
+            let mut decl = None;
+            let mut offset = None;
+            for part in line.trim().split(';') {
+                let part = part.trim();
+                if let Some(d) = part.strip_prefix("field:") {
+                    decl = Some(d);
+                } else if let Some(o) = part.strip_prefix("offset:") {
+                    offset = o.parse::<u32>().ok();
+                }
+            }
+            if let (Some(decl), Some(offset)) = (decl, offset) {
+                let last = decl.split_whitespace().last().unwrap_or("");
+                let field = last.split('[').next().unwrap_or("").trim_start_matches('*');
+                fields.insert(field.to_string(), offset);
+            }
+        }
+        Self {
+            name: name.to_string(),
+            fields,
+        }
+    }
+
+    /// The offset of `field`.
+    pub fn offset(&self, field: &str) -> Result<u32, TracefsError> {
+        self.fields
+            .get(field)
+            .copied()
+            .ok_or_else(|| TracefsError::Field {
+                tracepoint: self.name.clone(),
+                field: field.to_string(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SET_STATE: &str = "name: inet_sock_set_state
+ID: 1234
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;
+\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;
+
+print fmt: \"family=%s\"";
+
+    #[test]
+    fn parses_field_offsets() {
+        let f = Format::parse("sock:inet_sock_set_state", SET_STATE);
+        assert_eq!(f.offset("common_flags").unwrap(), 2);
+        assert_eq!(f.offset("skaddr").unwrap(), 8);
+        assert_eq!(f.offset("oldstate").unwrap(), 16);
+        assert_eq!(f.offset("saddr_v6").unwrap(), 40);
+        let err = f.offset("newstate").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "tracepoint sock:inet_sock_set_state has no field `newstate` on this kernel"
+        );
+    }
+}
