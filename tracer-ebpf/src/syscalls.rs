@@ -215,6 +215,41 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// `syscalls:sys_exit_accept`/`sys_exit_accept4`: as [`sys_exit`], and also adopts the fd
+/// returned by an accept that was already blocked when the tracer started (its enter was never
+/// seen), when the task is traced by pid or comm.
+#[tracepoint]
+pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    if let Some(inflight) = INFLIGHT.get_ptr_mut(tid) {
+        // SAFETY: a value pointer from the lookup above; only this thread uses its own entry.
+        let inflight = unsafe { &mut *inflight };
+        finish(inflight, syscall_arg(&ctx, 0) as i64);
+        let _ = INFLIGHT.remove(tid);
+        return 0;
+    }
+    let ret = syscall_arg(&ctx, 0) as i64;
+    let cfg = config();
+    let tgid = (pid_tgid >> 32) as u32;
+    if ret >= 0
+        && (cfg.by_pid != 0 || cfg.by_comm != 0)
+        && task_matches(&cfg, tgid, &current_comm())
+    {
+        // No record: the accept's arguments are unknown. Its connection is found through the
+        // socket once the fd is used.
+        let _ = FDS.insert(
+            FdKey {
+                tgid,
+                fd: ret as i32,
+            },
+            0,
+            0,
+        );
+    }
+    0
+}
+
 #[inline(always)]
 fn finish(inflight: &mut Inflight, ret: i64) {
     let event = &mut inflight.event;

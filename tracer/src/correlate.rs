@@ -545,3 +545,136 @@ fn merge_endpoint(old: Option<Endpoint>, new: Endpoint) -> Endpoint {
 pub fn endpoint(addr: IpAddr, port: u16) -> Endpoint {
     Endpoint { addr, port }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use tracer_common::Hook;
+
+    fn ev(kind: Kind, sock: u64, fd: i32, ts: u64) -> Event {
+        Event {
+            ts_ns: ts,
+            duration_ns: 0,
+            sock,
+            kind,
+            hook: Hook::TpInetSockSetState,
+            pid: 42,
+            tid: 42,
+            comm: "client".into(),
+            fd,
+            ret: 0,
+            arg: 0,
+            arg2: 0,
+            family: tracer_common::AF_INET,
+            local: None,
+            remote: None,
+            owner_guessed: false,
+            timewait: false,
+        }
+    }
+
+    fn state(from: u8, to: u8, sock: u64, ts: u64) -> Event {
+        let mut e = ev(Kind::State { from, to }, sock, -1, ts);
+        e.local = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 41000));
+        e.remote = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 8080));
+        e
+    }
+
+    #[test]
+    fn fd_and_socket_identities_meet_in_one_connection() {
+        let mut c = Correlator::new();
+        let mut socket = ev(Kind::Syscall(SyscallOp::Socket), 0, 3, 1);
+        let a = c.observe(&mut socket);
+        let mut syn = state(tcp_state::CLOSE, tcp_state::SYN_SENT, 0xabc, 2);
+        syn.fd = 3;
+        assert_eq!(c.observe(&mut syn), a);
+        let mut est = state(tcp_state::SYN_SENT, tcp_state::ESTABLISHED, 0xabc, 5);
+        assert_eq!(c.observe(&mut est), a);
+        let mut write = ev(Kind::Syscall(SyscallOp::Write), 0, 3, 6);
+        write.ret = 5;
+        assert_eq!(c.observe(&mut write), a);
+        let conn = c.get(a).unwrap();
+        assert_eq!(conn.role, Role::Client);
+        assert_eq!(conn.bytes_sent, 5);
+        assert_eq!(conn.handshake_ns, Some(3));
+        assert_eq!(conn.local.unwrap().port, 41000);
+        assert_eq!(c.total, 1);
+    }
+
+    #[test]
+    fn fin_wait2_to_close_is_time_wait_unless_reset() {
+        let mut c = Correlator::new();
+        let mut e = state(tcp_state::FIN_WAIT2, tcp_state::CLOSE, 7, 1);
+        let id = c.observe(&mut e);
+        assert_eq!(
+            e.kind,
+            Kind::State {
+                from: tcp_state::FIN_WAIT2,
+                to: tcp_state::TIME_WAIT
+            }
+        );
+        assert!(e.timewait);
+        assert_eq!(c.get(id).unwrap().outcome(), Some("closed (TIME_WAIT)"));
+
+        let mut c = Correlator::new();
+        let mut rst = ev(Kind::Kernel(KernelFn::TcpReceiveReset), 9, -1, 1);
+        c.observe(&mut rst);
+        let mut e = state(tcp_state::FIN_WAIT2, tcp_state::CLOSE, 9, 2);
+        let id = c.observe(&mut e);
+        assert_eq!(
+            e.kind,
+            Kind::State {
+                from: tcp_state::FIN_WAIT2,
+                to: tcp_state::CLOSE
+            }
+        );
+        assert_eq!(c.get(id).unwrap().outcome(), Some("reset by peer"));
+    }
+
+    #[test]
+    fn a_reused_socket_address_starts_a_new_connection() {
+        let mut c = Correlator::new();
+        let mut a = state(tcp_state::CLOSE, tcp_state::SYN_SENT, 5, 1);
+        let first = c.observe(&mut a);
+        let mut b = state(tcp_state::SYN_SENT, tcp_state::CLOSE, 5, 2);
+        c.observe(&mut b);
+        let mut again = state(tcp_state::CLOSE, tcp_state::SYN_SENT, 5, 3);
+        assert_ne!(c.observe(&mut again), first);
+    }
+
+    #[test]
+    fn accept_joins_the_child_by_its_tuple() {
+        let mut c = Correlator::new();
+        let mut listen = ev(
+            Kind::State {
+                from: tcp_state::CLOSE,
+                to: tcp_state::LISTEN,
+            },
+            1,
+            3,
+            1,
+        );
+        listen.local = Some(endpoint(Ipv4Addr::UNSPECIFIED.into(), 8080));
+        let listener = c.observe(&mut listen);
+        let mut child = ev(
+            Kind::State {
+                from: tcp_state::LISTEN,
+                to: tcp_state::SYN_RECV,
+            },
+            2,
+            -1,
+            2,
+        );
+        child.local = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 8080));
+        child.remote = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 41000));
+        let server = c.observe(&mut child);
+        assert_ne!(server, listener);
+        let mut accept = ev(Kind::Syscall(SyscallOp::Accept4), 0, 3, 3);
+        accept.ret = 4;
+        accept.remote = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 41000));
+        assert_eq!(c.observe(&mut accept), server);
+        let mut read = ev(Kind::Syscall(SyscallOp::Read), 0, 4, 4);
+        assert_eq!(c.observe(&mut read), server);
+    }
+}

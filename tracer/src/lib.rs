@@ -10,6 +10,7 @@ pub mod correlate;
 pub mod demo;
 pub mod echo;
 pub mod events;
+pub mod existing;
 pub mod loader;
 pub mod pipeline;
 pub mod preflight;

@@ -9,15 +9,15 @@ use aya::programs::{CgroupAttachMode, SockOps, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use thiserror::Error;
 use tracer_common::{
-    COMM_LEN, FilterConfig, OFF_DESTROY_SKADDR, OFF_RETRANS_SKADDR, OFF_SENDRST_SKADDR,
+    COMM_LEN, FdKey, FilterConfig, OFF_DESTROY_SKADDR, OFF_RETRANS_SKADDR, OFF_SENDRST_SKADDR,
     OFF_SOCKLEN_FAMILY, OFF_SOCKLEN_PROTOCOL, OFF_SOCKLEN_RET, OFF_SOCKLEN_SK, OFF_STATE_DADDR,
     OFF_STATE_DADDR6, OFF_STATE_DPORT, OFF_STATE_FAMILY, OFF_STATE_NEW, OFF_STATE_OLD,
     OFF_STATE_PROTOCOL, OFF_STATE_SADDR, OFF_STATE_SADDR6, OFF_STATE_SKADDR, OFF_STATE_SPORT,
-    OFF_TCPSK_SKADDR, OFFSETS_LEN, SyscallOp,
+    OFF_TCPSK_SKADDR, OFFSETS_LEN, Owner, SyscallOp,
 };
 
-use crate::preflight;
 use crate::tracefs::{Format, TracefsError};
+use crate::{existing, preflight};
 
 /// The compiled programs, embedded at build time.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
@@ -134,6 +134,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
         .load(PROGRAMS)?;
     fill(&mut ebpf, "PORTS", &filter.ports)?;
     fill(&mut ebpf, "PIDS", &filter.pids)?;
+    adopt_existing(&mut ebpf, filter)?;
 
     let mut hooks = Vec::new();
     // The state hook goes first: it is what decides which sockets are traced.
@@ -199,6 +200,50 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
         ));
     }
     Ok(Loaded { ebpf, hooks })
+}
+
+/// Marks the TCP sockets traced processes already hold as traced: their fds, and their
+/// listeners' ports so that the connections they accept belong to them.
+fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<(), LoadError> {
+    let me = std::process::id();
+    let found = existing::scan(|pid, comm, lport, rport| {
+        pid != me
+            && (filter.pids.is_empty() || filter.pids.contains(&pid))
+            && filter.comm.as_deref().is_none_or(|c| c == comm)
+            && (filter.ports.is_empty()
+                || filter.ports.contains(&lport)
+                || filter.ports.contains(&rport))
+    });
+    let map = |name| LoadError::Map(name, "missing".into());
+    let mut fds =
+        BpfHashMap::<_, FdKey, u64>::try_from(ebpf.map_mut("FDS").ok_or_else(|| map("FDS"))?)
+            .map_err(|e| LoadError::Map("FDS", e.to_string()))?;
+    for s in &found {
+        let _ = fds.insert(
+            FdKey {
+                tgid: s.pid,
+                fd: s.fd,
+            },
+            0,
+            0,
+        );
+    }
+    let mut listeners = BpfHashMap::<_, u16, Owner>::try_from(
+        ebpf.map_mut("LISTENERS").ok_or_else(|| map("LISTENERS"))?,
+    )
+    .map_err(|e| LoadError::Map("LISTENERS", e.to_string()))?;
+    for s in found.iter().filter(|s| s.listening) {
+        let mut comm = [0u8; COMM_LEN];
+        let n = s.comm.len().min(COMM_LEN - 1);
+        comm[..n].copy_from_slice(&s.comm.as_bytes()[..n]);
+        let owner = Owner {
+            tgid: s.pid,
+            tid: s.pid,
+            comm,
+        };
+        let _ = listeners.insert(s.lport, owner, 0);
+    }
+    Ok(())
 }
 
 fn fill<K: aya::Pod + Copy>(
@@ -326,8 +371,12 @@ fn syscalls(ebpf: &mut Ebpf) -> HookStatus {
         let name = op.name();
         let enter = format!("sys_enter_{name}");
         let exit = format!("sys_exit_{name}");
+        let exit_program = match op {
+            SyscallOp::Accept | SyscallOp::Accept4 => "sys_exit_accept",
+            _ => "sys_exit",
+        };
         let result = attach_tracepoint(ebpf, &enter, "syscalls", &enter)
-            .and_then(|_| attach_tracepoint(ebpf, "sys_exit", "syscalls", &exit));
+            .and_then(|_| attach_tracepoint(ebpf, exit_program, "syscalls", &exit));
         match result {
             Ok(_) => attached += 1,
             Err(e) => errors.push(e),

@@ -1,1 +1,125 @@
-fn main() {}
+//! `cargo xtask`: build, run, test. Every command first makes sure the eBPF toolchain is here.
+
+mod bootstrap;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Build, run and test tracer")]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building the eBPF programs needs (nightly rust-src, bpf-linker).
+    Bootstrap,
+    /// Build tracer, echo-server and echo-client into target/release.
+    Build,
+    /// Build, then run tracer as root with the given arguments.
+    Run {
+        /// Arguments for tracer, after `--`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, check formatting and lints, and run every test (as root: they load eBPF).
+    Test,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let root = workspace_root();
+    match args.command {
+        Cmd::Bootstrap => bootstrap::ensure(&root),
+        Cmd::Build => build(&root),
+        Cmd::Run { args } => {
+            build(&root)?;
+            let tracer = root.join("target/release/tracer");
+            let mut cmd = if is_root() {
+                Command::new(&tracer)
+            } else {
+                let mut c = Command::new("sudo");
+                c.arg("-E").arg(&tracer);
+                c
+            };
+            let status = cmd.args(&args).status().context("starting tracer")?;
+            if !status.success() {
+                std::process::exit(status.code().unwrap_or(1));
+            }
+            Ok(())
+        }
+        Cmd::Test => {
+            build(&root)?;
+            cargo(&root, &["fmt", "--all", "--", "--check"])?;
+            cargo(
+                &root,
+                &[
+                    "clippy",
+                    "--release",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            )?;
+            if !is_root() {
+                bail!("the tests load eBPF programs: run `sudo -E cargo xtask test`");
+            }
+            cargo(&root, &["test", "--release", "--workspace"])
+        }
+    }
+}
+
+fn build(root: &Path) -> anyhow::Result<()> {
+    bootstrap::ensure(root)?;
+    cargo(
+        root,
+        &["build", "--release", "--package", "tracer", "--bins"],
+    )
+}
+
+fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(root)
+        .env("PATH", bootstrap::path_with_cargo_bin())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}

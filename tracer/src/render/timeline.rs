@@ -200,3 +200,65 @@ fn kernel(ev: &Event, func: KernelFn) -> String {
         KernelFn::TcpSetState | KernelFn::TcpClose => name.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::Correlator;
+    use tracer_common::Hook;
+
+    #[test]
+    fn renders_header_and_a_paired_syscall() {
+        let mut c = Correlator::new();
+        let mut connect = Event {
+            ts_ns: 1_000,
+            duration_ns: 24_000,
+            sock: 0,
+            kind: Kind::Syscall(SyscallOp::Connect),
+            hook: Hook::SyscallTracepoints,
+            pid: 4211,
+            tid: 4211,
+            comm: "echo-client".into(),
+            fd: 3,
+            ret: -111,
+            arg: 0,
+            arg2: 0,
+            family: tracer_common::AF_INET,
+            local: None,
+            remote: Some(crate::correlate::endpoint(
+                "127.0.0.1".parse().unwrap(),
+                8080,
+            )),
+            owner_guessed: false,
+            timewait: false,
+        };
+        let id = c.observe(&mut connect);
+        let mut out = Vec::new();
+        let mut t = Timeline::new(&mut out, false);
+        t.line(&connect, c.get(id).unwrap(), Part::Whole).unwrap();
+        t.line(&connect, c.get(id).unwrap(), Part::Return).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "conn #1  echo-client[4211]  client  ? -> 127.0.0.1:8080"
+        );
+        assert!(
+            lines[1].starts_with(
+                "   +0.000000  syscall  connect(fd=3, 127.0.0.1:8080) = -1 ECONNREFUSED"
+            ),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[1].ends_with("24 µs  via syscalls:sys_*_connect"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].starts_with("   +0.000024  syscall  connect = -1 ECONNREFUSED"),
+            "{}",
+            lines[2]
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! Bad input: one clear line on stderr, a non-zero exit, never a panic.
+
+mod support;
+
+use std::process::Command;
+
+use support::TRACER;
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(TRACER)
+        .args(args)
+        .output()
+        .expect("run tracer");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {stderr:?}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    lines[0]
+}
+
+#[test]
+fn bad_ports_are_usage_errors() {
+    for bad in ["0", "65536", "abc"] {
+        let (code, err) = run(&["--port", bad]);
+        assert_eq!(code, 2, "--port {bad}");
+        let line = one_line(&err);
+        assert!(
+            line.starts_with("error:") && line.contains("1 to 65535"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn unknown_pid_is_a_usage_error() {
+    let (code, err) = run(&["--pid", "4000000"]);
+    assert_eq!(code, 2);
+    assert_eq!(one_line(&err), "error: no process with pid 4000000 (--pid)");
+}
+
+#[test]
+fn unprivileged_run_says_what_to_do() {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            TRACER,
+            "--port",
+            "8080",
+        ])
+        .output()
+        .expect("run setpriv");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(one_line(&err).contains("needs root"), "{err}");
+}
+
+#[test]
+fn help_works() {
+    let out = Command::new(TRACER).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--port"));
+}

@@ -1,0 +1,340 @@
+//! End-to-end tests on the live kernel: the real tracer, real sockets, exact events.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+fn syscalls<'a>(events: &'a [Value], conn: u64, name: &str) -> Vec<&'a Value> {
+    of_conn(events, conn)
+        .into_iter()
+        .filter(|e| e["layer"] == "syscall" && e["name"] == name)
+        .collect()
+}
+
+fn kernel<'a>(events: &'a [Value], conn: u64, name: &str) -> Vec<&'a Value> {
+    of_conn(events, conn)
+        .into_iter()
+        .filter(|e| e["layer"] == "kernel" && e["event"] == name)
+        .collect()
+}
+
+fn ts(e: &Value) -> u64 {
+    e["ts_ns"].as_u64().unwrap()
+}
+
+fn bytes(events: &[&Value]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| e["bytes"].as_u64())
+        .filter(|&b| b > 0)
+        .collect()
+}
+
+/// The whole journey of an echo session, checked layer by layer on both ends.
+fn check_echo(events: &[Value], echo: &Echo, family: &str) {
+    let (server, client, port) = (echo.server_pid, echo.client_pid, echo.port);
+    let messages: Vec<u64> = echo.messages.iter().map(|m| m.len() as u64).collect();
+    let replies: Vec<u64> = messages
+        .iter()
+        .map(|n| n + "your message is".len() as u64)
+        .collect();
+
+    assert_eq!(
+        events.first().unwrap()["event"],
+        "ready",
+        "first line is the ready event"
+    );
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["dropped"], 0);
+
+    // Client: states, owner, tuple.
+    let c = conn_with(events, client, "CLOSE", "SYN_SENT");
+    assert_eq!(
+        states(events, c),
+        path(&[
+            ("CLOSE", "SYN_SENT"),
+            ("SYN_SENT", "ESTABLISHED"),
+            ("ESTABLISHED", "FIN_WAIT1"),
+            ("FIN_WAIT1", "FIN_WAIT2"),
+            ("FIN_WAIT2", "TIME_WAIT"),
+        ])
+    );
+    for e in of_conn(events, c) {
+        assert_eq!(e["pid"], client, "client event owned by the client: {e}");
+        assert_eq!(e["comm"], "echo-client", "{e}");
+        assert_eq!(e["rport"], port, "{e}");
+        assert_eq!(e["family"], family, "{e}");
+    }
+    let client_port = of_conn(events, c)
+        .iter()
+        .find_map(|e| e["lport"].as_u64().filter(|&p| p != 0))
+        .expect("client port known");
+
+    // Client syscalls: socket, connect, the exchange, close, on the same fd.
+    let socket = syscalls(events, c, "socket");
+    assert_eq!(socket.len(), 1);
+    let fd = socket[0]["ret"].as_i64().unwrap();
+    assert!(fd >= 0);
+    let connect = syscalls(events, c, "connect");
+    assert_eq!(connect.len(), 1);
+    assert_eq!(connect[0]["fd"], fd);
+    assert_eq!(connect[0]["ret"], 0);
+    let sends: Vec<&Value> = of_conn(events, c)
+        .into_iter()
+        .filter(|e| {
+            e["layer"] == "syscall"
+                && ["write", "sendto", "sendmsg", "writev"].contains(&e["name"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(bytes(&sends), messages, "client sent exactly the messages");
+    assert!(sends.iter().all(|e| e["fd"] == fd));
+    let recvs: Vec<&Value> = of_conn(events, c)
+        .into_iter()
+        .filter(|e| {
+            e["layer"] == "syscall"
+                && ["read", "recvfrom", "recvmsg", "readv"].contains(&e["name"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        bytes(&recvs).iter().sum::<u64>(),
+        replies.iter().sum::<u64>(),
+        "client received every reply"
+    );
+    let close = syscalls(events, c, "close");
+    assert_eq!(close.len(), 1);
+    assert_eq!(close[0]["fd"], fd);
+
+    // Client kernel functions in their place: tcp_connect inside connect, between SYN_SENT
+    // and ESTABLISHED; one tcp_sendmsg per message.
+    let state_ts = |from: &str, to: &str| {
+        of_conn(events, c)
+            .into_iter()
+            .find(|e| e["layer"] == "state" && e["from"] == from && e["to"] == to)
+            .map(ts)
+            .unwrap()
+    };
+    let tcp_connect = kernel(events, c, "tcp_connect");
+    assert_eq!(tcp_connect.len(), 1);
+    assert!(state_ts("CLOSE", "SYN_SENT") <= ts(tcp_connect[0]));
+    assert!(ts(tcp_connect[0]) <= state_ts("SYN_SENT", "ESTABLISHED"));
+    assert!(ts(connect[0]) <= ts(tcp_connect[0]));
+    assert!(ts(tcp_connect[0]) <= ts(connect[0]) + connect[0]["duration_ns"].as_u64().unwrap());
+    assert_eq!(tcp_connect[0]["lport"], client_port);
+    let sendmsg = kernel(events, c, "tcp_sendmsg");
+    assert_eq!(bytes(&sendmsg), messages);
+
+    // Server connection: the accepted child.
+    let s = conn_with(events, server, "LISTEN", "SYN_RECV");
+    assert_ne!(s, c);
+    assert_eq!(
+        states(events, s),
+        path(&[
+            ("LISTEN", "SYN_RECV"),
+            ("SYN_RECV", "ESTABLISHED"),
+            ("ESTABLISHED", "CLOSE_WAIT"),
+            ("CLOSE_WAIT", "LAST_ACK"),
+            ("LAST_ACK", "CLOSE"),
+        ])
+    );
+    for e in of_conn(events, s) {
+        assert_eq!(e["pid"], server, "server event owned by the server: {e}");
+        assert_eq!(e["comm"], "echo-server", "{e}");
+        assert_eq!(e["lport"], port, "{e}");
+        assert_eq!(e["rport"], client_port, "{e}");
+    }
+    let accept: Vec<&Value> = of_conn(events, s)
+        .into_iter()
+        .filter(|e| e["layer"] == "syscall" && (e["name"] == "accept4" || e["name"] == "accept"))
+        .collect();
+    assert_eq!(accept.len(), 1, "one accept returned this connection");
+    let new_fd = accept[0]["ret"].as_i64().unwrap();
+    assert!(new_fd >= 0);
+    assert!(
+        accept[0]["peer"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{client_port}"))
+    );
+    let csk_accept = kernel(events, s, "inet_csk_accept");
+    assert_eq!(csk_accept.len(), 1);
+    assert!(ts(csk_accept[0]) <= ts(accept[0]) + accept[0]["duration_ns"].as_u64().unwrap());
+    let s_recvs: Vec<&Value> = of_conn(events, s)
+        .into_iter()
+        .filter(|e| {
+            e["layer"] == "syscall"
+                && ["read", "recvfrom", "recvmsg", "readv"].contains(&e["name"].as_str().unwrap())
+        })
+        .collect();
+    assert!(s_recvs.iter().all(|e| e["fd"] == new_fd));
+    assert_eq!(bytes(&s_recvs), messages, "server received each message");
+    assert!(
+        s_recvs.iter().any(|e| e["ret"] == 0),
+        "server saw end of stream"
+    );
+    let s_sends: Vec<&Value> = of_conn(events, s)
+        .into_iter()
+        .filter(|e| {
+            e["layer"] == "syscall"
+                && ["write", "sendto", "sendmsg", "writev"].contains(&e["name"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(bytes(&s_sends), replies, "server sent each reply");
+    let s_close = syscalls(events, s, "close");
+    assert_eq!(s_close.len(), 1);
+    assert_eq!(s_close[0]["fd"], new_fd);
+
+    // Listener.
+    let l = conn_with(events, server, "CLOSE", "LISTEN");
+    assert_eq!(
+        states(events, l),
+        path(&[("CLOSE", "LISTEN"), ("LISTEN", "CLOSE")])
+    );
+    assert_eq!(syscalls(events, l, "bind").len(), 1);
+    assert_eq!(syscalls(events, l, "bind")[0]["lport"], port);
+    assert_eq!(syscalls(events, l, "listen").len(), 1);
+    assert_eq!(syscalls(events, l, "listen")[0]["ret"], 0);
+
+    // Summary agrees with the events.
+    let conns = summary["conns"].as_array().unwrap();
+    let sc = conns.iter().find(|x| x["conn"] == c).unwrap();
+    assert_eq!(sc["bytes_sent"], messages.iter().sum::<u64>());
+    assert_eq!(sc["bytes_received"], replies.iter().sum::<u64>());
+    assert_eq!(sc["outcome"], "closed (TIME_WAIT)");
+}
+
+#[test]
+fn echo_session_on_ipv4_shows_every_layer_of_both_ends() {
+    let port = free_port();
+    let trace = start(&["--port", &port.to_string()]);
+    let echo = echo_session(
+        "127.0.0.1",
+        port,
+        &["hello", "from code", "to packet capture"],
+    );
+    let events = trace.stop();
+    check_echo(&events, &echo, "ipv4");
+}
+
+#[test]
+fn echo_session_on_ipv6_is_traced_the_same_way() {
+    let port = free_port();
+    let trace = start(&["--port", &port.to_string()]);
+    let echo = echo_session("::1", port, &["six", "over loopback", "done"]);
+    let events = trace.stop();
+    check_echo(&events, &echo, "ipv6");
+}
+
+#[test]
+fn pid_filter_traces_the_server_without_a_port() {
+    let port = free_port();
+    let mut server = std::process::Command::new(ECHO_SERVER)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let pid = server.id();
+    let trace = start(&["--pid", &pid.to_string()]);
+    let out = std::process::Command::new(ECHO_CLIENT)
+        .args([
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--message",
+            "by pid",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = server.wait();
+    let events = trace.stop();
+    let body: Vec<&Value> = events.iter().filter(|e| e["layer"] != "meta").collect();
+    assert!(!body.is_empty());
+    assert!(
+        body.iter().all(|e| e["pid"] == pid),
+        "only the server's sockets: {body:#?}"
+    );
+    let s = conn_with(&events, pid, "LISTEN", "SYN_RECV");
+    assert_eq!(
+        states(&events, s),
+        path(&[
+            ("LISTEN", "SYN_RECV"),
+            ("SYN_RECV", "ESTABLISHED"),
+            ("ESTABLISHED", "CLOSE_WAIT"),
+            ("CLOSE_WAIT", "LAST_ACK"),
+            ("LAST_ACK", "CLOSE"),
+        ])
+    );
+    let recvd: Vec<&Value> = syscalls(&events, s, "recvfrom");
+    assert_eq!(bytes(&recvd), [6]);
+}
+
+#[test]
+fn refused_connection_shows_econnrefused_and_syn_sent_to_close() {
+    let port = free_port();
+    let trace = start(&["--port", &port.to_string()]);
+    let out = std::process::Command::new(ECHO_CLIENT)
+        .args([
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--message",
+            "nobody home",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "nothing listens, the client must fail"
+    );
+    let events = trace.stop();
+    let connect: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["layer"] == "syscall" && e["name"] == "connect")
+        .collect();
+    assert_eq!(connect.len(), 1, "{events:#?}");
+    assert_eq!(connect[0]["ret"], -(libc::ECONNREFUSED as i64));
+    assert_eq!(connect[0]["errno"], "ECONNREFUSED");
+    assert_eq!(connect[0]["rport"], port);
+    let c = connect[0]["conn"].as_u64().unwrap();
+    assert_eq!(
+        states(&events, c),
+        path(&[("CLOSE", "SYN_SENT"), ("SYN_SENT", "CLOSE")])
+    );
+    assert_eq!(
+        kernel(&events, c, "tcp_reset").len(),
+        1,
+        "the RST that refused it"
+    );
+    let summary = events.last().unwrap();
+    let sc = summary["conns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["conn"] == c)
+        .unwrap();
+    assert_eq!(sc["outcome"], "refused");
+}
+
+#[test]
+fn other_ports_produce_no_events() {
+    let (traced, other) = (free_port(), free_port());
+    let trace = start(&["--port", &traced.to_string()]);
+    let noise = std::thread::spawn(move || echo_session("127.0.0.1", other, &["not", "traced"]));
+    let echo = echo_session("127.0.0.1", traced, &["traced"]);
+    noise.join().unwrap();
+    let events = trace.stop();
+    let body: Vec<&Value> = events.iter().filter(|e| e["layer"] != "meta").collect();
+    assert!(!body.is_empty());
+    for e in &body {
+        assert!(
+            e["lport"] == traced || e["rport"] == traced,
+            "event outside port {traced}: {e}"
+        );
+        assert!(e["lport"] != other && e["rport"] != other, "{e}");
+    }
+    assert!(body.iter().any(|e| e["pid"] == echo.client_pid));
+}

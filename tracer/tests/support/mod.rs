@@ -1,0 +1,216 @@
+//! Test harness: runs the real `tracer` binary (as root, on the live kernel) with `--json`,
+//! drives real sockets with the echo demo, and hands back the parsed events.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const TRACER: &str = env!("CARGO_BIN_EXE_tracer");
+pub const ECHO_SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
+pub const ECHO_CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
+
+/// A running tracer.
+pub struct Trace {
+    child: Child,
+    reader: JoinHandle<Vec<Value>>,
+}
+
+/// Starts `tracer --json ARGS` and waits for its `ready` line.
+pub fn start(args: &[&str]) -> Trace {
+    assert!(
+        is_root(),
+        "the live tests load eBPF programs: run them as root"
+    );
+    let mut child = Command::new(TRACER)
+        .arg("--json")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tracer");
+    let stdout = child.stdout.take().unwrap();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut events = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("read tracer output");
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("tracer printed non-JSON {line:?}: {e}"));
+            if v["event"] == "ready" {
+                let _ = ready_tx.send(());
+            }
+            events.push(v);
+        }
+        events
+    });
+    if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "tracer never became ready: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Trace { child, reader }
+}
+
+impl Trace {
+    /// Stops the tracer with SIGINT (as Ctrl-C would) and returns every line it printed.
+    pub fn stop(mut self) -> Vec<Value> {
+        // Let the last records arrive and leave the reorder window.
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tracer did not exit after SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "tracer exited with {status}");
+        self.reader.join().expect("reader thread")
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Waits until something listens on `port` (checked in /proc, without connecting).
+pub fn wait_listening(port: u16) {
+    let needle = format!(":{port:04X}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|p| {
+            std::fs::read_to_string(p).is_ok_and(|t| {
+                t.lines().skip(1).any(|l| {
+                    let c: Vec<&str> = l.split_whitespace().collect();
+                    c.len() > 3 && c[1].ends_with(&needle) && c[3] == "0A"
+                })
+            })
+        });
+        if found {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What one echo session did.
+pub struct Echo {
+    pub server_pid: u32,
+    pub client_pid: u32,
+    pub port: u16,
+    pub messages: Vec<String>,
+}
+
+/// Runs the echo server on `bind`:`port`, a client exchanging `messages`, then stops the server.
+pub fn echo_session(bind: &str, port: u16, messages: &[&str]) -> Echo {
+    let mut server = Command::new(ECHO_SERVER)
+        .args(["--port", &port.to_string(), "--bind", bind])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start echo-server");
+    wait_listening(port);
+    let addr = if bind.contains(':') {
+        format!("[{bind}]:{port}")
+    } else {
+        format!("{bind}:{port}")
+    };
+    let mut client = Command::new(ECHO_CLIENT);
+    client.args(["--addr", &addr]);
+    for m in messages {
+        client.args(["--message", m]);
+    }
+    let client = client
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start echo-client");
+    let client_pid = client.id();
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success(), "echo-client failed");
+    let replies = String::from_utf8_lossy(&out.stdout);
+    for m in messages {
+        assert!(
+            replies.contains(&format!("your message is{m}")),
+            "reply to {m} missing: {replies}"
+        );
+    }
+    // Let the server see the client's FIN and close its side.
+    std::thread::sleep(Duration::from_millis(200));
+    let server_pid = server.id();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(server_pid as i32, libc::SIGTERM) };
+    let _ = server.wait();
+    Echo {
+        server_pid,
+        client_pid,
+        port,
+        messages: messages.iter().map(|m| m.to_string()).collect(),
+    }
+}
+
+/// The events of layer `layer`.
+pub fn layer<'a>(events: &'a [Value], layer: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["layer"] == layer).collect()
+}
+
+/// The events of connection `conn`, in time order.
+pub fn of_conn(events: &[Value], conn: u64) -> Vec<&Value> {
+    let mut v: Vec<&Value> = events.iter().filter(|e| e["conn"] == conn).collect();
+    v.sort_by_key(|e| e["ts_ns"].as_u64());
+    v
+}
+
+/// `(from, to)` of every state event of `conn`, in order.
+pub fn states(events: &[Value], conn: u64) -> Vec<(String, String)> {
+    of_conn(events, conn)
+        .into_iter()
+        .filter(|e| e["layer"] == "state")
+        .map(|e| {
+            (
+                e["from"].as_str().unwrap().to_string(),
+                e["to"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Transitions written as `"A>B"`.
+pub fn path(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// The connection whose state events include `from -> to` and that belongs to `pid`.
+pub fn conn_with(events: &[Value], pid: u32, from: &str, to: &str) -> u64 {
+    events
+        .iter()
+        .find(|e| e["layer"] == "state" && e["pid"] == pid && e["from"] == from && e["to"] == to)
+        .and_then(|e| e["conn"].as_u64())
+        .unwrap_or_else(|| panic!("no {from} -> {to} for pid {pid} in {events:#?}"))
+}
