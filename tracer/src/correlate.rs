@@ -409,10 +409,7 @@ impl Correlator {
         conn.events += 1;
         conn.last_ns = conn.last_ns.max(ev.end_ns());
         conn.first_ns = conn.first_ns.min(ev.ts_ns);
-        if ev.pid != 0 && (conn.pid == 0 || !ev.owner_guessed) && !is_accept(ev) {
-            conn.pid = ev.pid;
-            conn.comm.clone_from(&ev.comm);
-        } else if conn.pid == 0 && ev.pid != 0 {
+        if ev.pid != 0 && (conn.pid == 0 || !ev.owner_guessed) {
             conn.pid = ev.pid;
             conn.comm.clone_from(&ev.comm);
         }
@@ -472,11 +469,7 @@ impl Correlator {
                             conn.connect_error = Some(ev.ret);
                         }
                     }
-                    SyscallOp::Bind => {
-                        if conn.local.is_none() {
-                            conn.local = ev.local;
-                        }
-                    }
+                    SyscallOp::Bind if conn.local.is_none() => conn.local = ev.local,
                     SyscallOp::Listen => conn.role = Role::Listener,
                     _ => {}
                 }
@@ -509,13 +502,6 @@ impl Correlator {
 
 /// How long a finished connection stays in the live table, for late events and rendering.
 const RETIRE_AFTER_NS: u64 = 2_000_000_000;
-
-fn is_accept(ev: &Event) -> bool {
-    matches!(
-        ev.kind,
-        Kind::Syscall(SyscallOp::Accept | SyscallOp::Accept4)
-    )
-}
 
 fn set_endpoints(conn: &mut Conn, ev: &Event) {
     if let Some(local) = ev.local

@@ -81,7 +81,6 @@ impl<W: Write> Pipeline<W> {
                         part: Part::Enter,
                     },
                 );
-                return;
             }
             Kind::Syscall(_) => {
                 self.events += 1;

@@ -80,7 +80,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             if !is_root() {
                 bail!("the tests load eBPF programs: run `sudo -E cargo xtask test`");
             }
-            cargo(&root, &["test", "--release", "--workspace"])
+            cargo(&root, &["test", "--release"])
         }
     }
 }
