@@ -19,6 +19,17 @@ fn kernel<'a>(events: &'a [Value], conn: u64, name: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+const SENDS: [&str; 4] = ["write", "sendto", "sendmsg", "writev"];
+const RECVS: [&str; 4] = ["read", "recvfrom", "recvmsg", "readv"];
+
+/// The syscalls of `conn` named in `names` (the send or the receive family).
+fn data_calls<'a>(events: &'a [Value], conn: u64, names: &[&str]) -> Vec<&'a Value> {
+    of_conn(events, conn)
+        .into_iter()
+        .filter(|e| e["layer"] == "syscall" && names.contains(&e["name"].as_str().unwrap_or("")))
+        .collect()
+}
+
 fn ts(e: &Value) -> u64 {
     e["ts_ns"].as_u64().unwrap()
 }
@@ -81,22 +92,10 @@ fn check_echo(events: &[Value], echo: &Echo, family: &str) {
     assert_eq!(connect.len(), 1);
     assert_eq!(connect[0]["fd"], fd);
     assert_eq!(connect[0]["ret"], 0);
-    let sends: Vec<&Value> = of_conn(events, c)
-        .into_iter()
-        .filter(|e| {
-            e["layer"] == "syscall"
-                && ["write", "sendto", "sendmsg", "writev"].contains(&e["name"].as_str().unwrap())
-        })
-        .collect();
+    let sends = data_calls(events, c, &SENDS);
     assert_eq!(bytes(&sends), messages, "client sent exactly the messages");
     assert!(sends.iter().all(|e| e["fd"] == fd));
-    let recvs: Vec<&Value> = of_conn(events, c)
-        .into_iter()
-        .filter(|e| {
-            e["layer"] == "syscall"
-                && ["read", "recvfrom", "recvmsg", "readv"].contains(&e["name"].as_str().unwrap())
-        })
-        .collect();
+    let recvs = data_calls(events, c, &RECVS);
     assert_eq!(
         bytes(&recvs).iter().sum::<u64>(),
         replies.iter().sum::<u64>(),
@@ -160,26 +159,14 @@ fn check_echo(events: &[Value], echo: &Echo, family: &str) {
     let csk_accept = kernel(events, s, "inet_csk_accept");
     assert_eq!(csk_accept.len(), 1);
     assert!(ts(csk_accept[0]) <= ts(accept[0]) + accept[0]["duration_ns"].as_u64().unwrap());
-    let s_recvs: Vec<&Value> = of_conn(events, s)
-        .into_iter()
-        .filter(|e| {
-            e["layer"] == "syscall"
-                && ["read", "recvfrom", "recvmsg", "readv"].contains(&e["name"].as_str().unwrap())
-        })
-        .collect();
+    let s_recvs = data_calls(events, s, &RECVS);
     assert!(s_recvs.iter().all(|e| e["fd"] == new_fd));
     assert_eq!(bytes(&s_recvs), messages, "server received each message");
     assert!(
         s_recvs.iter().any(|e| e["ret"] == 0),
         "server saw end of stream"
     );
-    let s_sends: Vec<&Value> = of_conn(events, s)
-        .into_iter()
-        .filter(|e| {
-            e["layer"] == "syscall"
-                && ["write", "sendto", "sendmsg", "writev"].contains(&e["name"].as_str().unwrap())
-        })
-        .collect();
+    let s_sends = data_calls(events, s, &SENDS);
     assert_eq!(bytes(&s_sends), replies, "server sent each reply");
     let s_close = syscalls(events, s, "close");
     assert_eq!(s_close.len(), 1);
