@@ -70,7 +70,6 @@ fn run(args: Args) -> anyhow::Result<()> {
                 &[
                     "clippy",
                     "--release",
-                    "--workspace",
                     "--all-targets",
                     "--",
                     "-D",
