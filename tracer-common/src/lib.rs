@@ -446,6 +446,35 @@ pub struct FilterConfig {
     pub self_tgid: u32,
     /// The comm to match, NUL-padded.
     pub comm: [u8; COMM_LEN],
+    /// Non-zero to capture the TCP segments of traced connections.
+    pub capture: u8,
+    /// Explicit padding.
+    pub _pad: u8,
+    /// Payload bytes to copy after the TCP header (0: headers only).
+    pub snaplen: u16,
+}
+
+/// Bytes of a packet a [`PacketRecord`] can hold: IP + TCP headers (at most 120) and payload.
+pub const PACKET_CAP: usize = 256;
+
+/// A captured TCP segment, starting at its IP header. Told apart from [`Event`] by its size.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PacketRecord {
+    /// `bpf_ktime_get_ns()` when the segment passed the hook.
+    pub ts_ns: u64,
+    /// The whole packet's length from the IP header.
+    pub len: u32,
+    /// Interface index.
+    pub ifindex: u32,
+    /// Bytes copied into `data`.
+    pub caplen: u16,
+    /// 1: egress (sent by this host), 0: ingress.
+    pub egress: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 5],
+    /// The packet from its IP header: headers always, payload up to the snap length.
+    pub data: [u8; PACKET_CAP],
 }
 
 /// TCP states as the kernel numbers them (`include/net/tcp_states.h`).
@@ -503,10 +532,24 @@ mod user {
     unsafe impl aya::Pod for super::Owner {}
     unsafe impl aya::Pod for super::Inflight {}
     unsafe impl aya::Pod for super::FilterConfig {}
+    unsafe impl aya::Pod for super::PacketRecord {}
+    unsafe impl aya::Pod for super::PortPair {}
 }
 
 const _: () = assert!(core::mem::size_of::<Event>() == 120);
 const _: () = assert!(core::mem::size_of::<Inflight>() == 128);
 const _: () = assert!(core::mem::size_of::<FdKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Owner>() == 24);
-const _: () = assert!(core::mem::size_of::<FilterConfig>() == 24);
+const _: () = assert!(core::mem::size_of::<FilterConfig>() == 28);
+const _: () = assert!(core::mem::size_of::<PacketRecord>() == 24 + PACKET_CAP);
+const _: () = assert!(core::mem::size_of::<PortPair>() == 4);
+
+/// Key of the map of traced connections' port pairs, used to filter packets by pid or comm.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortPair {
+    /// Local port of the traced end.
+    pub local: u16,
+    /// Remote port.
+    pub remote: u16,
+}

@@ -14,6 +14,9 @@ static FILTER: Global<FilterConfig> = Global::new(FilterConfig {
     emit_enter: 0,
     self_tgid: 0,
     comm: [0; COMM_LEN],
+    capture: 0,
+    _pad: 0,
+    snaplen: 0,
 });
 
 /// The filter configuration.

@@ -23,14 +23,14 @@ use aya_ebpf::{
 use tracer_common::{
     AF_INET, AF_INET6, Event, FdKey, Hook, KernelFn, Layer, OFF_DESTROY_SKADDR, OFF_RETRANS_SKADDR,
     OFF_SENDRST_SKADDR, OFF_SOCKLEN_FAMILY, OFF_SOCKLEN_PROTOCOL, OFF_SOCKLEN_RET, OFF_SOCKLEN_SK,
-    OFF_TCPSK_SKADDR, Owner,
+    OFF_TCPSK_SKADDR, Owner, PortPair,
 };
 
 use crate::{
     context::field,
     emit::emit,
     filter::current_comm,
-    maps::{FDS, INFLIGHT, SOCKS},
+    maps::{FDS, INFLIGHT, PORT_PAIRS, SOCKS},
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -95,6 +95,17 @@ pub fn tcp_fn_sock_ops(ctx: SockOpsContext) -> u32 {
             event.laddr[i * 4..i * 4 + 4].copy_from_slice(&l.to_ne_bytes());
             event.raddr[i * 4..i * 4 + 4].copy_from_slice(&r.to_ne_bytes());
         }
+    }
+    if func == KernelFn::TcpConnect {
+        // The SYN is about to leave: its port pair must already pass the packet filter.
+        let _ = PORT_PAIRS.insert(
+            PortPair {
+                local: event.lport,
+                remote: event.rport,
+            },
+            1,
+            0,
+        );
     }
     emit(&event);
     1

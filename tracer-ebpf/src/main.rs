@@ -15,6 +15,7 @@ mod emit;
 mod filter;
 mod kernel_fns;
 mod maps;
+mod packets;
 mod sockaddr;
 mod state;
 mod syscalls;

@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use tracer_common::{Event, FdKey, Inflight, Owner};
+use tracer_common::{Event, FdKey, Inflight, Owner, PortPair};
 
 /// Every record goes through this one ring buffer, in time order per CPU.
 #[map]
@@ -43,3 +43,7 @@ pub static INFLIGHT: LruHashMap<u32, Inflight> = LruHashMap::with_max_entries(16
 /// Traced listening ports and their owners: a child socket in SYN_RECV belongs to them.
 #[map]
 pub static LISTENERS: HashMap<u16, Owner> = HashMap::with_max_entries(1024, 0);
+
+/// Port pairs of traced connections, so that packets can be filtered by pid or comm.
+#[map]
+pub static PORT_PAIRS: LruHashMap<PortPair, u8> = LruHashMap::with_max_entries(65536, 0);

@@ -12,6 +12,7 @@ pub mod echo;
 pub mod events;
 pub mod existing;
 pub mod loader;
+pub mod packet;
 pub mod pipeline;
 pub mod preflight;
 pub mod render;

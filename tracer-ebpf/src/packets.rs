@@ -1,0 +1,117 @@
+//! The packet layer: TCP segments of traced connections, from cgroup_skb on the cgroup2 root.
+//!
+//! Egress sees every segment this host sends; ingress skips loopback, whose segments were
+//! already seen leaving, so each segment is captured once. Headers are always copied, payload
+//! only up to the configured snap length (0 by default).
+
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::cgroup_skb,
+    programs::SkBuffContext,
+};
+use tracer_common::{FilterConfig, PACKET_CAP, PacketRecord, PortPair};
+
+use crate::{
+    filter::config,
+    maps::{DROPS, EVENTS, LISTENERS, PORTS, PORT_PAIRS},
+};
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const IPPROTO_TCP: u8 = 6;
+const LOOPBACK_IFINDEX: u32 = 1;
+/// cgroup_skb verdict: let the packet through (we only watch).
+const PASS: i32 = 1;
+
+/// `cgroup_skb/egress`
+#[cgroup_skb(egress)]
+pub fn packets_out(ctx: SkBuffContext) -> i32 {
+    capture(&ctx, 1);
+    PASS
+}
+
+/// `cgroup_skb/ingress`
+#[cgroup_skb(ingress)]
+pub fn packets_in(ctx: SkBuffContext) -> i32 {
+    // SAFETY: reading a field of the program's own context.
+    if unsafe { (*ctx.skb.skb).ifindex } != LOOPBACK_IFINDEX {
+        capture(&ctx, 0);
+    }
+    PASS
+}
+
+#[inline(always)]
+fn wanted(cfg: &FilterConfig, sport: u16, dport: u16) -> bool {
+    if cfg.by_port != 0 {
+        return PORTS.get_ptr(sport).is_some() || PORTS.get_ptr(dport).is_some();
+    }
+    if cfg.by_pid != 0 || cfg.by_comm != 0 {
+        return PORT_PAIRS.get_ptr(PortPair { local: sport, remote: dport }).is_some()
+            || PORT_PAIRS.get_ptr(PortPair { local: dport, remote: sport }).is_some()
+            || LISTENERS.get_ptr(sport).is_some()
+            || LISTENERS.get_ptr(dport).is_some();
+    }
+    true
+}
+
+#[inline(always)]
+fn capture(ctx: &SkBuffContext, egress: u8) -> Option<()> {
+    let cfg = config();
+    if cfg.capture == 0 {
+        return None;
+    }
+    // SAFETY: reading a field of the program's own context.
+    let proto = u16::from_be(unsafe { (*ctx.skb.skb).protocol } as u16);
+    let first: u8 = ctx.load(0).ok()?;
+    let tcp_off = match proto {
+        ETH_P_IP if first >> 4 == 4 => {
+            if ctx.load::<u8>(9).ok()? != IPPROTO_TCP {
+                return None;
+            }
+            usize::from(first & 0x0f) * 4
+        }
+        ETH_P_IPV6 if first >> 4 == 6 => {
+            if ctx.load::<u8>(6).ok()? != IPPROTO_TCP {
+                return None;
+            }
+            40
+        }
+        _ => return None,
+    };
+    if tcp_off < 20 || tcp_off > 60 {
+        return None;
+    }
+    let sport = u16::from_be(ctx.load::<u16>(tcp_off).ok()?);
+    let dport = u16::from_be(ctx.load::<u16>(tcp_off + 2).ok()?);
+    if !wanted(&cfg, sport, dport) {
+        return None;
+    }
+    let doff = usize::from(ctx.load::<u8>(tcp_off + 12).ok()? >> 4) * 4;
+    let want = tcp_off + doff + usize::from(cfg.snaplen);
+    let Some(mut record) = EVENTS.reserve::<PacketRecord>(0) else {
+        if let Some(count) = DROPS.get_ptr_mut(0) {
+            // SAFETY: a per-CPU slot, written only by programs on this CPU.
+            unsafe { *count += 1 };
+        }
+        return None;
+    };
+    let rec = record.as_mut_ptr();
+    // SAFETY: `rec` points at the reserved, exclusively owned record.
+    unsafe {
+        (*rec).ts_ns = bpf_ktime_get_ns();
+        (*rec).len = ctx.len();
+        (*rec).ifindex = (*ctx.skb.skb).ifindex;
+        (*rec).egress = egress;
+        (*rec)._pad = [0; 5];
+        let cap = want.min(PACKET_CAP);
+        let copied = if cap > 0 {
+            let data = &mut (*rec).data;
+            ctx.load_bytes(0, &mut data[..cap]).unwrap_or(0)
+        } else {
+            0
+        };
+        (*rec).caplen = copied as u16;
+    }
+    record.submit(0);
+    Some(())
+}

@@ -1,0 +1,574 @@
+//! Decoding captured IPv4/IPv6 + TCP headers, field by field, as a textbook dissects them.
+//! Truncated or malformed input is an error for that packet, never a panic.
+
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use thiserror::Error;
+
+/// Why a packet could not be decoded.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PacketError {
+    /// Fewer bytes than the header needs.
+    #[error("truncated {what}: {have} bytes, need {need}")]
+    Truncated {
+        /// Which header.
+        what: &'static str,
+        /// Bytes available.
+        have: usize,
+        /// Bytes needed.
+        need: usize,
+    },
+    /// A field holds an impossible value.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// Not TCP.
+    #[error("not a TCP segment (IP protocol {0})")]
+    NotTcp(u8),
+    /// Not IPv4 or IPv6.
+    #[error("IP version {0} is neither 4 nor 6")]
+    Version(u8),
+    /// Hex input with a non-hex character or an odd length.
+    #[error("not hex: {0}")]
+    Hex(String),
+}
+
+/// TCP header flags, in header bit order.
+pub mod flags {
+    /// FIN
+    pub const FIN: u8 = 0x01;
+    /// SYN
+    pub const SYN: u8 = 0x02;
+    /// RST
+    pub const RST: u8 = 0x04;
+    /// PSH
+    pub const PSH: u8 = 0x08;
+    /// ACK
+    pub const ACK: u8 = 0x10;
+    /// URG
+    pub const URG: u8 = 0x20;
+    /// ECE
+    pub const ECE: u8 = 0x40;
+    /// CWR
+    pub const CWR: u8 = 0x80;
+}
+
+/// One TCP option.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TcpOption {
+    /// End of option list (kind 0).
+    Eol,
+    /// No-operation (kind 1).
+    Nop,
+    /// Maximum segment size (kind 2).
+    Mss(u16),
+    /// Window scale shift (kind 3).
+    WindowScale(u8),
+    /// SACK permitted (kind 4).
+    SackPermitted,
+    /// SACK blocks (kind 5): (left, right) edges.
+    Sack(Vec<(u32, u32)>),
+    /// Timestamps (kind 8).
+    Timestamps {
+        /// TSval
+        val: u32,
+        /// TSecr
+        ecr: u32,
+    },
+    /// Any other kind, raw.
+    Unknown {
+        /// The kind byte.
+        kind: u8,
+        /// The option's data.
+        data: Vec<u8>,
+    },
+}
+
+impl fmt::Display for TcpOption {
+    /// tcpdump's spelling: `mss 1460`, `sackOK`, `TS val 1 ecr 0`, `wscale 7`, `nop`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Eol => f.write_str("eol"),
+            Self::Nop => f.write_str("nop"),
+            Self::Mss(v) => write!(f, "mss {v}"),
+            Self::WindowScale(v) => write!(f, "wscale {v}"),
+            Self::SackPermitted => f.write_str("sackOK"),
+            Self::Sack(blocks) => {
+                f.write_str("sack")?;
+                for (l, r) in blocks {
+                    write!(f, " {{{l}:{r}}}")?;
+                }
+                Ok(())
+            }
+            Self::Timestamps { val, ecr } => write!(f, "TS val {val} ecr {ecr}"),
+            Self::Unknown { kind, data } => {
+                write!(f, "opt-{kind}")?;
+                if !data.is_empty() {
+                    f.write_str(" 0x")?;
+                    for b in data {
+                        write!(f, "{b:02x}")?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A decoded TCP header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpHeader {
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number.
+    pub ack: u32,
+    /// Header length in bytes (data offset × 4).
+    pub header_len: usize,
+    /// Flags, see [`flags`].
+    pub flags: u8,
+    /// Window field as sent (unscaled).
+    pub window: u16,
+    /// Checksum as sent (on loopback only the pseudo-header part: the sum is offloaded).
+    pub checksum: u16,
+    /// Urgent pointer.
+    pub urgent: u16,
+    /// Options in order.
+    pub options: Vec<TcpOption>,
+}
+
+impl TcpHeader {
+    /// Decodes a TCP header from the start of `b`.
+    pub fn decode(b: &[u8]) -> Result<Self, PacketError> {
+        need(b, 20, "TCP header")?;
+        let header_len = usize::from(b[12] >> 4) * 4;
+        if header_len < 20 {
+            return Err(PacketError::Malformed("TCP data offset below 5"));
+        }
+        need(b, header_len, "TCP options")?;
+        Ok(Self {
+            sport: be16(b, 0),
+            dport: be16(b, 2),
+            seq: be32(b, 4),
+            ack: be32(b, 8),
+            header_len,
+            flags: b[13],
+            window: be16(b, 14),
+            checksum: be16(b, 16),
+            urgent: be16(b, 18),
+            options: options(&b[20..header_len])?,
+        })
+    }
+
+    /// Whether all of `mask` is set.
+    pub fn has(&self, mask: u8) -> bool {
+        self.flags & mask == mask
+    }
+
+    /// Flags as letters in a fixed order, e.g. `SA`, `FA`, `PA` (JSON).
+    pub fn flag_letters(&self) -> String {
+        let mut s = String::new();
+        for (bit, c) in [
+            (flags::SYN, 'S'),
+            (flags::FIN, 'F'),
+            (flags::RST, 'R'),
+            (flags::PSH, 'P'),
+            (flags::ACK, 'A'),
+            (flags::URG, 'U'),
+            (flags::ECE, 'E'),
+            (flags::CWR, 'C'),
+        ] {
+            if self.flags & bit != 0 {
+                s.push(c);
+            }
+        }
+        s
+    }
+
+    /// Flags as tcpdump prints them: `S`, `S.`, `P.`, `F.`, `R`, with `.` for ACK.
+    pub fn tcpdump_flags(&self) -> String {
+        let mut s = String::new();
+        for (bit, c) in [
+            (flags::SYN, 'S'),
+            (flags::FIN, 'F'),
+            (flags::PSH, 'P'),
+            (flags::RST, 'R'),
+            (flags::URG, 'U'),
+            (flags::ECE, 'E'),
+            (flags::CWR, 'W'),
+            (flags::ACK, '.'),
+        ] {
+            if self.flags & bit != 0 {
+                s.push(c);
+            }
+        }
+        if s.is_empty() {
+            s.push_str("none");
+        }
+        s
+    }
+
+    /// The window-scale shift this segment announces, if any.
+    pub fn window_scale(&self) -> Option<u8> {
+        self.options.iter().find_map(|o| match o {
+            TcpOption::WindowScale(s) => Some(*s),
+            _ => None,
+        })
+    }
+
+    /// Options as tcpdump prints them: `mss 65495,sackOK,TS val 1 ecr 0,nop,wscale 7`.
+    pub fn options_text(&self) -> String {
+        let parts: Vec<String> = self.options.iter().map(ToString::to_string).collect();
+        parts.join(",")
+    }
+}
+
+fn options(mut b: &[u8]) -> Result<Vec<TcpOption>, PacketError> {
+    let mut out = Vec::new();
+    while let Some(&kind) = b.first() {
+        match kind {
+            0 => {
+                out.push(TcpOption::Eol);
+                break;
+            }
+            1 => {
+                out.push(TcpOption::Nop);
+                b = &b[1..];
+                continue;
+            }
+            _ => {}
+        }
+        let len = *b.get(1).ok_or(PacketError::Malformed("TCP option without length"))? as usize;
+        if len < 2 || len > b.len() {
+            return Err(PacketError::Malformed("TCP option length"));
+        }
+        let data = &b[2..len];
+        let bad = || PacketError::Malformed("TCP option size");
+        out.push(match kind {
+            2 if len == 4 => TcpOption::Mss(be16(data, 0)),
+            3 if len == 3 => TcpOption::WindowScale(data[0]),
+            4 if len == 2 => TcpOption::SackPermitted,
+            5 if (len - 2) % 8 == 0 => TcpOption::Sack(
+                data.chunks_exact(8)
+                    .map(|c| (be32(c, 0), be32(c, 4)))
+                    .collect(),
+            ),
+            8 if len == 10 => TcpOption::Timestamps {
+                val: be32(data, 0),
+                ecr: be32(data, 4),
+            },
+            2..=5 | 8 => return Err(bad()),
+            _ => TcpOption::Unknown {
+                kind,
+                data: data.to_vec(),
+            },
+        });
+        b = &b[len..];
+    }
+    Ok(out)
+}
+
+/// A decoded IP packet carrying a TCP segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// IP header length in bytes.
+    pub ip_header_len: usize,
+    /// Total length from the IP header (IPv6: 40 + payload length).
+    pub ip_total_len: usize,
+    /// TTL / hop limit.
+    pub ttl: u8,
+    /// The TCP header.
+    pub tcp: TcpHeader,
+    /// TCP payload length, from the IP length fields.
+    pub payload_len: usize,
+}
+
+impl Segment {
+    /// Decodes an IPv4 or IPv6 packet that carries TCP.
+    pub fn decode(b: &[u8]) -> Result<Self, PacketError> {
+        need(b, 1, "IP header")?;
+        match b[0] >> 4 {
+            4 => {
+                need(b, 20, "IPv4 header")?;
+                let ihl = usize::from(b[0] & 0x0f) * 4;
+                if ihl < 20 {
+                    return Err(PacketError::Malformed("IPv4 header length below 20"));
+                }
+                need(b, ihl, "IPv4 options")?;
+                if b[9] != 6 {
+                    return Err(PacketError::NotTcp(b[9]));
+                }
+                let total = usize::from(be16(b, 2));
+                let tcp = TcpHeader::decode(&b[ihl..])?;
+                let payload_len = total
+                    .checked_sub(ihl + tcp.header_len)
+                    .ok_or(PacketError::Malformed("IPv4 total length shorter than headers"))?;
+                Ok(Self {
+                    src: IpAddr::V4(Ipv4Addr::new(b[12], b[13], b[14], b[15])),
+                    dst: IpAddr::V4(Ipv4Addr::new(b[16], b[17], b[18], b[19])),
+                    ip_header_len: ihl,
+                    ip_total_len: total,
+                    ttl: b[8],
+                    tcp,
+                    payload_len,
+                })
+            }
+            6 => {
+                need(b, 40, "IPv6 header")?;
+                if b[6] != 6 {
+                    // Extension headers are not followed; TCP directly after the header only.
+                    return Err(PacketError::NotTcp(b[6]));
+                }
+                let payload = usize::from(be16(b, 4));
+                let addr = |at: usize| {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(&b[at..at + 16]);
+                    IpAddr::V6(Ipv6Addr::from(a))
+                };
+                let tcp = TcpHeader::decode(&b[40..])?;
+                let payload_len = payload
+                    .checked_sub(tcp.header_len)
+                    .ok_or(PacketError::Malformed("IPv6 payload length shorter than TCP header"))?;
+                Ok(Self {
+                    src: addr(8),
+                    dst: addr(24),
+                    ip_header_len: 40,
+                    ip_total_len: 40 + payload,
+                    ttl: b[7],
+                    tcp,
+                    payload_len,
+                })
+            }
+            v => Err(PacketError::Version(v)),
+        }
+    }
+}
+
+/// Parses hex, ignoring white space and `:`.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, PacketError> {
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b':')
+        .collect();
+    if digits.len() % 2 != 0 {
+        return Err(PacketError::Hex("odd number of digits".into()));
+    }
+    digits
+        .chunks(2)
+        .map(|p| {
+            let text = std::str::from_utf8(p).unwrap_or("??");
+            u8::from_str_radix(text, 16).map_err(|_| PacketError::Hex(format!("'{text}'")))
+        })
+        .collect()
+}
+
+/// `tracer decode HEX`: a TCP header (or an IP packet holding one) dissected field by field.
+pub fn dissect(bytes: &[u8]) -> Result<String, PacketError> {
+    let mut out = String::new();
+    let is_ip = matches!(bytes.first().map(|b| b >> 4), Some(4 | 6))
+        && Segment::decode(bytes).is_ok();
+    let tcp = if is_ip {
+        let seg = Segment::decode(bytes)?;
+        let v = if seg.src.is_ipv4() { 4 } else { 6 };
+        let _ = writeln!(out, "IPv{v} header ({} bytes)", seg.ip_header_len);
+        let _ = writeln!(out, "  source address            {}", seg.src);
+        let _ = writeln!(out, "  destination address       {}", seg.dst);
+        let _ = writeln!(out, "  total length              {} bytes", seg.ip_total_len);
+        let _ = writeln!(out, "  TTL / hop limit           {}", seg.ttl);
+        let _ = writeln!(out, "  TCP payload               {} bytes", seg.payload_len);
+        seg.tcp
+    } else {
+        TcpHeader::decode(bytes)?
+    };
+    let _ = writeln!(out, "TCP header ({} bytes)", tcp.header_len);
+    let _ = writeln!(out, "  source port               {}", tcp.sport);
+    let _ = writeln!(out, "  destination port          {}", tcp.dport);
+    let _ = writeln!(out, "  sequence number           {} (0x{:08x})", tcp.seq, tcp.seq);
+    let _ = writeln!(out, "  acknowledgement number    {} (0x{:08x})", tcp.ack, tcp.ack);
+    let _ = writeln!(
+        out,
+        "  header length             {} bytes (data offset {})",
+        tcp.header_len,
+        tcp.header_len / 4
+    );
+    let names: Vec<&str> = [
+        (flags::CWR, "CWR"),
+        (flags::ECE, "ECE"),
+        (flags::URG, "URG"),
+        (flags::ACK, "ACK"),
+        (flags::PSH, "PSH"),
+        (flags::RST, "RST"),
+        (flags::SYN, "SYN"),
+        (flags::FIN, "FIN"),
+    ]
+    .iter()
+    .filter(|(bit, _)| tcp.flags & bit != 0)
+    .map(|(_, n)| *n)
+    .collect();
+    let _ = writeln!(
+        out,
+        "  flags                     0x{:02x} {}",
+        tcp.flags,
+        if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
+    );
+    let _ = writeln!(out, "  window                    {}", tcp.window);
+    let _ = writeln!(out, "  checksum                  0x{:04x}", tcp.checksum);
+    let _ = writeln!(out, "  urgent pointer            {}", tcp.urgent);
+    if tcp.options.is_empty() {
+        let _ = writeln!(out, "  options                   none");
+    } else {
+        let _ = writeln!(out, "  options");
+        for o in &tcp.options {
+            let text = match o {
+                TcpOption::Mss(v) => format!("MSS {v}"),
+                TcpOption::WindowScale(v) => format!("window scale {v} (multiply by {})", 1u32 << (*v).min(14)),
+                TcpOption::SackPermitted => "SACK permitted".into(),
+                TcpOption::Nop => "NOP".into(),
+                TcpOption::Eol => "EOL".into(),
+                TcpOption::Timestamps { val, ecr } => format!("timestamps TSval {val} TSecr {ecr}"),
+                TcpOption::Sack(_) | TcpOption::Unknown { .. } => o.to_string(),
+            };
+            let _ = writeln!(out, "    {text}");
+        }
+    }
+    Ok(out)
+}
+
+fn need(b: &[u8], n: usize, what: &'static str) -> Result<(), PacketError> {
+    if b.len() < n {
+        Err(PacketError::Truncated {
+            what,
+            have: b.len(),
+            need: n,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYN: &str = "c4621f90360a1d03000000008002faf04cc00000020405b40103030801010402";
+
+    #[test]
+    fn decodes_the_textbook_syn() {
+        let tcp = TcpHeader::decode(&parse_hex(SYN).unwrap()).unwrap();
+        assert_eq!(tcp.sport, 50274);
+        assert_eq!(tcp.dport, 8080);
+        assert_eq!(tcp.seq, 0x360a1d03);
+        assert_eq!(tcp.ack, 0);
+        assert_eq!(tcp.header_len, 32);
+        assert_eq!(tcp.flags, flags::SYN);
+        assert_eq!(tcp.window, 64240);
+        assert_eq!(tcp.checksum, 0x4cc0);
+        assert_eq!(tcp.urgent, 0);
+        assert_eq!(
+            tcp.options,
+            [
+                TcpOption::Mss(1460),
+                TcpOption::Nop,
+                TcpOption::WindowScale(8),
+                TcpOption::Nop,
+                TcpOption::Nop,
+                TcpOption::SackPermitted
+            ]
+        );
+        assert_eq!(tcp.tcpdump_flags(), "S");
+        assert_eq!(tcp.flag_letters(), "S");
+        assert_eq!(tcp.options_text(), "mss 1460,nop,wscale 8,nop,nop,sackOK");
+        let text = dissect(&parse_hex(SYN).unwrap()).unwrap();
+        for line in [
+            "source port               50274",
+            "destination port          8080",
+            "sequence number           906632451 (0x360a1d03)",
+            "acknowledgement number    0 (0x00000000)",
+            "header length             32 bytes",
+            "flags                     0x02 SYN",
+            "window                    64240",
+            "checksum                  0x4cc0",
+            "urgent pointer            0",
+            "MSS 1460",
+            "window scale 8",
+            "SACK permitted",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert_eq!(text.matches("NOP").count(), 3);
+    }
+
+    #[test]
+    fn decodes_an_ipv4_packet_around_it() {
+        let tcp = parse_hex(SYN).unwrap();
+        let mut ip = vec![0x45, 0, 0, (20 + tcp.len()) as u8, 0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 2];
+        ip.extend_from_slice(&tcp);
+        let seg = Segment::decode(&ip).unwrap();
+        assert_eq!(seg.src, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
+        assert_eq!(seg.dst, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        assert_eq!(seg.payload_len, 0);
+        assert_eq!(seg.tcp.dport, 8080);
+        assert!(dissect(&ip).unwrap().starts_with("IPv4 header (20 bytes)"));
+    }
+
+    #[test]
+    fn decodes_ipv6_sack_and_timestamps() {
+        let mut tcp = parse_hex("1f90c462000000010000000280101000000000000101080a0000000100000002").unwrap();
+        tcp[12] = 0x80; // 32-byte header
+        let mut ip = vec![0x60, 0, 0, 0, 0, 37, 6, 64];
+        ip.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        ip.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        ip.extend_from_slice(&tcp);
+        ip.extend_from_slice(b"hello");
+        let seg = Segment::decode(&ip).unwrap();
+        assert_eq!(seg.payload_len, 5);
+        assert_eq!(seg.tcp.options[2], TcpOption::Timestamps { val: 1, ecr: 2 });
+        let sack = options(&[5, 10, 0, 0, 0, 1, 0, 0, 0, 9]).unwrap();
+        assert_eq!(sack, [TcpOption::Sack(vec![(1, 9)])]);
+        assert_eq!(sack[0].to_string(), "sack {1:9}");
+        let unknown = options(&[30, 4, 0xab, 0xcd]).unwrap();
+        assert_eq!(unknown[0].to_string(), "opt-30 0xabcd");
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        let syn = parse_hex(SYN).unwrap();
+        for cut in 0..syn.len() {
+            let _ = TcpHeader::decode(&syn[..cut]);
+            let _ = Segment::decode(&syn[..cut]);
+            let _ = dissect(&syn[..cut]);
+        }
+        assert!(matches!(TcpHeader::decode(&syn[..10]), Err(PacketError::Truncated { .. })));
+        assert!(matches!(TcpHeader::decode(&syn[..24]), Err(PacketError::Truncated { .. })));
+        let mut bad = syn.clone();
+        bad[12] = 0x30; // data offset 3
+        assert_eq!(TcpHeader::decode(&bad), Err(PacketError::Malformed("TCP data offset below 5")));
+        let mut bad = syn.clone();
+        bad[21] = 40; // MSS option claiming 40 bytes
+        assert!(TcpHeader::decode(&bad).is_err());
+        let mut bad = syn;
+        bad[21] = 3; // MSS option of the wrong size
+        assert!(TcpHeader::decode(&bad).is_err());
+        assert!(parse_hex("abc").is_err());
+        assert!(parse_hex("zz").is_err());
+        // Every byte value in every position of a short buffer: no panic.
+        for b0 in 0..=255u8 {
+            let _ = Segment::decode(&[b0, 0x45, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        }
+    }
+}
