@@ -229,11 +229,15 @@ pub enum Hook {
     TpTcpDestroySock = 9,
     /// `tracepoint:tcp:tcp_retransmit_skb`.
     TpTcpRetransmitSkb = 10,
+    /// `cgroup_skb/egress` on the cgroup2 root.
+    CgroupSkbEgress = 11,
+    /// `cgroup_skb/ingress` on the cgroup2 root.
+    CgroupSkbIngress = 12,
 }
 
 impl Hook {
     /// Every hook, in declaration order.
-    pub const ALL: [Hook; 10] = [
+    pub const ALL: [Hook; 12] = [
         Self::SyscallTracepoints,
         Self::SockOpsTcpConnect,
         Self::SockOpsPassiveEstablished,
@@ -244,6 +248,8 @@ impl Hook {
         Self::TpTcpSendReset,
         Self::TpTcpDestroySock,
         Self::TpTcpRetransmitSkb,
+        Self::CgroupSkbEgress,
+        Self::CgroupSkbIngress,
     ];
 
     /// Decodes the raw byte written by the eBPF side.
@@ -264,6 +270,8 @@ impl Hook {
             Self::TpTcpSendReset => "tracepoint:tcp:tcp_send_reset",
             Self::TpTcpDestroySock => "tracepoint:tcp:tcp_destroy_sock",
             Self::TpTcpRetransmitSkb => "tracepoint:tcp:tcp_retransmit_skb",
+            Self::CgroupSkbEgress => "cgroup_skb:egress",
+            Self::CgroupSkbIngress => "cgroup_skb:ingress",
         }
     }
 }

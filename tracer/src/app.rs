@@ -10,7 +10,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::cli::{Cli, ColorChoice};
 use crate::loader::{self, Filter, HookStatus, Loaded};
 use crate::pipeline::{Pipeline, View};
-use crate::render::{json as json_view, summary, timeline::Timeline};
+use crate::pcap::PcapWriter;
+use crate::render::{json as json_view, ladder, summary, timeline::Timeline};
 use crate::{demo, preflight, tracefs};
 
 /// The kernel's monotonic clock, the one `bpf_ktime_get_ns` reads.
@@ -22,6 +23,15 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Wall-clock time minus the monotonic clock, to date kernel timestamps.
+fn realtime_offset_ns() -> i128 {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    wall - i128::from(monotonic_ns())
 }
 
 /// Runs the tracer until Ctrl-C, SIGTERM, `--duration` or the end of `--demo`.
@@ -39,6 +49,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         pids: cli.pids.clone(),
         comm: cli.comm.clone(),
         emit_enter: !cli.json,
+        packets: !cli.no_packets,
+        snaplen: cli.payload_snaplen(),
     };
     let mut loaded = loader::load(&filter)?;
     banner(&filter, &loaded);
@@ -58,6 +70,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         ))
     };
     let mut pipeline = Pipeline::new(view);
+    pipeline.correlator.keep_ladder = cli.ladder;
+    if let Some(path) = &cli.pcap {
+        let pcap = PcapWriter::create(path, realtime_offset_ns())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        pipeline.set_pcap(pcap);
+    }
     if let View::Json(out) = pipeline.view() {
         json_view::write_meta(out, monotonic_ns(), "ready", ready_fields(&loaded))?;
         out.flush()?;
@@ -123,6 +141,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     pipeline.drain_all()?;
     let dropped = loaded.dropped();
+    let pcap_packets = pipeline.pcap().map(|p| p.packets);
+    let ladders = cli.ladder.then(|| ladder::all(&pipeline.correlator));
     let conns = pipeline.correlator.all();
     let (events, malformed) = (pipeline.events, pipeline.malformed);
     let total = pipeline.correlator.total;
@@ -139,15 +159,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if !cli.no_summary {
                 fields.insert("conns".into(), summary_json.unwrap_or(Value::Null));
             }
+            if let Some(text) = ladders {
+                fields.insert("ladders".into(), text.into());
+            }
             json_view::write_meta(out, monotonic_ns(), "summary", fields)?;
             out.flush()?;
         }
         View::Timeline(t) => {
+            if let Some(text) = ladders {
+                t.text(&text)?;
+            }
             if let Some(text) = summary_text {
                 t.text(&text)?;
             }
             t.flush()?;
         }
+    }
+    if let (Some(path), Some(n)) = (&cli.pcap, pcap_packets) {
+        eprintln!("tracer: wrote {n} segment(s) to {}", path.display());
     }
     if dropped > 0 {
         eprintln!("tracer: {dropped} event(s) were dropped because the ring buffer was full");

@@ -51,6 +51,40 @@ pub struct Cli {
     /// Do not print the per-connection summary at exit.
     #[arg(long)]
     pub no_summary: bool,
+
+    /// Do not capture packets (syscall, kernel and state layers only).
+    #[arg(long)]
+    pub no_packets: bool,
+
+    /// Write the captured segments to FILE as pcap (Wireshark and tshark read it).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<std::path::PathBuf>,
+
+    /// Also capture payload bytes (up to --snaplen); by default only headers are copied.
+    #[arg(long)]
+    pub payload: bool,
+
+    /// Payload bytes kept per segment with --payload (at most 128).
+    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u16).range(0..=128))]
+    pub snaplen: u16,
+
+    /// Print a ladder diagram of each connection's segments at exit.
+    #[arg(long)]
+    pub ladder: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Dissect a TCP header (or an IPv4/IPv6 packet holding one) given as hex.
+    Decode {
+        /// The bytes in hex (spaces and colons are ignored).
+        #[arg(required = true)]
+        hex: Vec<String>,
+    },
 }
 
 /// A usage error found after parsing.
@@ -70,6 +104,11 @@ impl Cli {
             }
         }
         Ok(())
+    }
+
+    /// Payload bytes to capture per segment (0 unless --payload).
+    pub fn payload_snaplen(&self) -> u16 {
+        if self.payload { self.snaplen } else { 0 }
     }
 
     /// The port the demo runs on.

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use tracer_common::{KernelFn, SyscallOp, tcp_state};
 
 use crate::events::{Endpoint, Event, Kind};
+use crate::packet::{Segment, flags};
 
 /// A connection's id, as shown to users (`conn #3`).
 pub type ConnId = u64;
@@ -81,6 +82,17 @@ pub struct Conn {
     pub connect_error: Option<i64>,
     /// Events seen.
     pub events: u64,
+    /// Segments seen.
+    pub packets: u64,
+    /// Initial sequence numbers of this end and of the peer (from the SYNs, else the first
+    /// segment seen), the base of relative numbers.
+    pub isn: [Option<u32>; 2],
+    /// Window-scale shifts announced in the SYNs by this end and by the peer.
+    pub wscale: [Option<u8>; 2],
+    /// State changes with their times, for the ladder.
+    pub state_log: Vec<(u64, u8)>,
+    /// Segments, for the ladder (kept only when asked for, bounded).
+    pub ladder: Vec<LadderRow>,
     closed: bool,
     retiring: bool,
     sk: Option<u64>,
@@ -109,6 +121,11 @@ impl Conn {
             retransmits: 0,
             connect_error: None,
             events: 0,
+            packets: 0,
+            isn: [None, None],
+            wscale: [None, None],
+            state_log: Vec::new(),
+            ladder: Vec::new(),
             closed: false,
             retiring: false,
             sk: None,
@@ -137,15 +154,103 @@ impl Conn {
         })
     }
 
+    fn see_segment(&mut self, id: ConnId, seg: &Segment, out: bool, ts: u64, keep: bool) -> SegmentView {
+        let tcp = &seg.tcp;
+        let (me, peer) = if out { (0, 1) } else { (1, 0) };
+        self.packets += 1;
+        self.last_ns = self.last_ns.max(ts);
+        if tcp.has(flags::SYN) {
+            self.isn[me] = Some(tcp.seq);
+            self.wscale[me] = tcp.window_scale();
+        }
+        // Mid-stream: number from the first segment seen, as if its SYN had come just before.
+        let base = *self.isn[me].get_or_insert(tcp.seq.wrapping_sub(1));
+        let rel_ack = tcp
+            .has(flags::ACK)
+            .then(|| self.isn[peer].map(|isn| tcp.ack.wrapping_sub(isn)))
+            .flatten();
+        let window = match (self.wscale[me], self.wscale[peer]) {
+            (Some(shift), Some(_)) if !tcp.has(flags::SYN) => u32::from(tcp.window) << shift.min(14),
+            _ => u32::from(tcp.window),
+        };
+        let view = SegmentView {
+            conn: id,
+            out,
+            rel_seq: tcp.seq.wrapping_sub(base),
+            rel_ack,
+            window,
+        };
+        if keep && self.ladder.len() < LADDER_ROWS {
+            self.ladder.push(LadderRow {
+                ts_ns: ts,
+                out,
+                flags: tcp.tcpdump_flags(),
+                rel_seq: view.rel_seq,
+                rel_ack,
+                len: seg.payload_len,
+            });
+        }
+        view
+    }
+
+    /// This end's state at `ts` (the first known state before any change).
+    pub fn state_at(&self, ts: u64) -> Option<u8> {
+        let mut state = self.state_log.first().map(|&(_, s)| s);
+        for &(t, s) in &self.state_log {
+            if t <= ts {
+                state = Some(s);
+            }
+        }
+        state
+    }
+
     /// Whether the socket reached CLOSE or TIME_WAIT.
     pub fn is_closed(&self) -> bool {
         self.closed
     }
 }
 
+/// One segment as the ladder draws it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LadderRow {
+    /// When it passed the hook.
+    pub ts_ns: u64,
+    /// Sent by this end.
+    pub out: bool,
+    /// tcpdump-style flags.
+    pub flags: String,
+    /// Relative sequence number.
+    pub rel_seq: u32,
+    /// Relative acknowledgement number, when ACK is set.
+    pub rel_ack: Option<u32>,
+    /// Payload length.
+    pub len: usize,
+}
+
+/// A segment seen from one end of a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentView {
+    /// The connection.
+    pub conn: ConnId,
+    /// Sent by that end (`out`) or received (`in`).
+    pub out: bool,
+    /// Sequence number relative to the sender's initial one.
+    pub rel_seq: u32,
+    /// Acknowledgement number relative to the receiver's initial one, when ACK is set.
+    pub rel_ack: Option<u32>,
+    /// The window in bytes: scaled once both ends announced window scaling.
+    pub window: u32,
+}
+
+/// Segments kept per connection for the ladder.
+const LADDER_ROWS: usize = 400;
+
 /// The connection table.
 #[derive(Default)]
 pub struct Correlator {
+    by_ends: HashMap<(Endpoint, Endpoint), ConnId>,
+    /// Keep segments for the ladder diagram.
+    pub keep_ladder: bool,
     conns: HashMap<ConnId, Conn>,
     by_sock: HashMap<u64, ConnId>,
     by_fd: HashMap<(u32, i32), ConnId>,
@@ -212,6 +317,7 @@ impl Correlator {
                     self.by_sock.remove(&conn.sk.unwrap_or_default());
                 }
                 self.by_tuple.retain(|_, v| *v != id);
+                self.by_ends.retain(|_, v| *v != id);
                 self.alias.retain(|_, v| *v != id);
                 if self.finished.len() == FINISHED_KEPT {
                     self.finished.pop_front();
@@ -219,6 +325,37 @@ impl Correlator {
                 self.finished.push_back(conn);
             }
         }
+    }
+
+    /// The traced ends a segment belongs to (both ends on loopback), each with the segment
+    /// seen from that end. A segment no known connection claims gets a connection of its own.
+    pub fn segment(&mut self, ev: &Event, seg: &Segment) -> Vec<SegmentView> {
+        let src = Endpoint { addr: seg.src, port: seg.tcp.sport };
+        let dst = Endpoint { addr: seg.dst, port: seg.tcp.dport };
+        let mut ends: Vec<(ConnId, bool)> = Vec::with_capacity(2);
+        if let Some(&id) = self.by_ends.get(&(src, dst)) {
+            ends.push((self.resolve(id), true));
+        }
+        if let Some(&id) = self.by_ends.get(&(dst, src)) {
+            ends.push((self.resolve(id), false));
+        }
+        if ends.is_empty() {
+            let id = self.create(ev);
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.local = Some(src);
+                conn.remote = Some(dst);
+                conn.family = ev.family;
+            }
+            self.by_ends.insert((src, dst), id);
+            ends.push((id, true));
+        }
+        let keep = self.keep_ladder;
+        ends.into_iter()
+            .filter_map(|(id, out)| {
+                let conn = self.conns.get_mut(&id)?;
+                Some(conn.see_segment(id, seg, out, ev.ts_ns, keep))
+            })
+            .collect()
     }
 
     fn create(&mut self, ev: &Event) -> ConnId {
@@ -421,8 +558,10 @@ impl Correlator {
                 set_endpoints(conn, ev);
                 if conn.states.is_empty() {
                     conn.states.push(from);
+                    conn.state_log.push((ev.ts_ns, from));
                 }
                 conn.states.push(to);
+                conn.state_log.push((ev.ts_ns, to));
                 match to {
                     tcp_state::SYN_SENT => {
                         conn.role = Role::Client;
@@ -490,7 +629,14 @@ impl Correlator {
                     }
                 }
             }
-            Kind::SyscallEnter(_) => {}
+            Kind::SyscallEnter(_) | Kind::Packet => {}
+        }
+        if let (Some(l), Some(r)) = (conn.local, conn.remote)
+            && l.port != 0
+            && r.port != 0
+            && !l.addr.is_unspecified()
+        {
+            self.by_ends.insert((l, r), id);
         }
         if conn.closed && conn.fds == 0 && !conn.retiring {
             conn.retiring = true;
@@ -557,6 +703,7 @@ mod tests {
             remote: None,
             owner_guessed: false,
             timewait: false,
+            packet: None,
         }
     }
 

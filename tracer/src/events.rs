@@ -5,8 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use thiserror::Error;
 use tracer_common::{
     AF_INET, AF_INET6, COMM_LEN, Event as RawEvent, FLAG_OWNER_GUESSED, Hook, KernelFn, Layer,
-    SyscallOp,
+    PacketRecord, SyscallOp,
 };
+
+use crate::packet::{PacketError, Segment};
 
 /// Why a record could not be decoded.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -40,6 +42,23 @@ pub enum Kind {
         /// State after.
         to: u8,
     },
+    /// A TCP segment on the wire (details in [`Event::packet`]).
+    Packet,
+}
+
+/// A captured segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Captured {
+    /// The decoded headers, or why they could not be decoded.
+    pub segment: Result<Segment, PacketError>,
+    /// Sent by this host (egress) or received (ingress).
+    pub egress: bool,
+    /// Interface index.
+    pub ifindex: u32,
+    /// The packet's full length from the IP header.
+    pub len: u32,
+    /// The captured bytes (headers, plus payload up to the snap length).
+    pub data: Vec<u8>,
 }
 
 /// One end of a connection.
@@ -88,12 +107,19 @@ pub struct Event {
     pub owner_guessed: bool,
     /// A state event whose `to` was rewritten from CLOSE to TIME_WAIT by the correlator.
     pub timewait: bool,
+    /// The segment, for packet events.
+    pub packet: Option<Box<Captured>>,
 }
 
 impl Event {
-    /// Decodes one ring-buffer record.
+    /// Decodes one ring-buffer record: an event or a captured packet, told apart by size.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let size = std::mem::size_of::<RawEvent>();
+        if bytes.len() == std::mem::size_of::<PacketRecord>() {
+            // SAFETY: as below, for PacketRecord.
+            let raw: PacketRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+            return Ok(Self::from_packet(&raw));
+        }
         if bytes.len() != size {
             return Err(DecodeError::Length(bytes.len(), size));
         }
@@ -143,15 +169,58 @@ impl Event {
             remote: endpoint(&raw.raddr, raw.rport),
             owner_guessed: raw.flags & FLAG_OWNER_GUESSED != 0,
             timewait: false,
+            packet: None,
         })
     }
 
-    /// The layer name used in every output: `syscall`, `kernel` or `state`.
+    /// Converts a raw packet record.
+    pub fn from_packet(raw: &PacketRecord) -> Self {
+        let caplen = usize::from(raw.caplen).min(raw.data.len());
+        let data = raw.data[..caplen].to_vec();
+        let segment = Segment::decode(&data);
+        let (family, local, remote) = match &segment {
+            Ok(s) => (
+                if s.src.is_ipv4() { AF_INET } else { AF_INET6 },
+                Some(Endpoint { addr: s.src, port: s.tcp.sport }),
+                Some(Endpoint { addr: s.dst, port: s.tcp.dport }),
+            ),
+            Err(_) => (0, None, None),
+        };
+        Self {
+            ts_ns: raw.ts_ns,
+            duration_ns: 0,
+            sock: 0,
+            kind: Kind::Packet,
+            hook: if raw.egress != 0 { Hook::CgroupSkbEgress } else { Hook::CgroupSkbIngress },
+            pid: 0,
+            tid: 0,
+            comm: String::new(),
+            fd: -1,
+            ret: 0,
+            arg: 0,
+            arg2: 0,
+            family,
+            local,
+            remote,
+            owner_guessed: false,
+            timewait: false,
+            packet: Some(Box::new(Captured {
+                segment,
+                egress: raw.egress != 0,
+                ifindex: raw.ifindex,
+                len: raw.len,
+                data,
+            })),
+        }
+    }
+
+    /// The layer name used in every output: `syscall`, `kernel`, `state` or `packet`.
     pub fn layer(&self) -> &'static str {
         match self.kind {
             Kind::Syscall(_) | Kind::SyscallEnter(_) => "syscall",
             Kind::Kernel(_) => "kernel",
             Kind::State { .. } => "state",
+            Kind::Packet => "packet",
         }
     }
 
@@ -161,6 +230,7 @@ impl Event {
             Kind::Syscall(op) | Kind::SyscallEnter(op) => op.name(),
             Kind::Kernel(f) => f.name(),
             Kind::State { .. } => KernelFn::TcpSetState.name(),
+            Kind::Packet => "tcp_segment",
         }
     }
 

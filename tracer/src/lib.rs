@@ -13,6 +13,7 @@ pub mod events;
 pub mod existing;
 pub mod loader;
 pub mod packet;
+pub mod pcap;
 pub mod pipeline;
 pub mod preflight;
 pub mod render;

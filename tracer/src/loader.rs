@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::Path;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{CgroupAttachMode, SockOps, TracePoint};
+use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, SockOps, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use thiserror::Error;
 use tracer_common::{
@@ -50,6 +50,10 @@ pub struct Filter {
     pub comm: Option<String>,
     /// Emit syscall-enter records (for the human view).
     pub emit_enter: bool,
+    /// Capture the traced connections' segments.
+    pub packets: bool,
+    /// Payload bytes to keep per segment.
+    pub snaplen: u16,
 }
 
 /// How one logical hook was attached.
@@ -99,7 +103,11 @@ impl Loaded {
     /// Layers with no hook attached at all.
     pub fn missing_layers(&self) -> Vec<&'static str> {
         let mut missing = Vec::new();
-        for layer in ["syscall", "kernel", "state"] {
+        let mut layers = vec!["syscall", "kernel", "state"];
+        if self.hooks.iter().any(|h| h.layer == "packet") {
+            layers.push("packet");
+        }
+        for layer in layers {
             if !self
                 .hooks
                 .iter()
@@ -127,6 +135,9 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
         emit_enter: u8::from(filter.emit_enter),
         self_tgid: std::process::id(),
         comm,
+        capture: u8::from(filter.packets),
+        _pad: 0,
+        snaplen: filter.snaplen,
     };
     let mut ebpf = EbpfLoader::new()
         .override_global("FILTER", &config, true)
@@ -180,6 +191,9 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     let mut state_hook = kernel_hook("tcp_set_state", state);
     state_hook.layer = "state";
     hooks.push(state_hook);
+    if filter.packets {
+        hooks.push(packets(&mut ebpf, cgroup.as_deref()));
+    }
     hooks.push(kernel_hook(
         "tcp_close",
         Err("no tracepoint stands in for it on this tier; the close() syscall and the state change show it".into()),
@@ -361,6 +375,38 @@ fn attach_sock_ops(ebpf: &mut Ebpf, cgroup: Option<&str>) -> Result<(), String> 
     prog.attach(&file, CgroupAttachMode::Single)
         .map_err(|e| format!("sock_ops on {cgroup}: {}", one_line(e)))?;
     Ok(())
+}
+
+/// The packet layer: cgroup_skb egress and ingress on the cgroup2 root.
+fn packets(ebpf: &mut Ebpf, cgroup: Option<&str>) -> HookStatus {
+    let attach = |ebpf: &mut Ebpf, program: &str, ty: CgroupSkbAttachType| -> Result<(), String> {
+        let cgroup = cgroup.ok_or("no cgroup2 mount found in /proc/self/mountinfo")?;
+        let prog: &mut CgroupSkb = ebpf
+            .program_mut(program)
+            .ok_or_else(|| format!("program {program} missing from the object"))?
+            .try_into()
+            .map_err(|e| format!("{program}: {e}"))?;
+        prog.load()
+            .map_err(|e| format!("{program} failed to load: {}", one_line(e)))?;
+        let file = File::open(cgroup).map_err(|e| format!("{cgroup}: {e}"))?;
+        prog.attach(&file, ty, CgroupAttachMode::Single)
+            .map_err(|e| format!("cgroup_skb on {cgroup}: {}", one_line(e)))?;
+        Ok(())
+    };
+    let result = attach(ebpf, "packets_out", CgroupSkbAttachType::Egress)
+        .and_then(|()| attach(ebpf, "packets_in", CgroupSkbAttachType::Ingress));
+    let (via, error) = match result {
+        Ok(()) => (Some("cgroup_skb:egress+ingress on the cgroup2 root".to_string()), None),
+        Err(e) => (None, Some(e)),
+    };
+    HookStatus {
+        name: "tcp_segments",
+        layer: "packet",
+        tier: via.as_ref().map(|_| "cgroup_skb"),
+        via,
+        skipped: Vec::new(),
+        error,
+    }
 }
 
 /// The syscall layer: one enter program per syscall, one shared exit program.

@@ -20,6 +20,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(tracer::cli::Command::Decode { hex }) = &cli.command {
+        return decode(&hex.join(""));
+    }
     if let Err(e) = cli.validate() {
         eprintln!("error: {e}");
         return ExitCode::from(2);
@@ -39,6 +42,21 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tracer decode HEX`: no privileges needed, nothing loaded.
+fn decode(hex: &str) -> ExitCode {
+    let result = tracer::packet::parse_hex(hex).and_then(|bytes| tracer::packet::dissect(&bytes));
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot decode: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use thiserror::Error;
 
 /// Why a packet could not be decoded.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum PacketError {
     /// Fewer bytes than the header needs.
     #[error("truncated {what}: {have} bytes, need {need}")]

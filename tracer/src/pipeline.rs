@@ -1,10 +1,12 @@
 //! decode → correlate → reorder → render: what happens to each record after the ring buffer.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 
 use crate::correlate::{ConnId, Correlator};
 use crate::events::{Event, Kind};
+use crate::pcap::PcapWriter;
 use crate::render::json;
 use crate::render::timeline::{Part, Timeline};
 use crate::reorder::Reorder;
@@ -41,6 +43,7 @@ pub struct Pipeline<W: Write> {
     pub events: u64,
     /// Records that failed to decode.
     pub malformed: u64,
+    pcap: Option<PcapWriter<BufWriter<File>>>,
 }
 
 impl<W: Write> Pipeline<W> {
@@ -55,6 +58,7 @@ impl<W: Write> Pipeline<W> {
             last_inner: HashMap::new(),
             events: 0,
             malformed: 0,
+            pcap: None,
         }
     }
 
@@ -68,6 +72,13 @@ impl<W: Write> Pipeline<W> {
 
     /// Takes one decoded event.
     pub fn push(&mut self, mut ev: Event) {
+        if ev.kind == Kind::Packet {
+            // Segments are matched to connections when rendered: by then the state events
+            // that name a new connection's ends (which can follow its SYN) have arrived.
+            self.events += 1;
+            self.reorder.push(ev.ts_ns, Item { ev, conn: 0, part: Part::Whole });
+            return;
+        }
         let conn = self.correlator.observe(&mut ev);
         let key = (ev.tid, ev.ts_ns);
         match ev.kind {
@@ -137,7 +148,43 @@ impl<W: Write> Pipeline<W> {
         self.flush()
     }
 
+    fn render_packet(&mut self, ev: &Event) -> io::Result<()> {
+        let Some(captured) = &ev.packet else {
+            return Ok(());
+        };
+        if let Some(pcap) = &mut self.pcap {
+            pcap.write(ev.ts_ns, &captured.data, captured.len)?;
+        }
+        let Ok(seg) = &captured.segment else {
+            self.malformed += 1;
+            return Ok(());
+        };
+        for view in self.correlator.segment(ev, seg) {
+            let Some(conn) = self.correlator.get(view.conn) else {
+                continue;
+            };
+            match &mut self.view {
+                View::Timeline(t) => t.line(ev, conn, Part::Whole, Some(&view))?,
+                View::Json(out) => json::write_event(out, ev, conn, Some(&view))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes segments to `pcap` from now on.
+    pub fn set_pcap(&mut self, pcap: PcapWriter<BufWriter<File>>) {
+        self.pcap = Some(pcap);
+    }
+
+    /// The pcap writer, if any.
+    pub fn pcap(&mut self) -> Option<&mut PcapWriter<BufWriter<File>>> {
+        self.pcap.as_mut()
+    }
+
     fn render(&mut self, item: Item) -> io::Result<()> {
+        if item.ev.kind == Kind::Packet {
+            return self.render_packet(&item.ev);
+        }
         if item.part == Part::Enter {
             let key = (item.ev.tid, item.ev.ts_ns);
             if self.pending_enters.remove(&key) == Some(true) {
@@ -149,8 +196,8 @@ impl<W: Write> Pipeline<W> {
             return Ok(());
         };
         match &mut self.view {
-            View::Timeline(t) => t.line(&item.ev, conn, item.part),
-            View::Json(out) => json::write_event(out, &item.ev, conn),
+            View::Timeline(t) => t.line(&item.ev, conn, item.part, None),
+            View::Json(out) => json::write_event(out, &item.ev, conn, None),
         }
     }
 
@@ -160,6 +207,9 @@ impl<W: Write> Pipeline<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(pcap) = &mut self.pcap {
+            pcap.flush()?;
+        }
         match &mut self.view {
             View::Timeline(t) => t.flush(),
             View::Json(out) => out.flush(),

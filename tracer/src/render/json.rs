@@ -6,7 +6,7 @@ use serde::Serialize;
 use tracer_common::{KernelFn, tcp_state};
 
 use super::errno_name;
-use crate::correlate::Conn;
+use crate::correlate::{Conn, SegmentView};
 use crate::events::{Endpoint, Event, Kind};
 
 #[derive(Serialize)]
@@ -44,6 +44,28 @@ struct Line<'a> {
     to: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     kernel_to: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dir: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ack: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rel_seq: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rel_ack: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    win: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    len: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 fn family(f: u16) -> Option<&'static str> {
@@ -54,8 +76,14 @@ fn family(f: u16) -> Option<&'static str> {
     }
 }
 
-/// Writes `ev`, which belongs to `conn`, as one JSON line.
-pub fn write_event(out: &mut impl Write, ev: &Event, conn: &Conn) -> io::Result<()> {
+/// Writes `ev`, which belongs to `conn`, as one JSON line; `seg` is a packet event's segment
+/// as that connection sees it.
+pub fn write_event(
+    out: &mut impl Write,
+    ev: &Event,
+    conn: &Conn,
+    seg: Option<&SegmentView>,
+) -> io::Result<()> {
     let local = conn.local.or(ev.local);
     let remote = conn.remote.or(ev.remote);
     let fam = if conn.family != 0 {
@@ -87,6 +115,17 @@ pub fn write_event(out: &mut impl Write, ev: &Event, conn: &Conn) -> io::Result<
         from: None,
         to: None,
         kernel_to: None,
+        dir: None,
+        flags: None,
+        seq: None,
+        ack: None,
+        rel_seq: None,
+        rel_ack: None,
+        win: None,
+        len: None,
+        options: None,
+        payload: None,
+        error: None,
     };
     match ev.kind {
         Kind::Syscall(op) | Kind::SyscallEnter(op) => {
@@ -119,6 +158,33 @@ pub fn write_event(out: &mut impl Write, ev: &Event, conn: &Conn) -> io::Result<
             line.to = Some(tcp_state::name(to));
             if ev.timewait {
                 line.kernel_to = Some(tcp_state::name(tcp_state::CLOSE));
+            }
+        }
+        Kind::Packet => {
+            if let (Some(captured), Some(view)) = (&ev.packet, seg) {
+                line.pid = conn.pid;
+                line.tid = 0;
+                line.comm = &conn.comm;
+                line.dir = Some(if view.out { "out" } else { "in" });
+                match &captured.segment {
+                    Ok(s) => {
+                        line.flags = Some(s.tcp.flag_letters());
+                        line.seq = Some(s.tcp.seq);
+                        line.ack = Some(s.tcp.ack);
+                        line.rel_seq = Some(view.rel_seq);
+                        line.rel_ack = view.rel_ack;
+                        line.win = Some(view.window);
+                        line.len = Some(s.payload_len);
+                        line.options = Some(s.tcp.options.iter().map(ToString::to_string).collect());
+                        let headers = s.ip_header_len + s.tcp.header_len;
+                        if captured.data.len() > headers {
+                            line.payload = Some(
+                                captured.data[headers..].iter().map(|b| format!("{b:02x}")).collect(),
+                            );
+                        }
+                    }
+                    Err(e) => line.error = Some(e.to_string()),
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 //! format. Shared wording (errno names, socket types, endpoints) lives here.
 
 pub mod json;
+pub mod ladder;
 pub mod summary;
 pub mod timeline;
 

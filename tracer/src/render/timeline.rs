@@ -9,7 +9,7 @@ use tracer_common::{KernelFn, SyscallOp, tcp_state};
 use super::{
     duration, endpoint, family_name, maybe_endpoint, shutdown_how, socket_type, syscall_ret,
 };
-use crate::correlate::{Conn, ConnId, Role};
+use crate::correlate::{Conn, ConnId, Role, SegmentView};
 use crate::events::{Event, Kind};
 
 /// Which part of a syscall a line shows.
@@ -56,8 +56,15 @@ impl<W: Write> Timeline<W> {
         }
     }
 
-    /// Writes one event (or one part of a syscall) of connection `conn`.
-    pub fn line(&mut self, ev: &Event, conn: &Conn, part: Part) -> io::Result<()> {
+    /// Writes one event (or one part of a syscall) of connection `conn`; `seg` is a packet
+    /// event's segment as that connection sees it.
+    pub fn line(
+        &mut self,
+        ev: &Event,
+        conn: &Conn,
+        part: Part,
+        seg: Option<&SegmentView>,
+    ) -> io::Result<()> {
         if self.current != Some(conn.id) {
             self.current = Some(conn.id);
             writeln!(self.out, "{}", self.style.paint("1", &header(conn)))?;
@@ -71,9 +78,13 @@ impl<W: Write> Timeline<W> {
         let color = match layer {
             "syscall" => "36",
             "kernel" => "35",
+            "packet" => "32",
             _ => "33",
         };
-        let (text, tail) = describe(ev, part);
+        let (text, tail) = match seg {
+            Some(view) => (packet(ev, view), String::new()),
+            None => describe(ev, part),
+        };
         let hook = match ev.kind {
             Kind::Syscall(op) | Kind::SyscallEnter(op) => format!("syscalls:sys_*_{}", op.name()),
             _ => ev.hook.label().to_string(),
@@ -129,6 +140,39 @@ pub fn header(conn: &Conn) -> String {
     format!("conn #{}  {who}  {}  {ends}", conn.id, conn.role.name())
 }
 
+/// A segment as tcpdump prints it, seen from one end: `out 41234 > 8080 [S] seq 0 win 65495
+/// <mss 65495,sackOK,TS val 1 ecr 0,nop,wscale 7>, length 0`.
+pub fn packet(ev: &Event, view: &SegmentView) -> String {
+    let Some(captured) = &ev.packet else {
+        return "packet".into();
+    };
+    let seg = match &captured.segment {
+        Ok(seg) => seg,
+        Err(e) => return format!("undecodable segment: {e}"),
+    };
+    let tcp = &seg.tcp;
+    let mut s = format!(
+        "{} {} > {} [{}] seq {}",
+        if view.out { "out" } else { "in " },
+        tcp.sport,
+        tcp.dport,
+        tcp.tcpdump_flags(),
+        view.rel_seq
+    );
+    if seg.payload_len > 0 {
+        s.push_str(&format!(":{}", view.rel_seq.wrapping_add(seg.payload_len as u32)));
+    }
+    if let Some(ack) = view.rel_ack {
+        s.push_str(&format!(" ack {ack}"));
+    }
+    s.push_str(&format!(" win {}", view.window));
+    if !tcp.options.is_empty() {
+        s.push_str(&format!(" <{}>", tcp.options_text()));
+    }
+    s.push_str(&format!(", length {}", seg.payload_len));
+    s
+}
+
 /// The event's text and a right-hand note (duration).
 fn describe(ev: &Event, part: Part) -> (String, String) {
     match ev.kind {
@@ -141,6 +185,7 @@ fn describe(ev: &Event, part: Part) -> (String, String) {
             }
             (s, String::new())
         }
+        Kind::Packet => ("packet".into(), String::new()),
     }
 }
 
@@ -231,12 +276,13 @@ mod tests {
             )),
             owner_guessed: false,
             timewait: false,
+            packet: None,
         };
         let id = c.observe(&mut connect);
         let mut out = Vec::new();
         let mut t = Timeline::new(&mut out, false);
-        t.line(&connect, c.get(id).unwrap(), Part::Whole).unwrap();
-        t.line(&connect, c.get(id).unwrap(), Part::Return).unwrap();
+        t.line(&connect, c.get(id).unwrap(), Part::Whole, None).unwrap();
+        t.line(&connect, c.get(id).unwrap(), Part::Return, None).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(

@@ -1,0 +1,163 @@
+//! The ladder diagram: the segments between the two ends of a connection, numbered, with each
+//! end's state beside every arrow, as TCP textbooks draw the handshake and the teardown.
+//! Fits an 80-column terminal.
+
+use tracer_common::tcp_state;
+
+use super::maybe_endpoint;
+use crate::correlate::{Conn, Correlator, LadderRow, Role};
+
+const ARROW: usize = 44;
+const STATE: usize = 12;
+
+/// Every connection's ladder; the two traced ends of a loopback connection share one.
+pub fn all(correlator: &Correlator) -> String {
+    let conns = correlator.all();
+    let mut out = String::new();
+    let mut drawn = Vec::new();
+    for conn in &conns {
+        if conn.ladder.is_empty() || drawn.contains(&conn.id) || conn.role == Role::Listener {
+            continue;
+        }
+        let peer = conns.iter().find(|p| {
+            p.id != conn.id && p.local.is_some() && p.local == conn.remote && p.remote == conn.local
+        });
+        // The active opener goes on the left, as in the textbook figure.
+        let (left, right) = match peer {
+            Some(p) if conn.role == Role::Server => (Some(*p), Some(*conn)),
+            Some(p) => (Some(*conn), Some(*p)),
+            None if conn.role == Role::Server => (None, Some(*conn)),
+            None => (Some(*conn), None),
+        };
+        drawn.extend([left, right].into_iter().flatten().map(|c| c.id));
+        out.push_str(&draw(left, right));
+        out.push('\n');
+    }
+    out
+}
+
+fn title(conn: Option<&Conn>, fallback: Option<&Conn>) -> String {
+    match conn {
+        Some(c) => format!("#{} {} {}", c.id, c.comm, maybe_endpoint(c.local.as_ref())),
+        None => format!("peer {}", maybe_endpoint(fallback.and_then(|c| c.remote.as_ref()))),
+    }
+}
+
+fn state(conn: Option<&Conn>, ts: u64) -> &'static str {
+    conn.and_then(|c| c.state_at(ts)).map(tcp_state::name).unwrap_or("")
+}
+
+/// One ladder: `left` sends rightwards. Either end may be untraced.
+fn draw(left: Option<&Conn>, right: Option<&Conn>) -> String {
+    // Rows as seen from the left end.
+    let rows: Vec<LadderRow> = match (left, right) {
+        (Some(l), _) if !l.ladder.is_empty() => l.ladder.clone(),
+        (_, Some(r)) => r
+            .ladder
+            .iter()
+            .map(|row| LadderRow {
+                out: !row.out,
+                ..row.clone()
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut s = format!(
+        "ladder  {}  <->  {}\n",
+        title(left, right),
+        title(right, left)
+    );
+    for (i, row) in rows.iter().enumerate() {
+        // The sender's state when it sent, the receiver's once it has processed the segment
+        // (just before the next one).
+        let after = rows.get(i + 1).map(|n| n.ts_ns.saturating_sub(1)).unwrap_or(u64::MAX);
+        let (lstate, rstate) = if row.out {
+            (state(left, row.ts_ns), state(right, after))
+        } else {
+            (state(left, after), state(right, row.ts_ns))
+        };
+        let mut label = format!("{} seq {}", row.flags, row.rel_seq);
+        if row.len > 0 {
+            label.push_str(&format!(":{}", row.rel_seq.wrapping_add(row.len as u32)));
+        }
+        if let Some(ack) = row.rel_ack {
+            label.push_str(&format!(" ack {ack}"));
+        }
+        let label = format!(" {label} ");
+        let fill = ARROW.saturating_sub(label.len() + 5);
+        let arrow = if row.out {
+            format!("|--{label}{}->|", "-".repeat(fill))
+        } else {
+            format!("|<-{}{label}--|", "-".repeat(fill))
+        };
+        s.push_str(&format!(
+            "  {lstate:<STATE$} {:>3} {arrow} {rstate}\n",
+            i + 1
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Captured, Event, Kind};
+    use crate::packet::Segment;
+    use tracer_common::Hook;
+
+    fn segment(hex: &str) -> Segment {
+        Segment::decode(&crate::packet::parse_hex(hex).unwrap()).unwrap()
+    }
+
+    fn packet_event(seg: &Segment, ts: u64) -> Event {
+        Event {
+            ts_ns: ts,
+            duration_ns: 0,
+            sock: 0,
+            kind: Kind::Packet,
+            hook: Hook::CgroupSkbEgress,
+            pid: 0,
+            tid: 0,
+            comm: String::new(),
+            fd: -1,
+            ret: 0,
+            arg: 0,
+            arg2: 0,
+            family: tracer_common::AF_INET,
+            local: None,
+            remote: None,
+            owner_guessed: false,
+            timewait: false,
+            packet: Some(Box::new(Captured {
+                segment: Ok(seg.clone()),
+                egress: true,
+                ifindex: 1,
+                len: 60,
+                data: Vec::new(),
+            })),
+        }
+    }
+
+    #[test]
+    fn draws_a_handshake_within_80_columns() {
+        let mut c = Correlator::new();
+        c.keep_ladder = true;
+        // 127.0.0.1:50274 -> 127.0.0.2:8080 SYN seq 1000, then SYN-ACK seq 5000 ack 1001, ACK.
+        let ip = "450000280000400040060000 7f000001 7f000002";
+        let syn = segment(&format!("{ip} c4621f90 000003e8 00000000 5002faf0 00000000"));
+        let ip_back = "450000280000400040060000 7f000002 7f000001";
+        let synack = segment(&format!("{ip_back} 1f90c462 00001388 000003e9 5012faf0 00000000"));
+        let ack = segment(&format!("{ip} c4621f90 000003e9 00001389 5010faf0 00000000"));
+        for (i, seg) in [&syn, &synack, &ack].into_iter().enumerate() {
+            let views = c.segment(&packet_event(seg, i as u64 + 1), seg);
+            assert_eq!(views.len(), 1);
+        }
+        let text = all(&c);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("ladder  #1"), "{text}");
+        assert!(lines[1].contains("|-- S seq 0 ") && lines[1].ends_with("->| "), "{text}");
+        assert!(lines[2].contains("|<-") && lines[2].contains(" S. seq 0 ack 1 --|"), "{text}");
+        assert!(lines[3].contains(" . seq 1 ack 1 "), "{text}");
+        assert!(lines.iter().all(|l| l.chars().count() <= 80), "{text}");
+    }
+}
