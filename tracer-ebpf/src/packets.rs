@@ -4,16 +4,20 @@
 //! already seen leaving, so each segment is captured once. Headers are always copied, payload
 //! only up to the configured snap length (0 by default).
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_ns, generated::bpf_skb_load_bytes},
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
 use tracer_common::{FilterConfig, PACKET_CAP, PacketRecord, PortPair};
 
+const _: () = assert!(PACKET_CAP.is_power_of_two());
+
 use crate::{
     filter::config,
-    maps::{DROPS, EVENTS, LISTENERS, PORTS, PORT_PAIRS},
+    maps::{DROPS, EVENTS, LISTENERS, PORT_PAIRS, PORTS},
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -46,8 +50,18 @@ fn wanted(cfg: &FilterConfig, sport: u16, dport: u16) -> bool {
         return PORTS.get_ptr(sport).is_some() || PORTS.get_ptr(dport).is_some();
     }
     if cfg.by_pid != 0 || cfg.by_comm != 0 {
-        return PORT_PAIRS.get_ptr(PortPair { local: sport, remote: dport }).is_some()
-            || PORT_PAIRS.get_ptr(PortPair { local: dport, remote: sport }).is_some()
+        return PORT_PAIRS
+            .get_ptr(PortPair {
+                local: sport,
+                remote: dport,
+            })
+            .is_some()
+            || PORT_PAIRS
+                .get_ptr(PortPair {
+                    local: dport,
+                    remote: sport,
+                })
+                .is_some()
             || LISTENERS.get_ptr(sport).is_some()
             || LISTENERS.get_ptr(dport).is_some();
     }
@@ -103,13 +117,17 @@ fn capture(ctx: &SkBuffContext, egress: u8) -> Option<()> {
         (*rec).ifindex = (*ctx.skb.skb).ifindex;
         (*rec).egress = egress;
         (*rec)._pad = [0; 5];
-        let cap = want.min(PACKET_CAP);
-        let copied = if cap > 0 {
-            let data = &mut (*rec).data;
-            ctx.load_bytes(0, &mut data[..cap]).unwrap_or(0)
-        } else {
-            0
-        };
+        let n = (want as u32).min(ctx.len()).min(PACKET_CAP as u32);
+        let mut copied = 0;
+        if n > 0 {
+            // The mask gives the verifier the bounds [1, PACKET_CAP] it needs; for n in that
+            // range it changes nothing.
+            let n = ((n - 1) & (PACKET_CAP as u32 - 1)) + 1;
+            let dst = core::ptr::addr_of_mut!((*rec).data).cast::<c_void>();
+            if bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, dst, n) == 0 {
+                copied = n;
+            }
+        }
         (*rec).caplen = copied as u16;
     }
     record.submit(0);

@@ -9,8 +9,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{Cli, ColorChoice};
 use crate::loader::{self, Filter, HookStatus, Loaded};
-use crate::pipeline::{Pipeline, View};
 use crate::pcap::PcapWriter;
+use crate::pipeline::{Pipeline, View};
 use crate::render::{json as json_view, ladder, summary, timeline::Timeline};
 use crate::{demo, preflight, tracefs};
 

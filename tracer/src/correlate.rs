@@ -154,7 +154,14 @@ impl Conn {
         })
     }
 
-    fn see_segment(&mut self, id: ConnId, seg: &Segment, out: bool, ts: u64, keep: bool) -> SegmentView {
+    fn see_segment(
+        &mut self,
+        id: ConnId,
+        seg: &Segment,
+        out: bool,
+        ts: u64,
+        keep: bool,
+    ) -> SegmentView {
         let tcp = &seg.tcp;
         let (me, peer) = if out { (0, 1) } else { (1, 0) };
         self.packets += 1;
@@ -170,7 +177,9 @@ impl Conn {
             .then(|| self.isn[peer].map(|isn| tcp.ack.wrapping_sub(isn)))
             .flatten();
         let window = match (self.wscale[me], self.wscale[peer]) {
-            (Some(shift), Some(_)) if !tcp.has(flags::SYN) => u32::from(tcp.window) << shift.min(14),
+            (Some(shift), Some(_)) if !tcp.has(flags::SYN) => {
+                u32::from(tcp.window) << shift.min(14)
+            }
             _ => u32::from(tcp.window),
         };
         let view = SegmentView {
@@ -330,8 +339,14 @@ impl Correlator {
     /// The traced ends a segment belongs to (both ends on loopback), each with the segment
     /// seen from that end. A segment no known connection claims gets a connection of its own.
     pub fn segment(&mut self, ev: &Event, seg: &Segment) -> Vec<SegmentView> {
-        let src = Endpoint { addr: seg.src, port: seg.tcp.sport };
-        let dst = Endpoint { addr: seg.dst, port: seg.tcp.dport };
+        let src = Endpoint {
+            addr: seg.src,
+            port: seg.tcp.sport,
+        };
+        let dst = Endpoint {
+            addr: seg.dst,
+            port: seg.tcp.dport,
+        };
         let mut ends: Vec<(ConnId, bool)> = Vec::with_capacity(2);
         if let Some(&id) = self.by_ends.get(&(src, dst)) {
             ends.push((self.resolve(id), true));

@@ -181,8 +181,14 @@ impl Event {
         let (family, local, remote) = match &segment {
             Ok(s) => (
                 if s.src.is_ipv4() { AF_INET } else { AF_INET6 },
-                Some(Endpoint { addr: s.src, port: s.tcp.sport }),
-                Some(Endpoint { addr: s.dst, port: s.tcp.dport }),
+                Some(Endpoint {
+                    addr: s.src,
+                    port: s.tcp.sport,
+                }),
+                Some(Endpoint {
+                    addr: s.dst,
+                    port: s.tcp.dport,
+                }),
             ),
             Err(_) => (0, None, None),
         };
@@ -191,7 +197,11 @@ impl Event {
             duration_ns: 0,
             sock: 0,
             kind: Kind::Packet,
-            hook: if raw.egress != 0 { Hook::CgroupSkbEgress } else { Hook::CgroupSkbIngress },
+            hook: if raw.egress != 0 {
+                Hook::CgroupSkbEgress
+            } else {
+                Hook::CgroupSkbIngress
+            },
             pid: 0,
             tid: 0,
             comm: String::new(),

@@ -396,7 +396,10 @@ fn packets(ebpf: &mut Ebpf, cgroup: Option<&str>) -> HookStatus {
     let result = attach(ebpf, "packets_out", CgroupSkbAttachType::Egress)
         .and_then(|()| attach(ebpf, "packets_in", CgroupSkbAttachType::Ingress));
     let (via, error) = match result {
-        Ok(()) => (Some("cgroup_skb:egress+ingress on the cgroup2 root".to_string()), None),
+        Ok(()) => (
+            Some("cgroup_skb:egress+ingress on the cgroup2 root".to_string()),
+            None,
+        ),
         Err(e) => (None, Some(e)),
     };
     HookStatus {

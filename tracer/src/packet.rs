@@ -241,7 +241,9 @@ fn options(mut b: &[u8]) -> Result<Vec<TcpOption>, PacketError> {
             }
             _ => {}
         }
-        let len = *b.get(1).ok_or(PacketError::Malformed("TCP option without length"))? as usize;
+        let len = *b
+            .get(1)
+            .ok_or(PacketError::Malformed("TCP option without length"))? as usize;
         if len < 2 || len > b.len() {
             return Err(PacketError::Malformed("TCP option length"));
         }
@@ -251,7 +253,7 @@ fn options(mut b: &[u8]) -> Result<Vec<TcpOption>, PacketError> {
             2 if len == 4 => TcpOption::Mss(be16(data, 0)),
             3 if len == 3 => TcpOption::WindowScale(data[0]),
             4 if len == 2 => TcpOption::SackPermitted,
-            5 if (len - 2) % 8 == 0 => TcpOption::Sack(
+            5 if (len - 2).is_multiple_of(8) => TcpOption::Sack(
                 data.chunks_exact(8)
                     .map(|c| (be32(c, 0), be32(c, 4)))
                     .collect(),
@@ -307,9 +309,12 @@ impl Segment {
                 }
                 let total = usize::from(be16(b, 2));
                 let tcp = TcpHeader::decode(&b[ihl..])?;
-                let payload_len = total
-                    .checked_sub(ihl + tcp.header_len)
-                    .ok_or(PacketError::Malformed("IPv4 total length shorter than headers"))?;
+                let payload_len =
+                    total
+                        .checked_sub(ihl + tcp.header_len)
+                        .ok_or(PacketError::Malformed(
+                            "IPv4 total length shorter than headers",
+                        ))?;
                 Ok(Self {
                     src: IpAddr::V4(Ipv4Addr::new(b[12], b[13], b[14], b[15])),
                     dst: IpAddr::V4(Ipv4Addr::new(b[16], b[17], b[18], b[19])),
@@ -333,9 +338,12 @@ impl Segment {
                     IpAddr::V6(Ipv6Addr::from(a))
                 };
                 let tcp = TcpHeader::decode(&b[40..])?;
-                let payload_len = payload
-                    .checked_sub(tcp.header_len)
-                    .ok_or(PacketError::Malformed("IPv6 payload length shorter than TCP header"))?;
+                let payload_len =
+                    payload
+                        .checked_sub(tcp.header_len)
+                        .ok_or(PacketError::Malformed(
+                            "IPv6 payload length shorter than TCP header",
+                        ))?;
                 Ok(Self {
                     src: addr(8),
                     dst: addr(24),
@@ -357,7 +365,7 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, PacketError> {
         .bytes()
         .filter(|c| !c.is_ascii_whitespace() && *c != b':')
         .collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(PacketError::Hex("odd number of digits".into()));
     }
     digits
@@ -372,15 +380,19 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, PacketError> {
 /// `tracer decode HEX`: a TCP header (or an IP packet holding one) dissected field by field.
 pub fn dissect(bytes: &[u8]) -> Result<String, PacketError> {
     let mut out = String::new();
-    let is_ip = matches!(bytes.first().map(|b| b >> 4), Some(4 | 6))
-        && Segment::decode(bytes).is_ok();
+    let is_ip =
+        matches!(bytes.first().map(|b| b >> 4), Some(4 | 6)) && Segment::decode(bytes).is_ok();
     let tcp = if is_ip {
         let seg = Segment::decode(bytes)?;
         let v = if seg.src.is_ipv4() { 4 } else { 6 };
         let _ = writeln!(out, "IPv{v} header ({} bytes)", seg.ip_header_len);
         let _ = writeln!(out, "  source address            {}", seg.src);
         let _ = writeln!(out, "  destination address       {}", seg.dst);
-        let _ = writeln!(out, "  total length              {} bytes", seg.ip_total_len);
+        let _ = writeln!(
+            out,
+            "  total length              {} bytes",
+            seg.ip_total_len
+        );
         let _ = writeln!(out, "  TTL / hop limit           {}", seg.ttl);
         let _ = writeln!(out, "  TCP payload               {} bytes", seg.payload_len);
         seg.tcp
@@ -390,8 +402,16 @@ pub fn dissect(bytes: &[u8]) -> Result<String, PacketError> {
     let _ = writeln!(out, "TCP header ({} bytes)", tcp.header_len);
     let _ = writeln!(out, "  source port               {}", tcp.sport);
     let _ = writeln!(out, "  destination port          {}", tcp.dport);
-    let _ = writeln!(out, "  sequence number           {} (0x{:08x})", tcp.seq, tcp.seq);
-    let _ = writeln!(out, "  acknowledgement number    {} (0x{:08x})", tcp.ack, tcp.ack);
+    let _ = writeln!(
+        out,
+        "  sequence number           {} (0x{:08x})",
+        tcp.seq, tcp.seq
+    );
+    let _ = writeln!(
+        out,
+        "  acknowledgement number    {} (0x{:08x})",
+        tcp.ack, tcp.ack
+    );
     let _ = writeln!(
         out,
         "  header length             {} bytes (data offset {})",
@@ -416,7 +436,11 @@ pub fn dissect(bytes: &[u8]) -> Result<String, PacketError> {
         out,
         "  flags                     0x{:02x} {}",
         tcp.flags,
-        if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
+        if names.is_empty() {
+            "(none)".to_string()
+        } else {
+            names.join(", ")
+        }
     );
     let _ = writeln!(out, "  window                    {}", tcp.window);
     let _ = writeln!(out, "  checksum                  0x{:04x}", tcp.checksum);
@@ -428,7 +452,9 @@ pub fn dissect(bytes: &[u8]) -> Result<String, PacketError> {
         for o in &tcp.options {
             let text = match o {
                 TcpOption::Mss(v) => format!("MSS {v}"),
-                TcpOption::WindowScale(v) => format!("window scale {v} (multiply by {})", 1u32 << (*v).min(14)),
+                TcpOption::WindowScale(v) => {
+                    format!("window scale {v} (multiply by {})", 1u32 << (*v).min(14))
+                }
                 TcpOption::SackPermitted => "SACK permitted".into(),
                 TcpOption::Nop => "NOP".into(),
                 TcpOption::Eol => "EOL".into(),
@@ -516,7 +542,28 @@ mod tests {
     #[test]
     fn decodes_an_ipv4_packet_around_it() {
         let tcp = parse_hex(SYN).unwrap();
-        let mut ip = vec![0x45, 0, 0, (20 + tcp.len()) as u8, 0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 2];
+        let mut ip = vec![
+            0x45,
+            0,
+            0,
+            (20 + tcp.len()) as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+            127,
+            0,
+            0,
+            1,
+            127,
+            0,
+            0,
+            2,
+        ];
         ip.extend_from_slice(&tcp);
         let seg = Segment::decode(&ip).unwrap();
         assert_eq!(seg.src, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
@@ -528,7 +575,8 @@ mod tests {
 
     #[test]
     fn decodes_ipv6_sack_and_timestamps() {
-        let mut tcp = parse_hex("1f90c462000000010000000280101000000000000101080a0000000100000002").unwrap();
+        let mut tcp =
+            parse_hex("1f90c462000000010000000280101000000000000101080a0000000100000002").unwrap();
         tcp[12] = 0x80; // 32-byte header
         let mut ip = vec![0x60, 0, 0, 0, 0, 37, 6, 64];
         ip.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
@@ -553,11 +601,20 @@ mod tests {
             let _ = Segment::decode(&syn[..cut]);
             let _ = dissect(&syn[..cut]);
         }
-        assert!(matches!(TcpHeader::decode(&syn[..10]), Err(PacketError::Truncated { .. })));
-        assert!(matches!(TcpHeader::decode(&syn[..24]), Err(PacketError::Truncated { .. })));
+        assert!(matches!(
+            TcpHeader::decode(&syn[..10]),
+            Err(PacketError::Truncated { .. })
+        ));
+        assert!(matches!(
+            TcpHeader::decode(&syn[..24]),
+            Err(PacketError::Truncated { .. })
+        ));
         let mut bad = syn.clone();
         bad[12] = 0x30; // data offset 3
-        assert_eq!(TcpHeader::decode(&bad), Err(PacketError::Malformed("TCP data offset below 5")));
+        assert_eq!(
+            TcpHeader::decode(&bad),
+            Err(PacketError::Malformed("TCP data offset below 5"))
+        );
         let mut bad = syn.clone();
         bad[21] = 40; // MSS option claiming 40 bytes
         assert!(TcpHeader::decode(&bad).is_err());
@@ -568,7 +625,9 @@ mod tests {
         assert!(parse_hex("zz").is_err());
         // Every byte value in every position of a short buffer: no panic.
         for b0 in 0..=255u8 {
-            let _ = Segment::decode(&[b0, 0x45, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            let _ = Segment::decode(&[
+                b0, 0x45, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ]);
         }
     }
 }

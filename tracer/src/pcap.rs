@@ -82,7 +82,10 @@ mod tests {
         assert_eq!(&buf[20..24], &LINKTYPE_RAW.to_le_bytes());
         let rec = &buf[24..];
         assert_eq!(u32::from_le_bytes(rec[0..4].try_into().unwrap()), 3);
-        assert_eq!(u32::from_le_bytes(rec[4..8].try_into().unwrap()), 500_000_000);
+        assert_eq!(
+            u32::from_le_bytes(rec[4..8].try_into().unwrap()),
+            500_000_000
+        );
         assert_eq!(u32::from_le_bytes(rec[8..12].try_into().unwrap()), 4);
         assert_eq!(u32::from_le_bytes(rec[12..16].try_into().unwrap()), 60);
         assert_eq!(&rec[16..], &[0x45, 0, 0, 20]);

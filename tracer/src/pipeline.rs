@@ -76,7 +76,14 @@ impl<W: Write> Pipeline<W> {
             // Segments are matched to connections when rendered: by then the state events
             // that name a new connection's ends (which can follow its SYN) have arrived.
             self.events += 1;
-            self.reorder.push(ev.ts_ns, Item { ev, conn: 0, part: Part::Whole });
+            self.reorder.push(
+                ev.ts_ns,
+                Item {
+                    ev,
+                    conn: 0,
+                    part: Part::Whole,
+                },
+            );
             return;
         }
         let conn = self.correlator.observe(&mut ev);

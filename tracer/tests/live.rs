@@ -325,3 +325,204 @@ fn other_ports_produce_no_events() {
     }
     assert!(body.iter().any(|e| e["pid"] == echo.client_pid));
 }
+
+fn flags(e: &Value) -> &str {
+    e["flags"].as_str().unwrap()
+}
+
+fn num(e: &Value, k: &str) -> u64 {
+    e[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} missing in {e}"))
+}
+
+#[test]
+fn echo_session_packets_are_the_textbook_exchange_and_the_pcap_matches() {
+    let port = free_port();
+    let pcap = std::env::temp_dir().join(format!("tracer-test-{port}.pcap"));
+    let trace = start(&[
+        "--port",
+        &port.to_string(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+    ]);
+    let echo = echo_session(
+        "127.0.0.1",
+        port,
+        &["hello", "from code", "to packet capture"],
+    );
+    let events = trace.stop();
+    let messages: Vec<u64> = echo.messages.iter().map(|m| m.len() as u64).collect();
+    let replies: Vec<u64> = messages.iter().map(|n| n + 15).collect();
+
+    let c = conn_with(&events, echo.client_pid, "CLOSE", "SYN_SENT");
+    let segs: Vec<&Value> = of_conn(&events, c)
+        .into_iter()
+        .filter(|e| e["layer"] == "packet")
+        .collect();
+    assert!(segs.len() >= 10, "{segs:#?}");
+    // Handshake.
+    let head: Vec<(&str, &str)> = segs[..3]
+        .iter()
+        .map(|e| (e["dir"].as_str().unwrap(), flags(e)))
+        .collect();
+    assert_eq!(head, [("out", "S"), ("in", "SA"), ("out", "A")]);
+    assert_eq!(num(segs[0], "rel_seq"), 0);
+    assert_eq!((num(segs[1], "rel_seq"), num(segs[1], "rel_ack")), (0, 1));
+    assert_eq!((num(segs[2], "rel_seq"), num(segs[2], "rel_ack")), (1, 1));
+    assert!(
+        segs[0]["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o.as_str().unwrap().starts_with("mss "))
+    );
+    // Data: each message and each reply is one segment of exactly its length.
+    let data = |dir: &str| -> Vec<u64> {
+        segs.iter()
+            .filter(|e| e["dir"] == dir && num(e, "len") > 0)
+            .map(|e| num(e, "len"))
+            .collect()
+    };
+    assert_eq!(data("out"), messages);
+    assert_eq!(data("in"), replies);
+    // Every ACK acknowledges exactly what the peer had sent when it was sent, never more, and
+    // sequence numbers advance by the bytes (and SYN/FIN) sent.
+    let mut next = [0u64, 0u64]; // next rel seq expected from [client, server]
+    for e in &segs {
+        let side = usize::from(e["dir"] == "in");
+        let f = flags(e);
+        assert_eq!(num(e, "rel_seq"), next[side], "sequence continuity at {e}");
+        next[side] += num(e, "len") + u64::from(f.contains('S')) + u64::from(f.contains('F'));
+        if f.contains('A') {
+            assert!(num(e, "rel_ack") <= next[1 - side], "acks unsent data: {e}");
+        }
+    }
+    // Teardown: the client's FIN, the server's FIN, and the client's last ACK of it.
+    let sum = |v: &[u64]| v.iter().sum::<u64>();
+    let fin_c = segs
+        .iter()
+        .find(|e| e["dir"] == "out" && flags(e).contains('F'))
+        .expect("client FIN");
+    assert_eq!(num(fin_c, "rel_seq"), 1 + sum(&messages));
+    let fin_s = segs
+        .iter()
+        .find(|e| e["dir"] == "in" && flags(e).contains('F'))
+        .expect("server FIN");
+    assert_eq!(num(fin_s, "rel_seq"), 1 + sum(&replies));
+    assert_eq!(num(fin_s, "rel_ack"), 2 + sum(&messages));
+    let last = segs.last().unwrap();
+    assert_eq!((last["dir"].as_str().unwrap(), flags(last)), ("out", "A"));
+    assert_eq!(num(last, "rel_ack"), 2 + sum(&replies));
+
+    // The server's end sees the same segments, mirrored.
+    let s = conn_with(&events, echo.server_pid, "LISTEN", "SYN_RECV");
+    let server_segs: Vec<&Value> = of_conn(&events, s)
+        .into_iter()
+        .filter(|e| e["layer"] == "packet")
+        .collect();
+    assert_eq!(server_segs.len(), segs.len());
+    for (a, b) in segs.iter().zip(&server_segs) {
+        assert_eq!(a["seq"], b["seq"]);
+        assert_ne!(a["dir"], b["dir"]);
+    }
+
+    // tshark reads the capture: same segments, flags and relative numbers.
+    let out = std::process::Command::new("tshark")
+        .args([
+            "-r",
+            pcap.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "tcp.flags",
+            "-e",
+            "tcp.seq",
+            "-e",
+            "tcp.ack",
+            "-e",
+            "tcp.len",
+        ])
+        .output()
+        .expect("tshark is installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<String>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), segs.len(), "one pcap record per segment");
+    for (row, e) in rows.iter().zip(&segs) {
+        let tshark_flags =
+            u8::from_str_radix(row[1].trim_start_matches("0x").trim_start_matches("0"), 16)
+                .unwrap_or(0);
+        let letters: String = [(2u8, 'S'), (1, 'F'), (4, 'R'), (8, 'P'), (16, 'A')]
+            .iter()
+            .filter(|(b, _)| tshark_flags & b != 0)
+            .map(|(_, c)| *c)
+            .collect();
+        assert_eq!(letters, flags(e), "flags of {row:?} vs {e}");
+        assert_eq!(
+            row[2].parse::<u64>().unwrap(),
+            num(e, "rel_seq"),
+            "{row:?} vs {e}"
+        );
+        assert_eq!(
+            row[4].parse::<u64>().unwrap(),
+            num(e, "len"),
+            "{row:?} vs {e}"
+        );
+        let expected_port = if e["dir"] == "out" {
+            e["lport"].clone()
+        } else {
+            e["rport"].clone()
+        };
+        assert_eq!(
+            row[0].parse::<u64>().unwrap(),
+            expected_port.as_u64().unwrap()
+        );
+    }
+    let _ = std::fs::remove_file(&pcap);
+}
+
+#[test]
+fn decode_dissects_the_textbook_header_and_rejects_garbage() {
+    let out = std::process::Command::new(TRACER)
+        .args([
+            "decode",
+            "c4621f90360a1d03000000008002faf04cc00000020405b40103030801010402",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "source port               50274",
+        "destination port          8080",
+        "(0x360a1d03)",
+        "header length             32 bytes",
+        "flags                     0x02 SYN",
+        "window                    64240",
+        "checksum                  0x4cc0",
+        "urgent pointer            0",
+        "MSS 1460",
+        "window scale 8",
+        "SACK permitted",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+    for bad in ["c462", "zz", "c4621f90360a1d03000000003002faf04cc00000"] {
+        let out = std::process::Command::new(TRACER)
+            .args(["decode", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: cannot decode"), "{err}");
+    }
+}

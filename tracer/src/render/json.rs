@@ -175,11 +175,15 @@ pub fn write_event(
                         line.rel_ack = view.rel_ack;
                         line.win = Some(view.window);
                         line.len = Some(s.payload_len);
-                        line.options = Some(s.tcp.options.iter().map(ToString::to_string).collect());
+                        line.options =
+                            Some(s.tcp.options.iter().map(ToString::to_string).collect());
                         let headers = s.ip_header_len + s.tcp.header_len;
                         if captured.data.len() > headers {
                             line.payload = Some(
-                                captured.data[headers..].iter().map(|b| format!("{b:02x}")).collect(),
+                                captured.data[headers..]
+                                    .iter()
+                                    .map(|b| format!("{b:02x}"))
+                                    .collect(),
                             );
                         }
                     }

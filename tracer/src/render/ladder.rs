@@ -9,6 +9,8 @@ use crate::correlate::{Conn, Correlator, LadderRow, Role};
 
 const ARROW: usize = 44;
 const STATE: usize = 12;
+/// How long after a segment left its receiver is taken to have processed it.
+const RECEIPT_NS: u64 = 20_000;
 
 /// Every connection's ladder; the two traced ends of a loopback connection share one.
 pub fn all(correlator: &Correlator) -> String {
@@ -39,12 +41,17 @@ pub fn all(correlator: &Correlator) -> String {
 fn title(conn: Option<&Conn>, fallback: Option<&Conn>) -> String {
     match conn {
         Some(c) => format!("#{} {} {}", c.id, c.comm, maybe_endpoint(c.local.as_ref())),
-        None => format!("peer {}", maybe_endpoint(fallback.and_then(|c| c.remote.as_ref()))),
+        None => format!(
+            "peer {}",
+            maybe_endpoint(fallback.and_then(|c| c.remote.as_ref()))
+        ),
     }
 }
 
 fn state(conn: Option<&Conn>, ts: u64) -> &'static str {
-    conn.and_then(|c| c.state_at(ts)).map(tcp_state::name).unwrap_or("")
+    conn.and_then(|c| c.state_at(ts))
+        .map(tcp_state::name)
+        .unwrap_or("")
 }
 
 /// One ladder: `left` sends rightwards. Either end may be untraced.
@@ -68,9 +75,13 @@ fn draw(left: Option<&Conn>, right: Option<&Conn>) -> String {
         title(right, left)
     );
     for (i, row) in rows.iter().enumerate() {
-        // The sender's state when it sent, the receiver's once it has processed the segment
-        // (just before the next one).
-        let after = rows.get(i + 1).map(|n| n.ts_ns.saturating_sub(1)).unwrap_or(u64::MAX);
+        // The sender's state when it sent, the receiver's once it has processed the segment:
+        // shortly after (loopback delivers within microseconds), and before the next one.
+        let next = rows
+            .get(i + 1)
+            .map(|n| n.ts_ns.saturating_sub(1))
+            .unwrap_or(u64::MAX);
+        let after = next.min(row.ts_ns + RECEIPT_NS);
         let (lstate, rstate) = if row.out {
             (state(left, row.ts_ns), state(right, after))
         } else {
@@ -144,10 +155,16 @@ mod tests {
         c.keep_ladder = true;
         // 127.0.0.1:50274 -> 127.0.0.2:8080 SYN seq 1000, then SYN-ACK seq 5000 ack 1001, ACK.
         let ip = "450000280000400040060000 7f000001 7f000002";
-        let syn = segment(&format!("{ip} c4621f90 000003e8 00000000 5002faf0 00000000"));
+        let syn = segment(&format!(
+            "{ip} c4621f90 000003e8 00000000 5002faf0 00000000"
+        ));
         let ip_back = "450000280000400040060000 7f000002 7f000001";
-        let synack = segment(&format!("{ip_back} 1f90c462 00001388 000003e9 5012faf0 00000000"));
-        let ack = segment(&format!("{ip} c4621f90 000003e9 00001389 5010faf0 00000000"));
+        let synack = segment(&format!(
+            "{ip_back} 1f90c462 00001388 000003e9 5012faf0 00000000"
+        ));
+        let ack = segment(&format!(
+            "{ip} c4621f90 000003e9 00001389 5010faf0 00000000"
+        ));
         for (i, seg) in [&syn, &synack, &ack].into_iter().enumerate() {
             let views = c.segment(&packet_event(seg, i as u64 + 1), seg);
             assert_eq!(views.len(), 1);
@@ -155,8 +172,14 @@ mod tests {
         let text = all(&c);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("ladder  #1"), "{text}");
-        assert!(lines[1].contains("|-- S seq 0 ") && lines[1].ends_with("->| "), "{text}");
-        assert!(lines[2].contains("|<-") && lines[2].contains(" S. seq 0 ack 1 --|"), "{text}");
+        assert!(
+            lines[1].contains("|-- S seq 0 ") && lines[1].ends_with("->| "),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("|<-") && lines[2].contains(" S. seq 0 ack 1 --|"),
+            "{text}"
+        );
         assert!(lines[3].contains(" . seq 1 ack 1 "), "{text}");
         assert!(lines.iter().all(|l| l.chars().count() <= 80), "{text}");
     }

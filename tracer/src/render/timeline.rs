@@ -160,7 +160,10 @@ pub fn packet(ev: &Event, view: &SegmentView) -> String {
         view.rel_seq
     );
     if seg.payload_len > 0 {
-        s.push_str(&format!(":{}", view.rel_seq.wrapping_add(seg.payload_len as u32)));
+        s.push_str(&format!(
+            ":{}",
+            view.rel_seq.wrapping_add(seg.payload_len as u32)
+        ));
     }
     if let Some(ack) = view.rel_ack {
         s.push_str(&format!(" ack {ack}"));
@@ -281,8 +284,10 @@ mod tests {
         let id = c.observe(&mut connect);
         let mut out = Vec::new();
         let mut t = Timeline::new(&mut out, false);
-        t.line(&connect, c.get(id).unwrap(), Part::Whole, None).unwrap();
-        t.line(&connect, c.get(id).unwrap(), Part::Return, None).unwrap();
+        t.line(&connect, c.get(id).unwrap(), Part::Whole, None)
+            .unwrap();
+        t.line(&connect, c.get(id).unwrap(), Part::Return, None)
+            .unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
