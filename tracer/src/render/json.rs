@@ -61,6 +61,12 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     len: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    hdr_len: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksum: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    urgent: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     options: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<String>,
@@ -123,6 +129,9 @@ pub fn write_event(
         rel_ack: None,
         win: None,
         len: None,
+        hdr_len: None,
+        checksum: None,
+        urgent: None,
         options: None,
         payload: None,
         error: None,
@@ -175,6 +184,9 @@ pub fn write_event(
                         line.rel_ack = view.rel_ack;
                         line.win = Some(view.window);
                         line.len = Some(s.payload_len);
+                        line.hdr_len = Some(s.tcp.header_len);
+                        line.checksum = Some(s.tcp.checksum);
+                        line.urgent = Some(s.tcp.urgent);
                         line.options =
                             Some(s.tcp.options.iter().map(ToString::to_string).collect());
                         let headers = s.ip_header_len + s.tcp.header_len;
