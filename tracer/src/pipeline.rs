@@ -33,7 +33,7 @@ pub struct Pipeline<W: Write> {
     /// The connection table.
     pub correlator: Correlator,
     view: View<W>,
-    reorder: Reorder<Item>,
+    reorder: Reorder<Box<Item>>,
     /// Enter lines waiting in `reorder`; `true` once their exit made them redundant.
     pending_enters: HashMap<(u32, u64), bool>,
     printed_enters: HashSet<(u32, u64)>,
@@ -44,6 +44,7 @@ pub struct Pipeline<W: Write> {
     /// Records that failed to decode.
     pub malformed: u64,
     pcap: Option<PcapWriter<BufWriter<File>>>,
+    scratch: Vec<u8>,
 }
 
 impl<W: Write> Pipeline<W> {
@@ -59,6 +60,7 @@ impl<W: Write> Pipeline<W> {
             events: 0,
             malformed: 0,
             pcap: None,
+            scratch: Vec::with_capacity(1024),
         }
     }
 
@@ -78,11 +80,7 @@ impl<W: Write> Pipeline<W> {
             self.events += 1;
             self.reorder.push(
                 ev.ts_ns,
-                Item {
-                    ev,
-                    conn: 0,
-                    part: Part::Whole,
-                },
+                Box::new(Item { ev, conn: 0, part: Part::Whole }),
             );
             return;
         }
@@ -93,11 +91,7 @@ impl<W: Write> Pipeline<W> {
                 self.pending_enters.insert(key, false);
                 self.reorder.push(
                     ev.ts_ns,
-                    Item {
-                        ev,
-                        conn,
-                        part: Part::Enter,
-                    },
+                    Box::new(Item { ev, conn, part: Part::Enter }),
                 );
             }
             Kind::Syscall(_) => {
@@ -112,7 +106,7 @@ impl<W: Write> Pipeline<W> {
                     None if self.printed_enters.remove(&key) => (ev.end_ns(), Part::Return),
                     None => (ev.ts_ns, Part::Whole),
                 };
-                self.reorder.push(at, Item { ev, conn, part });
+                self.reorder.push(at, Box::new(Item { ev, conn, part }));
             }
             _ => {
                 self.events += 1;
@@ -120,11 +114,7 @@ impl<W: Write> Pipeline<W> {
                 *t = (*t).max(ev.ts_ns);
                 self.reorder.push(
                     ev.ts_ns,
-                    Item {
-                        ev,
-                        conn,
-                        part: Part::Whole,
-                    },
+                    Box::new(Item { ev, conn, part: Part::Whole }),
                 );
             }
         }
@@ -172,7 +162,7 @@ impl<W: Write> Pipeline<W> {
             };
             match &mut self.view {
                 View::Timeline(t) => t.line(ev, conn, Part::Whole, Some(&view))?,
-                View::Json(out) => json::write_event(out, ev, conn, Some(&view))?,
+                View::Json(out) => json::write_event(out, &mut self.scratch, ev, conn, Some(&view))?,
             }
         }
         Ok(())
@@ -188,7 +178,7 @@ impl<W: Write> Pipeline<W> {
         self.pcap.as_mut()
     }
 
-    fn render(&mut self, item: Item) -> io::Result<()> {
+    fn render(&mut self, item: Box<Item>) -> io::Result<()> {
         if item.ev.kind == Kind::Packet {
             return self.render_packet(&item.ev);
         }
@@ -204,7 +194,7 @@ impl<W: Write> Pipeline<W> {
         };
         match &mut self.view {
             View::Timeline(t) => t.line(&item.ev, conn, item.part, None),
-            View::Json(out) => json::write_event(out, &item.ev, conn, None),
+            View::Json(out) => json::write_event(out, &mut self.scratch, &item.ev, conn, None),
         }
     }
 

@@ -1,5 +1,6 @@
 //! `cargo xtask`: build, run, test. Every command first makes sure the eBPF toolchain is here.
 
+mod bench;
 mod bootstrap;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,12 @@ enum Cmd {
     },
     /// Build, check formatting and lints, and run every test (as root: they load eBPF).
     Test,
+    /// Measure overhead, capacity, startup and memory against bpftrace; rewrite BENCHMARKS.md.
+    Bench {
+        /// A one-minute version: 3 runs of 2 s.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +68,13 @@ fn run(args: Args) -> anyhow::Result<()> {
                 std::process::exit(status.code().unwrap_or(1));
             }
             Ok(())
+        }
+        Cmd::Bench { quick } => {
+            build(&root)?;
+            if !is_root() {
+                bail!("the benchmarks load eBPF programs: run `sudo -E cargo xtask bench`");
+            }
+            bench::run(&root, quick)
         }
         Cmd::Test => {
             build(&root)?;

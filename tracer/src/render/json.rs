@@ -2,76 +2,101 @@
 
 use std::io::{self, Write};
 
-use serde::Serialize;
-use tracer_common::{KernelFn, tcp_state};
+use std::net::IpAddr;
+
+use tracer_common::{KernelFn, SyscallOp, tcp_state};
 
 use super::errno_name;
 use crate::correlate::{Conn, SegmentView};
-use crate::events::{Endpoint, Event, Kind};
+use crate::events::{Event, Kind};
 
-#[derive(Serialize)]
-struct Line<'a> {
-    ts_ns: u64,
-    layer: &'static str,
-    event: &'static str,
-    hook: &'static str,
-    pid: u32,
-    tid: u32,
-    comm: &'a str,
-    conn: u64,
-    family: Option<&'static str>,
-    laddr: Option<String>,
-    lport: Option<u16>,
-    raddr: Option<String>,
-    rport: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fd: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ret: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errno: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duration_ns: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    peer: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    to: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kernel_to: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dir: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    flags: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seq: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ack: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rel_seq: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rel_ack: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    win: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    len: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hdr_len: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checksum: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    urgent: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    options: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+/// Builds one JSON object in a reusable buffer, without intermediate allocations: this runs
+/// once per event on the hot path.
+struct Obj<'a> {
+    buf: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Obj<'a> {
+    fn new(buf: &'a mut Vec<u8>) -> Self {
+        buf.clear();
+        buf.push(b'{');
+        Self { buf, first: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.buf.push(b',');
+        }
+        self.first = false;
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(key.as_bytes());
+        self.buf.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        escape(self.buf, value);
+    }
+
+    fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(v) => self.str(key, v),
+            None => self.null(key),
+        }
+    }
+
+    fn num(&mut self, key: &str, value: impl itoa::Integer) {
+        self.key(key);
+        self.buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    fn opt_num(&mut self, key: &str, value: Option<impl itoa::Integer>) {
+        match value {
+            Some(v) => self.num(key, v),
+            None => self.null(key),
+        }
+    }
+
+    fn null(&mut self, key: &str) {
+        self.key(key);
+        self.buf.extend_from_slice(b"null");
+    }
+
+    fn addr(&mut self, key: &str, addr: Option<IpAddr>) {
+        self.key(key);
+        match addr {
+            Some(a) => {
+                self.buf.push(b'"');
+                let _ = write!(self.buf, "{a}");
+                self.buf.push(b'"');
+            }
+            None => self.buf.extend_from_slice(b"null"),
+        }
+    }
+
+    fn end(self) {
+        self.buf.extend_from_slice(b"}\n");
+    }
+}
+
+/// Writes `s` as a JSON string.
+fn escape(buf: &mut Vec<u8>, s: &str) {
+    buf.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => buf.extend_from_slice(b"\\\""),
+            '\\' => buf.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(buf, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let mut tmp = [0u8; 4];
+                buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+            }
+        }
+    }
+    buf.push(b'"');
 }
 
 fn family(f: u16) -> Option<&'static str> {
@@ -83,133 +108,114 @@ fn family(f: u16) -> Option<&'static str> {
 }
 
 /// Writes `ev`, which belongs to `conn`, as one JSON line; `seg` is a packet event's segment
-/// as that connection sees it.
+/// as that connection sees it. `scratch` is reused between calls.
 pub fn write_event(
     out: &mut impl Write,
+    scratch: &mut Vec<u8>,
     ev: &Event,
     conn: &Conn,
     seg: Option<&SegmentView>,
 ) -> io::Result<()> {
     let local = conn.local.or(ev.local);
     let remote = conn.remote.or(ev.remote);
-    let fam = if conn.family != 0 {
-        conn.family
+    let fam = if conn.family != 0 { conn.family } else { ev.family };
+    let packet = matches!(ev.kind, Kind::Packet);
+    let mut o = Obj::new(scratch);
+    o.num("ts_ns", ev.ts_ns);
+    o.str("layer", ev.layer());
+    o.str("event", ev.name());
+    o.str("hook", ev.hook.label());
+    if packet {
+        // A segment belongs to the connection's owner, not to a task.
+        o.num("pid", conn.pid);
+        o.num("tid", 0);
+        o.str("comm", &conn.comm);
     } else {
-        ev.family
-    };
-    let mut line = Line {
-        ts_ns: ev.ts_ns,
-        layer: ev.layer(),
-        event: ev.name(),
-        hook: ev.hook.label(),
-        pid: ev.pid,
-        tid: ev.tid,
-        comm: &ev.comm,
-        conn: conn.id,
-        family: family(fam),
-        laddr: local.map(|e| e.addr.to_string()),
-        lport: local.map(|e| e.port),
-        raddr: remote.map(|e| e.addr.to_string()),
-        rport: remote.map(|e| e.port),
-        name: None,
-        fd: None,
-        ret: None,
-        errno: None,
-        bytes: None,
-        duration_ns: None,
-        peer: None,
-        from: None,
-        to: None,
-        kernel_to: None,
-        dir: None,
-        flags: None,
-        seq: None,
-        ack: None,
-        rel_seq: None,
-        rel_ack: None,
-        win: None,
-        len: None,
-        hdr_len: None,
-        checksum: None,
-        urgent: None,
-        options: None,
-        payload: None,
-        error: None,
-    };
+        o.num("pid", ev.pid);
+        o.num("tid", ev.tid);
+        o.str("comm", &ev.comm);
+    }
+    o.num("conn", conn.id);
+    o.opt_str("family", family(fam));
+    o.addr("laddr", local.map(|e| e.addr));
+    o.opt_num("lport", local.map(|e| e.port));
+    o.addr("raddr", remote.map(|e| e.addr));
+    o.opt_num("rport", remote.map(|e| e.port));
     match ev.kind {
         Kind::Syscall(op) | Kind::SyscallEnter(op) => {
-            line.name = Some(op.name());
-            line.fd = Some(ev.fd);
-            line.ret = Some(ev.ret);
-            line.duration_ns = Some(ev.duration_ns);
+            o.str("name", op.name());
+            o.num("fd", ev.fd);
+            o.num("ret", ev.ret);
             if ev.ret < 0 {
-                line.errno = errno_name(-ev.ret);
+                if let Some(name) = errno_name(-ev.ret) {
+                    o.str("errno", name);
+                }
             } else if op.sends() || op.receives() {
-                line.bytes = Some(ev.ret as u64);
+                o.num("bytes", ev.ret);
             }
-            if matches!(
-                op,
-                tracer_common::SyscallOp::Accept | tracer_common::SyscallOp::Accept4
-            ) {
-                line.peer = ev.remote.as_ref().map(endpoint_text);
+            o.num("duration_ns", ev.duration_ns);
+            if matches!(op, SyscallOp::Accept | SyscallOp::Accept4)
+                && let Some(peer) = &ev.remote
+            {
+                o.str("peer", &super::endpoint(peer));
             }
         }
         Kind::Kernel(func) => {
             if matches!(func, KernelFn::TcpSendmsg | KernelFn::TcpRecvmsg) {
-                line.ret = Some(ev.ret);
+                o.num("ret", ev.ret);
                 if ev.ret >= 0 {
-                    line.bytes = Some(ev.ret as u64);
+                    o.num("bytes", ev.ret);
                 }
             }
         }
         Kind::State { from, to } => {
-            line.from = Some(tcp_state::name(from));
-            line.to = Some(tcp_state::name(to));
+            o.str("from", tcp_state::name(from));
+            o.str("to", tcp_state::name(to));
             if ev.timewait {
-                line.kernel_to = Some(tcp_state::name(tcp_state::CLOSE));
+                o.str("kernel_to", tcp_state::name(tcp_state::CLOSE));
             }
         }
         Kind::Packet => {
             if let (Some(captured), Some(view)) = (&ev.packet, seg) {
-                line.pid = conn.pid;
-                line.tid = 0;
-                line.comm = &conn.comm;
-                line.dir = Some(if view.out { "out" } else { "in" });
+                o.str("dir", if view.out { "out" } else { "in" });
                 match &captured.segment {
                     Ok(s) => {
-                        line.flags = Some(s.tcp.flag_letters());
-                        line.seq = Some(s.tcp.seq);
-                        line.ack = Some(s.tcp.ack);
-                        line.rel_seq = Some(view.rel_seq);
-                        line.rel_ack = view.rel_ack;
-                        line.win = Some(view.window);
-                        line.len = Some(s.payload_len);
-                        line.hdr_len = Some(s.tcp.header_len);
-                        line.checksum = Some(s.tcp.checksum);
-                        line.urgent = Some(s.tcp.urgent);
-                        line.options =
-                            Some(s.tcp.options.iter().map(ToString::to_string).collect());
+                        o.str("flags", &s.tcp.flag_letters());
+                        o.num("seq", s.tcp.seq);
+                        o.num("ack", s.tcp.ack);
+                        o.num("rel_seq", view.rel_seq);
+                        o.opt_num("rel_ack", view.rel_ack);
+                        o.num("win", view.window);
+                        o.num("len", s.payload_len);
+                        o.num("hdr_len", s.tcp.header_len);
+                        o.num("checksum", s.tcp.checksum);
+                        o.num("urgent", s.tcp.urgent);
+                        o.key("options");
+                        o.buf.push(b'[');
+                        for (i, opt) in s.tcp.options.iter().enumerate() {
+                            if i > 0 {
+                                o.buf.push(b',');
+                            }
+                            escape(o.buf, &opt.to_string());
+                        }
+                        o.buf.push(b']');
                         let headers = s.ip_header_len + s.tcp.header_len;
                         if captured.data.len() > headers {
-                            line.payload = Some(
-                                captured.data[headers..]
-                                    .iter()
-                                    .map(|b| format!("{b:02x}"))
-                                    .collect(),
-                            );
+                            o.key("payload");
+                            o.buf.push(b'"');
+                            for b in &captured.data[headers..] {
+                                let _ = write!(o.buf, "{b:02x}");
+                            }
+                            o.buf.push(b'"');
                         }
                     }
-                    Err(e) => line.error = Some(e.to_string()),
+                    Err(e) => o.str("error", &e.to_string()),
                 }
             }
         }
     }
-    serde_json::to_writer(&mut *out, &line)?;
-    out.write_all(b"\n")
-}
-
-fn endpoint_text(ep: &Endpoint) -> String {
-    super::endpoint(ep)
+    o.end();
+    out.write_all(scratch)
 }
 
 /// Writes a `meta` line: `{"ts_ns":..,"layer":"meta","event":NAME, ...fields}`.
