@@ -16,6 +16,7 @@ use tracer_common::{FilterConfig, PACKET_CAP, PacketRecord, PortPair};
 const _: () = assert!(PACKET_CAP.is_power_of_two());
 
 use crate::{
+    emit::NO_WAKEUP,
     filter::config,
     maps::{DROPS, EVENTS, LISTENERS, PORT_PAIRS, PORTS},
 };
@@ -130,6 +131,6 @@ fn capture(ctx: &SkBuffContext, egress: u8) -> Option<()> {
         }
         (*rec).caplen = copied as u16;
     }
-    record.submit(0);
+    record.submit(NO_WAKEUP);
     Some(())
 }

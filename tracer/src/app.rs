@@ -112,6 +112,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 guard.clear_ready();
             }
             _ = tick.tick() => {
+                // Records are written without wakeups (see tracer-ebpf emit.rs): collect here.
+                let rb = ring.get_mut();
+                while let Some(item) = rb.next() {
+                    pipeline.ingest(&item);
+                }
                 pipeline.drain(monotonic_ns())?;
                 let dropped = loaded.dropped();
                 if dropped > reported_drops && !cli.json {

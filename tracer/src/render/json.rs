@@ -83,6 +83,11 @@ impl<'a> Obj<'a> {
 /// Writes `s` as a JSON string.
 fn escape(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => buf.extend_from_slice(b"\\\""),
