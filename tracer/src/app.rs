@@ -12,7 +12,7 @@ use crate::loader::{self, Filter, HookStatus, Loaded};
 use crate::pcap::PcapWriter;
 use crate::pipeline::{Pipeline, View};
 use crate::render::{json as json_view, ladder, summary, timeline::Timeline};
-use crate::{demo, preflight, tracefs};
+use crate::{demo, preflight, tiers, tracefs};
 
 /// The kernel's monotonic clock, the one `bpf_ktime_get_ns` reads.
 pub fn monotonic_ns() -> u64 {
@@ -37,6 +37,7 @@ fn realtime_offset_ns() -> i128 {
 /// Runs the tracer until Ctrl-C, SIGTERM, `--duration` or the end of `--demo`.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     preflight::check_privileges()?;
+    tiers::check_forced(cli.probe_mode).map_err(|e| anyhow::anyhow!(e))?;
     if tracefs::ensure_mounted()? {
         eprintln!("tracer: mounted tracefs at {}", tracefs::TRACEFS);
     }
@@ -186,7 +187,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if dropped > 0 {
         eprintln!("tracer: {dropped} event(s) were dropped because the ring buffer was full");
     }
-    drop(loaded);
+    loaded.detach();
     if let Some(Err(e)) = demo_result {
         anyhow::bail!(e);
     }

@@ -4,6 +4,8 @@ use std::path::Path;
 
 use clap::{Parser, ValueEnum};
 
+use crate::tiers::ProbeMode;
+
 /// When to colour the human view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
@@ -67,6 +69,10 @@ pub struct Cli {
     /// Payload bytes kept per segment with --payload (at most 128).
     #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u16).range(0..=128))]
     pub snaplen: u16,
+
+    /// Which tier the kernel-function hooks use: the best available (auto), or one forced.
+    #[arg(long, value_enum, default_value_t = ProbeMode::Auto)]
+    pub probe_mode: ProbeMode,
 
     /// Print a ladder diagram of each connection's segments at exit.
     #[arg(long)]

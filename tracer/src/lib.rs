@@ -5,6 +5,7 @@
 //! and driven by [`app`].
 
 pub mod app;
+pub mod btf;
 pub mod cli;
 pub mod correlate;
 pub mod demo;
@@ -18,4 +19,5 @@ pub mod pipeline;
 pub mod preflight;
 pub mod render;
 pub mod reorder;
+pub mod tiers;
 pub mod tracefs;

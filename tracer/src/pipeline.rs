@@ -80,7 +80,11 @@ impl<W: Write> Pipeline<W> {
             self.events += 1;
             self.reorder.push(
                 ev.ts_ns,
-                Box::new(Item { ev, conn: 0, part: Part::Whole }),
+                Box::new(Item {
+                    ev,
+                    conn: 0,
+                    part: Part::Whole,
+                }),
             );
             return;
         }
@@ -91,7 +95,11 @@ impl<W: Write> Pipeline<W> {
                 self.pending_enters.insert(key, false);
                 self.reorder.push(
                     ev.ts_ns,
-                    Box::new(Item { ev, conn, part: Part::Enter }),
+                    Box::new(Item {
+                        ev,
+                        conn,
+                        part: Part::Enter,
+                    }),
                 );
             }
             Kind::Syscall(_) => {
@@ -114,7 +122,11 @@ impl<W: Write> Pipeline<W> {
                 *t = (*t).max(ev.ts_ns);
                 self.reorder.push(
                     ev.ts_ns,
-                    Box::new(Item { ev, conn, part: Part::Whole }),
+                    Box::new(Item {
+                        ev,
+                        conn,
+                        part: Part::Whole,
+                    }),
                 );
             }
         }
@@ -125,7 +137,7 @@ impl<W: Write> Pipeline<W> {
         let mut ready = Vec::new();
         self.reorder.drain_ready(now_ns, |item| ready.push(item));
         for item in ready {
-            self.render(item)?;
+            self.render(*item)?;
         }
         self.correlator.expire(now_ns);
         if self.last_inner.len() > 4096 {
@@ -140,7 +152,7 @@ impl<W: Write> Pipeline<W> {
         let mut ready = Vec::new();
         self.reorder.drain_all(|item| ready.push(item));
         for item in ready {
-            self.render(item)?;
+            self.render(*item)?;
         }
         self.flush()
     }
@@ -162,7 +174,9 @@ impl<W: Write> Pipeline<W> {
             };
             match &mut self.view {
                 View::Timeline(t) => t.line(ev, conn, Part::Whole, Some(&view))?,
-                View::Json(out) => json::write_event(out, &mut self.scratch, ev, conn, Some(&view))?,
+                View::Json(out) => {
+                    json::write_event(out, &mut self.scratch, ev, conn, Some(&view))?
+                }
             }
         }
         Ok(())
@@ -178,7 +192,7 @@ impl<W: Write> Pipeline<W> {
         self.pcap.as_mut()
     }
 
-    fn render(&mut self, item: Box<Item>) -> io::Result<()> {
+    fn render(&mut self, item: Item) -> io::Result<()> {
         if item.ev.kind == Kind::Packet {
             return self.render_packet(&item.ev);
         }

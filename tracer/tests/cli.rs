@@ -72,3 +72,23 @@ fn help_works() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--port"));
 }
+
+#[test]
+fn forcing_a_tier_this_kernel_lacks_names_the_missing_feature() {
+    // This CI kernel has neither kprobes nor fentry (see shared/platform.md).
+    let (code, err) = run(&["--probe-mode", "kprobe", "--port", "8080"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        one_line(&err),
+        "error: kprobes are not available: /sys/bus/event_source/devices/kprobe is missing (CONFIG_KPROBES off)"
+    );
+    let (code, err) = run(&["--probe-mode", "fentry", "--port", "8080"]);
+    assert_eq!(code, 1);
+    assert!(
+        one_line(&err).starts_with("error: fentry is not available: "),
+        "{err}"
+    );
+    let (code, err) = run(&["--probe-mode", "uprobe"]);
+    assert_eq!(code, 2);
+    one_line(&err);
+}

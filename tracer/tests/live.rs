@@ -526,3 +526,53 @@ fn decode_dissects_the_textbook_header_and_rejects_garbage() {
         assert!(err.starts_with("error: cannot decode"), "{err}");
     }
 }
+
+#[test]
+fn auto_mode_picks_the_tracepoint_tier_on_this_kernel_and_says_why() {
+    let port = free_port();
+    let events = start(&["--port", &port.to_string(), "--probe-mode", "auto"]).stop();
+    let ready = &events[0];
+    assert_eq!(ready["event"], "ready");
+    let hooks = ready["hooks"].as_array().unwrap();
+    let hook = |name: &str| {
+        hooks
+            .iter()
+            .find(|h| h["hook"] == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    for name in [
+        "tcp_connect",
+        "inet_csk_accept",
+        "tcp_sendmsg",
+        "tcp_recvmsg",
+        "tcp_set_state",
+    ] {
+        let h = hook(name);
+        assert_eq!(h["tier"], "tracepoint", "{h}");
+        let skipped: Vec<&str> = h["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert!(
+            skipped[0].starts_with("fentry is not available"),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped[1].starts_with("kprobes are not available"),
+            "{skipped:?}"
+        );
+    }
+    assert_eq!(
+        hook("tcp_sendmsg")["via"],
+        "tracepoint:sock:sock_send_length"
+    );
+    assert_eq!(hook("tcp_connect")["via"], "sock_ops:tcp_connect_cb");
+    assert_eq!(hook("tcp_segments")["tier"], "cgroup_skb");
+    assert!(
+        hook("tcp_close")["tier"].is_null(),
+        "no stand-in: reported missing"
+    );
+    assert_eq!(ready["missing_layers"].as_array().unwrap().len(), 0);
+}

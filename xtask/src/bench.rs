@@ -174,7 +174,8 @@ impl Bench {
     /// Starts bpftrace on the peer script for `port`; returns it and the time from exec to
     /// its "Attaching N probes" line.
     fn start_bpftrace(&self, port: u16) -> anyhow::Result<(Traced, Duration)> {
-        let script_text = fs::read_to_string(self.root.join("bench/peer.bt"))?.replace("PORT", &port.to_string());
+        let script_text =
+            fs::read_to_string(self.root.join("bench/peer.bt"))?.replace("PORT", &port.to_string());
         let script = std::env::temp_dir().join(format!("tracer-bench-peer-{port}.bt"));
         fs::write(&script, script_text)?;
         let output = std::env::temp_dir().join(format!("tracer-bench-bpftrace-{port}.txt"));
@@ -214,12 +215,21 @@ impl Bench {
 
     fn loadgen(&self, mode: &str, port: u16, extra: &[&str]) -> anyhow::Result<f64> {
         let out = Command::new(self.bin("tracer-loadgen"))
-            .args([mode, "--port", &port.to_string(), "--secs", &self.plan.secs.to_string()])
+            .args([
+                mode,
+                "--port",
+                &port.to_string(),
+                "--secs",
+                &self.plan.secs.to_string(),
+            ])
             .args(extra)
             .output()
             .context("running tracer-loadgen")?;
         if !out.status.success() {
-            bail!("tracer-loadgen failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "tracer-loadgen failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let text = String::from_utf8_lossy(&out.stdout);
         text.split('=')
@@ -239,18 +249,26 @@ impl Bench {
                 if let Some(t) = traced {
                     t.stop()?;
                 }
-                eprintln!("bench: {mode} run {} {}: {rate:.0}/s", run + 1, config.label());
+                eprintln!(
+                    "bench: {mode} run {} {}: {rate:.0}/s",
+                    run + 1,
+                    config.label()
+                );
                 samples[i].push(rate);
             }
         }
-        Ok(Config::ALL.into_iter().zip(samples.into_iter().map(stat)).collect())
+        Ok(Config::ALL
+            .into_iter()
+            .zip(samples.into_iter().map(stat))
+            .collect())
     }
 
     fn capacity(&mut self) -> anyhow::Result<Vec<(usize, f64, u64)>> {
         let mut rows = Vec::new();
         for conns in [1usize, 2, 4, 8] {
             let port = free_port()?;
-            let (traced, _) = self.start_tracer(&["--port".into(), port.to_string(), "--json".into()])?;
+            let (traced, _) =
+                self.start_tracer(&["--port".into(), port.to_string(), "--json".into()])?;
             let started = Instant::now();
             self.loadgen("pingpong", port, &["--conns", &conns.to_string()])?;
             let secs = started.elapsed().as_secs_f64();
@@ -269,7 +287,8 @@ impl Bench {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..self.plan.runs {
             let port = free_port()?;
-            let (t, ready) = self.start_tracer(&["--port".into(), port.to_string(), "--json".into()])?;
+            let (t, ready) =
+                self.start_tracer(&["--port".into(), port.to_string(), "--json".into()])?;
             t.stop()?;
             ours.push(ready.as_secs_f64() * 1e3);
             let (b, attached) = self.start_bpftrace(port)?;
@@ -281,7 +300,8 @@ impl Bench {
 
     fn memory(&mut self) -> anyhow::Result<(u64, u64)> {
         let port = free_port()?;
-        let (traced, _) = self.start_tracer(&["--port".into(), port.to_string(), "--json".into()])?;
+        let (traced, _) =
+            self.start_tracer(&["--port".into(), port.to_string(), "--json".into()])?;
         self.loadgen("churn", port, &["--clients", "4"])?;
         let hwm = traced.vm_hwm_kib().unwrap_or(0);
         let maps = traced.map_bytes();
@@ -301,7 +321,11 @@ fn json_number(line: &str, key: &str) -> Option<u64> {
 }
 
 fn ensure_bpftrace() -> anyhow::Result<()> {
-    if Command::new("bpftrace").arg("--version").output().is_ok_and(|o| o.status.success()) {
+    if Command::new("bpftrace")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         return Ok(());
     }
     eprintln!("bench: installing bpftrace (Debian package)");
@@ -310,7 +334,10 @@ fn ensure_bpftrace() -> anyhow::Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .is_ok_and(|s| s.success())
-        || (Command::new("apt-get").args(["update", "-qq"]).status().is_ok_and(|s| s.success())
+        || (Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .is_ok_and(|s| s.success())
             && Command::new("apt-get")
                 .args(["install", "-y", "-qq", "bpftrace"])
                 .env("DEBIAN_FRONTEND", "noninteractive")
@@ -360,19 +387,32 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
          in one process, so both are traced).\n",
         if quick { " --quick" } else { "" },
         command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         command_output("uname", &["-r"]),
         command_output("bpftrace", &["--version"]),
         bench.plan.runs,
         bench.plan.secs,
     );
     for (title, unit, rows) in [
-        ("Ping-pong: one connection, request/response", "round trips/s", &pingpong),
-        ("Connection churn: 4 clients, connect/send/receive/close", "connections/s", &churn),
+        (
+            "Ping-pong: one connection, request/response",
+            "round trips/s",
+            &pingpong,
+        ),
+        (
+            "Connection churn: 4 clients, connect/send/receive/close",
+            "connections/s",
+            &churn,
+        ),
     ] {
         let base = rows[0].1.median;
         let _ = writeln!(md, "## {title}\n");
-        let _ = writeln!(md, "| configuration | {unit} (median) | min | max | ratio to untraced | overhead |");
+        let _ = writeln!(
+            md,
+            "| configuration | {unit} (median) | min | max | ratio to untraced | overhead |"
+        );
         let _ = writeln!(md, "|---|---|---|---|---|---|");
         for (config, s) in rows.iter() {
             let ratio = s.median / base;
@@ -387,24 +427,42 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
                 (1.0 - ratio) * 100.0
             );
         }
-        let over = |c: Config| 1.0 - rows.iter().find(|r| r.0 == c).map(|r| r.1.median).unwrap_or(0.0) / base;
+        let over = |c: Config| {
+            1.0 - rows
+                .iter()
+                .find(|r| r.0 == c)
+                .map(|r| r.1.median)
+                .unwrap_or(0.0)
+                / base
+        };
         let (ours, theirs) = (over(Config::TracerMatching), over(Config::Bpftrace));
         let _ = writeln!(
             md,
             "\nOverhead, tracer vs bpftrace: {:.1} % vs {:.1} % (tracer's is {:.2}× bpftrace's; target ≤ {:.2}×).\n",
             ours * 100.0,
             theirs * 100.0,
-            if theirs > 0.0 { ours / theirs } else { f64::NAN },
+            if theirs > 0.0 {
+                ours / theirs
+            } else {
+                f64::NAN
+            },
             1.0 / 1.2
         );
     }
-    let _ = writeln!(md, "## Capacity: events delivered end to end (kernel → ring buffer → decode → JSON to a file)\n");
+    let _ = writeln!(
+        md,
+        "## Capacity: events delivered end to end (kernel → ring buffer → decode → JSON to a file)\n"
+    );
     let _ = writeln!(md, "| ping-pong connections | events/s | dropped |");
     let _ = writeln!(md, "|---|---|---|");
     for (conns, rate, dropped) in &capacity {
         let _ = writeln!(md, "| {conns} | {rate:.0} | {dropped} |");
     }
-    let best = capacity.iter().filter(|r| r.2 == 0).map(|r| r.1).fold(0.0, f64::max);
+    let best = capacity
+        .iter()
+        .filter(|r| r.2 == 0)
+        .map(|r| r.1)
+        .fold(0.0, f64::max);
     let _ = writeln!(
         md,
         "\nHighest rate with zero drops: {best:.0} events/s. On 2 cores the load generator itself \
@@ -414,7 +472,11 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let _ = writeln!(md, "## Startup: exec to all hooks attached\n");
     let _ = writeln!(md, "| tool | median ms | min | max |");
     let _ = writeln!(md, "|---|---|---|---|");
-    let _ = writeln!(md, "| tracer (to `tracer: ready`) | {:.1} | {:.1} | {:.1} |", start_ours.median, start_ours.min, start_ours.max);
+    let _ = writeln!(
+        md,
+        "| tracer (to `tracer: ready`) | {:.1} | {:.1} | {:.1} |",
+        start_ours.median, start_ours.min, start_ours.max
+    );
     let _ = writeln!(
         md,
         "| bpftrace (to `Attaching N probes`) | {:.1} | {:.1} | {:.1} |",
@@ -428,15 +490,32 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let _ = writeln!(md, "## Memory during churn\n");
     let _ = writeln!(md, "| what | value |");
     let _ = writeln!(md, "|---|---|");
-    let _ = writeln!(md, "| tracer peak RSS (VmHWM) | {:.1} MiB |", hwm_kib as f64 / 1024.0);
-    let _ = writeln!(md, "| kernel memory of its maps (memlock) | {:.1} MiB |", map_bytes as f64 / 1048576.0);
+    let _ = writeln!(
+        md,
+        "| tracer peak RSS (VmHWM) | {:.1} MiB |",
+        hwm_kib as f64 / 1024.0
+    );
+    let _ = writeln!(
+        md,
+        "| kernel memory of its maps (memlock) | {:.1} MiB |",
+        map_bytes as f64 / 1048576.0
+    );
     let _ = writeln!(md, "\n## Commands\n");
     let _ = writeln!(md, "    cargo xtask bench            # full: 5 runs × 5 s");
     let _ = writeln!(md, "    cargo xtask bench --quick    # 3 runs × 2 s");
-    let _ = writeln!(md, "    target/release/tracer-loadgen pingpong --port P --secs S [--conns N]");
-    let _ = writeln!(md, "    target/release/tracer-loadgen churn --port P --secs S --clients 4");
+    let _ = writeln!(
+        md,
+        "    target/release/tracer-loadgen pingpong --port P --secs S [--conns N]"
+    );
+    let _ = writeln!(
+        md,
+        "    target/release/tracer-loadgen churn --port P --secs S --clients 4"
+    );
     let _ = writeln!(md, "    target/release/tracer --port P --json > FILE");
-    let _ = writeln!(md, "    bpftrace -o FILE bench/peer.bt   # PORT replaced by P");
+    let _ = writeln!(
+        md,
+        "    bpftrace -o FILE bench/peer.bt   # PORT replaced by P"
+    );
     bench.log = md.clone();
     print!("{}", bench.log);
     // Keep the hand-written analysis below the generated part.

@@ -62,7 +62,11 @@ fn serve(listener: TcpListener) {
     }
 }
 
-fn run(workers: usize, secs: f64, work: impl Fn(&AtomicBool, &AtomicU64) + Send + Sync + 'static) -> f64 {
+fn run(
+    workers: usize,
+    secs: f64,
+    work: impl Fn(&AtomicBool, &AtomicU64) + Send + Sync + 'static,
+) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let work = Arc::new(work);

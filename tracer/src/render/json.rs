@@ -48,7 +48,8 @@ impl<'a> Obj<'a> {
 
     fn num(&mut self, key: &str, value: impl itoa::Integer) {
         self.key(key);
-        self.buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
     fn opt_num(&mut self, key: &str, value: Option<impl itoa::Integer>) {
@@ -123,7 +124,11 @@ pub fn write_event(
 ) -> io::Result<()> {
     let local = conn.local.or(ev.local);
     let remote = conn.remote.or(ev.remote);
-    let fam = if conn.family != 0 { conn.family } else { ev.family };
+    let fam = if conn.family != 0 {
+        conn.family
+    } else {
+        ev.family
+    };
     let packet = matches!(ev.kind, Kind::Packet);
     let mut o = Obj::new(scratch);
     o.num("ts_ns", ev.ts_ns);
