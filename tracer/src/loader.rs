@@ -168,7 +168,10 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
         _pad: 0,
         snaplen: filter.snaplen,
     };
+    // No kernel BTF for the loader: Rust programs carry no CO-RE relocations to resolve, and
+    // parsing vmlinux BTF would cost ~100 ms of startup.
     let mut ebpf = EbpfLoader::new()
+        .btf(None)
         .override_global("FILTER", &config, true)
         .override_global("OFFSETS", &offsets, true)
         .load(PROGRAMS)?;
@@ -178,6 +181,9 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
 
     let mut hooks = Vec::new();
     let mut links = Links::new();
+    // Probing for fentry parses the kernel's BTF again (aya's own feature detection already
+    // did once); done after loading rather than beside it, so the two copies never coexist
+    // and peak memory stays low.
     let skipped = crate::tiers::better_tiers_unavailable();
     // The state hook goes first: it is what decides which sockets are traced.
     let state = attach_tracepoint(
