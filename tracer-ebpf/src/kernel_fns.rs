@@ -122,12 +122,20 @@ fn sock_length(ctx: &TracePointContext, func: KernelFn, hook: Hook) -> u32 {
         return 0;
     }
     let sk: u64 = field(ctx, OFF_SOCKLEN_SK);
-    let Some(mut owner) = traced(sk) else {
-        return 0;
-    };
     // Process context: the task moving the bytes is the one to name.
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
+    let mut owner = match traced(sk) {
+        Some(owner) => owner,
+        // A socket open before the tracer started, used through a traced fd (found in /proc
+        // at startup): the syscall in flight says so. Adopt it.
+        None if INFLIGHT.get_ptr(pid_tgid as u32).is_some() => Owner {
+            tgid: 0,
+            tid: 0,
+            comm: [0; 16],
+        },
+        None => return 0,
+    };
     let comm = current_comm();
     if owner.tgid == 0 {
         // The owner was guessed in softirq; now we know it.

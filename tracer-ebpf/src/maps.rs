@@ -6,9 +6,12 @@ use aya_ebpf::{
 };
 use tracer_common::{Event, FdKey, Inflight, Owner, PortPair};
 
+/// Size of [`EVENTS`]: 16 MiB absorbs ~100 ms of the busiest loopback traffic.
+pub const RING_BYTES: u32 = 16 << 20;
+
 /// Every record goes through this one ring buffer, in time order per CPU.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 
 /// Records lost because [`EVENTS`] was full; one counter per CPU, summed by the loader.
 #[map]

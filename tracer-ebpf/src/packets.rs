@@ -16,7 +16,7 @@ use tracer_common::{FilterConfig, PACKET_CAP, PacketRecord, PortPair};
 const _: () = assert!(PACKET_CAP.is_power_of_two());
 
 use crate::{
-    emit::NO_WAKEUP,
+    emit::wakeup_flags,
     filter::config,
     maps::{DROPS, EVENTS, LISTENERS, PORT_PAIRS, PORTS},
 };
@@ -131,6 +131,6 @@ fn capture(ctx: &SkBuffContext, egress: u8) -> Option<()> {
         }
         (*rec).caplen = copied as u16;
     }
-    record.submit(NO_WAKEUP);
+    record.submit(wakeup_flags());
     Some(())
 }

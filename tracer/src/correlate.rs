@@ -5,7 +5,9 @@
 //! for `accept` the 4-tuple of the child socket it returns. Each connection gets a small id in
 //! order of first sight; kernel socket addresses never leave this module.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::net::IpAddr;
 
 use tracer_common::{KernelFn, SyscallOp, tcp_state};

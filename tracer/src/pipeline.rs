@@ -1,6 +1,6 @@
 //! decode → correlate → reorder → render: what happens to each record after the ring buffer.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 
@@ -44,7 +44,7 @@ pub struct Pipeline<W: Write> {
     /// Records that failed to decode.
     pub malformed: u64,
     pcap: Option<PcapWriter<BufWriter<File>>>,
-    scratch: Vec<u8>,
+    scratch: json::Scratch,
 }
 
 impl<W: Write> Pipeline<W> {
@@ -54,13 +54,13 @@ impl<W: Write> Pipeline<W> {
             correlator: Correlator::new(),
             view,
             reorder: Reorder::new(REORDER_WINDOW_NS),
-            pending_enters: HashMap::new(),
-            printed_enters: HashSet::new(),
-            last_inner: HashMap::new(),
+            pending_enters: HashMap::default(),
+            printed_enters: HashSet::default(),
+            last_inner: HashMap::default(),
             events: 0,
             malformed: 0,
             pcap: None,
-            scratch: Vec::with_capacity(1024),
+            scratch: json::Scratch::default(),
         }
     }
 

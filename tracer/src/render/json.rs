@@ -10,18 +10,34 @@ use super::errno_name;
 use crate::correlate::{Conn, SegmentView};
 use crate::events::{Event, Kind};
 
+/// Reusable state of the JSON writer: the line buffer, and addresses already formatted
+/// (a connection's addresses appear on every one of its lines).
+#[derive(Default)]
+pub struct Scratch {
+    buf: Vec<u8>,
+    addrs: rustc_hash::FxHashMap<IpAddr, Box<str>>,
+}
+
 /// Builds one JSON object in a reusable buffer, without intermediate allocations: this runs
 /// once per event on the hot path.
 struct Obj<'a> {
     buf: &'a mut Vec<u8>,
+    addrs: &'a mut rustc_hash::FxHashMap<IpAddr, Box<str>>,
     first: bool,
 }
 
 impl<'a> Obj<'a> {
-    fn new(buf: &'a mut Vec<u8>) -> Self {
-        buf.clear();
-        buf.push(b'{');
-        Self { buf, first: true }
+    fn new(scratch: &'a mut Scratch) -> Self {
+        scratch.buf.clear();
+        scratch.buf.push(b'{');
+        if scratch.addrs.len() > 4096 {
+            scratch.addrs.clear();
+        }
+        Self {
+            buf: &mut scratch.buf,
+            addrs: &mut scratch.addrs,
+            first: true,
+        }
     }
 
     fn key(&mut self, key: &str) {
@@ -68,8 +84,9 @@ impl<'a> Obj<'a> {
         self.key(key);
         match addr {
             Some(a) => {
+                let text = self.addrs.entry(a).or_insert_with(|| a.to_string().into());
                 self.buf.push(b'"');
-                let _ = write!(self.buf, "{a}");
+                self.buf.extend_from_slice(text.as_bytes());
                 self.buf.push(b'"');
             }
             None => self.buf.extend_from_slice(b"null"),
@@ -117,7 +134,7 @@ fn family(f: u16) -> Option<&'static str> {
 /// as that connection sees it. `scratch` is reused between calls.
 pub fn write_event(
     out: &mut impl Write,
-    scratch: &mut Vec<u8>,
+    scratch: &mut Scratch,
     ev: &Event,
     conn: &Conn,
     seg: Option<&SegmentView>,
@@ -225,7 +242,7 @@ pub fn write_event(
         }
     }
     o.end();
-    out.write_all(scratch)
+    out.write_all(&scratch.buf)
 }
 
 /// Writes a `meta` line: `{"ts_ns":..,"layer":"meta","event":NAME, ...fields}`.
