@@ -287,7 +287,8 @@ impl Bench {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..self.plan.runs {
             let port = free_port()?;
-            let (t, ready) = self.start_tracer(&["--port".into(), port.to_string(), "--json".into()])?;
+            let (t, ready) =
+                self.start_tracer(&["--port".into(), port.to_string(), "--json".into()])?;
             t.stop()?;
             ours.push(ready.as_secs_f64() * 1e3);
             // bpftrace prints "Attaching N probes..." before it attaches: time it to its first
@@ -487,7 +488,8 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
             Some((conns, rate, dropped)) => format!(
                 "Drops start at {conns} connections: {rate:.0} events/s delivered, {dropped} dropped."
             ),
-            None => "No level dropped anything: the load generator saturated the 2 cores first.".into(),
+            None =>
+                "No level dropped anything: the load generator saturated the 2 cores first.".into(),
         }
     );
     let _ = writeln!(md, "## Startup: exec to all hooks attached\n");

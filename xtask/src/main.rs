@@ -2,6 +2,7 @@
 
 mod bench;
 mod bootstrap;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -30,6 +31,8 @@ enum Cmd {
     },
     /// Build, check formatting and lints, and run every test (as root: they load eBPF).
     Test,
+    /// Run the live echo test inside Debian's stock kernel under QEMU, once per probe mode.
+    VmTest,
     /// Measure overhead, capacity, startup and memory against bpftrace; rewrite BENCHMARKS.md.
     Bench {
         /// A one-minute version: 3 runs of 2 s.
@@ -68,6 +71,10 @@ fn run(args: Args) -> anyhow::Result<()> {
                 std::process::exit(status.code().unwrap_or(1));
             }
             Ok(())
+        }
+        Cmd::VmTest => {
+            build(&root)?;
+            vm::run(&root)
         }
         Cmd::Bench { quick } => {
             build(&root)?;

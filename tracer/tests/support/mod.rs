@@ -27,8 +27,15 @@ pub fn start(args: &[&str]) -> Trace {
         is_root(),
         "the live tests load eBPF programs: run them as root"
     );
+    // `cargo xtask vm-test` runs these tests once per probe mode.
+    let mode = std::env::var("TRACER_PROBE_MODE").ok();
+    let mode_args: Vec<&str> = match &mode {
+        Some(m) if !args.contains(&"--probe-mode") => vec!["--probe-mode", m.as_str()],
+        _ => Vec::new(),
+    };
     let mut child = Command::new(TRACER)
         .arg("--json")
+        .args(&mode_args)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

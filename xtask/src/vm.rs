@@ -1,0 +1,261 @@
+//! `cargo xtask vm-test`: the live echo test inside Debian's stock kernel under QEMU (TCG), once
+//! per probe mode, so that tiers this machine's kernel forbids (kprobes, fentry) are exercised
+//! on the kernels users run. Recipe: shared/platform.md.
+//!
+//! The guest is an initramfs holding busybox, the tracer, the echo demo, the `live` test binary
+//! and every shared library they need, each at its host path (the test binary has the others'
+//! paths compiled in). `/init` mounts what the tracer needs, runs the test per mode, prints
+//! `VMTEST mode=<mode> rc=<code>` lines and powers off.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, bail};
+
+/// Probe modes run in the guest, in order.
+const MODES: [&str; 4] = ["auto", "tracepoint", "kprobe", "fentry"];
+/// The tests run in the guest (a filter for the `live` test binary).
+const TESTS: &str = "echo_session_on_ipv4";
+
+fn sh(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ensure_packages() -> anyhow::Result<()> {
+    let have = |bin: &str| Path::new(bin).exists();
+    if have("/usr/bin/qemu-system-x86_64") && have("/bin/busybox") && have("/usr/bin/cpio") {
+        return Ok(());
+    }
+    eprintln!("vm-test: installing qemu-system-x86, busybox-static, cpio");
+    let install = || {
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "qemu-system-x86",
+                "busybox-static",
+                "cpio",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        if !install() {
+            bail!("apt-get install qemu-system-x86 busybox-static cpio failed");
+        }
+    }
+    Ok(())
+}
+
+/// Debian's current stock kernel, downloaded once into `cache`.
+fn kernel(cache: &Path) -> anyhow::Result<PathBuf> {
+    let deps = sh(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
+    let package = deps
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: "))
+        .filter(|p| p.starts_with("linux-image-"))
+        .context("apt-cache does not know linux-image-amd64 (run apt-get update)")?
+        .trim()
+        .to_string();
+    let dir = cache.join(&package);
+    if !dir.join("boot").is_dir() {
+        fs::create_dir_all(cache)?;
+        eprintln!("vm-test: downloading {package}");
+        sh(Command::new("apt-get")
+            .args(["download", &package])
+            .current_dir(cache))?;
+        let deb = fs::read_dir(cache)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}_")))
+            })
+            .context("downloaded kernel package not found")?;
+        sh(Command::new("dpkg").arg("-x").arg(&deb).arg(&dir))?;
+    }
+    fs::read_dir(dir.join("boot"))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .context("no vmlinuz in the kernel package")
+}
+
+/// The `live` integration test binary, built.
+fn live_test_binary(root: &Path) -> anyhow::Result<PathBuf> {
+    let out = sh(Command::new(env!("CARGO"))
+        .args([
+            "test",
+            "--release",
+            "--package",
+            "tracer",
+            "--test",
+            "live",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .current_dir(root))?;
+    out.lines()
+        .filter(|l| l.contains("\"compiler-artifact\"") && l.contains("\"name\":\"live\""))
+        .find_map(|l| {
+            let at = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+            let end = l[at..].find('"')?;
+            Some(PathBuf::from(&l[at..at + end]))
+        })
+        .context("cargo did not report the live test binary")
+}
+
+/// Copies `path` into `guest` at the same absolute path.
+fn copy_in(guest: &Path, path: &Path) -> anyhow::Result<()> {
+    let dst = guest.join(path.strip_prefix("/").unwrap_or(path));
+    if let Some(parent) = dst.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::copy(path, &dst).with_context(|| format!("copying {}", path.display()))?;
+    Ok(())
+}
+
+/// The shared libraries `ldd` lists for `bin`.
+fn libraries(bin: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let out = sh(Command::new("ldd").arg(bin))?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with('/'))
+                .map(PathBuf::from)
+        })
+        .collect())
+}
+
+fn init_script(live: &Path) -> String {
+    let mut s = String::from(
+        "#!/bin/busybox sh\n\
+         /bin/busybox mount -t proc proc /proc\n\
+         /bin/busybox mount -t sysfs sys /sys\n\
+         /bin/busybox mount -t devtmpfs dev /dev\n\
+         /bin/busybox mount -t tracefs nodev /sys/kernel/tracing\n\
+         /bin/busybox mount -t cgroup2 none /sys/fs/cgroup\n\
+         /bin/busybox ip link set lo up\n\
+         echo \"VMTEST kernel $(/bin/busybox uname -r)\"\n",
+    );
+    for mode in MODES {
+        s.push_str(&format!(
+            "TRACER_PROBE_MODE={mode} {} --test-threads=1 {TESTS} 2>&1\n\
+             echo \"VMTEST mode={mode} rc=$?\"\n",
+            live.display()
+        ));
+    }
+    s.push_str("/bin/busybox poweroff -f\n");
+    s
+}
+
+/// Builds the guest and boots it; fails unless every mode passed.
+pub fn run(root: &Path) -> anyhow::Result<()> {
+    ensure_packages()?;
+    let vmlinuz = kernel(&root.join(".vm-cache"))?;
+    let live = live_test_binary(root)?;
+    let work = root.join("target/vm");
+    let guest = work.join("root");
+    let _ = fs::remove_dir_all(&guest);
+    for dir in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+        fs::create_dir_all(guest.join(dir))?;
+    }
+    fs::copy("/bin/busybox", guest.join("bin/busybox")).context("copying busybox")?;
+    for applet in ["sh", "mount", "ip", "poweroff", "uname", "cat", "sleep"] {
+        std::os::unix::fs::symlink("busybox", guest.join("bin").join(applet))?;
+    }
+    let release = root.join("target/release");
+    let bins = [
+        release.join("tracer"),
+        release.join("echo-server"),
+        release.join("echo-client"),
+        live.clone(),
+    ];
+    for bin in &bins {
+        copy_in(&guest, bin)?;
+        for lib in libraries(bin)? {
+            copy_in(&guest, &lib)?;
+        }
+    }
+    let init = guest.join("init");
+    fs::write(&init, init_script(&live))?;
+    fs::set_permissions(&init, fs::Permissions::from_mode(0o755))?;
+    let initrd = work.join("initrd.gz");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd '{}' && find . | cpio -o -H newc --quiet | gzip -1 > '{}'",
+            guest.display(),
+            initrd.display()
+        ))
+        .status()?;
+    if !status.success() {
+        bail!("building the initramfs failed");
+    }
+    eprintln!("vm-test: booting {} under QEMU (TCG)", vmlinuz.display());
+    let out = Command::new("timeout")
+        .arg("1800")
+        .arg("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-m",
+            "1024",
+            "-nographic",
+            "-no-reboot",
+        ])
+        .arg("-kernel")
+        .arg(&vmlinuz)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 quiet panic=-1"])
+        .stdin(Stdio::null())
+        .output()
+        .context("running qemu-system-x86_64")?;
+    let console = String::from_utf8_lossy(&out.stdout);
+    fs::write(work.join("console.log"), console.as_bytes())?;
+    let mut failed = Vec::new();
+    for mode in MODES {
+        let line = console
+            .lines()
+            .find(|l| l.contains(&format!("VMTEST mode={mode} ")))
+            .map(str::trim);
+        eprintln!(
+            "vm-test: {}",
+            line.unwrap_or(&format!(
+                "mode={mode}: no result (see target/vm/console.log)"
+            ))
+        );
+        if !line.is_some_and(|l| l.ends_with("rc=0")) {
+            failed.push(mode);
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!(
+            "echo scenario failed in the guest for: {} (console: {})",
+            failed.join(", "),
+            work.join("console.log").display()
+        )
+    }
+}
