@@ -144,7 +144,7 @@ fn libraries(bin: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .collect())
 }
 
-fn init_script(live: &Path) -> String {
+fn init_script(live: &Path, tracer: &Path) -> String {
     let mut s = String::from(
         "#!/bin/busybox sh\n\
          /bin/busybox mount -t proc proc /proc\n\
@@ -155,6 +155,16 @@ fn init_script(live: &Path) -> String {
          /bin/busybox ip link set lo up\n\
          echo \"VMTEST kernel $(/bin/busybox uname -r)\"\n",
     );
+    // The banner says which hook got which tier, and why the others failed, on this kernel.
+    s.push_str(&format!(
+        "{} --port 1 --duration 0.1 2>&1 >/dev/null\n",
+        tracer.display()
+    ));
+    // A shell snippet to run in the guest first, for debugging (`VMTEST_EXTRA`).
+    if let Ok(extra) = std::env::var("VMTEST_EXTRA") {
+        s.push_str(&extra);
+        s.push('\n');
+    }
     for mode in MODES {
         s.push_str(&format!(
             "TRACER_PROBE_MODE={mode} {} --test-threads=1 {TESTS} 2>&1\n\
@@ -195,7 +205,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         }
     }
     let init = guest.join("init");
-    fs::write(&init, init_script(&live))?;
+    fs::write(&init, init_script(&live, &release.join("tracer")))?;
     fs::set_permissions(&init, fs::Permissions::from_mode(0o755))?;
     let initrd = work.join("initrd.gz");
     let status = Command::new("sh")
