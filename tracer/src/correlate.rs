@@ -702,26 +702,13 @@ mod tests {
     use tracer_common::Hook;
 
     fn ev(kind: Kind, sock: u64, fd: i32, ts: u64) -> Event {
-        Event {
-            ts_ns: ts,
-            duration_ns: 0,
-            sock,
-            kind,
-            hook: Hook::TpInetSockSetState,
-            pid: 42,
-            tid: 42,
-            comm: "client".into(),
-            fd,
-            ret: 0,
-            arg: 0,
-            arg2: 0,
-            family: tracer_common::AF_INET,
-            local: None,
-            remote: None,
-            owner_guessed: false,
-            timewait: false,
-            packet: None,
-        }
+        let mut e = Event::blank(kind, Hook::TpInetSockSetState, ts);
+        e.sock = sock;
+        e.fd = fd;
+        e.pid = 42;
+        e.tid = 42;
+        e.comm = "client".into();
+        e
     }
 
     fn state(from: u8, to: u8, sock: u64, ts: u64) -> Event {

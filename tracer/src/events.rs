@@ -244,6 +244,31 @@ impl Event {
         }
     }
 
+    /// A blank event of `kind` at `ts_ns`, for tests of the stages after decoding.
+    #[cfg(test)]
+    pub fn blank(kind: Kind, hook: Hook, ts_ns: u64) -> Self {
+        Self {
+            ts_ns,
+            duration_ns: 0,
+            sock: 0,
+            kind,
+            hook,
+            pid: 0,
+            tid: 0,
+            comm: String::new(),
+            fd: -1,
+            ret: 0,
+            arg: 0,
+            arg2: 0,
+            family: AF_INET,
+            local: None,
+            remote: None,
+            owner_guessed: false,
+            timewait: false,
+            packet: None,
+        }
+    }
+
     /// When the event ended (syscalls) or happened.
     pub fn end_ns(&self) -> u64 {
         self.ts_ns + self.duration_ns

@@ -19,6 +19,15 @@ fn kernel<'a>(events: &'a [Value], conn: u64, name: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The accepted connection's states in an echo session: the server closes after the client.
+const SERVER_PATH: [(&str, &str); 5] = [
+    ("LISTEN", "SYN_RECV"),
+    ("SYN_RECV", "ESTABLISHED"),
+    ("ESTABLISHED", "CLOSE_WAIT"),
+    ("CLOSE_WAIT", "LAST_ACK"),
+    ("LAST_ACK", "CLOSE"),
+];
+
 const SENDS: [&str; 4] = ["write", "sendto", "sendmsg", "writev"];
 const RECVS: [&str; 4] = ["read", "recvfrom", "recvmsg", "readv"];
 
@@ -127,16 +136,7 @@ fn check_echo(events: &[Value], echo: &Echo, family: &str) {
     // Server connection: the accepted child.
     let s = conn_with(events, server, "LISTEN", "SYN_RECV");
     assert_ne!(s, c);
-    assert_eq!(
-        states(events, s),
-        path(&[
-            ("LISTEN", "SYN_RECV"),
-            ("SYN_RECV", "ESTABLISHED"),
-            ("ESTABLISHED", "CLOSE_WAIT"),
-            ("CLOSE_WAIT", "LAST_ACK"),
-            ("LAST_ACK", "CLOSE"),
-        ])
-    );
+    assert_eq!(states(events, s), path(&SERVER_PATH));
     for e in of_conn(events, s) {
         assert_eq!(e["pid"], server, "server event owned by the server: {e}");
         assert_eq!(e["comm"], "echo-server", "{e}");
@@ -246,16 +246,7 @@ fn pid_filter_traces_the_server_without_a_port() {
         "only the server's sockets: {body:#?}"
     );
     let s = conn_with(&events, pid, "LISTEN", "SYN_RECV");
-    assert_eq!(
-        states(&events, s),
-        path(&[
-            ("LISTEN", "SYN_RECV"),
-            ("SYN_RECV", "ESTABLISHED"),
-            ("ESTABLISHED", "CLOSE_WAIT"),
-            ("CLOSE_WAIT", "LAST_ACK"),
-            ("LAST_ACK", "CLOSE"),
-        ])
-    );
+    assert_eq!(states(&events, s), path(&SERVER_PATH));
     let recvd: Vec<&Value> = syscalls(&events, s, "recvfrom");
     assert_eq!(bytes(&recvd), [6]);
 }

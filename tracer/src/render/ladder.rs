@@ -121,32 +121,15 @@ mod tests {
     }
 
     fn packet_event(seg: &Segment, ts: u64) -> Event {
-        Event {
-            ts_ns: ts,
-            duration_ns: 0,
-            sock: 0,
-            kind: Kind::Packet,
-            hook: Hook::CgroupSkbEgress,
-            pid: 0,
-            tid: 0,
-            comm: String::new(),
-            fd: -1,
-            ret: 0,
-            arg: 0,
-            arg2: 0,
-            family: tracer_common::AF_INET,
-            local: None,
-            remote: None,
-            owner_guessed: false,
-            timewait: false,
-            packet: Some(Box::new(Captured {
-                segment: Ok(seg.clone()),
-                egress: true,
-                ifindex: 1,
-                len: 60,
-                data: Vec::new(),
-            })),
-        }
+        let mut e = Event::blank(Kind::Packet, Hook::CgroupSkbEgress, ts);
+        e.packet = Some(Box::new(Captured {
+            segment: Ok(seg.clone()),
+            egress: true,
+            ifindex: 1,
+            len: 60,
+            data: Vec::new(),
+        }));
+        e
     }
 
     #[test]

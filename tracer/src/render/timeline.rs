@@ -258,29 +258,21 @@ mod tests {
     #[test]
     fn renders_header_and_a_paired_syscall() {
         let mut c = Correlator::new();
-        let mut connect = Event {
-            ts_ns: 1_000,
-            duration_ns: 24_000,
-            sock: 0,
-            kind: Kind::Syscall(SyscallOp::Connect),
-            hook: Hook::SyscallTracepoints,
-            pid: 4211,
-            tid: 4211,
-            comm: "echo-client".into(),
-            fd: 3,
-            ret: -111,
-            arg: 0,
-            arg2: 0,
-            family: tracer_common::AF_INET,
-            local: None,
-            remote: Some(crate::correlate::endpoint(
-                "127.0.0.1".parse().unwrap(),
-                8080,
-            )),
-            owner_guessed: false,
-            timewait: false,
-            packet: None,
-        };
+        let mut connect = Event::blank(
+            Kind::Syscall(SyscallOp::Connect),
+            Hook::SyscallTracepoints,
+            1_000,
+        );
+        connect.duration_ns = 24_000;
+        connect.pid = 4211;
+        connect.tid = 4211;
+        connect.comm = "echo-client".into();
+        connect.fd = 3;
+        connect.ret = -111;
+        connect.remote = Some(crate::correlate::endpoint(
+            "127.0.0.1".parse().unwrap(),
+            8080,
+        ));
         let id = c.observe(&mut connect);
         let mut out = Vec::new();
         let mut t = Timeline::new(&mut out, false);
