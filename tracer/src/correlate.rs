@@ -654,6 +654,11 @@ impl Correlator {
             && !l.addr.is_unspecified()
         {
             self.by_ends.insert((l, r), id);
+            if conn.role == Role::Server {
+                // Some kernels (6.1) report a child's SYN_RECV before its peer address is
+                // set: it becomes joinable by accept() once any event names both ends.
+                self.by_tuple.insert((l.port, r), id);
+            }
         }
         if conn.closed && conn.fds == 0 && !conn.retiring {
             conn.retiring = true;

@@ -39,6 +39,15 @@ fn data_calls<'a>(events: &'a [Value], conn: u64, names: &[&str]) -> Vec<&'a Val
         .collect()
 }
 
+/// Whether the `ready` event reports hook `name` attached (at any tier).
+fn attached(events: &[Value], name: &str) -> bool {
+    events[0]["hooks"].as_array().is_some_and(|hooks| {
+        hooks
+            .iter()
+            .any(|h| h["hook"] == name && !h["tier"].is_null())
+    })
+}
+
 fn ts(e: &Value) -> u64 {
     e["ts_ns"].as_u64().unwrap()
 }
@@ -130,8 +139,12 @@ fn check_echo(events: &[Value], echo: &Echo, family: &str) {
     assert!(ts(connect[0]) <= ts(tcp_connect[0]));
     assert!(ts(tcp_connect[0]) <= ts(connect[0]) + connect[0]["duration_ns"].as_u64().unwrap());
     assert_eq!(tcp_connect[0]["lport"], client_port);
-    let sendmsg = kernel(events, c, "tcp_sendmsg");
-    assert_eq!(bytes(&sendmsg), messages);
+    // Kernels older than 6.3 have no sock_send_length tracepoint: on their tracepoint tier the
+    // hook is reported missing (the auto-mode test proves it attached on this host).
+    if attached(events, "tcp_sendmsg") {
+        let sendmsg = kernel(events, c, "tcp_sendmsg");
+        assert_eq!(bytes(&sendmsg), messages);
+    }
 
     // Server connection: the accepted child.
     let s = conn_with(events, server, "LISTEN", "SYN_RECV");
