@@ -233,11 +233,19 @@ pub enum Hook {
     CgroupSkbEgress = 11,
     /// `cgroup_skb/ingress` on the cgroup2 root.
     CgroupSkbIngress = 12,
+    /// fentry on the function named by the record's `op`.
+    Fentry = 13,
+    /// fexit on the function named by the record's `op`.
+    Fexit = 14,
+    /// kprobe on the function named by the record's `op`.
+    Kprobe = 15,
+    /// kretprobe on the function named by the record's `op`.
+    Kretprobe = 16,
 }
 
 impl Hook {
     /// Every hook, in declaration order.
-    pub const ALL: [Hook; 12] = [
+    pub const ALL: [Hook; 16] = [
         Self::SyscallTracepoints,
         Self::SockOpsTcpConnect,
         Self::SockOpsPassiveEstablished,
@@ -250,6 +258,10 @@ impl Hook {
         Self::TpTcpRetransmitSkb,
         Self::CgroupSkbEgress,
         Self::CgroupSkbIngress,
+        Self::Fentry,
+        Self::Fexit,
+        Self::Kprobe,
+        Self::Kretprobe,
     ];
 
     /// Decodes the raw byte written by the eBPF side.
@@ -272,6 +284,29 @@ impl Hook {
             Self::TpTcpRetransmitSkb => "tracepoint:tcp:tcp_retransmit_skb",
             Self::CgroupSkbEgress => "cgroup_skb:egress",
             Self::CgroupSkbIngress => "cgroup_skb:ingress",
+            Self::Fentry => "fentry",
+            Self::Fexit => "fexit",
+            Self::Kprobe => "kprobe",
+            Self::Kretprobe => "kretprobe",
+        }
+    }
+
+    /// The hook of a record for kernel function `func`: `fentry:tcp_sendmsg`, or [`Self::label`]
+    /// for hooks that name their function already.
+    pub fn label_for(self, func: KernelFn) -> &'static str {
+        use KernelFn::*;
+        match (self, func) {
+            (Self::Fentry, TcpConnect) => "fentry:tcp_connect",
+            (Self::Fentry, TcpSendmsg) => "fentry:tcp_sendmsg",
+            (Self::Fentry, TcpClose) => "fentry:tcp_close",
+            (Self::Fexit, InetCskAccept) => "fexit:inet_csk_accept",
+            (Self::Fexit, TcpRecvmsg) => "fexit:tcp_recvmsg",
+            (Self::Kprobe, TcpConnect) => "kprobe:tcp_connect",
+            (Self::Kprobe, TcpSendmsg) => "kprobe:tcp_sendmsg",
+            (Self::Kprobe, TcpClose) => "kprobe:tcp_close",
+            (Self::Kretprobe, InetCskAccept) => "kretprobe:inet_csk_accept",
+            (Self::Kretprobe, TcpRecvmsg) => "kretprobe:tcp_recvmsg",
+            _ => self.label(),
         }
     }
 }
@@ -397,7 +432,7 @@ pub struct Inflight {
 
 /// Byte offsets of the tracepoint fields the programs read, taken from each event's `format`
 /// file at startup (see `tracer::tracefs`). Index with the `OFF_*` constants.
-pub const OFFSETS_LEN: usize = 24;
+pub const OFFSETS_LEN: usize = 32;
 
 /// `inet_sock_set_state.skaddr`
 pub const OFF_STATE_SKADDR: usize = 0;
@@ -437,6 +472,22 @@ pub const OFF_SENDRST_SKADDR: usize = 16;
 pub const OFF_RETRANS_SKADDR: usize = 17;
 /// `tcp_destroy_sock.skaddr`
 pub const OFF_DESTROY_SKADDR: usize = 18;
+/// `sock_common.skc_family` (from kernel BTF; fentry/kprobe tiers)
+pub const OFF_SK_FAMILY: usize = 19;
+/// `sock_common.skc_num`: local port, host order
+pub const OFF_SK_NUM: usize = 20;
+/// `sock_common.skc_dport`: remote port, network order
+pub const OFF_SK_DPORT: usize = 21;
+/// `sock_common.skc_rcv_saddr`
+pub const OFF_SK_RCV_SADDR: usize = 22;
+/// `sock_common.skc_daddr`
+pub const OFF_SK_DADDR: usize = 23;
+/// `sock_common.skc_v6_rcv_saddr`
+pub const OFF_SK_V6_RCV_SADDR: usize = 24;
+/// `sock_common.skc_v6_daddr`
+pub const OFF_SK_V6_DADDR: usize = 25;
+/// `tcp_sock.write_seq`: the next sequence number the application's bytes will get
+pub const OFF_TP_WRITE_SEQ: usize = 26;
 
 /// Filter switches handed to the programs as one map value.
 #[repr(C)]

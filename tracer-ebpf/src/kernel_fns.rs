@@ -30,14 +30,14 @@ use crate::{
     context::field,
     emit::emit,
     filter::current_comm,
-    maps::{FDS, INFLIGHT, PORT_PAIRS, SOCKS},
+    maps::{FDS, INFLIGHT, PORT_PAIRS, SOCK_OPS_FUNCS, SOCKS},
 };
 
 const IPPROTO_TCP: u16 = 6;
 
 /// A kernel-layer record for traced socket `sk`, attributed to its owner.
 #[inline(always)]
-fn record(sk: u64, owner: &Owner, func: KernelFn, hook: Hook) -> Event {
+pub fn record(sk: u64, owner: &Owner, func: KernelFn, hook: Hook) -> Event {
     let mut event = Event::zeroed();
     event.ts_ns = unsafe { bpf_ktime_get_ns() };
     event.sock = sk;
@@ -61,13 +61,18 @@ fn traced(sk: u64) -> Option<Owner> {
 #[sock_ops]
 pub fn tcp_fn_sock_ops(ctx: SockOpsContext) -> u32 {
     let op = ctx.op();
-    let (func, hook) = if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
-        (KernelFn::TcpConnect, Hook::SockOpsTcpConnect)
+    let (func, hook, bit) = if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
+        (KernelFn::TcpConnect, Hook::SockOpsTcpConnect, 1)
     } else if op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB {
-        (KernelFn::InetCskAccept, Hook::SockOpsPassiveEstablished)
+        (KernelFn::InetCskAccept, Hook::SockOpsPassiveEstablished, 2)
     } else {
         return 1;
     };
+    // SAFETY: a value pointer into an array map, read once.
+    let wanted = SOCK_OPS_FUNCS.get_ptr(0).map(|v| unsafe { *v }).unwrap_or(0);
+    if wanted & bit == 0 {
+        return 1;
+    }
     // SAFETY: `ctx.ops` is the program's context; `sk` is only used as an identity.
     let sk = unsafe { (*ctx.ops).__bindgen_anon_2.sk } as u64;
     let Some(owner) = traced(sk) else {

@@ -14,6 +14,7 @@ mod context;
 mod emit;
 mod filter;
 mod kernel_fns;
+mod kernel_probes;
 mod maps;
 mod packets;
 mod sockaddr;

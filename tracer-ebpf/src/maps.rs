@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{Event, FdKey, Inflight, Owner, PortPair};
 
@@ -52,3 +52,8 @@ pub static LISTENERS: HashMap<u16, Owner> = HashMap::with_max_entries(1024, 0);
 /// Port pairs of traced connections, so that packets can be filtered by pid or comm.
 #[map]
 pub static PORT_PAIRS: LruHashMap<PortPair, u8> = LruHashMap::with_max_entries(65536, 0);
+
+/// Which functions the sock_ops program stands in for (bit 0: `tcp_connect`, bit 1:
+/// `inet_csk_accept`); the others are watched by fentry or kprobe and must not be doubled.
+#[map]
+pub static SOCK_OPS_FUNCS: Array<u32> = Array::with_max_entries(1, 0);

@@ -52,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         emit_enter: !cli.json,
         packets: !cli.no_packets,
         snaplen: cli.payload_snaplen(),
+        probe_mode: cli.probe_mode,
     };
     let mut loaded = loader::load(&filter)?;
     banner(&filter, &loaded);

@@ -269,6 +269,15 @@ impl Event {
         }
     }
 
+    /// The hook that produced the event, as users name it (`fentry:tcp_sendmsg`,
+    /// `tracepoint:sock:inet_sock_set_state`...).
+    pub fn hook_label(&self) -> &'static str {
+        match self.kind {
+            Kind::Kernel(func) => self.hook.label_for(func),
+            _ => self.hook.label(),
+        }
+    }
+
     /// When the event ended (syscalls) or happened.
     pub fn end_ns(&self) -> u64 {
         self.ts_ns + self.duration_ns

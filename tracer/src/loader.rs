@@ -13,10 +13,12 @@ use tracer_common::{
     OFF_SOCKLEN_FAMILY, OFF_SOCKLEN_PROTOCOL, OFF_SOCKLEN_RET, OFF_SOCKLEN_SK, OFF_STATE_DADDR,
     OFF_STATE_DADDR6, OFF_STATE_DPORT, OFF_STATE_FAMILY, OFF_STATE_NEW, OFF_STATE_OLD,
     OFF_STATE_PROTOCOL, OFF_STATE_SADDR, OFF_STATE_SADDR6, OFF_STATE_SKADDR, OFF_STATE_SPORT,
-    OFF_TCPSK_SKADDR, OFFSETS_LEN, Owner, SyscallOp,
+    OFF_TCPSK_SKADDR, OFFSETS_LEN, Owner, SyscallOp, OFF_SK_FAMILY, OFF_SK_NUM, OFF_SK_DPORT,
+    OFF_SK_RCV_SADDR, OFF_SK_DADDR, OFF_SK_V6_RCV_SADDR, OFF_SK_V6_DADDR, OFF_TP_WRITE_SEQ,
 };
 
 use crate::tracefs::{Format, TracefsError};
+use crate::tiers::ProbeMode;
 use crate::{existing, preflight};
 
 /// Tracepoint links by program, kept to detach them in parallel.
@@ -57,6 +59,8 @@ pub struct Filter {
     pub packets: bool,
     /// Payload bytes to keep per segment.
     pub snaplen: u16,
+    /// Which tier the kernel-function hooks use.
+    pub probe_mode: ProbeMode,
 }
 
 /// How one logical hook was attached.
@@ -151,7 +155,9 @@ impl Loaded {
 
 /// Loads the programs with `filter` and attaches every hook it can.
 pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
-    let offsets = offsets()?;
+    let mut offsets = offsets()?;
+    let mut tiers = Tiers::probe(filter.probe_mode);
+    tiers.add_sock_offsets(&mut offsets);
     let mut comm = [0u8; COMM_LEN];
     if let Some(c) = &filter.comm {
         let n = c.len().min(COMM_LEN - 1);
@@ -181,10 +187,6 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
 
     let mut hooks = Vec::new();
     let mut links = Links::new();
-    // Probing for fentry parses the kernel's BTF again (aya's own feature detection already
-    // did once); done after loading rather than beside it, so the two copies never coexist
-    // and peak memory stays low.
-    let skipped = crate::tiers::better_tiers_unavailable();
     // The state hook goes first: it is what decides which sockets are traced.
     let state = attach_tracepoint(
         &mut ebpf,
@@ -198,46 +200,30 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     }
     hooks.push(syscalls(&mut ebpf, &mut links));
     let cgroup = preflight::cgroup2_mount();
-    let sock_ops = attach_sock_ops(&mut ebpf, cgroup.as_deref());
-    hooks.push(kernel_hook(
-        "tcp_connect",
-        sock_ops.clone().map(|()| "sock_ops:tcp_connect_cb".into()),
-        &skipped,
-    ));
-    hooks.push(kernel_hook(
-        "inet_csk_accept",
-        sock_ops.map(|()| "sock_ops:passive_established_cb".into()),
-        &skipped,
-    ));
-    for (name, program, category, tracepoint) in [
-        (
-            "tcp_sendmsg",
-            "sock_send_length",
-            "sock",
-            "sock_send_length",
-        ),
-        (
-            "tcp_recvmsg",
-            "sock_recv_length",
-            "sock",
-            "sock_recv_length",
-        ),
-    ] {
-        hooks.push(kernel_hook(
-            name,
-            attach_tracepoint(&mut ebpf, &mut links, program, category, tracepoint),
-            &skipped,
-        ));
+    let mut sock_ops_funcs = 0u32;
+    for spec in &KERNEL_FNS {
+        let status = tiers.attach(&mut ebpf, &mut links, spec, cgroup.as_deref(), &mut sock_ops_funcs);
+        hooks.push(status);
     }
-    let mut state_hook = kernel_hook("tcp_set_state", state, &skipped);
+    if sock_ops_funcs != 0 {
+        let map = ebpf
+            .map_mut("SOCK_OPS_FUNCS")
+            .ok_or_else(|| LoadError::Map("SOCK_OPS_FUNCS", "missing".into()))?;
+        let mut funcs = aya::maps::Array::<_, u32>::try_from(map)
+            .map_err(|e| LoadError::Map("SOCK_OPS_FUNCS", e.to_string()))?;
+        funcs
+            .set(0, sock_ops_funcs, 0)
+            .map_err(|e| LoadError::Map("SOCK_OPS_FUNCS", e.to_string()))?;
+    }
+    // The state layer stays on the tracepoint in every mode: it fires inside tcp_set_state
+    // and also for inet_sk_set_state (a child's SYN_RECV), which a probe on tcp_set_state
+    // would miss.
+    let mut state_hook = kernel_hook("tcp_set_state", state, &[]);
     state_hook.layer = "state";
     hooks.push(state_hook);
     if filter.packets {
         hooks.push(packets(&mut ebpf, cgroup.as_deref()));
     }
-    hooks.push(kernel_hook(
-        "tcp_close",
-        Err("no tracepoint stands in for it on this tier; the close() syscall and the state change show it".into()), &skipped));
     for (name, program, tracepoint) in [
         ("tcp_reset", "tcp_receive_reset", "tcp_receive_reset"),
         ("tcp_send_reset", "tcp_send_reset", "tcp_send_reset"),
@@ -251,7 +237,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
         hooks.push(kernel_hook(
             name,
             attach_tracepoint(&mut ebpf, &mut links, program, "tcp", tracepoint),
-            &skipped,
+            &[],
         ));
     }
     Ok(Loaded {
@@ -417,6 +403,10 @@ fn attach_sock_ops(ebpf: &mut Ebpf, cgroup: Option<&str>) -> Result<(), String> 
         .ok_or("program tcp_fn_sock_ops missing from the object")?
         .try_into()
         .map_err(|e| format!("tcp_fn_sock_ops: {e}"))?;
+    if prog.fd().is_ok() {
+        // Loaded and attached for the other function it stands in for.
+        return Ok(());
+    }
     prog.load()
         .map_err(|e| format!("sock_ops failed to load: {}", one_line(e)))?;
     let file = File::open(cgroup).map_err(|e| format!("{cgroup}: {e}"))?;
@@ -492,8 +482,8 @@ fn syscalls(ebpf: &mut Ebpf, links: &mut Links) -> HookStatus {
     }
 }
 
-/// A kernel-function hook on the tracepoint tier, with the reasons fentry and kprobe were not
-/// used on this kernel.
+/// A hook on the tracepoint tier (tracepoint or sock_ops), with the reasons better tiers were
+/// not used.
 fn kernel_hook(
     name: &'static str,
     result: Result<String, String>,
@@ -511,4 +501,209 @@ fn kernel_hook(
         skipped: skipped.to_vec(),
         error,
     }
+}
+
+/// How one kernel function can be watched, best tier first.
+pub struct KernelFnSpec {
+    /// The function (and hook name).
+    pub name: &'static str,
+    /// The fentry/fexit program, and whether it is fexit.
+    pub fentry: (&'static str, bool),
+    /// The kprobe programs, each with whether it is a kretprobe.
+    pub kprobes: &'static [(&'static str, bool)],
+    /// The tracepoint-tier stand-in.
+    pub stand_in: StandIn,
+}
+
+/// The tracepoint-tier stand-in of a kernel function.
+pub enum StandIn {
+    /// The sock_ops program, with the callback bit it must enable.
+    SockOps(u32, &'static str),
+    /// A tracepoint program: (program, category, name).
+    Tracepoint(&'static str, &'static str, &'static str),
+    /// None exists; why.
+    Missing(&'static str),
+}
+
+/// The kernel functions, in display order.
+pub const KERNEL_FNS: [KernelFnSpec; 5] = [
+    KernelFnSpec {
+        name: "tcp_connect",
+        fentry: ("fentry_tcp_connect", false),
+        kprobes: &[("kprobe_tcp_connect", false)],
+        stand_in: StandIn::SockOps(1, "sock_ops:tcp_connect_cb"),
+    },
+    KernelFnSpec {
+        name: "inet_csk_accept",
+        fentry: ("fexit_inet_csk_accept", true),
+        kprobes: &[("kretprobe_inet_csk_accept", true)],
+        stand_in: StandIn::SockOps(2, "sock_ops:passive_established_cb"),
+    },
+    KernelFnSpec {
+        name: "tcp_sendmsg",
+        fentry: ("fentry_tcp_sendmsg", false),
+        kprobes: &[("kprobe_tcp_sendmsg", false)],
+        stand_in: StandIn::Tracepoint("sock_send_length", "sock", "sock_send_length"),
+    },
+    KernelFnSpec {
+        name: "tcp_recvmsg",
+        fentry: ("fexit_tcp_recvmsg", true),
+        kprobes: &[("kprobe_tcp_recvmsg", false), ("kretprobe_tcp_recvmsg", true)],
+        stand_in: StandIn::Tracepoint("sock_recv_length", "sock", "sock_recv_length"),
+    },
+    KernelFnSpec {
+        name: "tcp_close",
+        fentry: ("fentry_tcp_close", false),
+        kprobes: &[("kprobe_tcp_close", false)],
+        stand_in: StandIn::Missing(
+            "no tracepoint stands in for it; the close() syscall and the state change show it",
+        ),
+    },
+];
+
+/// What this kernel offers for the kernel-function hooks, found once before loading.
+struct Tiers {
+    mode: ProbeMode,
+    /// The kernel's BTF for fentry, or why fentry is not used.
+    fentry: Result<aya::Btf, String>,
+    /// Why kprobes are not used, if they are not.
+    kprobe: Result<(), String>,
+}
+
+impl Tiers {
+    fn probe(mode: ProbeMode) -> Self {
+        let not_tried = |tier: &str| format!("{tier}: not tried (--probe-mode {})", mode_name(mode));
+        let fentry = match mode {
+            ProbeMode::Auto | ProbeMode::Fentry => crate::tiers::fentry_available()
+                .and_then(|()| aya::Btf::from_sys_fs().map_err(|e| format!("fentry: kernel BTF: {e}"))),
+            _ => Err(not_tried("fentry")),
+        };
+        let kprobe = match mode {
+            ProbeMode::Auto | ProbeMode::Kprobe => crate::tiers::kprobe_available(),
+            _ => Err(not_tried("kprobe")),
+        };
+        Self { mode, fentry, kprobe }
+    }
+
+    /// Fills the `struct sock` offsets the fentry/kprobe programs read, from the running
+    /// kernel's BTF. Without them, neither tier is used.
+    fn add_sock_offsets(&mut self, offsets: &mut [u32; OFFSETS_LEN]) {
+        if self.fentry.is_err() && self.kprobe.is_err() {
+            return;
+        }
+        let found = (|| -> Result<(), String> {
+            let btf = crate::btf::Btf::from_sys_fs().map_err(|e| e.to_string())?;
+            for (i, st, field) in [
+                (OFF_SK_FAMILY, "sock_common", "skc_family"),
+                (OFF_SK_NUM, "sock_common", "skc_num"),
+                (OFF_SK_DPORT, "sock_common", "skc_dport"),
+                (OFF_SK_RCV_SADDR, "sock_common", "skc_rcv_saddr"),
+                (OFF_SK_DADDR, "sock_common", "skc_daddr"),
+                (OFF_SK_V6_RCV_SADDR, "sock_common", "skc_v6_rcv_saddr"),
+                (OFF_SK_V6_DADDR, "sock_common", "skc_v6_daddr"),
+                (OFF_TP_WRITE_SEQ, "tcp_sock", "write_seq"),
+            ] {
+                offsets[i] = btf.member_offset(st, field).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = found {
+            let why = format!("kernel BTF lacks what the programs read: {e}");
+            self.fentry = Err(format!("fentry: {why}"));
+            self.kprobe = Err(format!("kprobe: {why}"));
+        }
+    }
+
+    /// Attaches `spec` with the best tier allowed; reports how.
+    fn attach(
+        &self,
+        ebpf: &mut Ebpf,
+        links: &mut Links,
+        spec: &KernelFnSpec,
+        cgroup: Option<&str>,
+        sock_ops_funcs: &mut u32,
+    ) -> HookStatus {
+        let mut skipped = Vec::new();
+        let done = |tier: &'static str, via: String, skipped: Vec<String>| HookStatus {
+            name: spec.name,
+            layer: "kernel",
+            tier: Some(tier),
+            via: Some(via),
+            skipped,
+            error: None,
+        };
+        match &self.fentry {
+            Ok(btf) => match attach_fentry(ebpf, spec.fentry.0, spec.fentry.1, spec.name, btf) {
+                Ok(via) => return done("fentry", via, skipped),
+                Err(e) => skipped.push(format!("fentry: {e}")),
+            },
+            Err(why) => skipped.push(why.clone()),
+        }
+        match &self.kprobe {
+            Ok(()) => match attach_kprobes(ebpf, spec.kprobes, spec.name) {
+                Ok(via) => return done("kprobe", via, skipped),
+                Err(e) => skipped.push(format!("kprobe: {e}")),
+            },
+            Err(why) => skipped.push(why.clone()),
+        }
+        let result = match self.mode {
+            ProbeMode::Auto | ProbeMode::Tracepoint => match &spec.stand_in {
+                StandIn::SockOps(bit, via) => attach_sock_ops(ebpf, cgroup).map(|()| {
+                    *sock_ops_funcs |= bit;
+                    via.to_string()
+                }),
+                StandIn::Tracepoint(program, category, name) => {
+                    attach_tracepoint(ebpf, links, program, category, name)
+                }
+                StandIn::Missing(why) => Err(why.to_string()),
+            },
+            forced => Err(format!(
+                "--probe-mode {} could not attach it: {}",
+                mode_name(forced),
+                skipped.join("; ")
+            )),
+        };
+        kernel_hook(spec.name, result, &skipped)
+    }
+}
+
+fn mode_name(mode: ProbeMode) -> &'static str {
+    match mode {
+        ProbeMode::Auto => "auto",
+        ProbeMode::Fentry => "fentry",
+        ProbeMode::Kprobe => "kprobe",
+        ProbeMode::Tracepoint => "tracepoint",
+    }
+}
+
+fn attach_fentry(ebpf: &mut Ebpf, program: &str, fexit: bool, function: &str, btf: &aya::Btf) -> Result<String, String> {
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?;
+    if fexit {
+        let prog: &mut aya::programs::FExit = prog.try_into().map_err(|e| format!("{program}: {e}"))?;
+        prog.load(function, btf).map_err(|e| format!("load: {}", one_line(e)))?;
+        prog.attach().map_err(|e| format!("attach: {}", one_line(e)))?;
+        Ok(format!("fexit:{function}"))
+    } else {
+        let prog: &mut aya::programs::FEntry = prog.try_into().map_err(|e| format!("{program}: {e}"))?;
+        prog.load(function, btf).map_err(|e| format!("load: {}", one_line(e)))?;
+        prog.attach().map_err(|e| format!("attach: {}", one_line(e)))?;
+        Ok(format!("fentry:{function}"))
+    }
+}
+
+fn attach_kprobes(ebpf: &mut Ebpf, programs: &[(&str, bool)], function: &str) -> Result<String, String> {
+    let mut via = Vec::new();
+    for (program, ret) in programs {
+        let prog: &mut aya::programs::KProbe = ebpf
+            .program_mut(program)
+            .ok_or_else(|| format!("program {program} missing from the object"))?
+            .try_into()
+            .map_err(|e| format!("{program}: {e}"))?;
+        prog.load().map_err(|e| format!("load: {}", one_line(e)))?;
+        prog.attach(function, 0).map_err(|e| format!("attach: {}", one_line(e)))?;
+        via.push(format!("{}:{function}", if *ret { "kretprobe" } else { "kprobe" }));
+    }
+    Ok(via.join("+"))
 }

@@ -60,31 +60,11 @@ pub fn kprobe_available() -> Result<(), String> {
     }
 }
 
-/// Why each better tier is not used for the kernel-function hooks, in tier order. This build
-/// carries tracepoint-tier programs only, so on kernels that have fentry or kprobes the reason
-/// says that instead.
-pub fn better_tiers_unavailable() -> Vec<String> {
-    let reason = |check: Result<(), String>, tier: &str| match check {
-        Ok(()) => {
-            format!("{tier}: available on this kernel, but this build has no {tier} programs yet")
-        }
-        Err(e) => e,
-    };
-    vec![
-        reason(fentry_available(), "fentry"),
-        reason(kprobe_available(), "kprobe"),
-    ]
-}
-
 /// Checks a forced tier before anything is loaded: `Err` is the one line to print.
 pub fn check_forced(mode: ProbeMode) -> Result<(), String> {
-    let (check, tier) = match mode {
-        ProbeMode::Auto | ProbeMode::Tracepoint => return Ok(()),
-        ProbeMode::Fentry => (fentry_available(), "fentry"),
-        ProbeMode::Kprobe => (kprobe_available(), "kprobe"),
-    };
-    check?;
-    Err(format!(
-        "--probe-mode {tier}: this kernel supports {tier}, but this build has no {tier} programs yet; use --probe-mode auto"
-    ))
+    match mode {
+        ProbeMode::Auto | ProbeMode::Tracepoint => Ok(()),
+        ProbeMode::Fentry => fentry_available(),
+        ProbeMode::Kprobe => kprobe_available(),
+    }
 }

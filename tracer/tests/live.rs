@@ -549,7 +549,6 @@ fn auto_mode_picks_the_tracepoint_tier_on_this_kernel_and_says_why() {
         "inet_csk_accept",
         "tcp_sendmsg",
         "tcp_recvmsg",
-        "tcp_set_state",
     ] {
         let h = hook(name);
         assert_eq!(h["tier"], "tracepoint", "{h}");
@@ -573,6 +572,7 @@ fn auto_mode_picks_the_tracepoint_tier_on_this_kernel_and_says_why() {
         "tracepoint:sock:sock_send_length"
     );
     assert_eq!(hook("tcp_connect")["via"], "sock_ops:tcp_connect_cb");
+    assert_eq!(hook("tcp_set_state")["tier"], "tracepoint");
     assert_eq!(hook("tcp_segments")["tier"], "cgroup_skb");
     assert!(
         hook("tcp_close")["tier"].is_null(),

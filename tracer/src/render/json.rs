@@ -151,7 +151,7 @@ pub fn write_event(
     o.num("ts_ns", ev.ts_ns);
     o.str("layer", ev.layer());
     o.str("event", ev.name());
-    o.str("hook", ev.hook.label());
+    o.str("hook", ev.hook_label());
     if packet {
         // A segment belongs to the connection's owner, not to a task.
         o.num("pid", conn.pid);

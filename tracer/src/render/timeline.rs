@@ -87,7 +87,7 @@ impl<W: Write> Timeline<W> {
         };
         let hook = match ev.kind {
             Kind::Syscall(op) | Kind::SyscallEnter(op) => format!("syscalls:sys_*_{}", op.name()),
-            _ => ev.hook.label().to_string(),
+            _ => ev.hook_label().to_string(),
         };
         let tail = if tail.is_empty() {
             String::new()
