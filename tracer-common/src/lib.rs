@@ -291,6 +291,15 @@ impl Hook {
         }
     }
 
+    /// Whether this is the fentry/fexit or kprobe/kretprobe tier, which sees the function's own
+    /// arguments and return value.
+    pub fn is_probe(self) -> bool {
+        matches!(
+            self,
+            Self::Fentry | Self::Fexit | Self::Kprobe | Self::Kretprobe
+        )
+    }
+
     /// The hook of a record for kernel function `func`: `fentry:tcp_sendmsg`, or [`Self::label`]
     /// for hooks that name their function already.
     pub fn label_for(self, func: KernelFn) -> &'static str {

@@ -69,7 +69,10 @@ pub fn tcp_fn_sock_ops(ctx: SockOpsContext) -> u32 {
         return 1;
     };
     // SAFETY: a value pointer into an array map, read once.
-    let wanted = SOCK_OPS_FUNCS.get_ptr(0).map(|v| unsafe { *v }).unwrap_or(0);
+    let wanted = SOCK_OPS_FUNCS
+        .get_ptr(0)
+        .map(|v| unsafe { *v })
+        .unwrap_or(0);
     if wanted & bit == 0 {
         return 1;
     }

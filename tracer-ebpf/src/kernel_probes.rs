@@ -178,7 +178,12 @@ pub fn fentry_tcp_sendmsg(ctx: FEntryContext) -> u32 {
 #[fexit(function = "tcp_recvmsg")]
 pub fn fexit_tcp_recvmsg(ctx: FExitContext) -> u32 {
     let ret = ctx.ret::<i32>().unwrap_or(0);
-    moved(ctx.arg::<u64>(0), i64::from(ret), KernelFn::TcpRecvmsg, Hook::Fexit)
+    moved(
+        ctx.arg::<u64>(0),
+        i64::from(ret),
+        KernelFn::TcpRecvmsg,
+        Hook::Fexit,
+    )
 }
 
 /// `fentry:tcp_close`
@@ -214,7 +219,11 @@ pub fn kprobe_tcp_sendmsg(ctx: ProbeContext) -> u32 {
 #[kprobe]
 pub fn kprobe_tcp_recvmsg(ctx: ProbeContext) -> u32 {
     let sk = ctx.arg::<u64>(0).unwrap_or(0);
-    if traced(sk).is_some() || INFLIGHT.get_ptr(bpf_get_current_pid_tgid() as u32).is_some() {
+    if traced(sk).is_some()
+        || INFLIGHT
+            .get_ptr(bpf_get_current_pid_tgid() as u32)
+            .is_some()
+    {
         let _ = RECV_SOCK.insert(bpf_get_current_pid_tgid() as u32, sk, 0);
     }
     0
@@ -230,7 +239,12 @@ pub fn kretprobe_tcp_recvmsg(ctx: RetProbeContext) -> u32 {
     // SAFETY: a value pointer returned by the lookup just above.
     let sk = unsafe { *sk };
     let _ = RECV_SOCK.remove(tid);
-    moved(sk, i64::from(ctx.ret::<i32>()), KernelFn::TcpRecvmsg, Hook::Kretprobe)
+    moved(
+        sk,
+        i64::from(ctx.ret::<i32>()),
+        KernelFn::TcpRecvmsg,
+        Hook::Kretprobe,
+    )
 }
 
 /// `kprobe:tcp_close`

@@ -10,15 +10,15 @@ use aya::{Ebpf, EbpfLoader};
 use thiserror::Error;
 use tracer_common::{
     COMM_LEN, FdKey, FilterConfig, OFF_DESTROY_SKADDR, OFF_RETRANS_SKADDR, OFF_SENDRST_SKADDR,
-    OFF_SOCKLEN_FAMILY, OFF_SOCKLEN_PROTOCOL, OFF_SOCKLEN_RET, OFF_SOCKLEN_SK, OFF_STATE_DADDR,
-    OFF_STATE_DADDR6, OFF_STATE_DPORT, OFF_STATE_FAMILY, OFF_STATE_NEW, OFF_STATE_OLD,
-    OFF_STATE_PROTOCOL, OFF_STATE_SADDR, OFF_STATE_SADDR6, OFF_STATE_SKADDR, OFF_STATE_SPORT,
-    OFF_TCPSK_SKADDR, OFFSETS_LEN, Owner, SyscallOp, OFF_SK_FAMILY, OFF_SK_NUM, OFF_SK_DPORT,
-    OFF_SK_RCV_SADDR, OFF_SK_DADDR, OFF_SK_V6_RCV_SADDR, OFF_SK_V6_DADDR, OFF_TP_WRITE_SEQ,
+    OFF_SK_DADDR, OFF_SK_DPORT, OFF_SK_FAMILY, OFF_SK_NUM, OFF_SK_RCV_SADDR, OFF_SK_V6_DADDR,
+    OFF_SK_V6_RCV_SADDR, OFF_SOCKLEN_FAMILY, OFF_SOCKLEN_PROTOCOL, OFF_SOCKLEN_RET, OFF_SOCKLEN_SK,
+    OFF_STATE_DADDR, OFF_STATE_DADDR6, OFF_STATE_DPORT, OFF_STATE_FAMILY, OFF_STATE_NEW,
+    OFF_STATE_OLD, OFF_STATE_PROTOCOL, OFF_STATE_SADDR, OFF_STATE_SADDR6, OFF_STATE_SKADDR,
+    OFF_STATE_SPORT, OFF_TCPSK_SKADDR, OFF_TP_WRITE_SEQ, OFFSETS_LEN, Owner, SyscallOp,
 };
 
-use crate::tracefs::{Format, TracefsError};
 use crate::tiers::ProbeMode;
+use crate::tracefs::{Format, TracefsError};
 use crate::{existing, preflight};
 
 /// Tracepoint links by program, kept to detach them in parallel.
@@ -202,7 +202,13 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     let cgroup = preflight::cgroup2_mount();
     let mut sock_ops_funcs = 0u32;
     for spec in &KERNEL_FNS {
-        let status = tiers.attach(&mut ebpf, &mut links, spec, cgroup.as_deref(), &mut sock_ops_funcs);
+        let status = tiers.attach(
+            &mut ebpf,
+            &mut links,
+            spec,
+            cgroup.as_deref(),
+            &mut sock_ops_funcs,
+        );
         hooks.push(status);
     }
     if sock_ops_funcs != 0 {
@@ -548,7 +554,10 @@ pub const KERNEL_FNS: [KernelFnSpec; 5] = [
     KernelFnSpec {
         name: "tcp_recvmsg",
         fentry: ("fexit_tcp_recvmsg", true),
-        kprobes: &[("kprobe_tcp_recvmsg", false), ("kretprobe_tcp_recvmsg", true)],
+        kprobes: &[
+            ("kprobe_tcp_recvmsg", false),
+            ("kretprobe_tcp_recvmsg", true),
+        ],
         stand_in: StandIn::Tracepoint("sock_recv_length", "sock", "sock_recv_length"),
     },
     KernelFnSpec {
@@ -572,17 +581,25 @@ struct Tiers {
 
 impl Tiers {
     fn probe(mode: ProbeMode) -> Self {
-        let not_tried = |tier: &str| format!("{tier}: not tried (--probe-mode {})", mode_name(mode));
+        let not_tried =
+            |tier: &str| format!("{tier}: not tried (--probe-mode {})", mode_name(mode));
         let fentry = match mode {
-            ProbeMode::Auto | ProbeMode::Fentry => crate::tiers::fentry_available()
-                .and_then(|()| aya::Btf::from_sys_fs().map_err(|e| format!("fentry: kernel BTF: {e}"))),
+            ProbeMode::Auto | ProbeMode::Fentry => {
+                crate::tiers::fentry_available().and_then(|()| {
+                    aya::Btf::from_sys_fs().map_err(|e| format!("fentry: kernel BTF: {e}"))
+                })
+            }
             _ => Err(not_tried("fentry")),
         };
         let kprobe = match mode {
             ProbeMode::Auto | ProbeMode::Kprobe => crate::tiers::kprobe_available(),
             _ => Err(not_tried("kprobe")),
         };
-        Self { mode, fentry, kprobe }
+        Self {
+            mode,
+            fentry,
+            kprobe,
+        }
     }
 
     /// Fills the `struct sock` offsets the fentry/kprobe programs read, from the running
@@ -676,24 +693,40 @@ fn mode_name(mode: ProbeMode) -> &'static str {
     }
 }
 
-fn attach_fentry(ebpf: &mut Ebpf, program: &str, fexit: bool, function: &str, btf: &aya::Btf) -> Result<String, String> {
+fn attach_fentry(
+    ebpf: &mut Ebpf,
+    program: &str,
+    fexit: bool,
+    function: &str,
+    btf: &aya::Btf,
+) -> Result<String, String> {
     let prog = ebpf
         .program_mut(program)
         .ok_or_else(|| format!("program {program} missing from the object"))?;
     if fexit {
-        let prog: &mut aya::programs::FExit = prog.try_into().map_err(|e| format!("{program}: {e}"))?;
-        prog.load(function, btf).map_err(|e| format!("load: {}", one_line(e)))?;
-        prog.attach().map_err(|e| format!("attach: {}", one_line(e)))?;
+        let prog: &mut aya::programs::FExit =
+            prog.try_into().map_err(|e| format!("{program}: {e}"))?;
+        prog.load(function, btf)
+            .map_err(|e| format!("load: {}", one_line(e)))?;
+        prog.attach()
+            .map_err(|e| format!("attach: {}", one_line(e)))?;
         Ok(format!("fexit:{function}"))
     } else {
-        let prog: &mut aya::programs::FEntry = prog.try_into().map_err(|e| format!("{program}: {e}"))?;
-        prog.load(function, btf).map_err(|e| format!("load: {}", one_line(e)))?;
-        prog.attach().map_err(|e| format!("attach: {}", one_line(e)))?;
+        let prog: &mut aya::programs::FEntry =
+            prog.try_into().map_err(|e| format!("{program}: {e}"))?;
+        prog.load(function, btf)
+            .map_err(|e| format!("load: {}", one_line(e)))?;
+        prog.attach()
+            .map_err(|e| format!("attach: {}", one_line(e)))?;
         Ok(format!("fentry:{function}"))
     }
 }
 
-fn attach_kprobes(ebpf: &mut Ebpf, programs: &[(&str, bool)], function: &str) -> Result<String, String> {
+fn attach_kprobes(
+    ebpf: &mut Ebpf,
+    programs: &[(&str, bool)],
+    function: &str,
+) -> Result<String, String> {
     let mut via = Vec::new();
     for (program, ret) in programs {
         let prog: &mut aya::programs::KProbe = ebpf
@@ -702,8 +735,12 @@ fn attach_kprobes(ebpf: &mut Ebpf, programs: &[(&str, bool)], function: &str) ->
             .try_into()
             .map_err(|e| format!("{program}: {e}"))?;
         prog.load().map_err(|e| format!("load: {}", one_line(e)))?;
-        prog.attach(function, 0).map_err(|e| format!("attach: {}", one_line(e)))?;
-        via.push(format!("{}:{function}", if *ret { "kretprobe" } else { "kprobe" }));
+        prog.attach(function, 0)
+            .map_err(|e| format!("attach: {}", one_line(e)))?;
+        via.push(format!(
+            "{}:{function}",
+            if *ret { "kretprobe" } else { "kprobe" }
+        ));
     }
     Ok(via.join("+"))
 }

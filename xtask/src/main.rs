@@ -29,7 +29,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build, check formatting and lints, and run every test (as root: they load eBPF).
+    /// Build, check formatting and lints, run every test (as root: they load eBPF), then the
+    /// live tests again on Debian's kernel under QEMU in every probe tier.
     Test,
     /// Run the live echo test inside Debian's stock kernel under QEMU, once per probe mode.
     VmTest,
@@ -100,7 +101,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             if !is_root() {
                 bail!("the tests load eBPF programs: run `sudo -E cargo xtask test`");
             }
-            cargo(&root, &["test", "--release"])
+            cargo(&root, &["test", "--release"])?;
+            // The same live tests on Debian's stock kernel, once per probe tier.
+            vm::run(&root)
         }
     }
 }

@@ -194,6 +194,14 @@ pub fn write_event(
                     o.num("bytes", ev.ret);
                 }
             }
+            // The function's own arguments, where the hook sees them (fentry/kprobe tiers).
+            if ev.hook.is_probe() {
+                match func {
+                    KernelFn::TcpConnect => o.num("isn", ev.arg),
+                    KernelFn::TcpSendmsg => o.num("write_seq", ev.arg),
+                    _ => {}
+                }
+            }
         }
         Kind::State { from, to } => {
             o.str("from", tcp_state::name(from));

@@ -231,6 +231,12 @@ fn kernel(ev: &Event, func: KernelFn) -> String {
             format!("{name}  {} bytes", ev.ret)
         }
         KernelFn::TcpSendmsg | KernelFn::TcpRecvmsg => format!("{name}  {}", syscall_ret(ev.ret)),
+        KernelFn::TcpConnect if ev.hook.is_probe() => format!(
+            "{name}  {} -> {}  isn {}",
+            maybe_endpoint(ev.local.as_ref()),
+            maybe_endpoint(ev.remote.as_ref()),
+            ev.arg
+        ),
         KernelFn::TcpConnect => format!(
             "{name}  {} -> {}",
             maybe_endpoint(ev.local.as_ref()),
@@ -245,7 +251,8 @@ fn kernel(ev: &Event, func: KernelFn) -> String {
         KernelFn::TcpSendReset => format!("{name}  RST sent"),
         KernelFn::TcpDestroySock => format!("{name}  socket freed"),
         KernelFn::TcpRetransmitSkb => format!("{name}  segment retransmitted"),
-        KernelFn::TcpSetState | KernelFn::TcpClose => name.to_string(),
+        KernelFn::TcpClose => format!("{name}  the application closed the socket"),
+        KernelFn::TcpSetState => name.to_string(),
     }
 }
 
