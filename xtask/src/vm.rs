@@ -262,6 +262,10 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         .context("running qemu-system-x86_64")?;
     let console = String::from_utf8_lossy(&out.stdout);
     fs::write(work.join("console.log"), console.as_bytes())?;
+    // The guest's own result lines, so that the run's totals count the tests run there too.
+    for line in console.lines().map(str::trim).filter(|l| l.starts_with("test ")) {
+        eprintln!("{line}");
+    }
     let mut failed = Vec::new();
     for mode in MODES {
         let line = console
