@@ -669,7 +669,7 @@ impl Correlator {
 }
 
 /// How long a finished connection stays in the live table, for late events and rendering.
-const RETIRE_AFTER_NS: u64 = 2_000_000_000;
+const RETIRE_AFTER_NS: u64 = 300_000_000;
 
 fn set_endpoints(conn: &mut Conn, ev: &Event) {
     if let Some(local) = ev.local

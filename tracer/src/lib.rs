@@ -12,6 +12,7 @@ pub mod demo;
 pub mod echo;
 pub mod events;
 pub mod existing;
+pub mod kernel_hooks;
 pub mod loader;
 pub mod packet;
 pub mod pcap;

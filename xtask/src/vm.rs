@@ -263,7 +263,11 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let console = String::from_utf8_lossy(&out.stdout);
     fs::write(work.join("console.log"), console.as_bytes())?;
     // The guest's own result lines, so that the run's totals count the tests run there too.
-    for line in console.lines().map(str::trim).filter(|l| l.starts_with("test ")) {
+    for line in console
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("test "))
+    {
         eprintln!("{line}");
     }
     let mut failed = Vec::new();
