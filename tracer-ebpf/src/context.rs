@@ -30,3 +30,12 @@ pub fn syscall_arg(ctx: &TracePointContext, n: usize) -> u64 {
     // SAFETY: as in `field`.
     unsafe { ctx.read_at::<u64>(16 + 8 * n) }.unwrap_or(0)
 }
+
+/// Reads a `T` at `sk` plus the offset of field `index` (one of `tracer_common::OFF_SK_*`,
+/// from the kernel's BTF); zero if unreadable.
+#[inline(always)]
+pub fn sk_field<T: Default>(sk: u64, index: usize) -> T {
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one reads nothing.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((sk as usize + offset(index)) as *const T) }
+        .unwrap_or_default()
+}

@@ -23,11 +23,11 @@ use aya_ebpf::{
 use tracer_common::{
     AF_INET, AF_INET6, Event, FdKey, Hook, KernelFn, Layer, OFF_DESTROY_SKADDR, OFF_RETRANS_SKADDR,
     OFF_SENDRST_SKADDR, OFF_SOCKLEN_FAMILY, OFF_SOCKLEN_PROTOCOL, OFF_SOCKLEN_RET, OFF_SOCKLEN_SK,
-    OFF_TCPSK_SKADDR, Owner, PortPair,
+    OFF_TCPSK_SKADDR, OFF_TP_WRITE_SEQ, Owner, PortPair,
 };
 
 use crate::{
-    context::field,
+    context::{field, sk_field},
     emit::emit,
     filter::current_comm,
     maps::{FDS, INFLIGHT, PORT_PAIRS, SOCK_OPS_FUNCS, SOCKS},
@@ -52,7 +52,7 @@ pub fn record(sk: u64, owner: &Owner, func: KernelFn, hook: Hook) -> Event {
 
 /// The owner of `sk` if it is traced.
 #[inline(always)]
-fn traced(sk: u64) -> Option<Owner> {
+pub fn traced(sk: u64) -> Option<Owner> {
     // SAFETY: a value pointer returned by the lookup, copied out at once.
     SOCKS.get_ptr(sk).map(|owner| unsafe { *owner })
 }
@@ -130,14 +130,22 @@ fn sock_length(ctx: &TracePointContext, func: KernelFn, hook: Hook) -> u32 {
         return 0;
     }
     let sk: u64 = field(ctx, OFF_SOCKLEN_SK);
-    // Process context: the task moving the bytes is the one to name.
+    let ret = field::<i32>(ctx, OFF_SOCKLEN_RET);
+    moved(sk, i64::from(ret), func, hook)
+}
+
+/// `tcp_sendmsg`/`tcp_recvmsg` (or their stand-ins) on `sk` moving `bytes` (negative: an
+/// errno), in process context: name the task moving them, and tie its fd to the socket.
+#[inline(always)]
+pub fn moved(sk: u64, bytes: i64, func: KernelFn, hook: Hook) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
+    let inflight = INFLIGHT.get_ptr(pid_tgid as u32);
     let mut owner = match traced(sk) {
         Some(owner) => owner,
         // A socket open before the tracer started, used through a traced fd (found in /proc
         // at startup): the syscall in flight says so. Adopt it.
-        None if INFLIGHT.get_ptr(pid_tgid as u32).is_some() => Owner {
+        None if inflight.is_some() => Owner {
             tgid: 0,
             tid: 0,
             comm: [0; 16],
@@ -146,7 +154,7 @@ fn sock_length(ctx: &TracePointContext, func: KernelFn, hook: Hook) -> u32 {
     };
     let comm = current_comm();
     if owner.tgid == 0 {
-        // The owner was guessed in softirq; now we know it.
+        // The owner was guessed in softirq, or the socket just adopted; now we know it.
         owner = Owner {
             tgid,
             tid: pid_tgid as u32,
@@ -155,19 +163,22 @@ fn sock_length(ctx: &TracePointContext, func: KernelFn, hook: Hook) -> u32 {
         let _ = SOCKS.insert(sk, owner, 0);
     }
     let mut event = record(sk, &owner, func, hook);
-    if let Some(inflight) = INFLIGHT.get_ptr(pid_tgid as u32) {
-        // SAFETY: a value pointer returned by the lookup just above.
+    event.pid = tgid;
+    event.tid = pid_tgid as u32;
+    event.comm = comm;
+    event.ret = bytes;
+    if func == KernelFn::TcpSendmsg && hook.is_probe() {
+        // Where these bytes start in the stream (offsets exist on the probe tiers only).
+        event.arg = u64::from(sk_field::<u32>(sk, OFF_TP_WRITE_SEQ));
+    }
+    if let Some(inflight) = inflight {
+        // SAFETY: a value pointer returned by the lookup above.
         let fd = unsafe { (*inflight).event.fd };
         event.fd = fd;
         if fd >= 0 {
             let _ = FDS.insert(FdKey { tgid, fd }, sk, 0);
         }
     }
-    event.pid = tgid;
-    event.tid = pid_tgid as u32;
-    event.comm = comm;
-    event.family = family as u8;
-    event.ret = field::<i32>(ctx, OFF_SOCKLEN_RET) as i64;
     emit(&event);
     0
 }

@@ -6,35 +6,27 @@
 //! eBPF has no CO-RE relocations).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    helpers::bpf_get_current_pid_tgid,
     macros::{fentry, fexit, kprobe, kretprobe, map},
     maps::LruHashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use tracer_common::{
-    AF_INET, AF_INET6, Event, FdKey, Hook, KernelFn, OFF_SK_DADDR, OFF_SK_DPORT, OFF_SK_FAMILY,
+    AF_INET, AF_INET6, Event, Hook, KernelFn, OFF_SK_DADDR, OFF_SK_DPORT, OFF_SK_FAMILY,
     OFF_SK_NUM, OFF_SK_RCV_SADDR, OFF_SK_V6_DADDR, OFF_SK_V6_RCV_SADDR, OFF_TP_WRITE_SEQ, Owner,
     PortPair,
 };
 
 use crate::{
-    context::offset,
+    context::sk_field,
     emit::emit,
-    filter::current_comm,
-    kernel_fns::record,
-    maps::{FDS, INFLIGHT, PORT_PAIRS, SOCKS},
+    kernel_fns::{moved, record, traced},
+    maps::{INFLIGHT, PORT_PAIRS},
 };
 
 /// `tcp_recvmsg`'s socket between kprobe and kretprobe, by thread.
 #[map]
 static RECV_SOCK: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
-
-/// Reads a `T` at `sk + offset of field`.
-#[inline(always)]
-fn sk_field<T: Default>(sk: u64, field: usize) -> T {
-    // SAFETY: bpf_probe_read_kernel checks the address; a bad one reads nothing.
-    unsafe { bpf_probe_read_kernel((sk as usize + offset(field)) as *const T) }.unwrap_or_default()
-}
 
 /// A kernel record for traced `sk` with its 4-tuple read from the socket.
 #[inline(always)]
@@ -52,12 +44,6 @@ fn sock_record(sk: u64, owner: &Owner, func: KernelFn, hook: Hook) -> Event {
         event.raddr = sk_field(sk, OFF_SK_V6_DADDR);
     }
     event
-}
-
-#[inline(always)]
-fn traced(sk: u64) -> Option<Owner> {
-    // SAFETY: a value pointer returned by the lookup, copied out at once.
-    SOCKS.get_ptr(sk).map(|owner| unsafe { *owner })
 }
 
 /// `tcp_connect(sk)`: the source port is chosen and the initial sequence number set.
@@ -90,53 +76,6 @@ fn accepted(sk: u64, hook: Hook) -> u32 {
         return 0;
     };
     emit(&sock_record(sk, &owner, KernelFn::InetCskAccept, hook));
-    0
-}
-
-/// `tcp_sendmsg`/`tcp_recvmsg` on `sk` moving `bytes` (negative: an errno), in process
-/// context: name the task, and tie its fd to the socket.
-#[inline(always)]
-fn moved(sk: u64, bytes: i64, func: KernelFn, hook: Hook) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    let inflight = INFLIGHT.get_ptr(pid_tgid as u32);
-    let mut owner = match traced(sk) {
-        Some(owner) => owner,
-        // A socket open before the tracer started, used through a traced fd.
-        None if inflight.is_some() => Owner {
-            tgid: 0,
-            tid: 0,
-            comm: [0; 16],
-        },
-        None => return 0,
-    };
-    let comm = current_comm();
-    if owner.tgid == 0 {
-        owner = Owner {
-            tgid,
-            tid: pid_tgid as u32,
-            comm,
-        };
-        let _ = SOCKS.insert(sk, owner, 0);
-    }
-    let mut event = record(sk, &owner, func, hook);
-    event.pid = tgid;
-    event.tid = pid_tgid as u32;
-    event.comm = comm;
-    event.ret = bytes;
-    if func == KernelFn::TcpSendmsg {
-        // Where these bytes start in the stream.
-        event.arg = u64::from(sk_field::<u32>(sk, OFF_TP_WRITE_SEQ));
-    }
-    if let Some(inflight) = inflight {
-        // SAFETY: a value pointer returned by the lookup above.
-        let fd = unsafe { (*inflight).event.fd };
-        event.fd = fd;
-        if fd >= 0 {
-            let _ = FDS.insert(FdKey { tgid, fd }, sk, 0);
-        }
-    }
-    emit(&event);
     0
 }
 

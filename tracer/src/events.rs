@@ -192,28 +192,15 @@ impl Event {
             ),
             Err(_) => (0, None, None),
         };
+        let hook = if raw.egress != 0 {
+            Hook::CgroupSkbEgress
+        } else {
+            Hook::CgroupSkbIngress
+        };
         Self {
-            ts_ns: raw.ts_ns,
-            duration_ns: 0,
-            sock: 0,
-            kind: Kind::Packet,
-            hook: if raw.egress != 0 {
-                Hook::CgroupSkbEgress
-            } else {
-                Hook::CgroupSkbIngress
-            },
-            pid: 0,
-            tid: 0,
-            comm: String::new(),
-            fd: -1,
-            ret: 0,
-            arg: 0,
-            arg2: 0,
             family,
             local,
             remote,
-            owner_guessed: false,
-            timewait: false,
             packet: Some(Box::new(Captured {
                 segment,
                 egress: raw.egress != 0,
@@ -221,6 +208,7 @@ impl Event {
                 len: raw.len,
                 data,
             })),
+            ..Self::blank(Kind::Packet, hook, raw.ts_ns)
         }
     }
 
@@ -244,8 +232,7 @@ impl Event {
         }
     }
 
-    /// A blank event of `kind` at `ts_ns`, for tests of the stages after decoding.
-    #[cfg(test)]
+    /// A blank event of `kind` at `ts_ns`: no task, no fd, no ends.
     pub fn blank(kind: Kind, hook: Hook, ts_ns: u64) -> Self {
         Self {
             ts_ns,
