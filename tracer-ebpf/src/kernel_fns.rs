@@ -23,14 +23,15 @@ use aya_ebpf::{
 use tracer_common::{
     AF_INET, AF_INET6, Event, FdKey, Hook, KernelFn, Layer, OFF_DESTROY_SKADDR, OFF_RETRANS_SKADDR,
     OFF_SENDRST_SKADDR, OFF_SOCKLEN_FAMILY, OFF_SOCKLEN_PROTOCOL, OFF_SOCKLEN_RET, OFF_SOCKLEN_SK,
-    OFF_TCPSK_SKADDR, OFF_TP_WRITE_SEQ, Owner, PortPair,
+    OFF_TCPSK_SKADDR, OFF_TP_WRITE_SEQ, Owner,
 };
 
 use crate::{
     context::{field, sk_field},
     emit::emit,
     filter::current_comm,
-    maps::{FDS, INFLIGHT, PORT_PAIRS, SOCK_OPS_FUNCS, SOCKS},
+    maps::{FDS, INFLIGHT, SOCK_OPS_FUNCS, SOCKS},
+    packets::watch_port_pair,
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -106,14 +107,7 @@ pub fn tcp_fn_sock_ops(ctx: SockOpsContext) -> u32 {
     }
     if func == KernelFn::TcpConnect {
         // The SYN is about to leave: its port pair must already pass the packet filter.
-        let _ = PORT_PAIRS.insert(
-            PortPair {
-                local: event.lport,
-                remote: event.rport,
-            },
-            1,
-            0,
-        );
+        watch_port_pair(event.lport, event.rport);
     }
     emit(&event);
     1

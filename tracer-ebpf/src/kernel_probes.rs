@@ -14,14 +14,14 @@ use aya_ebpf::{
 use tracer_common::{
     AF_INET, AF_INET6, Event, Hook, KernelFn, OFF_SK_DADDR, OFF_SK_DPORT, OFF_SK_FAMILY,
     OFF_SK_NUM, OFF_SK_RCV_SADDR, OFF_SK_V6_DADDR, OFF_SK_V6_RCV_SADDR, OFF_TP_WRITE_SEQ, Owner,
-    PortPair,
 };
 
 use crate::{
     context::sk_field,
     emit::emit,
     kernel_fns::{moved, record, traced},
-    maps::{INFLIGHT, PORT_PAIRS},
+    maps::INFLIGHT,
+    packets::watch_port_pair,
 };
 
 /// `tcp_recvmsg`'s socket between kprobe and kretprobe, by thread.
@@ -54,14 +54,7 @@ fn connect(sk: u64, hook: Hook) -> u32 {
     };
     let mut event = sock_record(sk, &owner, KernelFn::TcpConnect, hook);
     event.arg = u64::from(sk_field::<u32>(sk, OFF_TP_WRITE_SEQ));
-    let _ = PORT_PAIRS.insert(
-        PortPair {
-            local: event.lport,
-            remote: event.rport,
-        },
-        1,
-        0,
-    );
+    watch_port_pair(event.lport, event.rport);
     emit(&event);
     0
 }

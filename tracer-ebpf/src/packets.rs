@@ -45,6 +45,13 @@ pub fn packets_in(ctx: SkBuffContext) -> i32 {
     PASS
 }
 
+/// Lets the packet filter pass segments between these ports: a traced connection's ends,
+/// recorded as soon as both ports are known (for `--pid`/`--comm`, which ports cannot name).
+#[inline(always)]
+pub fn watch_port_pair(local: u16, remote: u16) {
+    let _ = PORT_PAIRS.insert(PortPair { local, remote }, 1, 0);
+}
+
 #[inline(always)]
 fn wanted(cfg: &FilterConfig, sport: u16, dport: u16) -> bool {
     if cfg.by_port != 0 {

@@ -15,14 +15,15 @@ use tracer_common::{
     AF_INET, Event, FLAG_OWNER_GUESSED, FdKey, Hook, KernelFn, Layer, OFF_STATE_DADDR,
     OFF_STATE_DADDR6, OFF_STATE_DPORT, OFF_STATE_FAMILY, OFF_STATE_NEW, OFF_STATE_OLD,
     OFF_STATE_PROTOCOL, OFF_STATE_SADDR, OFF_STATE_SADDR6, OFF_STATE_SKADDR, OFF_STATE_SPORT,
-    Owner, PortPair, SyscallOp, tcp_state,
+    Owner, SyscallOp, tcp_state,
 };
 
 use crate::{
     context::field,
     emit::emit,
     filter::{config, current_comm, ports_match, ports_only, task_matches},
-    maps::{FDS, INFLIGHT, LISTENERS, PORT_PAIRS, SOCKS},
+    maps::{FDS, INFLIGHT, LISTENERS, SOCKS},
+    packets::watch_port_pair,
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -75,14 +76,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         }
     }
     if sport != 0 && dport != 0 {
-        let _ = PORT_PAIRS.insert(
-            PortPair {
-                local: sport,
-                remote: dport,
-            },
-            1,
-            0,
-        );
+        watch_port_pair(sport, dport);
     }
     if new == tcp_state::LISTEN {
         let _ = LISTENERS.insert(sport, owner, 0);
