@@ -3,6 +3,7 @@
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::time::Duration;
 
+use aya::maps::{MapData, RingBuf};
 use serde_json::{Map, Value, json};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
@@ -107,18 +108,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
-                    pipeline.ingest(&item);
-                }
+                collect(guard.get_inner_mut(), &mut pipeline);
                 guard.clear_ready();
             }
             _ = tick.tick() => {
                 // Records are written without wakeups (see tracer-ebpf emit.rs): collect here.
-                let rb = ring.get_mut();
-                while let Some(item) = rb.next() {
-                    pipeline.ingest(&item);
-                }
+                collect(ring.get_mut(), &mut pipeline);
                 pipeline.drain(monotonic_ns())?;
                 let dropped = loaded.dropped();
                 if dropped > reported_drops && !cli.json {
@@ -131,21 +126,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             _ = &mut until => break,
             result = &mut demo_rx, if cli.demo && demo_result.is_none() => {
                 demo_result = Some(result.unwrap_or(Err("demo task ended".into())));
-                // Let the last state changes and records arrive.
+                // Let the last state changes and records arrive; collected below.
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                let rb = ring.get_mut();
-                while let Some(item) = rb.next() {
-                    pipeline.ingest(&item);
-                }
                 break;
             }
         }
     }
     // Anything still in the ring buffer.
-    let rb = ring.get_mut();
-    while let Some(item) = rb.next() {
-        pipeline.ingest(&item);
-    }
+    collect(ring.get_mut(), &mut pipeline);
     pipeline.drain_all()?;
     let dropped = loaded.dropped();
     let pcap_packets = pipeline.pcap().map(|p| p.packets);
@@ -193,6 +181,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         anyhow::bail!(e);
     }
     Ok(())
+}
+
+/// Hands every record waiting in the ring buffer to the pipeline.
+fn collect<W: Write>(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline<W>) {
+    while let Some(item) = ring.next() {
+        pipeline.ingest(&item);
+    }
 }
 
 fn ready_fields(loaded: &Loaded) -> Map<String, Value> {

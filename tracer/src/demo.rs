@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use crate::existing::is_listening;
+
 /// The messages the scripted client sends before `Q`.
 pub const MESSAGES: [&str; 3] = ["hello", "from code", "to packet capture"];
 
@@ -15,20 +17,6 @@ fn sibling(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// Whether something listens on TCP `port` (from /proc/net/tcp{,6}, so no probe connection
-/// shows up in the trace).
-fn listening(port: u16) -> bool {
-    let needle = format!(":{port:04X} ");
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|path| {
-        std::fs::read_to_string(path).is_ok_and(|t| {
-            t.lines().skip(1).any(|l| {
-                let cols: Vec<&str> = l.split_whitespace().collect();
-                cols.len() > 3 && format!("{} ", cols[1]).ends_with(&needle) && cols[3] == "0A"
-            })
-        })
-    })
-}
-
 /// Runs server and client to completion; returns a line describing anything that went wrong.
 pub async fn run(port: u16) -> Result<(), String> {
     let mut server = Command::new(sibling("echo-server"))
@@ -37,12 +25,12 @@ pub async fn run(port: u16) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("demo: cannot start echo-server: {e}"))?;
     for _ in 0..100 {
-        if listening(port) {
+        if is_listening(port) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if !listening(port) {
+    if !is_listening(port) {
         return Err(format!("demo: echo-server is not listening on port {port}"));
     }
     let mut client = Command::new(sibling("echo-client"));

@@ -44,14 +44,28 @@ pub fn parse_proc_net_tcp(text: &str, out: &mut HashMap<u64, (u16, u16, bool)>) 
     }
 }
 
-/// TCP sockets of processes that pass `wanted(pid, comm, lport, rport)`.
-pub fn scan(wanted: impl Fn(u32, &str, u16, u16) -> bool) -> Vec<Existing> {
+/// Every TCP socket of this host by inode, from `/proc/net/tcp{,6}`.
+fn tcp_sockets() -> HashMap<u64, (u16, u16, bool)> {
     let mut tcp = HashMap::new();
     for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
         if let Ok(text) = fs::read_to_string(path) {
             parse_proc_net_tcp(&text, &mut tcp);
         }
     }
+    tcp
+}
+
+/// Whether something listens on TCP `port` (read from /proc, so no probe connection shows up
+/// in a trace).
+pub fn is_listening(port: u16) -> bool {
+    tcp_sockets()
+        .values()
+        .any(|&(lport, _, listening)| listening && lport == port)
+}
+
+/// TCP sockets of processes that pass `wanted(pid, comm, lport, rport)`.
+pub fn scan(wanted: impl Fn(u32, &str, u16, u16) -> bool) -> Vec<Existing> {
+    let tcp = tcp_sockets();
     let mut found = Vec::new();
     let Ok(procs) = fs::read_dir("/proc") else {
         return found;

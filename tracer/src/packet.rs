@@ -168,10 +168,18 @@ impl TcpHeader {
         self.flags & mask == mask
     }
 
+    /// The characters of `table` whose flag bit is set, in table order.
+    fn spell(&self, table: &[(u8, char)]) -> String {
+        table
+            .iter()
+            .filter(|(bit, _)| self.flags & bit != 0)
+            .map(|&(_, c)| c)
+            .collect()
+    }
+
     /// Flags as letters in a fixed order, e.g. `SA`, `FA`, `PA` (JSON).
     pub fn flag_letters(&self) -> String {
-        let mut s = String::new();
-        for (bit, c) in [
+        self.spell(&[
             (flags::SYN, 'S'),
             (flags::FIN, 'F'),
             (flags::RST, 'R'),
@@ -180,18 +188,12 @@ impl TcpHeader {
             (flags::URG, 'U'),
             (flags::ECE, 'E'),
             (flags::CWR, 'C'),
-        ] {
-            if self.flags & bit != 0 {
-                s.push(c);
-            }
-        }
-        s
+        ])
     }
 
     /// Flags as tcpdump prints them: `S`, `S.`, `P.`, `F.`, `R`, with `.` for ACK.
     pub fn tcpdump_flags(&self) -> String {
-        let mut s = String::new();
-        for (bit, c) in [
+        let s = self.spell(&[
             (flags::SYN, 'S'),
             (flags::FIN, 'F'),
             (flags::PSH, 'P'),
@@ -200,15 +202,8 @@ impl TcpHeader {
             (flags::ECE, 'E'),
             (flags::CWR, 'W'),
             (flags::ACK, '.'),
-        ] {
-            if self.flags & bit != 0 {
-                s.push(c);
-            }
-        }
-        if s.is_empty() {
-            s.push_str("none");
-        }
-        s
+        ]);
+        if s.is_empty() { "none".into() } else { s }
     }
 
     /// The window-scale shift this segment announces, if any.

@@ -136,7 +136,6 @@ fn free_port() -> anyhow::Result<u16> {
 struct Bench {
     root: PathBuf,
     plan: Plan,
-    log: String,
 }
 
 impl Bench {
@@ -384,7 +383,6 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let mut bench = Bench {
         root: root.to_path_buf(),
         plan,
-        log: String::new(),
     };
     let pingpong = bench.workload("pingpong", &[])?;
     let churn = bench.workload("churn", &["--clients", "4"])?;
@@ -539,8 +537,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
         md,
         "    bpftrace -o FILE bench/peer.bt   # PORT replaced by P"
     );
-    bench.log = md.clone();
-    print!("{}", bench.log);
+    print!("{md}");
     // Keep the hand-written analysis below the generated part.
     let path = root.join("BENCHMARKS.md");
     let notes = fs::read_to_string(&path)

@@ -106,20 +106,8 @@ pub fn is_root() -> bool {
 
 /// Waits until something listens on `port` (checked in /proc, without connecting).
 pub fn wait_listening(port: u16) {
-    let needle = format!(":{port:04X}");
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|p| {
-            std::fs::read_to_string(p).is_ok_and(|t| {
-                t.lines().skip(1).any(|l| {
-                    let c: Vec<&str> = l.split_whitespace().collect();
-                    c.len() > 3 && c[1].ends_with(&needle) && c[3] == "0A"
-                })
-            })
-        });
-        if found {
-            return;
-        }
+    while !tracer::existing::is_listening(port) {
         assert!(Instant::now() < deadline, "nothing listens on {port}");
         std::thread::sleep(Duration::from_millis(10));
     }
