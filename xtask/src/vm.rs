@@ -61,39 +61,96 @@ fn ensure_packages() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Debian's current stock kernel, downloaded once into `cache`.
-fn kernel(cache: &Path) -> anyhow::Result<PathBuf> {
-    let depends = || sh(Command::new("apt-cache").args(["depends", "linux-image-amd64"]));
-    let deps = match depends() {
-        Ok(d) if d.contains("Depends: linux-image-") => d,
-        _ => {
-            // A fresh machine may have no package lists yet.
-            sh(Command::new("apt-get").args(["update", "-qq"]))?;
-            depends()?
-        }
-    };
-    let package = deps
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Depends: "))
-        .filter(|p| p.starts_with("linux-image-"))
-        .context("apt-cache does not know linux-image-amd64 (run apt-get update)")?
-        .trim()
-        .to_string();
-    let dir = cache.join(&package);
+/// A Debian kernel package pinned by exact version and checksum, so that what vm-test boots
+/// never depends on the state of the machine's apt lists.
+struct PinnedKernel {
+    package: &'static str,
+    version: &'static str,
+    sha256: &'static str,
+}
+
+/// The kernel vm-test boots: Debian 12's 6.1.192 (bookworm-security).
+const KERNEL: PinnedKernel = PinnedKernel {
+    package: "linux-image-6.1.0-56-amd64",
+    version: "6.1.192-2",
+    sha256: "a86e2049672f52354c4536a089203b6c82639420424d31c91cf31a181fd4d8f1",
+};
+
+/// apt options that use the repository's own sources list and keep lists and downloads in
+/// `cache`, leaving the machine's /etc/apt and /var/lib/apt untouched.
+fn private_apt(root: &Path, cache: &Path) -> anyhow::Result<Vec<String>> {
+    let lists = cache.join("apt/lists");
+    let archives = cache.join("apt/cache");
+    fs::create_dir_all(lists.join("partial"))?;
+    fs::create_dir_all(archives.join("archives/partial"))?;
+    Ok(vec![
+        format!(
+            "-o=Dir::Etc::sourcelist={}",
+            root.join("xtask/apt/sources.list").display()
+        ),
+        "-o=Dir::Etc::sourceparts=-".into(),
+        format!("-o=Dir::State::Lists={}", lists.display()),
+        format!("-o=Dir::Cache={}", archives.display()),
+    ])
+}
+
+fn sha256(path: &Path) -> anyhow::Result<String> {
+    let out = sh(Command::new("sha256sum").arg(path))?;
+    Ok(out
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// The pinned kernel's image, downloaded and checked once into `cache`.
+fn kernel(root: &Path, cache: &Path) -> anyhow::Result<PathBuf> {
+    let k = &KERNEL;
+    let dir = cache.join(format!("{}_{}", k.package, k.version));
     if !dir.join("boot").is_dir() {
-        fs::create_dir_all(cache)?;
-        eprintln!("vm-test: downloading {package}");
-        sh(Command::new("apt-get")
-            .args(["download", &package])
-            .current_dir(cache))?;
-        let deb = fs::read_dir(cache)?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}_")))
-            })
-            .context("downloaded kernel package not found")?;
+        let deb = cache.join(format!("{}_{}_amd64.deb", k.package, k.version));
+        if !deb.exists() || sha256(&deb)? != k.sha256 {
+            eprintln!("vm-test: downloading {} {}", k.package, k.version);
+            let apt = private_apt(root, cache)?;
+            sh(Command::new("apt-get").args(&apt).args(["update", "-qq"]))?;
+            let fetched = Command::new("apt-get")
+                .args(&apt)
+                .args(["download", &format!("{}={}", k.package, k.version)])
+                .current_dir(cache)
+                .output()
+                .context("running apt-get download")?;
+            if !fetched.status.success() {
+                bail!(
+                    "{} {} is no longer available from Debian's archive ({}); pin another \
+                     build in xtask/src/vm.rs",
+                    k.package,
+                    k.version,
+                    String::from_utf8_lossy(&fetched.stderr).trim()
+                );
+            }
+            let got = fs::read_dir(cache)?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.extension().is_some_and(|e| e == "deb")
+                        && p.file_name().is_some_and(|n| {
+                            n.to_string_lossy().starts_with(&format!("{}_", k.package))
+                        })
+                })
+                .context("downloaded kernel package not found")?;
+            if got != deb {
+                fs::rename(&got, &deb)?;
+            }
+        }
+        let sum = sha256(&deb)?;
+        if sum != k.sha256 {
+            let _ = fs::remove_file(&deb);
+            bail!(
+                "{} has sha256 {sum}, expected {}: refusing to boot it",
+                deb.display(),
+                k.sha256
+            );
+        }
         sh(Command::new("dpkg").arg("-x").arg(&deb).arg(&dir))?;
     }
     fs::read_dir(dir.join("boot"))?
@@ -198,7 +255,7 @@ fn init_script(live: &Path, tracer: &Path) -> String {
 /// Builds the guest and boots it; fails unless every mode passed.
 pub fn run(root: &Path) -> anyhow::Result<()> {
     ensure_packages()?;
-    let vmlinuz = kernel(&root.join(".vm-cache"))?;
+    let vmlinuz = kernel(root, &root.join(".vm-cache"))?;
     let live = live_test_binary(root)?;
     let work = root.join("target/vm");
     let guest = work.join("root");
