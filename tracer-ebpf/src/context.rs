@@ -1,13 +1,13 @@
-//! Reading tracepoint records at the field offsets the loader found in tracefs.
+//! Reading fields at the offsets the loader resolved (tracefs formats, kernel BTF).
 
 use aya_ebpf::{Global, programs::TracePointContext};
-use tracer_common::OFFSETS_LEN;
+use tracer_common::offsets::OFFSETS_LEN;
 
-/// Field offsets from each tracepoint's `format` file, indexed by `tracer_common::OFF_*`.
+/// Field offsets, indexed by `tracer_common::offsets::*`.
 #[unsafe(no_mangle)]
 static OFFSETS: Global<[u32; OFFSETS_LEN]> = Global::new([0; OFFSETS_LEN]);
 
-/// The offset of field `index` (one of `tracer_common::OFF_*`).
+/// The offset at index `index` (one of `tracer_common::offsets::*`).
 #[inline(always)]
 pub fn offset(index: usize) -> usize {
     let offsets = OFFSETS.load();
@@ -15,23 +15,28 @@ pub fn offset(index: usize) -> usize {
     offsets[index % OFFSETS_LEN] as usize
 }
 
-/// Reads the field at `tracer_common::OFF_*` index `index`; zero if unreadable.
+/// Reads the tracepoint field at offsets index `index`; zero if unreadable.
 #[inline(always)]
 pub fn field<T: Default>(ctx: &TracePointContext, index: usize) -> T {
+    at(ctx, offset(index))
+}
+
+/// Reads a `T` at byte `offset` of the tracepoint record; zero if unreadable.
+#[inline(always)]
+pub fn at<T: Default>(ctx: &TracePointContext, offset: usize) -> T {
     // SAFETY: bpf_probe_read_kernel of the tracepoint record; a bad offset reads garbage or
     // fails, never faults.
-    unsafe { ctx.read_at::<T>(offset(index)) }.unwrap_or_default()
+    unsafe { ctx.read_at::<T>(offset) }.unwrap_or_default()
 }
 
 /// Reads syscall argument `n` (the `args[6]` array starts at byte 16 in every syscall record,
 /// a layout fixed by the syscall tracing ABI).
 #[inline(always)]
 pub fn syscall_arg(ctx: &TracePointContext, n: usize) -> u64 {
-    // SAFETY: as in `field`.
-    unsafe { ctx.read_at::<u64>(16 + 8 * n) }.unwrap_or(0)
+    at(ctx, 16 + 8 * n)
 }
 
-/// Reads a `T` at `sk` plus the offset of field `index` (one of `tracer_common::OFF_SK_*`,
+/// Reads a `T` at `sk` plus the offset at index `index` (one of the `SK_*`/`TP_*` indexes,
 /// from the kernel's BTF); zero if unreadable.
 #[inline(always)]
 pub fn sk_field<T: Default>(sk: u64, index: usize) -> T {

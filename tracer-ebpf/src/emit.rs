@@ -1,10 +1,6 @@
 //! Hands finished records to user space; counts what the ring buffer could not take.
 
-use tracer_common::Event;
-
-use crate::maps::{DROPS, EVENTS};
-
-use crate::maps::RING_BYTES;
+use crate::maps::{DROPS, EVENTS, RING_BYTES};
 
 /// `BPF_RB_NO_WAKEUP`: user space drains the ring buffer on its own clock (every 10 ms), so no
 /// record pays for waking it up; under load that saves a context switch per record.
@@ -25,13 +21,21 @@ pub fn wakeup_flags() -> u64 {
     }
 }
 
-/// Writes `event` to the ring buffer, or counts it as dropped.
+/// Counts one record the ring buffer had no room for.
 #[inline(always)]
-pub fn emit(event: &Event) {
-    if EVENTS.output::<Event>(event, wakeup_flags()).is_err()
-        && let Some(count) = DROPS.get_ptr_mut(0)
-    {
-        // SAFETY: a per-CPU slot, written only by programs on this CPU.
+pub fn count_drop() {
+    if let Some(count) = DROPS.get_ptr_mut(0) {
+        // SAFETY: a per-CPU slot; an increment racing with a preempting program on this CPU
+        // can lose one count, never corrupt memory.
         unsafe { *count += 1 };
+    }
+}
+
+/// Writes `record` (one of `tracer_common::record`'s structs) to the ring buffer, or counts
+/// it as dropped.
+#[inline(always)]
+pub fn emit<T: 'static>(record: &T) {
+    if EVENTS.output::<T>(record, wakeup_flags()).is_err() {
+        count_drop();
     }
 }

@@ -1,7 +1,7 @@
 //! The in-kernel filter: which tasks and ports are traced. Set by the loader before load.
 
 use aya_ebpf::{Global, helpers::bpf_get_current_comm};
-use tracer_common::{COMM_LEN, FilterConfig};
+use tracer_common::{COMM_LEN, maps::FilterConfig};
 
 use crate::maps::{PIDS, PORTS};
 

@@ -4,7 +4,10 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use tracer_common::{Event, FdKey, Inflight, Owner, PortPair};
+use tracer_common::{
+    maps::{FdKey, Inflight, Owner, PortPair, SOCK_OPS_SLOTS, TracepointFn},
+    record::SyscallRecord,
+};
 
 /// Size of [`EVENTS`]: 4 MiB, ~25 ms of the busiest loopback traffic; user space is woken
 /// when it is a quarter full. Larger rings cost twice their size in the consumer's RSS (the
@@ -39,7 +42,7 @@ pub static FDS: LruHashMap<FdKey, u64> = LruHashMap::with_max_entries(65536, 0);
 /// `socket()` records held back until a port filter decides (at bind or connect) whether the
 /// socket is traced.
 #[map]
-pub static HELD_SOCKETS: LruHashMap<FdKey, Event> = LruHashMap::with_max_entries(4096, 0);
+pub static HELD_SOCKETS: LruHashMap<FdKey, SyscallRecord> = LruHashMap::with_max_entries(4096, 0);
 
 /// Syscalls on traced sockets between enter and exit, by thread id.
 #[map]
@@ -53,7 +56,13 @@ pub static LISTENERS: HashMap<u16, Owner> = HashMap::with_max_entries(1024, 0);
 #[map]
 pub static PORT_PAIRS: LruHashMap<PortPair, u8> = LruHashMap::with_max_entries(65536, 0);
 
-/// Which functions the sock_ops program stands in for (bit 0: `tcp_connect`, bit 1:
-/// `inet_csk_accept`); the others are watched by fentry or kprobe and must not be doubled.
+/// Which kernel function each sock_ops callback stands in for, indexed by the callback
+/// (`BPF_SOCK_OPS_*_CB`); 0 where none. Filled by the loader from its hook table, so that a
+/// function watched by fentry or kprobe is never doubled by its stand-in.
 #[map]
-pub static SOCK_OPS_FUNCS: Array<u32> = Array::with_max_entries(1, 0);
+pub static SOCK_OPS_FNS: Array<u32> = Array::with_max_entries(SOCK_OPS_SLOTS, 0);
+
+/// Where each socket-naming tracepoint keeps the socket, by the kernel function it stands for.
+/// Filled by the loader from its hook table and the tracepoints' tracefs formats.
+#[map]
+pub static TRACEPOINT_FNS: HashMap<u32, TracepointFn> = HashMap::with_max_entries(64, 0);

@@ -11,14 +11,18 @@ use aya_ebpf::{
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
-use tracer_common::{FilterConfig, PACKET_CAP, PacketRecord, PortPair};
+use tracer_common::{
+    Via,
+    maps::{FilterConfig, PortPair},
+    record::{PACKET_CAP, PacketRecord, RecordKind},
+};
 
 const _: () = assert!(PACKET_CAP.is_power_of_two());
 
 use crate::{
-    emit::wakeup_flags,
+    emit::{count_drop, wakeup_flags},
     filter::config,
-    maps::{DROPS, EVENTS, LISTENERS, PORT_PAIRS, PORTS},
+    maps::{EVENTS, LISTENERS, PORT_PAIRS, PORTS},
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -31,7 +35,7 @@ const PASS: i32 = 1;
 /// `cgroup_skb/egress`
 #[cgroup_skb(egress)]
 pub fn packets_out(ctx: SkBuffContext) -> i32 {
-    capture(&ctx, 1);
+    capture(&ctx, Via::CgroupSkbEgress);
     PASS
 }
 
@@ -40,7 +44,7 @@ pub fn packets_out(ctx: SkBuffContext) -> i32 {
 pub fn packets_in(ctx: SkBuffContext) -> i32 {
     // SAFETY: reading a field of the program's own context.
     if unsafe { (*ctx.skb.skb).ifindex } != LOOPBACK_IFINDEX {
-        capture(&ctx, 0);
+        capture(&ctx, Via::CgroupSkbIngress);
     }
     PASS
 }
@@ -77,7 +81,7 @@ fn wanted(cfg: &FilterConfig, sport: u16, dport: u16) -> bool {
 }
 
 #[inline(always)]
-fn capture(ctx: &SkBuffContext, egress: u8) -> Option<()> {
+fn capture(ctx: &SkBuffContext, via: Via) -> Option<()> {
     let cfg = config();
     if cfg.capture == 0 {
         return None;
@@ -111,20 +115,18 @@ fn capture(ctx: &SkBuffContext, egress: u8) -> Option<()> {
     let doff = usize::from(ctx.load::<u8>(tcp_off + 12).ok()? >> 4) * 4;
     let want = tcp_off + doff + usize::from(cfg.snaplen);
     let Some(mut record) = EVENTS.reserve::<PacketRecord>(0) else {
-        if let Some(count) = DROPS.get_ptr_mut(0) {
-            // SAFETY: a per-CPU slot, written only by programs on this CPU.
-            unsafe { *count += 1 };
-        }
+        count_drop();
         return None;
     };
     let rec = record.as_mut_ptr();
     // SAFETY: `rec` points at the reserved, exclusively owned record.
     unsafe {
+        (*rec).kind = RecordKind::Packet as u8;
+        (*rec).via = via as u8;
         (*rec).ts_ns = bpf_ktime_get_ns();
         (*rec).len = ctx.len();
         (*rec).ifindex = (*ctx.skb.skb).ifindex;
-        (*rec).egress = egress;
-        (*rec)._pad = [0; 5];
+        (*rec)._pad = 0;
         let n = (want as u32).min(ctx.len()).min(PACKET_CAP as u32);
         let mut copied = 0;
         if n > 0 {

@@ -12,10 +12,14 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    AF_INET, Event, FLAG_OWNER_GUESSED, FdKey, Hook, KernelFn, Layer, OFF_STATE_DADDR,
-    OFF_STATE_DADDR6, OFF_STATE_DPORT, OFF_STATE_FAMILY, OFF_STATE_NEW, OFF_STATE_OLD,
-    OFF_STATE_PROTOCOL, OFF_STATE_SADDR, OFF_STATE_SADDR6, OFF_STATE_SKADDR, OFF_STATE_SPORT,
-    Owner, SyscallOp, tcp_state,
+    AF_INET, KernelFn, SyscallOp, Via,
+    maps::{FdKey, Owner},
+    offsets::{
+        STATE_DADDR, STATE_DADDR6, STATE_DPORT, STATE_FAMILY, STATE_NEW, STATE_OLD, STATE_PROTOCOL,
+        STATE_SADDR, STATE_SADDR6, STATE_SKADDR, STATE_SPORT,
+    },
+    record::{FLAG_OWNER_GUESSED, Header, RecordKind, StateRecord, Task, Tuple},
+    tcp_state,
 };
 
 use crate::{
@@ -31,24 +35,34 @@ const IPPROTO_TCP: u16 = 6;
 /// `tracepoint:sock:inet_sock_set_state`
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    if field::<u16>(&ctx, OFF_STATE_PROTOCOL) != IPPROTO_TCP {
+    if field::<u16>(&ctx, STATE_PROTOCOL) != IPPROTO_TCP {
         return 0;
     }
-    let sk: u64 = field(&ctx, OFF_STATE_SKADDR);
-    let old = field::<i32>(&ctx, OFF_STATE_OLD) as u8;
-    let new = field::<i32>(&ctx, OFF_STATE_NEW) as u8;
-    let sport: u16 = field(&ctx, OFF_STATE_SPORT);
-    let dport: u16 = field(&ctx, OFF_STATE_DPORT);
+    let sk: u64 = field(&ctx, STATE_SKADDR);
+    let old = field::<i32>(&ctx, STATE_OLD) as u8;
+    let new = field::<i32>(&ctx, STATE_NEW) as u8;
+    let sport: u16 = field(&ctx, STATE_SPORT);
+    let dport: u16 = field(&ctx, STATE_DPORT);
     let pid_tgid = bpf_get_current_pid_tgid();
 
-    let mut event = Event::zeroed();
+    let mut record = StateRecord {
+        header: Header::new(
+            RecordKind::State,
+            Via::Tracepoint,
+            KernelFn::TcpSetState as u8,
+        ),
+        tuple: Tuple::EMPTY,
+        old,
+        new,
+        _pad: [0; 6],
+    };
     let owner = match SOCKS.get_ptr(sk) {
         // SAFETY: a value pointer returned by the lookup just above.
         Some(owner) => unsafe { *owner },
         None => match adopt(sk, old, new, sport, dport, pid_tgid) {
             Some((owner, guessed)) => {
                 if guessed {
-                    event.flags |= FLAG_OWNER_GUESSED;
+                    record.header.flags |= FLAG_OWNER_GUESSED;
                 }
                 owner
             }
@@ -56,18 +70,18 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         },
     };
 
-    if owner.tgid == (pid_tgid >> 32) as u32
+    if owner.pid == (pid_tgid >> 32) as u32
         && let Some(inflight) = INFLIGHT.get_ptr(pid_tgid as u32)
     {
         // The owner is inside a syscall that makes this very transition (connect, listen,
         // close...): this is where its fd learns which kernel socket it names.
         // SAFETY: a value pointer returned by the lookup just above.
-        let (fd, op) = unsafe { ((*inflight).event.fd, (*inflight).event.op) };
+        let (fd, op) = unsafe { ((*inflight).record.header.fd, (*inflight).record.header.op) };
         if fd >= 0 && syscall_makes(op, old, new) {
-            event.fd = fd;
+            record.header.fd = fd;
             let _ = FDS.insert(
                 FdKey {
-                    tgid: owner.tgid,
+                    tgid: owner.pid,
                     fd,
                 },
                 sk,
@@ -84,30 +98,26 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         let _ = LISTENERS.remove(sport);
     }
 
-    event.ts_ns = unsafe { bpf_ktime_get_ns() };
-    event.sock = sk;
-    event.layer = Layer::State as u8;
-    event.op = KernelFn::TcpSetState as u8;
-    event.hook = Hook::TpInetSockSetState as u8;
-    event.arg = old as u64;
-    event.arg2 = new as u64;
-    event.lport = sport;
-    event.rport = dport;
-    let family: u16 = field(&ctx, OFF_STATE_FAMILY);
-    event.family = family as u8;
+    let h = &mut record.header;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    h.ts_ns = unsafe { bpf_ktime_get_ns() };
+    h.sock = sk;
+    h.task = owner;
+    let t = &mut record.tuple;
+    t.lport = sport;
+    t.rport = dport;
+    let family: u16 = field(&ctx, STATE_FAMILY);
+    t.family = family;
     if family == AF_INET {
-        let s: [u8; 4] = field(&ctx, OFF_STATE_SADDR);
-        let d: [u8; 4] = field(&ctx, OFF_STATE_DADDR);
-        event.laddr[..4].copy_from_slice(&s);
-        event.raddr[..4].copy_from_slice(&d);
+        let s: [u8; 4] = field(&ctx, STATE_SADDR);
+        let d: [u8; 4] = field(&ctx, STATE_DADDR);
+        t.laddr[..4].copy_from_slice(&s);
+        t.raddr[..4].copy_from_slice(&d);
     } else {
-        event.laddr = field(&ctx, OFF_STATE_SADDR6);
-        event.raddr = field(&ctx, OFF_STATE_DADDR6);
+        t.laddr = field(&ctx, STATE_SADDR6);
+        t.raddr = field(&ctx, STATE_DADDR6);
     }
-    event.pid = owner.tgid;
-    event.tid = owner.tid;
-    event.comm = owner.comm;
-    emit(&event);
+    emit(&record);
     0
 }
 
@@ -131,7 +141,7 @@ fn adopt(
         match LISTENERS.get_ptr(sport) {
             // SAFETY: a value pointer returned by the lookup just above.
             Some(listener) => (unsafe { *listener }, false),
-            None if ports_only(&cfg) => (unknown_owner(), true),
+            None if ports_only(&cfg) => (Task::NONE, true),
             None => return None,
         }
     } else if old == tcp_state::CLOSE && (new == tcp_state::SYN_SENT || new == tcp_state::LISTEN) {
@@ -142,7 +152,7 @@ fn adopt(
         }
         (
             Owner {
-                tgid,
+                pid: tgid,
                 tid: pid_tgid as u32,
                 comm,
             },
@@ -150,21 +160,12 @@ fn adopt(
         )
     } else if ports_only(&cfg) {
         // A connection open before the tracer started.
-        (unknown_owner(), true)
+        (Task::NONE, true)
     } else {
         return None;
     };
     let _ = SOCKS.insert(sk, owner, 0);
     Some((owner, guessed))
-}
-
-#[inline(always)]
-fn unknown_owner() -> Owner {
-    Owner {
-        tgid: 0,
-        tid: 0,
-        comm: [0; 16],
-    }
 }
 
 /// Whether syscall `op` itself performs the transition `old` → `new` on its own socket (as

@@ -10,14 +10,18 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use tracer_common::{AF_INET, AF_INET6, Event, FdKey, Hook, Inflight, Layer, SyscallOp};
+use tracer_common::{
+    AF_INET, AF_INET6, SyscallOp,
+    maps::{FdKey, Inflight},
+    record::{RecordKind, SyscallRecord},
+};
 
 use crate::{
     context::syscall_arg,
     emit::emit,
     filter::{config, current_comm, ports_match, task_matches},
     maps::{FDS, HELD_SOCKETS, INFLIGHT},
-    sockaddr,
+    sockaddr::{self, End},
 };
 
 const SOCK_STREAM: u64 = 1;
@@ -28,18 +32,17 @@ const IPPROTO_TCP: u64 = 6;
 #[inline(always)]
 fn begin(op: SyscallOp, fd: i32, sock: u64) -> Inflight {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let mut event = Event::zeroed();
-    event.ts_ns = unsafe { bpf_ktime_get_ns() };
-    event.pid = (pid_tgid >> 32) as u32;
-    event.tid = pid_tgid as u32;
-    event.layer = Layer::Syscall as u8;
-    event.op = op as u8;
-    event.hook = Hook::SyscallTracepoints as u8;
-    event.fd = fd;
-    event.sock = sock;
-    event.comm = current_comm();
+    let mut record = SyscallRecord::new(op);
+    let h = &mut record.header;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    h.ts_ns = unsafe { bpf_ktime_get_ns() };
+    h.task.pid = (pid_tgid >> 32) as u32;
+    h.task.tid = pid_tgid as u32;
+    h.task.comm = current_comm();
+    h.fd = fd;
+    h.sock = sock;
     Inflight {
-        event,
+        record,
         user_addr: 0,
     }
 }
@@ -47,20 +50,21 @@ fn begin(op: SyscallOp, fd: i32, sock: u64) -> Inflight {
 /// Remembers `inflight` until the syscall returns; tells the human view it started.
 #[inline(always)]
 fn stash(inflight: &Inflight) {
-    let tid = inflight.event.tid;
+    let tid = inflight.record.header.task.tid;
     if INFLIGHT.insert(tid, inflight, 0).is_err() {
         return;
     }
-    if config().emit_enter != 0 && inflight.event.op != SyscallOp::Socket as u8 {
-        let mut enter = inflight.event;
-        enter.layer = Layer::SyscallEnter as u8;
+    if config().emit_enter != 0 && inflight.record.header.op != SyscallOp::Socket as u8 {
+        let mut enter = inflight.record;
+        enter.header.kind = RecordKind::SyscallEnter as u8;
         emit(&enter);
     }
 }
 
-/// Enter of a syscall whose first argument is the fd: traced only if the fd is.
+/// Enter of a syscall whose first argument is the fd: traced only if the fd is. `arg` is the
+/// index of the argument the views show, if any.
 #[inline(always)]
-fn fd_enter(ctx: &TracePointContext, op: SyscallOp, arg_index: Option<usize>) -> u32 {
+fn fd_enter(ctx: &TracePointContext, op: SyscallOp, arg: Option<usize>) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let fd = syscall_arg(ctx, 0) as i32;
     let Some(sock) = FDS.get_ptr(FdKey { tgid, fd }) else {
@@ -68,10 +72,10 @@ fn fd_enter(ctx: &TracePointContext, op: SyscallOp, arg_index: Option<usize>) ->
     };
     // SAFETY: a value pointer returned by the map lookup just above.
     let mut inflight = begin(op, fd, unsafe { *sock });
-    if let Some(n) = arg_index {
-        inflight.event.arg = syscall_arg(ctx, n);
+    if let Some(n) = arg {
+        inflight.record.args[0] = syscall_arg(ctx, n);
     }
-    if matches!(op, SyscallOp::Accept | SyscallOp::Accept4) {
+    if op.accepts() {
         inflight.user_addr = syscall_arg(ctx, 1);
     }
     stash(&inflight);
@@ -127,12 +131,12 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
     }
     let cfg = config();
     let mut inflight = begin(SyscallOp::Socket, -1, 0);
-    if !task_matches(&cfg, inflight.event.pid, &inflight.event.comm) {
+    let task = &inflight.record.header.task;
+    if !task_matches(&cfg, task.pid, &task.comm) {
         return 0;
     }
-    inflight.event.family = family as u8;
-    inflight.event.arg = ty;
-    inflight.event.arg2 = protocol;
+    inflight.record.tuple.family = family as u16;
+    inflight.record.args = [ty, protocol];
     stash(&inflight);
     0
 }
@@ -152,12 +156,17 @@ fn addr_enter(ctx: &TracePointContext, op: SyscallOp) -> u32 {
     if sock.is_none() && HELD_SOCKETS.get_ptr(key).is_none() {
         return 0;
     }
-    let ep = sockaddr::read_user(syscall_arg(ctx, 1));
-    let port = ep.as_ref().map(|ep| ep.port).unwrap_or(0);
     let mut inflight = begin(op, fd, sock.unwrap_or(0));
+    let end = if op == SyscallOp::Bind {
+        End::Local
+    } else {
+        End::Remote
+    };
+    let port =
+        sockaddr::read_user(syscall_arg(ctx, 1), &mut inflight.record.tuple, end).unwrap_or(0);
     if sock.is_none() {
         let cfg = config();
-        let matched = if op == SyscallOp::Bind {
+        let matched = if end == End::Local {
             ports_match(&cfg, port, 0)
         } else {
             ports_match(&cfg, 0, port)
@@ -173,16 +182,6 @@ fn addr_enter(ctx: &TracePointContext, op: SyscallOp) -> u32 {
         }
         let _ = HELD_SOCKETS.remove(key);
         let _ = FDS.insert(key, 0, 0);
-    }
-    if let Some(ep) = ep {
-        inflight.event.family = ep.family as u8;
-        if op == SyscallOp::Bind {
-            inflight.event.lport = ep.port;
-            inflight.event.laddr = ep.addr;
-        } else {
-            inflight.event.rport = ep.port;
-            inflight.event.raddr = ep.addr;
-        }
     }
     stash(&inflight);
     0
@@ -209,8 +208,7 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: a value pointer from the lookup above; only this thread uses its own entry.
     let inflight = unsafe { &mut *inflight };
-    let ret = syscall_arg(&ctx, 0) as i64;
-    finish(inflight, ret);
+    finish(inflight, syscall_arg(&ctx, 0) as i64);
     let _ = INFLIGHT.remove(tid);
     0
 }
@@ -222,14 +220,13 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
 pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
+    let ret = syscall_arg(&ctx, 0) as i64;
     if let Some(inflight) = INFLIGHT.get_ptr_mut(tid) {
         // SAFETY: a value pointer from the lookup above; only this thread uses its own entry.
-        let inflight = unsafe { &mut *inflight };
-        finish(inflight, syscall_arg(&ctx, 0) as i64);
+        finish(unsafe { &mut *inflight }, ret);
         let _ = INFLIGHT.remove(tid);
         return 0;
     }
-    let ret = syscall_arg(&ctx, 0) as i64;
     let cfg = config();
     let tgid = (pid_tgid >> 32) as u32;
     if ret >= 0
@@ -252,26 +249,28 @@ pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn finish(inflight: &mut Inflight, ret: i64) {
-    let event = &mut inflight.event;
-    event.duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(event.ts_ns);
-    event.ret = ret;
+    let record = &mut inflight.record;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    record.duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(record.header.ts_ns);
+    record.ret = ret;
+    let tgid = record.header.task.pid;
     let key = FdKey {
-        tgid: event.pid,
-        fd: event.fd,
+        tgid,
+        fd: record.header.fd,
     };
-    match SyscallOp::from_u8(event.op) {
+    match SyscallOp::from_u8(record.header.op) {
         Some(SyscallOp::Socket) => {
             if ret < 0 {
-                emit(event);
+                emit(record);
                 return;
             }
-            event.fd = ret as i32;
+            record.header.fd = ret as i32;
             let key = FdKey {
-                tgid: event.pid,
-                fd: event.fd,
+                tgid,
+                fd: ret as i32,
             };
             if config().by_port != 0 {
-                let _ = HELD_SOCKETS.insert(key, *event, 0);
+                let _ = HELD_SOCKETS.insert(key, *record, 0);
                 return;
             }
             let _ = FDS.insert(key, 0, 0);
@@ -280,17 +279,13 @@ fn finish(inflight: &mut Inflight, ret: i64) {
             if ret >= 0 {
                 let _ = FDS.insert(
                     FdKey {
-                        tgid: event.pid,
+                        tgid,
                         fd: ret as i32,
                     },
                     0,
                     0,
                 );
-                if let Some(peer) = sockaddr::read_user(inflight.user_addr) {
-                    event.family = peer.family as u8;
-                    event.rport = peer.port;
-                    event.raddr = peer.addr;
-                }
+                let _ = sockaddr::read_user(inflight.user_addr, &mut record.tuple, End::Remote);
             }
         }
         Some(SyscallOp::Close) => {
@@ -299,11 +294,11 @@ fn finish(inflight: &mut Inflight, ret: i64) {
         }
         _ => {}
     }
-    if event.sock == 0
+    if record.header.sock == 0
         && let Some(sock) = FDS.get_ptr(key)
     {
         // SAFETY: a value pointer returned by the lookup just above.
-        event.sock = unsafe { *sock };
+        record.header.sock = unsafe { *sock };
     }
-    emit(event);
+    emit(record);
 }

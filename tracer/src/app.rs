@@ -1,19 +1,22 @@
-//! The tracer run: preflight, load, banner, event loop, summary.
+//! The tracer run: preflight, load, banner, event loop, summary. A closed stdout (`tracer |
+//! head`) ends the run like Ctrl-C: everything is detached and the exit code is 0.
 
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal};
 use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
-use serde_json::{Map, Value, json};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{Cli, ColorChoice};
-use crate::loader::{self, Filter, HookStatus, Loaded};
-use crate::pcap::PcapWriter;
-use crate::pipeline::{Pipeline, View};
-use crate::render::{json as json_view, ladder, summary, timeline::Timeline};
-use crate::{demo, preflight, tiers, tracefs};
+use crate::demo;
+use crate::hooks::{self, Filter};
+use crate::pipeline::Pipeline;
+use crate::render::{
+    Meta, View, banner, json::Json, ladder::Ladder, pcap::Pcap, summary::Summary,
+    timeline::Timeline,
+};
+use crate::system::{privileges, tracefs};
 
 /// The kernel's monotonic clock, the one `bpf_ktime_get_ns` reads.
 pub fn monotonic_ns() -> u64 {
@@ -35,10 +38,11 @@ fn realtime_offset_ns() -> i128 {
     wall - i128::from(monotonic_ns())
 }
 
-/// Runs the tracer until Ctrl-C, SIGTERM, `--duration` or the end of `--demo`.
+/// Runs the tracer until Ctrl-C, SIGTERM, `--duration`, the end of `--demo`, or a closed
+/// stdout.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    preflight::check_privileges()?;
-    tiers::check_forced(cli.probe_mode).map_err(|e| anyhow::anyhow!(e))?;
+    privileges::check_privileges()?;
+    hooks::tier::check_forced(cli.probe_mode).map_err(|e| anyhow::anyhow!(e))?;
     if tracefs::ensure_mounted()? {
         eprintln!("tracer: mounted tracefs at {}", tracefs::TRACEFS);
     }
@@ -55,40 +59,81 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         snaplen: cli.payload_snaplen(),
         probe_mode: cli.probe_mode,
     };
-    let mut loaded = loader::load(&filter)?;
-    banner(&filter, &loaded);
+    let views = views(&cli)?;
+    let mut loaded = hooks::load(&filter)?;
+    let missing = loaded.missing_layers();
+    banner::write(
+        &mut io::stderr().lock(),
+        &what(&filter),
+        &loaded.hooks,
+        &missing,
+    );
+    let mut pipeline = Pipeline::new(views, cli.ladder);
+    let result = trace(&cli, &mut loaded, &mut pipeline, &missing).await;
+    let dropped = loaded.dropped();
+    let finished = match result {
+        Ok(demo) => pipeline.finish(dropped).map(|()| demo),
+        Err(e) => Err(e),
+    };
+    if dropped > 0 {
+        eprintln!("tracer: {dropped} event(s) were dropped because the ring buffer was full");
+    }
+    loaded.detach();
+    match finished {
+        Ok(Some(Err(e))) => anyhow::bail!(e),
+        Ok(_) => Ok(()),
+        // `tracer | head`: the reader has what it wanted.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("writing the output failed: {e}")),
+    }
+}
 
+/// The views the options ask for, in the order they write at the end.
+fn views(cli: &Cli) -> anyhow::Result<Vec<Box<dyn View>>> {
     let color = match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
-    let stdout = io::stdout();
-    let view = if cli.json {
-        View::Json(BufWriter::with_capacity(1 << 16, stdout))
+    let out = || BufWriter::with_capacity(1 << 16, io::stdout());
+    let mut views: Vec<Box<dyn View>> = Vec::new();
+    if cli.json {
+        let mut json = Json::new(out(), monotonic_ns);
+        json.conns = !cli.no_summary;
+        json.ladders = cli.ladder;
+        views.push(Box::new(json));
     } else {
-        View::Timeline(Timeline::new(
-            BufWriter::with_capacity(1 << 16, stdout),
-            color,
-        ))
-    };
-    let mut pipeline = Pipeline::new(view);
-    pipeline.correlator.keep_ladder = cli.ladder;
+        views.push(Box::new(Timeline::new(out(), color)));
+        if cli.ladder {
+            views.push(Box::new(Ladder::new(io::stdout())));
+        }
+        if !cli.no_summary {
+            views.push(Box::new(Summary::new(io::stdout())));
+        }
+    }
     if let Some(path) = &cli.pcap {
-        let pcap = PcapWriter::create(path, realtime_offset_ns())
+        let pcap = Pcap::create(path, realtime_offset_ns())
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-        pipeline.set_pcap(pcap);
+        views.push(Box::new(pcap));
     }
-    if let View::Json(out) = pipeline.view() {
-        json_view::write_meta(out, monotonic_ns(), "ready", ready_fields(&loaded))?;
-        out.flush()?;
-    }
+    Ok(views)
+}
 
-    let ring = loaded.ring_buffer()?;
+/// The event loop. Returns the demo's result when the demo ran.
+async fn trace(
+    cli: &Cli,
+    loaded: &mut hooks::Loaded,
+    pipeline: &mut Pipeline,
+    missing: &[&'static str],
+) -> io::Result<Option<Result<(), String>>> {
+    pipeline.meta(&Meta::Ready {
+        hooks: &loaded.hooks,
+        missing_layers: missing,
+    })?;
+    let ring = loaded.ring_buffer().map_err(io::Error::other)?;
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged until `ring`
     // (and with it the AsyncFd) is dropped.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| anyhow::anyhow!("cannot watch the ring buffer: {e}"))?;
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -108,12 +153,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                collect(guard.get_inner_mut(), &mut pipeline);
+                collect(guard.get_inner_mut(), pipeline);
                 guard.clear_ready();
             }
             _ = tick.tick() => {
                 // Records are written without wakeups (see tracer-ebpf emit.rs): collect here.
-                collect(ring.get_mut(), &mut pipeline);
+                collect(ring.get_mut(), pipeline);
                 pipeline.drain(monotonic_ns())?;
                 let dropped = loaded.dropped();
                 if dropped > reported_drops && !cli.json {
@@ -133,85 +178,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     // Anything still in the ring buffer.
-    collect(ring.get_mut(), &mut pipeline);
-    pipeline.drain_all()?;
-    let dropped = loaded.dropped();
-    let pcap_packets = pipeline.pcap().map(|p| p.packets);
-    let ladders = cli.ladder.then(|| ladder::all(&pipeline.correlator));
-    let conns = pipeline.correlator.all();
-    let (events, malformed) = (pipeline.events, pipeline.malformed);
-    let total = pipeline.correlator.total;
-    let summary_json = (cli.json).then(|| summary::json(&conns));
-    let summary_text =
-        (!cli.json && !cli.no_summary).then(|| summary::table(&conns, events, dropped));
-    match pipeline.view() {
-        View::Json(out) => {
-            let mut fields = Map::new();
-            fields.insert("connections".into(), total.into());
-            fields.insert("events".into(), events.into());
-            fields.insert("dropped".into(), dropped.into());
-            fields.insert("malformed".into(), malformed.into());
-            if !cli.no_summary {
-                fields.insert("conns".into(), summary_json.unwrap_or(Value::Null));
-            }
-            if let Some(text) = ladders {
-                fields.insert("ladders".into(), text.into());
-            }
-            json_view::write_meta(out, monotonic_ns(), "summary", fields)?;
-            out.flush()?;
-        }
-        View::Timeline(t) => {
-            if let Some(text) = ladders {
-                t.text(&text)?;
-            }
-            if let Some(text) = summary_text {
-                t.text(&text)?;
-            }
-            t.flush()?;
-        }
-    }
-    if let (Some(path), Some(n)) = (&cli.pcap, pcap_packets) {
-        eprintln!("tracer: wrote {n} segment(s) to {}", path.display());
-    }
-    if dropped > 0 {
-        eprintln!("tracer: {dropped} event(s) were dropped because the ring buffer was full");
-    }
-    loaded.detach();
-    if let Some(Err(e)) = demo_result {
-        anyhow::bail!(e);
-    }
-    Ok(())
+    collect(ring.get_mut(), pipeline);
+    Ok(demo_result)
 }
 
 /// Hands every record waiting in the ring buffer to the pipeline.
-fn collect<W: Write>(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline<W>) {
+fn collect(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline) {
     while let Some(item) = ring.next() {
         pipeline.ingest(&item);
     }
 }
 
-fn ready_fields(loaded: &Loaded) -> Map<String, Value> {
-    let hooks: Vec<Value> = loaded
-        .hooks
-        .iter()
-        .map(|h| {
-            json!({
-                "hook": h.name,
-                "layer": h.layer,
-                "tier": h.tier,
-                "via": h.via,
-                "skipped": h.skipped,
-                "error": h.error,
-            })
-        })
-        .collect();
-    let mut m = Map::new();
-    m.insert("hooks".into(), Value::Array(hooks));
-    m.insert("missing_layers".into(), json!(loaded.missing_layers()));
-    m
-}
-
-fn banner(filter: &Filter, loaded: &Loaded) {
+/// What the filter traces, in words.
+fn what(filter: &Filter) -> String {
     let mut what = Vec::new();
     if !filter.ports.is_empty() {
         what.push(format!("port {}", join(&filter.ports)));
@@ -222,35 +201,10 @@ fn banner(filter: &Filter, loaded: &Loaded) {
     if let Some(c) = &filter.comm {
         what.push(format!("comm {c}"));
     }
-    let what = if what.is_empty() {
+    if what.is_empty() {
         "all TCP".to_string()
     } else {
         what.join(", ")
-    };
-    let mut err = io::stderr().lock();
-    let _ = writeln!(err, "tracer: tracing {what}; hooks:");
-    for h in &loaded.hooks {
-        let _ = writeln!(err, "{}", hook_line(h));
-    }
-    if let Some(h) = loaded.hooks.iter().find(|h| !h.skipped.is_empty()) {
-        let _ = writeln!(err, "  better tiers not used: {}", h.skipped.join("; "));
-    }
-    for layer in loaded.missing_layers() {
-        let _ = writeln!(err, "  layer {layer}: MISSING, no hook attached");
-    }
-    let _ = writeln!(err, "tracer: ready (Ctrl-C to stop)");
-}
-
-fn hook_line(h: &HookStatus) -> String {
-    match (&h.tier, &h.via) {
-        (Some(tier), Some(via)) => format!("  {:<8} {:<19} {:<11} {via}", h.layer, h.name, tier),
-        _ => format!(
-            "  {:<8} {:<19} {:<11} {}",
-            h.layer,
-            h.name,
-            "MISSING",
-            h.error.as_deref().unwrap_or("not attached")
-        ),
     }
 }
 

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use clap::{Parser, ValueEnum};
 
-use crate::tiers::ProbeMode;
+use crate::hooks::ProbeMode;
 
 /// When to colour the human view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -78,6 +78,7 @@ pub struct Cli {
     #[arg(long)]
     pub ladder: bool,
 
+    /// A subcommand instead of tracing (`decode`).
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -1,24 +1,18 @@
-//! tracer: an eBPF socket tracer. The data flow, one module per step:
+//! tracer: an eBPF socket tracer. The data flow, one folder per stage:
 //!
-//! `loader` (attach hooks) → ring buffer → [`events`] (decode) → [`correlate`] (connections)
-//! → [`reorder`] (time order) → [`render`] (timeline, JSON, summary), wired by [`pipeline`]
-//! and driven by [`app`].
+//! [`system`] (machine facts) → [`hooks`] (attach the programs) → ring buffer →
+//! [`decode`] (typed events) → [`correlate`] (connections) → [`pipeline`] (enter/exit pairing,
+//! time order) → [`render`] (timeline, JSON, summary, ladder, pcap), driven by [`app`] with the
+//! options [`cli`] parsed. [`demo`] is the echo server and client the tracer shows by default.
+//! A module imports only from stages before its own.
 
 pub mod app;
-pub mod btf;
 pub mod cli;
 pub mod correlate;
+pub mod decode;
 pub mod demo;
-pub mod echo;
-pub mod events;
-pub mod existing;
-pub mod kernel_hooks;
-pub mod loader;
-pub mod packet;
-pub mod pcap;
+mod error_text;
+pub mod hooks;
 pub mod pipeline;
-pub mod preflight;
 pub mod render;
-pub mod reorder;
-pub mod tiers;
-pub mod tracefs;
+pub mod system;

@@ -48,7 +48,8 @@ fn main() -> ExitCode {
 
 /// `tracer decode HEX`: no privileges needed, nothing loaded.
 fn decode(hex: &str) -> ExitCode {
-    let result = tracer::packet::parse_hex(hex).and_then(|bytes| tracer::packet::dissect(&bytes));
+    let result = tracer::decode::tcpip::parse_hex(hex)
+        .and_then(|bytes| tracer::decode::tcpip::dissect(&bytes));
     match result {
         Ok(text) => {
             print!("{text}");

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracer::echo;
+use tracer::demo::echo;
 
 /// The echo demo's client.
 #[derive(Parser)]

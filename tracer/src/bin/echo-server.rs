@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             Ok(stream) => {
                 std::thread::spawn(move || {
                     let peer = stream.peer_addr().ok();
-                    if let Err(e) = tracer::echo::serve(stream) {
+                    if let Err(e) = tracer::demo::echo::serve(stream) {
                         eprintln!("echo-server: {peer:?}: {e}");
                     }
                 });

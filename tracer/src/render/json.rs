@@ -1,14 +1,15 @@
-//! JSON Lines: one object per event; the schema is documented in README.md.
+//! JSON Lines: one object per line, every line written by the one writer here; the schema is
+//! documented in README.md.
 
 use std::io::{self, Write};
-
 use std::net::IpAddr;
 
-use tracer_common::{KernelFn, SyscallOp, tcp_state};
+use tracer_common::tcp_state;
 
-use super::errno_name;
+use super::text::{endpoint, errno_name};
+use super::{Finish, Line, Meta, View};
 use crate::correlate::{Conn, SegmentView};
-use crate::events::{Event, Kind};
+use crate::decode::{Event, Kind};
 
 /// Reusable state of the JSON writer: the line buffer, and addresses already formatted
 /// (a connection's addresses appear on every one of its lines).
@@ -48,6 +49,62 @@ impl<'a> Obj<'a> {
         self.buf.push(b'"');
         self.buf.extend_from_slice(key.as_bytes());
         self.buf.extend_from_slice(b"\":");
+    }
+
+    /// An array of objects under `key`, one per item.
+    fn objects<T>(
+        &mut self,
+        key: &str,
+        items: impl IntoIterator<Item = T>,
+        mut f: impl FnMut(&mut Obj, T),
+    ) {
+        self.key(key);
+        self.buf.push(b'[');
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            self.buf.push(b'{');
+            let mut inner = Obj {
+                buf: &mut *self.buf,
+                addrs: &mut *self.addrs,
+                first: true,
+            };
+            f(&mut inner, item);
+            self.buf.push(b'}');
+        }
+        self.buf.push(b']');
+    }
+
+    /// An array of strings under `key`.
+    fn strs<'s>(&mut self, key: &str, items: impl IntoIterator<Item = &'s str>) {
+        self.key(key);
+        self.buf.push(b'[');
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            escape(self.buf, item);
+        }
+        self.buf.push(b']');
+    }
+
+    /// `value` formatted with `Display`, as a string.
+    fn display(&mut self, key: &str, value: impl std::fmt::Display) {
+        self.key(key);
+        self.buf.push(b'"');
+        let start = self.buf.len();
+        let _ = write!(self.buf, "{value}");
+        if self.buf[start..]
+            .iter()
+            .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        {
+            let text = String::from_utf8_lossy(&self.buf[start..]).into_owned();
+            self.buf.truncate(start - 1);
+            escape(self.buf, &text);
+        } else {
+            self.buf.push(b'"');
+        }
     }
 
     fn str(&mut self, key: &str, value: &str) {
@@ -96,6 +153,15 @@ impl<'a> Obj<'a> {
     fn end(self) {
         self.buf.extend_from_slice(b"}\n");
     }
+
+    /// Starts a `meta` line: `{"ts_ns":..,"layer":"meta","event":NAME`.
+    fn meta(scratch: &'a mut Scratch, ts_ns: u64, event: &str) -> Self {
+        let mut o = Self::new(scratch);
+        o.num("ts_ns", ts_ns);
+        o.str("layer", "meta");
+        o.str("event", event);
+        o
+    }
 }
 
 /// Writes `s` as a JSON string.
@@ -130,15 +196,119 @@ fn family(f: u16) -> Option<&'static str> {
     }
 }
 
-/// Writes `ev`, which belongs to `conn`, as one JSON line; `seg` is a packet event's segment
-/// as that connection sees it. `scratch` is reused between calls.
-pub fn write_event(
-    out: &mut impl Write,
+/// The JSON Lines view.
+pub struct Json<W: Write> {
+    out: W,
+    scratch: Scratch,
+    /// Put each connection in the summary line.
+    pub conns: bool,
+    /// Put the ladder diagrams in the summary line.
+    pub ladders: bool,
+    now: fn() -> u64,
+}
+
+impl<W: Write> Json<W> {
+    /// A view writing to `out`; `now` dates the meta lines.
+    pub fn new(out: W, now: fn() -> u64) -> Self {
+        Self {
+            out,
+            scratch: Scratch::default(),
+            conns: true,
+            ladders: false,
+            now,
+        }
+    }
+}
+
+impl<W: Write> View for Json<W> {
+    fn meta(&mut self, meta: &Meta) -> io::Result<()> {
+        match meta {
+            Meta::Ready {
+                hooks,
+                missing_layers,
+            } => {
+                let mut o = Obj::meta(&mut self.scratch, (self.now)(), "ready");
+                o.objects("hooks", hooks.iter(), |o, h| {
+                    o.str("hook", h.name);
+                    o.str("layer", h.layer.name());
+                    o.opt_str("tier", h.tier);
+                    o.opt_str("via", h.via.as_deref());
+                    o.strs("skipped", h.skipped.iter().map(String::as_str));
+                    match &h.error {
+                        Some(e) => o.display("error", e),
+                        None => o.null("error"),
+                    }
+                });
+                o.strs("missing_layers", missing_layers.iter().copied());
+                o.end();
+            }
+        }
+        self.out.write_all(&self.scratch.buf)?;
+        self.out.flush()
+    }
+
+    fn event(&mut self, line: &Line) -> io::Result<()> {
+        for (conn, seg) in line.ends {
+            if line.event.captured().is_some() && seg.is_none() {
+                continue;
+            }
+            write_event(&mut self.scratch, line.event, conn, *seg, line.timewait);
+            self.out.write_all(&self.scratch.buf)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, end: &Finish) -> io::Result<()> {
+        let ladders = self.ladders.then(|| super::ladder::all(end.conns));
+        let mut o = Obj::meta(&mut self.scratch, (self.now)(), "summary");
+        o.num("connections", end.total);
+        o.num("events", end.events);
+        o.num("dropped", end.dropped);
+        o.num("malformed", end.malformed);
+        if self.conns {
+            o.objects("conns", end.conns.iter(), |o, c| summary_conn(o, c));
+        }
+        if let Some(text) = &ladders {
+            o.str("ladders", text);
+        }
+        o.end();
+        self.out.write_all(&self.scratch.buf)?;
+        self.out.flush()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// One connection of the summary line.
+fn summary_conn(o: &mut Obj, c: &Conn) {
+    o.num("conn", c.id);
+    o.num("pid", c.pid);
+    o.str("comm", &c.comm);
+    o.str("role", c.role.name());
+    o.addr("laddr", c.local.map(|e| e.addr));
+    o.opt_num("lport", c.local.map(|e| e.port));
+    o.addr("raddr", c.remote.map(|e| e.addr));
+    o.opt_num("rport", c.remote.map(|e| e.port));
+    o.num("duration_ns", c.last_ns.saturating_sub(c.first_ns));
+    o.num("bytes_sent", c.bytes_sent);
+    o.num("bytes_received", c.bytes_received);
+    o.opt_num("handshake_ns", c.handshake_ns);
+    o.num("retransmits", c.retransmits);
+    o.strs("states", c.states.iter().map(|&s| tcp_state::name(s)));
+    o.str("outcome", c.outcome().unwrap_or("open"));
+}
+
+/// Writes `ev`, which belongs to `conn`, as one JSON line into `scratch`; `seg` is a packet
+/// event's segment as that connection sees it.
+fn write_event(
     scratch: &mut Scratch,
     ev: &Event,
     conn: &Conn,
     seg: Option<&SegmentView>,
-) -> io::Result<()> {
+    timewait: bool,
+) {
     let local = conn.local.or(ev.local);
     let remote = conn.remote.or(ev.remote);
     let fam = if conn.family != 0 {
@@ -146,13 +316,12 @@ pub fn write_event(
     } else {
         ev.family
     };
-    let packet = matches!(ev.kind, Kind::Packet);
     let mut o = Obj::new(scratch);
     o.num("ts_ns", ev.ts_ns);
     o.str("layer", ev.layer());
     o.str("event", ev.name());
-    o.str("hook", ev.hook_label());
-    if packet {
+    o.display("hook", ev.hook);
+    if ev.captured().is_some() {
         // A segment belongs to the connection's owner, not to a task.
         o.num("pid", conn.pid);
         o.num("tid", 0);
@@ -168,50 +337,52 @@ pub fn write_event(
     o.opt_num("lport", local.map(|e| e.port));
     o.addr("raddr", remote.map(|e| e.addr));
     o.opt_num("rport", remote.map(|e| e.port));
-    match ev.kind {
-        Kind::Syscall(op) | Kind::SyscallEnter(op) => {
-            o.str("name", op.name());
+    match &ev.kind {
+        Kind::Syscall(call) => {
+            let ret = call.ret();
+            o.str("name", call.op.name());
             o.num("fd", ev.fd);
-            o.num("ret", ev.ret);
-            if ev.ret < 0 {
-                if let Some(name) = errno_name(-ev.ret) {
+            o.num("ret", ret);
+            if ret < 0 {
+                if let Some(name) = errno_name(-ret) {
                     o.str("errno", name);
                 }
-            } else if op.sends() || op.receives() {
-                o.num("bytes", ev.ret);
+            } else if call.op.sends() || call.op.receives() {
+                o.num("bytes", ret);
             }
-            o.num("duration_ns", ev.duration_ns);
-            if matches!(op, SyscallOp::Accept | SyscallOp::Accept4)
+            o.num("duration_ns", call.duration_ns());
+            if call.op.accepts()
                 && let Some(peer) = &ev.remote
             {
-                o.str("peer", &super::endpoint(peer));
+                o.str("peer", &endpoint(peer));
             }
         }
-        Kind::Kernel(func) => {
-            if matches!(func, KernelFn::TcpSendmsg | KernelFn::TcpRecvmsg) {
-                o.num("ret", ev.ret);
-                if ev.ret >= 0 {
-                    o.num("bytes", ev.ret);
+        Kind::Kernel(call) => {
+            if let Some(bytes) = call.bytes {
+                o.num("ret", bytes);
+                if bytes >= 0 {
+                    o.num("bytes", bytes);
                 }
             }
             // The function's own arguments, where the hook sees them (fentry/kprobe tiers).
-            if ev.hook.is_probe() {
-                match func {
-                    KernelFn::TcpConnect => o.num("isn", ev.arg),
-                    KernelFn::TcpSendmsg => o.num("write_seq", ev.arg),
-                    _ => {}
-                }
+            if let Some(isn) = call.isn {
+                o.num("isn", isn);
+            }
+            if let Some(write_seq) = call.write_seq {
+                o.num("write_seq", write_seq);
             }
         }
-        Kind::State { from, to } => {
-            o.str("from", tcp_state::name(from));
-            o.str("to", tcp_state::name(to));
-            if ev.timewait {
-                o.str("kernel_to", tcp_state::name(tcp_state::CLOSE));
+        Kind::State(change) => {
+            o.str("from", tcp_state::name(change.from));
+            if timewait {
+                o.str("to", tcp_state::name(tcp_state::TIME_WAIT));
+                o.str("kernel_to", tcp_state::name(change.to));
+            } else {
+                o.str("to", tcp_state::name(change.to));
             }
         }
-        Kind::Packet => {
-            if let (Some(captured), Some(view)) = (&ev.packet, seg) {
+        Kind::Packet(captured) => {
+            if let Some(view) = seg {
                 o.str("dir", if view.out { "out" } else { "in" });
                 match &captured.segment {
                     Ok(s) => {
@@ -244,27 +415,35 @@ pub fn write_event(
                             o.buf.push(b'"');
                         }
                     }
-                    Err(e) => o.str("error", &e.to_string()),
+                    Err(e) => o.display("error", e),
                 }
             }
         }
     }
     o.end();
-    out.write_all(&scratch.buf)
 }
 
-/// Writes a `meta` line: `{"ts_ns":..,"layer":"meta","event":NAME, ...fields}`.
-pub fn write_meta(
-    out: &mut impl Write,
-    ts_ns: u64,
-    event: &str,
-    fields: serde_json::Map<String, serde_json::Value>,
-) -> io::Result<()> {
-    let mut obj = serde_json::Map::new();
-    obj.insert("ts_ns".into(), ts_ns.into());
-    obj.insert("layer".into(), "meta".into());
-    obj.insert("event".into(), event.into());
-    obj.extend(fields);
-    serde_json::to_writer(&mut *out, &obj)?;
-    out.write_all(b"\n")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_meta_lines_are_valid_json() {
+        let mut scratch = Scratch::default();
+        let mut o = Obj::meta(&mut scratch, 7, "ready");
+        o.objects("hooks", ["a\"b", "c"], |o, name| {
+            o.str("hook", name);
+            o.strs("skipped", ["x\ny"]);
+            o.null("error");
+        });
+        o.strs("missing_layers", []);
+        o.end();
+        let text = String::from_utf8(scratch.buf.clone()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["event"], "ready");
+        assert_eq!(v["hooks"][0]["hook"], "a\"b");
+        assert_eq!(v["hooks"][1]["skipped"][0], "x\ny");
+        assert_eq!(v["missing_layers"].as_array().unwrap().len(), 0);
+        assert!(text.starts_with("{\"ts_ns\":7,\"layer\":\"meta\",\"event\":\"ready\","));
+    }
 }

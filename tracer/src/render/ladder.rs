@@ -2,22 +2,47 @@
 //! end's state beside every arrow, as TCP textbooks draw the handshake and the teardown.
 //! Fits an 80-column terminal.
 
+use std::io::{self, Write};
+
 use tracer_common::tcp_state;
 
-use super::maybe_endpoint;
-use crate::correlate::{Conn, Correlator, LadderRow, Role};
+use super::text::maybe_endpoint;
+use super::{Finish, Line, View};
+use crate::correlate::{Conn, LadderRow, Role};
 
 const ARROW: usize = 44;
 const STATE: usize = 12;
 /// How long after a segment left its receiver is taken to have processed it.
 const RECEIPT_NS: u64 = 20_000;
 
+/// The ladders at exit, for the human view.
+pub struct Ladder<W: Write> {
+    out: W,
+}
+
+impl<W: Write> Ladder<W> {
+    /// Ladders written to `out` at the end of the run.
+    pub fn new(out: W) -> Self {
+        Self { out }
+    }
+}
+
+impl<W: Write> View for Ladder<W> {
+    fn event(&mut self, _line: &Line) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self, end: &Finish) -> io::Result<()> {
+        writeln!(self.out, "{}", all(end.conns))?;
+        self.out.flush()
+    }
+}
+
 /// Every connection's ladder; the two traced ends of a loopback connection share one.
-pub fn all(correlator: &Correlator) -> String {
-    let conns = correlator.all();
+pub fn all(conns: &[&Conn]) -> String {
     let mut out = String::new();
     let mut drawn = Vec::new();
-    for conn in &conns {
+    for conn in conns {
         if conn.ladder.is_empty() || drawn.contains(&conn.id) || conn.role == Role::Listener {
             continue;
         }
@@ -112,24 +137,24 @@ fn draw(left: Option<&Conn>, right: Option<&Conn>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Captured, Event, Kind};
-    use crate::packet::Segment;
-    use tracer_common::Hook;
+    use crate::correlate::Correlator;
+    use crate::decode::tcpip::{Segment, parse_hex};
+    use crate::decode::{Captured, Event, Kind};
+    use tracer_common::Via;
 
-    fn segment(hex: &str) -> Segment {
-        Segment::decode(&crate::packet::parse_hex(hex).unwrap()).unwrap()
-    }
-
-    fn packet_event(seg: &Segment, ts: u64) -> Event {
-        let mut e = Event::blank(Kind::Packet, Hook::CgroupSkbEgress, ts);
-        e.packet = Some(Box::new(Captured {
-            segment: Ok(seg.clone()),
-            egress: true,
-            ifindex: 1,
-            len: 60,
-            data: Vec::new(),
-        }));
-        e
+    fn packet_event(hex: &str, ts: u64) -> Event {
+        let data = parse_hex(hex).unwrap();
+        Event::blank(
+            Kind::Packet(Box::new(Captured {
+                segment: Segment::decode(&data),
+                egress: true,
+                ifindex: 1,
+                len: 60,
+                data,
+            })),
+            Via::CgroupSkbEgress,
+            ts,
+        )
     }
 
     #[test]
@@ -138,21 +163,20 @@ mod tests {
         c.keep_ladder = true;
         // 127.0.0.1:50274 -> 127.0.0.2:8080 SYN seq 1000, then SYN-ACK seq 5000 ack 1001, ACK.
         let ip = "450000280000400040060000 7f000001 7f000002";
-        let syn = segment(&format!(
-            "{ip} c4621f90 000003e8 00000000 5002faf0 00000000"
-        ));
         let ip_back = "450000280000400040060000 7f000002 7f000001";
-        let synack = segment(&format!(
-            "{ip_back} 1f90c462 00001388 000003e9 5012faf0 00000000"
-        ));
-        let ack = segment(&format!(
-            "{ip} c4621f90 000003e9 00001389 5010faf0 00000000"
-        ));
-        for (i, seg) in [&syn, &synack, &ack].into_iter().enumerate() {
-            let views = c.segment(&packet_event(seg, i as u64 + 1), seg);
-            assert_eq!(views.len(), 1);
+        let segments = [
+            format!("{ip} c4621f90 000003e8 00000000 5002faf0 00000000"),
+            format!("{ip_back} 1f90c462 00001388 000003e9 5012faf0 00000000"),
+            format!("{ip} c4621f90 000003e9 00001389 5010faf0 00000000"),
+        ];
+        for (i, hex) in segments.iter().enumerate() {
+            let mut got = Vec::new();
+            c.observe(packet_event(hex, i as u64 + 1), &mut |x| got.push(x));
+            c.flush(&mut |x| got.push(x));
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].ends.len(), 1);
         }
-        let text = all(&c);
+        let text = all(&c.all());
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("ladder  #1"), "{text}");
         assert!(

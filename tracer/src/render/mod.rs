@@ -1,145 +1,88 @@
-//! The views of the event stream: one module per output format.
-//!
-//! Every view gets events already in time order and assigned to connections; views only
-//! format. Shared wording (errno names, socket types, endpoints) lives here.
+//! The views of the event stream. Each implements [`View`] (like ripgrep's `Sink`): it gets
+//! run-level notices ([`View::meta`]), every event already decoded, assigned to its
+//! connections and in time order ([`View::event`]), and the end of the run ([`View::finish`]).
+//! Views only format; they never change what they are shown.
 
+pub mod banner;
 pub mod json;
 pub mod ladder;
+pub mod pcap;
 pub mod summary;
+pub mod text;
 pub mod timeline;
 
-use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::io;
 
-use crate::events::Endpoint;
+use crate::correlate::{Conn, SegmentView};
+use crate::decode::Event;
+use crate::hooks::HookStatus;
 
-/// The symbolic name of a (positive) errno, for the errors sockets meet.
-pub fn errno_name(errno: i64) -> Option<&'static str> {
-    Some(match errno as i32 {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::EINTR => "EINTR",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EINVAL => "EINVAL",
-        libc::EMFILE => "EMFILE",
-        libc::EPIPE => "EPIPE",
-        libc::ENOTSOCK => "ENOTSOCK",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::EADDRINUSE => "EADDRINUSE",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        libc::ENETUNREACH => "ENETUNREACH",
-        libc::ECONNABORTED => "ECONNABORTED",
-        libc::ECONNRESET => "ECONNRESET",
-        libc::EISCONN => "EISCONN",
-        libc::ENOTCONN => "ENOTCONN",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::EHOSTUNREACH => "EHOSTUNREACH",
-        libc::EALREADY => "EALREADY",
-        libc::EINPROGRESS => "EINPROGRESS",
-        // Kernel-internal: a signal interrupted the call (never seen by the application).
-        512 => "ERESTARTSYS",
-        _ => return None,
-    })
+/// Which part of a syscall a line shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The whole event on one line.
+    Whole,
+    /// A syscall's start, shown before the events it caused (human view only).
+    Enter,
+    /// A syscall's return, shown after the events it caused.
+    Return,
 }
 
-/// A syscall return value as strace would show it: `3`, or `-1 ECONNREFUSED`.
-pub fn syscall_ret(ret: i64) -> String {
-    if ret >= 0 {
-        return ret.to_string();
-    }
-    match errno_name(-ret) {
-        Some(name) => format!("-1 {name}"),
-        None => format!("-1 errno {}", -ret),
-    }
+/// One event as the views see it.
+pub struct Line<'a> {
+    /// The event as decoded.
+    pub event: &'a Event,
+    /// Which part of a syscall this is.
+    pub part: Part,
+    /// A state event whose `-> CLOSE` is read as the move into TIME_WAIT.
+    pub timewait: bool,
+    /// Its connections: one, or for a segment each traced end with the segment as that end
+    /// sees it (none for a segment no traced end claims).
+    pub ends: &'a [(&'a Conn, Option<&'a SegmentView>)],
 }
 
-/// `127.0.0.1:8080` or `[::1]:8080`.
-pub fn endpoint(ep: &Endpoint) -> String {
-    match ep.addr {
-        IpAddr::V4(a) => format!("{a}:{}", ep.port),
-        IpAddr::V6(a) => format!("[{a}]:{}", ep.port),
-    }
+/// A run-level notice.
+pub enum Meta<'a> {
+    /// Every hook is attached: how each one was.
+    Ready {
+        /// Each hook's status.
+        hooks: &'a [HookStatus],
+        /// Layers with no hook at all.
+        missing_layers: &'a [&'static str],
+    },
 }
 
-/// `endpoint` or `?` when unknown.
-pub fn maybe_endpoint(ep: Option<&Endpoint>) -> String {
-    ep.map(endpoint).unwrap_or_else(|| "?".into())
+/// The end of the run.
+pub struct Finish<'a> {
+    /// Connections still open and those finished recently, by id.
+    pub conns: &'a [&'a Conn],
+    /// Connections seen in all.
+    pub total: u64,
+    /// Events seen.
+    pub events: u64,
+    /// Records the kernel could not put in the ring buffer.
+    pub dropped: u64,
+    /// Records and segments that could not be decoded.
+    pub malformed: u64,
 }
 
-/// `AF_INET`, `AF_INET6` or the number.
-pub fn family_name(family: u16) -> String {
-    match family {
-        tracer_common::AF_INET => "AF_INET".into(),
-        tracer_common::AF_INET6 => "AF_INET6".into(),
-        other => other.to_string(),
-    }
-}
-
-/// The `shutdown(2)` `how` argument.
-pub fn shutdown_how(how: u64) -> &'static str {
-    match how {
-        0 => "SHUT_RD",
-        1 => "SHUT_WR",
-        2 => "SHUT_RDWR",
-        _ => "?",
-    }
-}
-
-/// `socket(2)`'s type argument with its flags.
-pub fn socket_type(ty: u64) -> String {
-    let mut s = match ty & 0xf {
-        1 => "SOCK_STREAM".to_string(),
-        other => other.to_string(),
-    };
-    if ty & libc::SOCK_NONBLOCK as u64 != 0 {
-        s.push_str("|SOCK_NONBLOCK");
-    }
-    if ty & libc::SOCK_CLOEXEC as u64 != 0 {
-        s.push_str("|SOCK_CLOEXEC");
-    }
-    s
-}
-
-/// A duration in the unit that reads best: `850 ns`, `24 µs`, `1.250 ms`, `2.000 s`.
-pub fn duration(ns: u64) -> String {
-    let mut s = String::new();
-    let _ = match ns {
-        0..1_000 => write!(s, "{ns} ns"),
-        1_000..1_000_000 => write!(s, "{} µs", ns / 1_000),
-        1_000_000..1_000_000_000 => write!(s, "{:.3} ms", ns as f64 / 1e6),
-        _ => write!(s, "{:.3} s", ns as f64 / 1e9),
-    };
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_return_values_like_strace() {
-        assert_eq!(syscall_ret(3), "3");
-        assert_eq!(syscall_ret(-111), "-1 ECONNREFUSED");
-        assert_eq!(syscall_ret(-4095), "-1 errno 4095");
+/// An output format.
+pub trait View {
+    /// A run-level notice.
+    fn meta(&mut self, _meta: &Meta) -> io::Result<()> {
+        Ok(())
     }
 
-    #[test]
-    fn formats_endpoints_and_durations() {
-        let v6 = Endpoint {
-            addr: "::1".parse().unwrap(),
-            port: 80,
-        };
-        assert_eq!(endpoint(&v6), "[::1]:80");
-        assert_eq!(duration(850), "850 ns");
-        assert_eq!(duration(24_500), "24 µs");
-        assert_eq!(duration(1_250_000), "1.250 ms");
-        assert_eq!(
-            socket_type(1 | libc::SOCK_CLOEXEC as u64),
-            "SOCK_STREAM|SOCK_CLOEXEC"
-        );
+    /// One event.
+    fn event(&mut self, line: &Line) -> io::Result<()>;
+
+    /// The run is over.
+    fn finish(&mut self, _end: &Finish) -> io::Result<()> {
+        self.flush()
+    }
+
+    /// Pushes buffered output out (called after each batch).
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

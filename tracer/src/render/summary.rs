@@ -1,9 +1,11 @@
 //! The per-connection summary printed at exit (what tcplife prints, plus the state path).
 
-use serde_json::{Value, json};
+use std::io::{self, Write};
+
 use tracer_common::tcp_state;
 
-use super::{duration, maybe_endpoint};
+use super::text::{duration, maybe_endpoint};
+use super::{Finish, Line, View};
 use crate::correlate::Conn;
 
 /// The state path as `CLOSE > SYN_SENT > ESTABLISHED ...`.
@@ -61,30 +63,25 @@ pub fn table(conns: &[&Conn], events: u64, dropped: u64) -> String {
     s
 }
 
-/// The same as JSON, for the `summary` meta event.
-pub fn json(conns: &[&Conn]) -> Value {
-    Value::Array(
-        conns
-            .iter()
-            .map(|c| {
-                json!({
-                    "conn": c.id,
-                    "pid": c.pid,
-                    "comm": c.comm,
-                    "role": c.role.name(),
-                    "laddr": c.local.map(|e| e.addr.to_string()),
-                    "lport": c.local.map(|e| e.port),
-                    "raddr": c.remote.map(|e| e.addr.to_string()),
-                    "rport": c.remote.map(|e| e.port),
-                    "duration_ns": c.last_ns.saturating_sub(c.first_ns),
-                    "bytes_sent": c.bytes_sent,
-                    "bytes_received": c.bytes_received,
-                    "handshake_ns": c.handshake_ns,
-                    "retransmits": c.retransmits,
-                    "states": c.states.iter().map(|&s| tcp_state::name(s)).collect::<Vec<_>>(),
-                    "outcome": c.outcome().unwrap_or("open"),
-                })
-            })
-            .collect(),
-    )
+/// The summary table at exit, for the human view.
+pub struct Summary<W: Write> {
+    out: W,
+}
+
+impl<W: Write> Summary<W> {
+    /// A summary written to `out` at the end of the run.
+    pub fn new(out: W) -> Self {
+        Self { out }
+    }
+}
+
+impl<W: Write> View for Summary<W> {
+    fn event(&mut self, _line: &Line) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self, end: &Finish) -> io::Result<()> {
+        writeln!(self.out, "{}", table(end.conns, end.events, end.dropped))?;
+        self.out.flush()
+    }
 }

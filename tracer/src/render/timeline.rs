@@ -6,22 +6,12 @@ use std::io::{self, Write};
 
 use tracer_common::{KernelFn, SyscallOp, tcp_state};
 
-use super::{
+use super::text::{
     duration, endpoint, family_name, maybe_endpoint, shutdown_how, socket_type, syscall_ret,
 };
+use super::{Line, Part, View};
 use crate::correlate::{Conn, ConnId, Role, SegmentView};
-use crate::events::{Event, Kind};
-
-/// Which part of a syscall a line shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Part {
-    /// The whole event on one line.
-    Whole,
-    /// A syscall's start, printed before the events it caused.
-    Enter,
-    /// A syscall's return, printed after the events it caused.
-    Return,
-}
+use crate::decode::{Event, KernelCall, Kind, Syscall};
 
 /// ANSI styles, or none.
 #[derive(Clone, Copy)]
@@ -64,6 +54,7 @@ impl<W: Write> Timeline<W> {
         conn: &Conn,
         part: Part,
         seg: Option<&SegmentView>,
+        timewait: bool,
     ) -> io::Result<()> {
         if self.current != Some(conn.id) {
             self.current = Some(conn.id);
@@ -83,11 +74,11 @@ impl<W: Write> Timeline<W> {
         };
         let (text, tail) = match seg {
             Some(view) => (packet(ev, view), String::new()),
-            None => describe(ev, part),
+            None => describe(ev, part, timewait),
         };
-        let hook = match ev.kind {
-            Kind::Syscall(op) | Kind::SyscallEnter(op) => format!("syscalls:sys_*_{}", op.name()),
-            _ => ev.hook_label().to_string(),
+        let hook = match &ev.kind {
+            Kind::Syscall(s) => format!("syscalls:sys_*_{}", s.op.name()),
+            _ => ev.hook.to_string(),
         };
         let tail = if tail.is_empty() {
             String::new()
@@ -108,15 +99,20 @@ impl<W: Write> Timeline<W> {
             self.style.paint("2", &format!("via {hook}")),
         )
     }
+}
 
-    /// Writes free text (summary tables, notices).
-    pub fn text(&mut self, text: &str) -> io::Result<()> {
-        self.current = None;
-        writeln!(self.out, "{text}")
+impl<W: Write> View for Timeline<W> {
+    fn event(&mut self, line: &Line) -> io::Result<()> {
+        for (conn, seg) in line.ends {
+            if line.event.captured().is_some() && seg.is_none() {
+                continue;
+            }
+            self.line(line.event, conn, line.part, *seg, line.timewait)?;
+        }
+        Ok(())
     }
 
-    /// Flushes the writer.
-    pub fn flush(&mut self) -> io::Result<()> {
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 }
@@ -143,7 +139,7 @@ pub fn header(conn: &Conn) -> String {
 /// A segment as tcpdump prints it, seen from one end: `out 41234 > 8080 [S] seq 0 win 65495
 /// <mss 65495,sackOK,TS val 1 ecr 0,nop,wscale 7>, length 0`.
 pub fn packet(ev: &Event, view: &SegmentView) -> String {
-    let Some(captured) = &ev.packet else {
+    let Some(captured) = ev.captured() else {
         return "packet".into();
     };
     let seg = match &captured.segment {
@@ -177,82 +173,88 @@ pub fn packet(ev: &Event, view: &SegmentView) -> String {
 }
 
 /// The event's text and a right-hand note (duration).
-fn describe(ev: &Event, part: Part) -> (String, String) {
-    match ev.kind {
-        Kind::Syscall(op) | Kind::SyscallEnter(op) => syscall(ev, op, part),
-        Kind::Kernel(func) => (kernel(ev, func), String::new()),
-        Kind::State { from, to } => {
-            let mut s = format!("{} -> {}", tcp_state::name(from), tcp_state::name(to));
-            if ev.timewait {
+fn describe(ev: &Event, part: Part, timewait: bool) -> (String, String) {
+    match &ev.kind {
+        Kind::Syscall(call) => syscall(ev, call, part),
+        Kind::Kernel(call) => (kernel(ev, call), String::new()),
+        Kind::State(change) => {
+            let to = if timewait {
+                tcp_state::TIME_WAIT
+            } else {
+                change.to
+            };
+            let mut s = format!(
+                "{} -> {}",
+                tcp_state::name(change.from),
+                tcp_state::name(to)
+            );
+            if timewait {
                 s.push_str("  (kernel: -> CLOSE, timewait socket takes over)");
             }
             (s, String::new())
         }
-        Kind::Packet => ("packet".into(), String::new()),
+        Kind::Packet(_) => ("packet".into(), String::new()),
     }
 }
 
-fn syscall(ev: &Event, op: SyscallOp, part: Part) -> (String, String) {
+fn syscall(ev: &Event, call: &Syscall, part: Part) -> (String, String) {
+    let op = call.op;
     let name = op.name();
+    let ret_value = call.ret();
     let fd = ev.fd;
-    let call = match op {
+    let call_text = match op {
         SyscallOp::Socket => format!(
             "socket({}, {})",
             family_name(ev.family),
-            socket_type(ev.arg)
+            socket_type(call.args[0])
         ),
         SyscallOp::Bind => format!("bind(fd={fd}, {})", maybe_endpoint(ev.local.as_ref())),
         SyscallOp::Connect => format!("connect(fd={fd}, {})", maybe_endpoint(ev.remote.as_ref())),
-        SyscallOp::Listen => format!("listen(fd={fd}, backlog={})", ev.arg),
-        SyscallOp::Shutdown => format!("shutdown(fd={fd}, {})", shutdown_how(ev.arg)),
+        SyscallOp::Listen => format!("listen(fd={fd}, backlog={})", call.args[0]),
+        SyscallOp::Shutdown => format!("shutdown(fd={fd}, {})", shutdown_how(call.args[0])),
         SyscallOp::Accept | SyscallOp::Accept4 | SyscallOp::Close => format!("{name}(fd={fd})"),
-        _ => format!("{name}(fd={fd}, {})", ev.arg),
+        _ => format!("{name}(fd={fd}, {})", call.args[0]),
     };
+    let text = call_text;
     let ret = match op {
-        _ if ev.ret < 0 => syscall_ret(ev.ret),
-        _ if op.sends() || op.receives() => format!("{} bytes", ev.ret),
+        _ if ret_value < 0 => syscall_ret(ret_value),
+        _ if op.sends() || op.receives() => format!("{ret_value} bytes"),
         SyscallOp::Accept | SyscallOp::Accept4 => match ev.remote.as_ref() {
-            Some(peer) => format!("{}  from {}", ev.ret, endpoint(peer)),
-            None => ev.ret.to_string(),
+            Some(peer) => format!("{ret_value}  from {}", endpoint(peer)),
+            None => ret_value.to_string(),
         },
-        _ => ev.ret.to_string(),
+        _ => ret_value.to_string(),
     };
     match part {
-        Part::Enter => (format!("{call} ..."), String::new()),
-        Part::Return => (format!("{name} = {ret}"), duration(ev.duration_ns)),
-        Part::Whole => (format!("{call} = {ret}"), duration(ev.duration_ns)),
+        Part::Enter => (format!("{text} ..."), String::new()),
+        Part::Return => (format!("{name} = {ret}"), duration(call.duration_ns())),
+        Part::Whole => (format!("{text} = {ret}"), duration(call.duration_ns())),
     }
 }
 
-fn kernel(ev: &Event, func: KernelFn) -> String {
+fn kernel(ev: &Event, call: &KernelCall) -> String {
+    let func = call.func;
     let name = func.name();
-    match func {
-        KernelFn::TcpSendmsg | KernelFn::TcpRecvmsg if ev.ret >= 0 => {
-            format!("{name}  {} bytes", ev.ret)
-        }
-        KernelFn::TcpSendmsg | KernelFn::TcpRecvmsg => format!("{name}  {}", syscall_ret(ev.ret)),
-        KernelFn::TcpConnect if ev.hook.is_probe() => format!(
-            "{name}  {} -> {}  isn {}",
+    match (func, call.bytes, call.isn) {
+        (_, Some(bytes), _) if bytes >= 0 => format!("{name}  {bytes} bytes"),
+        (_, Some(bytes), _) => format!("{name}  {}", syscall_ret(bytes)),
+        (KernelFn::TcpConnect, _, Some(isn)) => format!(
+            "{name}  {} -> {}  isn {isn}",
             maybe_endpoint(ev.local.as_ref()),
             maybe_endpoint(ev.remote.as_ref()),
-            ev.arg
         ),
-        KernelFn::TcpConnect => format!(
+        (KernelFn::TcpConnect, _, None) => format!(
             "{name}  {} -> {}",
             maybe_endpoint(ev.local.as_ref()),
             maybe_endpoint(ev.remote.as_ref())
         ),
-        KernelFn::InetCskAccept => format!(
+        (KernelFn::InetCskAccept, _, _) => format!(
             "{name}  child {} <- {} ready",
             maybe_endpoint(ev.local.as_ref()),
             maybe_endpoint(ev.remote.as_ref())
         ),
-        KernelFn::TcpReceiveReset => format!("{name}  RST received"),
-        KernelFn::TcpSendReset => format!("{name}  RST sent"),
-        KernelFn::TcpDestroySock => format!("{name}  socket freed"),
-        KernelFn::TcpRetransmitSkb => format!("{name}  segment retransmitted"),
-        KernelFn::TcpClose => format!("{name}  the application closed the socket"),
-        KernelFn::TcpSetState => name.to_string(),
+        (KernelFn::TcpSetState, _, _) => name.to_string(),
+        _ => format!("{name}  {}", func.meaning()),
     }
 }
 
@@ -260,32 +262,36 @@ fn kernel(ev: &Event, func: KernelFn) -> String {
 mod tests {
     use super::*;
     use crate::correlate::Correlator;
-    use tracer_common::Hook;
+    use crate::decode::Exit;
+    use tracer_common::Via;
 
     #[test]
     fn renders_header_and_a_paired_syscall() {
         let mut c = Correlator::new();
-        let mut connect = Event::blank(
-            Kind::Syscall(SyscallOp::Connect),
-            Hook::SyscallTracepoints,
-            1_000,
-        );
-        connect.duration_ns = 24_000;
+        let call = Syscall {
+            op: SyscallOp::Connect,
+            args: [0; 2],
+            exit: Some(Exit {
+                ret: -111,
+                duration_ns: 24_000,
+            }),
+        };
+        let mut connect = Event::blank(Kind::Syscall(call), Via::Syscalls, 1_000);
         connect.pid = 4211;
         connect.tid = 4211;
         connect.comm = "echo-client".into();
         connect.fd = 3;
-        connect.ret = -111;
         connect.remote = Some(crate::correlate::endpoint(
             "127.0.0.1".parse().unwrap(),
             8080,
         ));
-        let id = c.observe(&mut connect);
+        let mut id = 0;
+        c.observe(connect.clone(), &mut |x| id = x.ends[0].conn);
         let mut out = Vec::new();
         let mut t = Timeline::new(&mut out, false);
-        t.line(&connect, c.get(id).unwrap(), Part::Whole, None)
+        t.line(&connect, c.get(id).unwrap(), Part::Whole, None, false)
             .unwrap();
-        t.line(&connect, c.get(id).unwrap(), Part::Return, None)
+        t.line(&connect, c.get(id).unwrap(), Part::Return, None, false)
             .unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();

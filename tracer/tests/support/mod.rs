@@ -107,7 +107,7 @@ pub fn is_root() -> bool {
 /// Waits until something listens on `port` (checked in /proc, without connecting).
 pub fn wait_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !tracer::existing::is_listening(port) {
+    while !tracer::system::sockets::is_listening(port) {
         assert!(Instant::now() < deadline, "nothing listens on {port}");
         std::thread::sleep(Duration::from_millis(10));
     }

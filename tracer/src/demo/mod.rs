@@ -1,11 +1,13 @@
 //! `--demo`: the echo server and a scripted echo client, started once every hook is attached.
 
+pub mod echo;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::existing::is_listening;
+use crate::system::sockets::is_listening;
 
 /// The messages the scripted client sends before `Q`.
 pub const MESSAGES: [&str; 3] = ["hello", "from code", "to packet capture"];

@@ -1,260 +1,63 @@
-//! Grouping events into connections.
+//! Correlation: which connection each event belongs to, and what that tells about the
+//! connection. Every event passes here once, before reordering — segments included — so the
+//! connection table changes on this side of the pipeline only.
 //!
 //! A connection is found by whichever identity an event carries: the kernel socket (state and
 //! kernel events, syscalls once their fd was tied to one), the `(pid, fd)` pair (syscalls), or
-//! for `accept` the 4-tuple of the child socket it returns. Each connection gets a small id in
-//! order of first sight; kernel socket addresses never leave this module.
+//! for `accept` the 4-tuple of the child socket it returns. A segment belongs to each traced end
+//! whose 4-tuple it carries. Each connection gets a small id in order of first sight; kernel
+//! socket addresses never leave this module.
+
+mod conn;
+mod segments;
 
 use std::collections::VecDeque;
-
-use rustc_hash::FxHashMap as HashMap;
 use std::net::IpAddr;
 
+use rustc_hash::FxHashMap as HashMap;
 use tracer_common::{KernelFn, SyscallOp, tcp_state};
 
-use crate::events::{Endpoint, Event, Kind};
-use crate::packet::{Segment, flags};
+pub use conn::{Conn, ConnId, Role};
+pub use segments::{LadderRow, SegmentView};
 
-/// A connection's id, as shown to users (`conn #3`).
-pub type ConnId = u64;
+use crate::decode::tcpip::Segment;
+use crate::decode::{Endpoint, Event, Kind, StateChange};
 
-/// What a socket is used for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Not known yet (a socket with no connect/listen/accept seen).
-    Unknown,
-    /// The active opener (connect).
-    Client,
-    /// A connection accepted by a listener.
-    Server,
-    /// A listening socket.
-    Listener,
-}
-
-impl Role {
-    /// Lower-case name for output.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Unknown => "socket",
-            Self::Client => "client",
-            Self::Server => "server",
-            Self::Listener => "listener",
-        }
-    }
-}
-
-/// Everything known about one connection.
-#[derive(Clone, Debug)]
-pub struct Conn {
-    /// Its id.
-    pub id: ConnId,
-    /// Owner process id (0 while unknown).
-    pub pid: u32,
-    /// Owner command name.
-    pub comm: String,
-    /// `AF_INET`/`AF_INET6`, 0 while unknown.
-    pub family: u16,
-    /// Local end.
-    pub local: Option<Endpoint>,
-    /// Remote end.
-    pub remote: Option<Endpoint>,
-    /// What the socket is for.
-    pub role: Role,
-    /// First event's timestamp.
-    pub first_ns: u64,
-    /// Last event's end.
-    pub last_ns: u64,
-    /// Every state the socket went through, in order, starting with the first `from`.
-    pub states: Vec<u8>,
-    /// Bytes the application sent (syscall return values).
-    pub bytes_sent: u64,
-    /// Bytes the application received.
-    pub bytes_received: u64,
-    /// When the handshake started (SYN_SENT or SYN_RECV entered).
-    pub handshake_start_ns: Option<u64>,
-    /// Handshake duration, once ESTABLISHED.
-    pub handshake_ns: Option<u64>,
-    /// A RST arrived.
-    pub reset_received: bool,
-    /// A RST was sent.
-    pub reset_sent: bool,
-    /// Retransmitted segments.
-    pub retransmits: u32,
-    /// The last `connect` error, as a negative errno.
-    pub connect_error: Option<i64>,
-    /// Events seen.
-    pub events: u64,
-    /// Segments seen.
-    pub packets: u64,
-    /// Initial sequence numbers of this end and of the peer (from the SYNs, else the first
-    /// segment seen), the base of relative numbers.
-    pub isn: [Option<u32>; 2],
-    /// Window-scale shifts announced in the SYNs by this end and by the peer.
-    pub wscale: [Option<u8>; 2],
-    /// State changes with their times, for the ladder.
-    pub state_log: Vec<(u64, u8)>,
-    /// Segments, for the ladder (kept only when asked for, bounded).
-    pub ladder: Vec<LadderRow>,
-    closed: bool,
-    retiring: bool,
-    sk: Option<u64>,
-    fds: u32,
-}
-
-impl Conn {
-    fn new(id: ConnId, ev: &Event) -> Self {
-        Self {
-            id,
-            pid: 0,
-            comm: String::new(),
-            family: 0,
-            local: None,
-            remote: None,
-            role: Role::Unknown,
-            first_ns: ev.ts_ns,
-            last_ns: ev.ts_ns,
-            states: Vec::new(),
-            bytes_sent: 0,
-            bytes_received: 0,
-            handshake_start_ns: None,
-            handshake_ns: None,
-            reset_received: false,
-            reset_sent: false,
-            retransmits: 0,
-            connect_error: None,
-            events: 0,
-            packets: 0,
-            isn: [None, None],
-            wscale: [None, None],
-            state_log: Vec::new(),
-            ladder: Vec::new(),
-            closed: false,
-            retiring: false,
-            sk: None,
-            fds: 0,
-        }
-    }
-
-    /// How the connection ended, or `None` while it is open.
-    pub fn outcome(&self) -> Option<&'static str> {
-        if !self.closed {
-            return None;
-        }
-        let last = self.states.last().copied();
-        Some(if self.connect_error == Some(-libc::ECONNREFUSED as i64) {
-            "refused"
-        } else if self.reset_received {
-            "reset by peer"
-        } else if self.reset_sent {
-            "reset"
-        } else if last == Some(tcp_state::TIME_WAIT) {
-            "closed (TIME_WAIT)"
-        } else if self.role == Role::Listener {
-            "listener closed"
-        } else {
-            "closed"
-        })
-    }
-
-    fn see_segment(
-        &mut self,
-        id: ConnId,
-        seg: &Segment,
-        out: bool,
-        ts: u64,
-        keep: bool,
-    ) -> SegmentView {
-        let tcp = &seg.tcp;
-        let (me, peer) = if out { (0, 1) } else { (1, 0) };
-        self.packets += 1;
-        self.last_ns = self.last_ns.max(ts);
-        if tcp.has(flags::SYN) {
-            self.isn[me] = Some(tcp.seq);
-            self.wscale[me] = tcp.window_scale();
-        }
-        // Mid-stream: number from the first segment seen, as if its SYN had come just before.
-        let base = *self.isn[me].get_or_insert(tcp.seq.wrapping_sub(1));
-        let rel_ack = tcp
-            .has(flags::ACK)
-            .then(|| self.isn[peer].map(|isn| tcp.ack.wrapping_sub(isn)))
-            .flatten();
-        let window = match (self.wscale[me], self.wscale[peer]) {
-            (Some(shift), Some(_)) if !tcp.has(flags::SYN) => {
-                u32::from(tcp.window) << shift.min(14)
-            }
-            _ => u32::from(tcp.window),
-        };
-        let view = SegmentView {
-            conn: id,
-            out,
-            rel_seq: tcp.seq.wrapping_sub(base),
-            rel_ack,
-            window,
-        };
-        if keep && self.ladder.len() < LADDER_ROWS {
-            self.ladder.push(LadderRow {
-                ts_ns: ts,
-                out,
-                flags: tcp.tcpdump_flags(),
-                rel_seq: view.rel_seq,
-                rel_ack,
-                len: seg.payload_len,
-            });
-        }
-        view
-    }
-
-    /// This end's state at `ts` (the first known state before any change).
-    pub fn state_at(&self, ts: u64) -> Option<u8> {
-        let mut state = self.state_log.first().map(|&(_, s)| s);
-        for &(t, s) in &self.state_log {
-            if t <= ts {
-                state = Some(s);
-            }
-        }
-        state
-    }
-
-    /// Whether the socket reached CLOSE or TIME_WAIT.
-    pub fn is_closed(&self) -> bool {
-        self.closed
-    }
-}
-
-/// One segment as the ladder draws it.
+/// One traced end an event belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LadderRow {
-    /// When it passed the hook.
-    pub ts_ns: u64,
-    /// Sent by this end.
-    pub out: bool,
-    /// tcpdump-style flags.
-    pub flags: String,
-    /// Relative sequence number.
-    pub rel_seq: u32,
-    /// Relative acknowledgement number, when ACK is set.
-    pub rel_ack: Option<u32>,
-    /// Payload length.
-    pub len: usize,
-}
-
-/// A segment seen from one end of a connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SegmentView {
+pub struct End {
     /// The connection.
     pub conn: ConnId,
-    /// Sent by that end (`out`) or received (`in`).
-    pub out: bool,
-    /// Sequence number relative to the sender's initial one.
-    pub rel_seq: u32,
-    /// Acknowledgement number relative to the receiver's initial one, when ACK is set.
-    pub rel_ack: Option<u32>,
-    /// The window in bytes: scaled once both ends announced window scaling.
-    pub window: u32,
+    /// For a segment: how that end sees it.
+    pub segment: Option<SegmentView>,
 }
 
-/// Segments kept per connection for the ladder.
-const LADDER_ROWS: usize = 400;
+/// An event with the connections it belongs to: one, or for a segment each traced end that
+/// saw it (none when no traced end claims it or it could not be decoded).
+#[derive(Clone, Debug)]
+pub struct Correlated {
+    /// The event as decoded.
+    pub event: Event,
+    /// Its connections (at most two).
+    pub ends: Vec<End>,
+    /// A state event the kernel reported as `-> CLOSE` that is really the move into TIME_WAIT
+    /// (see `Correlator::timewait`).
+    pub timewait: bool,
+}
+
+/// A segment waiting for a traced end that is about to be known (the accepted child of a
+/// traced listener is named only once the handshake's last ACK arrives).
+struct Parked {
+    deadline_ns: u64,
+    event: Event,
+}
+
+/// How long a segment to or from a traced listener's port waits for its accepted child.
+const PARK_LISTENER_NS: u64 = 1_000_000_000;
+/// How long any other unclaimed segment waits for a connection that names its ends.
+const PARK_OTHER_NS: u64 = 30_000_000;
+/// Segments parked at most; beyond that the oldest is released at once.
+const PARKED_MAX: usize = 4096;
 
 /// The connection table.
 #[derive(Default)]
@@ -269,6 +72,7 @@ pub struct Correlator {
     alias: HashMap<ConnId, ConnId>,
     retiring: VecDeque<(u64, ConnId)>,
     finished: VecDeque<Conn>,
+    parked: VecDeque<Parked>,
     next_id: ConnId,
     /// Connections seen in all.
     pub total: u64,
@@ -283,13 +87,44 @@ impl Correlator {
         Self::default()
     }
 
-    /// Assigns `ev` to a connection, updating what is known about it. May rewrite a state
-    /// event's `to` from CLOSE to TIME_WAIT (see [`Self::timewait`]). Returns the connection.
-    pub fn observe(&mut self, ev: &mut Event) -> ConnId {
-        let id = self.find(ev);
-        self.timewait(id, ev);
-        self.update(id, ev);
-        id
+    /// Assigns `ev` to its connections, updating what is known about them, and hands the
+    /// result to `out` — later for a segment whose traced end is not known yet, together with
+    /// the events that make it known.
+    pub fn observe(&mut self, ev: Event, out: &mut impl FnMut(Correlated)) {
+        if matches!(ev.kind, Kind::Packet(_)) {
+            self.segment(ev, out);
+            return;
+        }
+        let id = self.find(&ev);
+        let timewait = self.timewait(id, &ev);
+        self.update(id, &ev, timewait);
+        out(Correlated {
+            event: ev,
+            ends: vec![End {
+                conn: id,
+                segment: None,
+            }],
+            timewait,
+        });
+        // What this event named may complete parked segments (deadline 0: none expires here).
+        self.release_parked(0, out);
+    }
+
+    /// Releases parked segments whose deadline passed by `now_ns`, and retires finished
+    /// connections (keeping a bounded history for the summary): memory stays flat under churn.
+    pub fn expire(&mut self, now_ns: u64, out: &mut impl FnMut(Correlated)) {
+        self.release_parked(now_ns, out);
+        self.retire(now_ns);
+    }
+
+    /// Releases every parked segment.
+    pub fn flush(&mut self, out: &mut impl FnMut(Correlated)) {
+        self.release_parked(u64::MAX, out);
+    }
+
+    /// The time of the oldest parked segment: nothing later may be rendered before it.
+    pub fn oldest_parked_ns(&self) -> Option<u64> {
+        self.parked.iter().map(|p| p.event.ts_ns).min()
     }
 
     /// The connection `id` (following merges), live or recently finished.
@@ -315,9 +150,7 @@ impl Correlator {
         id
     }
 
-    /// Drops finished connections whose last event is older than `before_ns`, keeping a
-    /// bounded history for the summary. Keeps memory flat under connection churn.
-    pub fn expire(&mut self, before_ns: u64) {
+    fn retire(&mut self, before_ns: u64) {
         while let Some(&(deadline, id)) = self.retiring.front() {
             if deadline > before_ns {
                 break;
@@ -338,48 +171,139 @@ impl Correlator {
         }
     }
 
-    /// The traced ends a segment belongs to (both ends on loopback), each with the segment
-    /// seen from that end. A segment no known connection claims gets a connection of its own.
-    pub fn segment(&mut self, ev: &Event, seg: &Segment) -> Vec<SegmentView> {
-        let src = Endpoint {
-            addr: seg.src,
-            port: seg.tcp.sport,
+    /// Whether a live traced listener has local port `port`: a segment to or from it belongs to
+    /// an accepted child that may not be known yet.
+    fn listening_on(&self, port: u16) -> bool {
+        self.conns.values().any(|c| {
+            c.role == Role::Listener && !c.is_closed() && c.local.is_some_and(|l| l.port == port)
+        })
+    }
+
+    /// The traced ends of the segment from `src` to `dst`, each with whether it sent it.
+    fn ends_of(&self, src: Endpoint, dst: Endpoint) -> (Option<ConnId>, Option<ConnId>) {
+        (
+            self.by_ends.get(&(src, dst)).map(|&id| self.resolve(id)),
+            self.by_ends.get(&(dst, src)).map(|&id| self.resolve(id)),
+        )
+    }
+
+    fn segment(&mut self, ev: Event, out: &mut impl FnMut(Correlated)) {
+        let Some((src, dst)) = seg_ends(&ev) else {
+            // Undecodable: no connection claims it (the capture file still gets it).
+            out(Correlated {
+                event: ev,
+                ends: Vec::new(),
+                timewait: false,
+            });
+            return;
         };
-        let dst = Endpoint {
-            addr: seg.dst,
-            port: seg.tcp.dport,
+        let (sender, receiver) = self.ends_of(src, dst);
+        // A handshake segment on a traced listener's port that no connection names yet: the
+        // accepted child will, once the handshake's last ACK is in.
+        let handshake = ev
+            .captured()
+            .and_then(|c| c.segment.as_ref().ok())
+            .is_some_and(|seg| seg.tcp.has(crate::decode::tcpip::flags::SYN))
+            || self.parked.iter().any(|p| {
+                seg_ends(&p.event).is_some_and(|ends| ends == (src, dst) || ends == (dst, src))
+            });
+        let pending = handshake
+            && ((sender.is_none() && self.listening_on(src.port))
+                || (receiver.is_none() && self.listening_on(dst.port)));
+        if pending || (sender.is_none() && receiver.is_none()) {
+            let wait = if pending {
+                PARK_LISTENER_NS
+            } else {
+                PARK_OTHER_NS
+            };
+            self.parked.push_back(Parked {
+                deadline_ns: ev.ts_ns.saturating_add(wait),
+                event: ev,
+            });
+            if self.parked.len() > PARKED_MAX
+                && let Some(p) = self.parked.pop_front()
+            {
+                self.attribute(p.event, out);
+            }
+            return;
+        }
+        self.attribute(ev, out);
+    }
+
+    /// Releases parked segments whose ends are now all known, or whose deadline is before
+    /// `now_ns`, in the order they arrived.
+    fn release_parked(&mut self, now_ns: u64, out: &mut impl FnMut(Correlated)) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while i < self.parked.len() {
+            let p = &self.parked[i];
+            let ready = p.deadline_ns <= now_ns
+                || seg_ends(&p.event).is_some_and(|(src, dst)| {
+                    let (s, r) = self.ends_of(src, dst);
+                    (s.is_some() || !self.listening_on(src.port))
+                        && (r.is_some() || !self.listening_on(dst.port))
+                        && (s.is_some() || r.is_some())
+                });
+            if ready {
+                if let Some(p) = self.parked.remove(i) {
+                    self.attribute(p.event, out);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Hands a segment to every traced end it names; a segment no connection claims gets a
+    /// connection of its own.
+    fn attribute(&mut self, ev: Event, out: &mut impl FnMut(Correlated)) {
+        let Some((src, dst)) = seg_ends(&ev) else {
+            return;
         };
-        let mut ends: Vec<(ConnId, bool)> = Vec::with_capacity(2);
-        if let Some(&id) = self.by_ends.get(&(src, dst)) {
-            ends.push((self.resolve(id), true));
-        }
-        if let Some(&id) = self.by_ends.get(&(dst, src)) {
-            ends.push((self.resolve(id), false));
-        }
-        if ends.is_empty() {
-            let id = self.create(ev);
+        let (sender, receiver) = self.ends_of(src, dst);
+        let mut ids: Vec<(ConnId, bool)> = sender
+            .map(|id| (id, true))
+            .into_iter()
+            .chain(receiver.map(|id| (id, false)))
+            .collect();
+        if ids.is_empty() {
+            let id = self.create(&ev);
             if let Some(conn) = self.conns.get_mut(&id) {
                 conn.local = Some(src);
                 conn.remote = Some(dst);
                 conn.family = ev.family;
             }
             self.by_ends.insert((src, dst), id);
-            ends.push((id, true));
+            ids.push((id, true));
         }
         let keep = self.keep_ladder;
-        ends.into_iter()
-            .filter_map(|(id, out)| {
-                let conn = self.conns.get_mut(&id)?;
-                Some(conn.see_segment(id, seg, out, ev.ts_ns, keep))
-            })
-            .collect()
+        let ends = match ev.captured().map(|c| &c.segment) {
+            Some(Ok(seg)) => ids
+                .into_iter()
+                .filter_map(|(id, sent)| {
+                    let conn = self.conns.get_mut(&id)?;
+                    Some(End {
+                        conn: id,
+                        segment: Some(conn.see_segment(id, seg, sent, ev.ts_ns, keep)),
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        out(Correlated {
+            event: ev,
+            ends,
+            timewait: false,
+        });
     }
 
     fn create(&mut self, ev: &Event) -> ConnId {
         self.next_id += 1;
         self.total += 1;
         let id = self.next_id;
-        self.conns.insert(id, Conn::new(id, ev));
+        self.conns.insert(id, Conn::new(id, ev.ts_ns));
         id
     }
 
@@ -390,20 +314,19 @@ impl Correlator {
     fn find(&mut self, ev: &Event) -> ConnId {
         let opening = matches!(
             ev.kind,
-            Kind::State { from, to } if (from == tcp_state::CLOSE
+            Kind::State(StateChange { from, to }) if (from == tcp_state::CLOSE
                 && (to == tcp_state::SYN_SENT || to == tcp_state::LISTEN))
                 || to == tcp_state::SYN_RECV
         );
-        if let Kind::Syscall(SyscallOp::Socket) = ev.kind {
+        let syscall = ev.syscall().copied();
+        if syscall.is_some_and(|s| s.op == SyscallOp::Socket) {
             let id = self.create(ev);
             if ev.fd >= 0 {
                 self.bind_fd(ev.pid, ev.fd, id);
             }
             return id;
         }
-        if let Kind::Syscall(SyscallOp::Accept | SyscallOp::Accept4) = ev.kind
-            && ev.ret >= 0
-        {
+        if syscall.is_some_and(|s| s.op.accepts() && s.exit.is_some() && s.ret() >= 0) {
             return self.accepted(ev);
         }
         let by_sock = (ev.sock != 0)
@@ -444,7 +367,7 @@ impl Correlator {
                 conn.sk = Some(ev.sock);
             }
         }
-        if ev.fd >= 0 && by_fd.is_none() && !matches!(ev.kind, Kind::Syscall(SyscallOp::Close)) {
+        if ev.fd >= 0 && by_fd.is_none() && !syscall.is_some_and(|s| s.op == SyscallOp::Close) {
             self.bind_fd(ev.pid, ev.fd, id);
         }
         id
@@ -519,7 +442,8 @@ impl Correlator {
                 id
             }
         };
-        self.bind_fd(ev.pid, ev.ret as i32, id);
+        let ret = ev.syscall().map_or(-1, |s| s.ret());
+        self.bind_fd(ev.pid, ret as i32, id);
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.role = Role::Server;
             if conn.remote.is_none() {
@@ -542,21 +466,17 @@ impl Correlator {
 
     /// The kernel reports a socket that enters TIME_WAIT as FIN_WAIT2 (or CLOSING) → CLOSE,
     /// because `tcp_time_wait()` hands the connection to a separate timewait socket and closes
-    /// the full one. Without a RST, that transition is the move into TIME_WAIT: show it so.
-    fn timewait(&self, id: ConnId, ev: &mut Event) {
-        if let Kind::State { from, to } = &mut ev.kind
-            && *to == tcp_state::CLOSE
-            && (*from == tcp_state::FIN_WAIT2 || *from == tcp_state::CLOSING)
+    /// the full one. Without a RST, that transition is the move into TIME_WAIT: read it so.
+    fn timewait(&self, id: ConnId, ev: &Event) -> bool {
+        matches!(ev.kind, Kind::State(StateChange { from, to })
+            if to == tcp_state::CLOSE
+                && (from == tcp_state::FIN_WAIT2 || from == tcp_state::CLOSING))
             && !self
                 .live(id)
                 .is_some_and(|c| c.reset_received || c.reset_sent)
-        {
-            *to = tcp_state::TIME_WAIT;
-            ev.timewait = true;
-        }
     }
 
-    fn update(&mut self, id: ConnId, ev: &Event) {
+    fn update(&mut self, id: ConnId, ev: &Event, timewait: bool) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -570,8 +490,9 @@ impl Correlator {
         if ev.family != 0 {
             conn.family = ev.family;
         }
-        match ev.kind {
-            Kind::State { from, to } => {
+        match &ev.kind {
+            &Kind::State(StateChange { from, to }) => {
+                let to = if timewait { tcp_state::TIME_WAIT } else { to };
                 set_endpoints(conn, ev);
                 if conn.states.is_empty() {
                     conn.states.push(from);
@@ -601,18 +522,20 @@ impl Correlator {
                     _ => {}
                 }
             }
-            Kind::Kernel(func) => {
+            Kind::Kernel(call) => {
                 if ev.local.is_some() {
                     set_endpoints(conn, ev);
                 }
-                match func {
+                match call.func {
                     KernelFn::TcpReceiveReset => conn.reset_received = true,
                     KernelFn::TcpSendReset => conn.reset_sent = true,
                     KernelFn::TcpRetransmitSkb => conn.retransmits += 1,
                     _ => {}
                 }
             }
-            Kind::Syscall(op) => {
+            Kind::Syscall(call) if call.exit.is_some() => {
+                let op = call.op;
+                let ret = call.ret();
                 match op {
                     SyscallOp::Connect => {
                         if conn.remote.is_none() {
@@ -621,22 +544,22 @@ impl Correlator {
                         if conn.role == Role::Unknown {
                             conn.role = Role::Client;
                         }
-                        if ev.ret < 0 && ev.ret != -(libc::EINPROGRESS as i64) {
-                            conn.connect_error = Some(ev.ret);
+                        if ret < 0 && ret != -(libc::EINPROGRESS as i64) {
+                            conn.connect_error = Some(ret);
                         }
                     }
                     SyscallOp::Bind if conn.local.is_none() => conn.local = ev.local,
                     SyscallOp::Listen => conn.role = Role::Listener,
                     _ => {}
                 }
-                if ev.ret > 0 {
+                if ret > 0 {
                     if op.sends() {
-                        conn.bytes_sent += ev.ret as u64;
+                        conn.bytes_sent += ret as u64;
                     } else if op.receives() {
-                        conn.bytes_received += ev.ret as u64;
+                        conn.bytes_received += ret as u64;
                     }
                 }
-                if op == SyscallOp::Close && ev.ret == 0 {
+                if op == SyscallOp::Close && ret == 0 {
                     if self.by_fd.remove(&(ev.pid, ev.fd)).is_some() {
                         conn.fds = conn.fds.saturating_sub(1);
                     }
@@ -646,7 +569,7 @@ impl Correlator {
                     }
                 }
             }
-            Kind::SyscallEnter(_) | Kind::Packet => {}
+            Kind::Syscall(_) | Kind::Packet(_) => {}
         }
         if let (Some(l), Some(r)) = (conn.local, conn.remote)
             && l.port != 0
@@ -700,14 +623,49 @@ pub fn endpoint(addr: IpAddr, port: u16) -> Endpoint {
     Endpoint { addr, port }
 }
 
+/// The sender's and receiver's ends of a decoded segment.
+fn seg_ends(ev: &Event) -> Option<(Endpoint, Endpoint)> {
+    let seg: &Segment = ev.captured()?.segment.as_ref().ok()?;
+    Some((
+        Endpoint {
+            addr: seg.src,
+            port: seg.tcp.sport,
+        },
+        Endpoint {
+            addr: seg.dst,
+            port: seg.tcp.dport,
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::{Exit, Syscall};
     use std::net::Ipv4Addr;
-    use tracer_common::Hook;
+    use tracer_common::Via;
+
+    /// Observes `e`, returning its connection and whether it was read as TIME_WAIT.
+    fn observe(c: &mut Correlator, e: &Event) -> (ConnId, bool) {
+        let mut got = Vec::new();
+        c.observe(e.clone(), &mut |x| got.push(x));
+        let x = got.pop().expect("one result");
+        (x.ends[0].conn, x.timewait)
+    }
+
+    fn call(op: SyscallOp, ret: i64) -> Kind {
+        Kind::Syscall(Syscall {
+            op,
+            args: [0; 2],
+            exit: Some(Exit {
+                ret,
+                duration_ns: 0,
+            }),
+        })
+    }
 
     fn ev(kind: Kind, sock: u64, fd: i32, ts: u64) -> Event {
-        let mut e = Event::blank(kind, Hook::TpInetSockSetState, ts);
+        let mut e = Event::blank(kind, Via::Tracepoint, ts);
         e.sock = sock;
         e.fd = fd;
         e.pid = 42;
@@ -717,7 +675,7 @@ mod tests {
     }
 
     fn state(from: u8, to: u8, sock: u64, ts: u64) -> Event {
-        let mut e = ev(Kind::State { from, to }, sock, -1, ts);
+        let mut e = ev(Kind::State(StateChange { from, to }), sock, -1, ts);
         e.local = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 41000));
         e.remote = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 8080));
         e
@@ -726,16 +684,16 @@ mod tests {
     #[test]
     fn fd_and_socket_identities_meet_in_one_connection() {
         let mut c = Correlator::new();
-        let mut socket = ev(Kind::Syscall(SyscallOp::Socket), 0, 3, 1);
-        let a = c.observe(&mut socket);
+        let (a, _) = observe(&mut c, &ev(call(SyscallOp::Socket, 3), 0, 3, 1));
         let mut syn = state(tcp_state::CLOSE, tcp_state::SYN_SENT, 0xabc, 2);
         syn.fd = 3;
-        assert_eq!(c.observe(&mut syn), a);
-        let mut est = state(tcp_state::SYN_SENT, tcp_state::ESTABLISHED, 0xabc, 5);
-        assert_eq!(c.observe(&mut est), a);
-        let mut write = ev(Kind::Syscall(SyscallOp::Write), 0, 3, 6);
-        write.ret = 5;
-        assert_eq!(c.observe(&mut write), a);
+        assert_eq!(observe(&mut c, &syn).0, a);
+        let est = state(tcp_state::SYN_SENT, tcp_state::ESTABLISHED, 0xabc, 5);
+        assert_eq!(observe(&mut c, &est).0, a);
+        assert_eq!(
+            observe(&mut c, &ev(call(SyscallOp::Write, 5), 0, 3, 6)).0,
+            a
+        );
         let conn = c.get(a).unwrap();
         assert_eq!(conn.role, Role::Client);
         assert_eq!(conn.bytes_sent, 5);
@@ -747,76 +705,96 @@ mod tests {
     #[test]
     fn fin_wait2_to_close_is_time_wait_unless_reset() {
         let mut c = Correlator::new();
-        let mut e = state(tcp_state::FIN_WAIT2, tcp_state::CLOSE, 7, 1);
-        let id = c.observe(&mut e);
+        let e = state(tcp_state::FIN_WAIT2, tcp_state::CLOSE, 7, 1);
+        let (id, timewait) = observe(&mut c, &e);
+        assert!(timewait);
         assert_eq!(
-            e.kind,
-            Kind::State {
-                from: tcp_state::FIN_WAIT2,
-                to: tcp_state::TIME_WAIT
-            }
+            c.get(id).unwrap().states.last(),
+            Some(&tcp_state::TIME_WAIT)
         );
-        assert!(e.timewait);
         assert_eq!(c.get(id).unwrap().outcome(), Some("closed (TIME_WAIT)"));
 
         let mut c = Correlator::new();
-        let mut rst = ev(Kind::Kernel(KernelFn::TcpReceiveReset), 9, -1, 1);
-        c.observe(&mut rst);
-        let mut e = state(tcp_state::FIN_WAIT2, tcp_state::CLOSE, 9, 2);
-        let id = c.observe(&mut e);
-        assert_eq!(
-            e.kind,
-            Kind::State {
-                from: tcp_state::FIN_WAIT2,
-                to: tcp_state::CLOSE
-            }
-        );
+        let rst = Kind::Kernel(crate::decode::KernelCall {
+            func: KernelFn::TcpReceiveReset,
+            bytes: None,
+            isn: None,
+            write_seq: None,
+        });
+        observe(&mut c, &ev(rst, 9, -1, 1));
+        let e = state(tcp_state::FIN_WAIT2, tcp_state::CLOSE, 9, 2);
+        let (id, timewait) = observe(&mut c, &e);
+        assert!(!timewait);
         assert_eq!(c.get(id).unwrap().outcome(), Some("reset by peer"));
     }
 
     #[test]
     fn a_reused_socket_address_starts_a_new_connection() {
         let mut c = Correlator::new();
-        let mut a = state(tcp_state::CLOSE, tcp_state::SYN_SENT, 5, 1);
-        let first = c.observe(&mut a);
-        let mut b = state(tcp_state::SYN_SENT, tcp_state::CLOSE, 5, 2);
-        c.observe(&mut b);
-        let mut again = state(tcp_state::CLOSE, tcp_state::SYN_SENT, 5, 3);
-        assert_ne!(c.observe(&mut again), first);
+        let first = observe(&mut c, &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 5, 1)).0;
+        observe(&mut c, &state(tcp_state::SYN_SENT, tcp_state::CLOSE, 5, 2));
+        let again = observe(&mut c, &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 5, 3)).0;
+        assert_ne!(again, first);
     }
 
     #[test]
     fn accept_joins_the_child_by_its_tuple() {
         let mut c = Correlator::new();
-        let mut listen = ev(
-            Kind::State {
-                from: tcp_state::CLOSE,
-                to: tcp_state::LISTEN,
-            },
-            1,
-            3,
-            1,
-        );
+        let mut listen = state(tcp_state::CLOSE, tcp_state::LISTEN, 1, 1);
+        listen.fd = 3;
         listen.local = Some(endpoint(Ipv4Addr::UNSPECIFIED.into(), 8080));
-        let listener = c.observe(&mut listen);
-        let mut child = ev(
-            Kind::State {
-                from: tcp_state::LISTEN,
-                to: tcp_state::SYN_RECV,
-            },
-            2,
-            -1,
-            2,
-        );
+        listen.remote = None;
+        let listener = observe(&mut c, &listen).0;
+        let mut child = state(tcp_state::LISTEN, tcp_state::SYN_RECV, 2, 2);
         child.local = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 8080));
         child.remote = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 41000));
-        let server = c.observe(&mut child);
+        let server = observe(&mut c, &child).0;
         assert_ne!(server, listener);
-        let mut accept = ev(Kind::Syscall(SyscallOp::Accept4), 0, 3, 3);
-        accept.ret = 4;
+        let mut accept = ev(call(SyscallOp::Accept4, 4), 0, 3, 3);
         accept.remote = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 41000));
-        assert_eq!(c.observe(&mut accept), server);
-        let mut read = ev(Kind::Syscall(SyscallOp::Read), 0, 4, 4);
-        assert_eq!(c.observe(&mut read), server);
+        assert_eq!(observe(&mut c, &accept).0, server);
+        assert_eq!(
+            observe(&mut c, &ev(call(SyscallOp::Read, 0), 0, 4, 4)).0,
+            server
+        );
+    }
+
+    /// A segment the server's accepted child will claim waits for it: the SYN reaches both
+    /// ends' timelines, though the child is named only after the handshake.
+    #[test]
+    fn a_syn_to_a_traced_listener_waits_for_the_accepted_child() {
+        use crate::decode::{Captured, tcpip};
+        let mut c = Correlator::new();
+        let mut listen = state(tcp_state::CLOSE, tcp_state::LISTEN, 1, 1);
+        listen.local = Some(endpoint(Ipv4Addr::UNSPECIFIED.into(), 8080));
+        listen.remote = None;
+        observe(&mut c, &listen);
+        let client = observe(&mut c, &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 2, 2)).0;
+        // 127.0.0.1:41000 -> 127.0.0.1:8080 SYN.
+        let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
+        let data = tcpip::parse_hex(hex).unwrap();
+        let syn = Event::blank(
+            Kind::Packet(Box::new(Captured {
+                segment: tcpip::Segment::decode(&data),
+                egress: true,
+                ifindex: 1,
+                len: 40,
+                data,
+            })),
+            Via::CgroupSkbEgress,
+            3,
+        );
+        let mut got = Vec::new();
+        c.observe(syn, &mut |x| got.push(x));
+        assert!(got.is_empty(), "parked until the child is known");
+        let mut child = state(tcp_state::LISTEN, tcp_state::SYN_RECV, 3, 4);
+        child.local = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 8080));
+        child.remote = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 41000));
+        c.observe(child, &mut |x| got.push(x));
+        let seg = got.iter().find(|x| x.event.layer() == "packet").unwrap();
+        let conns: Vec<ConnId> = seg.ends.iter().map(|e| e.conn).collect();
+        assert_eq!(conns.len(), 2, "both ends: {conns:?}");
+        assert!(conns.contains(&client));
+        assert_eq!(c.oldest_parked_ns(), None);
     }
 }

@@ -7,13 +7,12 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-/// A time-ordered holding buffer. Most records arrive already in order: those go to a queue
+/// A time-ordered holding buffer; the caller decides up to which key items may leave. Most records arrive already in order: those go to a queue
 /// (O(1)); only the ones that arrive late go through the heap.
 pub struct Reorder<T> {
     heap: BinaryHeap<Reverse<Entry<T>>>,
     run: VecDeque<Entry<T>>,
     seq: u64,
-    window_ns: u64,
 }
 
 struct Entry<T> {
@@ -40,13 +39,12 @@ impl<T> Ord for Entry<T> {
 }
 
 impl<T> Reorder<T> {
-    /// A buffer that holds each item until the clock is `window_ns` past its key.
-    pub fn new(window_ns: u64) -> Self {
+    /// An empty buffer.
+    pub fn new() -> Self {
         Self {
             heap: BinaryHeap::new(),
             run: VecDeque::new(),
             seq: 0,
-            window_ns,
         }
     }
 
@@ -86,29 +84,11 @@ impl<T> Reorder<T> {
         }
     }
 
-    /// Removes and returns, in order, every item whose key is older than `now_ns - window`.
-    pub fn drain_ready(&mut self, now_ns: u64, mut out: impl FnMut(T)) {
-        let limit = now_ns.saturating_sub(self.window_ns);
+    /// Removes and returns, in order, every item whose key is at most `limit`.
+    pub fn drain_until(&mut self, limit: u64, mut out: impl FnMut(T)) {
         while let Some(item) = self.pop_at_most(limit) {
             out(item);
         }
-    }
-
-    /// Removes and returns everything, in order.
-    pub fn drain_all(&mut self, mut out: impl FnMut(T)) {
-        while let Some(item) = self.pop_at_most(u64::MAX) {
-            out(item);
-        }
-    }
-
-    /// How many items are waiting.
-    pub fn len(&self) -> usize {
-        self.heap.len() + self.run.len()
-    }
-
-    /// Whether nothing is waiting.
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty() && self.run.is_empty()
     }
 }
 
@@ -118,19 +98,19 @@ mod tests {
 
     #[test]
     fn releases_in_key_order_after_the_window() {
-        let mut r = Reorder::new(10);
+        let mut r = Reorder::new();
         r.push(30, "c");
         r.push(10, "a");
         r.push(20, "b");
         r.push(10, "a2");
         r.push(35, "d");
         let mut out = vec![];
-        r.drain_ready(25, |x| out.push(x));
+        r.drain_until(15, |x| out.push(x));
         assert_eq!(out, ["a", "a2"]);
-        r.drain_ready(40, |x| out.push(x));
+        r.drain_until(30, |x| out.push(x));
         assert_eq!(out, ["a", "a2", "b", "c"]);
-        r.drain_all(|x| out.push(x));
+        r.drain_until(u64::MAX, |x| out.push(x));
         assert_eq!(out, ["a", "a2", "b", "c", "d"]);
-        assert!(r.is_empty());
+        assert!(r.heap.is_empty() && r.run.is_empty());
     }
 }

@@ -3,7 +3,9 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use super::{Finish, Line, View};
 
 /// pcap magic for nanosecond-resolution timestamps.
 const MAGIC_NANOS: u32 = 0xa1b2_3c4d;
@@ -65,6 +67,46 @@ impl<W: Write> PcapWriter<W> {
     /// Flushes buffered packets to the file.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// The capture-file view: each captured segment once, whichever ends saw it.
+pub struct Pcap {
+    writer: PcapWriter<BufWriter<File>>,
+    path: PathBuf,
+}
+
+impl Pcap {
+    /// Creates `path`; `realtime_offset_ns` turns kernel timestamps into dates.
+    pub fn create(path: &Path, realtime_offset_ns: i128) -> io::Result<Self> {
+        Ok(Self {
+            writer: PcapWriter::create(path, realtime_offset_ns)?,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl View for Pcap {
+    fn event(&mut self, line: &Line) -> io::Result<()> {
+        if let Some(captured) = line.event.captured() {
+            self.writer
+                .write(line.event.ts_ns, &captured.data, captured.len)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _end: &Finish) -> io::Result<()> {
+        self.writer.flush()?;
+        eprintln!(
+            "tracer: wrote {} segment(s) to {}",
+            self.writer.packets,
+            self.path.display()
+        );
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
     }
 }
 

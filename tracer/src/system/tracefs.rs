@@ -30,6 +30,15 @@ pub enum TracefsError {
     },
 }
 
+/// Whether tracepoint `category:name` exists on this kernel.
+pub fn exists(category: &str, name: &str) -> bool {
+    Path::new(TRACEFS)
+        .join("events")
+        .join(category)
+        .join(name)
+        .is_dir()
+}
+
 /// Mounts tracefs at [`TRACEFS`] unless it is there already. Returns whether it mounted it.
 pub fn ensure_mounted() -> Result<bool, TracefsError> {
     if Path::new(TRACEFS).join("events").is_dir() {
@@ -52,6 +61,8 @@ pub fn ensure_mounted() -> Result<bool, TracefsError> {
 #[derive(Debug, Default)]
 pub struct Format {
     name: String,
+    /// The event id (`common_type` in every record of this tracepoint).
+    pub id: Option<u32>,
     fields: HashMap<String, u32>,
 }
 
@@ -69,7 +80,11 @@ impl Format {
     /// Parses the text of a `format` file.
     pub fn parse(name: &str, text: &str) -> Self {
         let mut fields = HashMap::new();
+        let mut id = None;
         for line in text.lines() {
+            if let Some(v) = line.strip_prefix("ID:") {
+                id = v.trim().parse().ok();
+            }
             let mut decl = None;
             let mut offset = None;
             for part in line.trim().split(';') {
@@ -88,6 +103,7 @@ impl Format {
         }
         Self {
             name: name.to_string(),
+            id,
             fields,
         }
     }
@@ -122,6 +138,7 @@ print fmt: \"family=%s\"";
     #[test]
     fn parses_field_offsets() {
         let f = Format::parse("sock:inet_sock_set_state", SET_STATE);
+        assert_eq!(f.id, Some(1234));
         assert_eq!(f.offset("common_flags").unwrap(), 2);
         assert_eq!(f.offset("skaddr").unwrap(), 8);
         assert_eq!(f.offset("oldstate").unwrap(), 16);

@@ -1,0 +1,84 @@
+//! Keys and values of the maps shared by the programs and the loader.
+
+use crate::COMM_LEN;
+use crate::record::SyscallRecord;
+
+/// Key of the `(tgid, fd)` → socket map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FdKey {
+    /// Process id.
+    pub tgid: u32,
+    /// File descriptor.
+    pub fd: i32,
+}
+
+/// The process that owns a traced socket, remembered at connect/listen/accept time so that
+/// records produced in softirq context are attributed to it, not to whoever was on the CPU.
+pub type Owner = crate::record::Task;
+
+/// A syscall on a traced socket between its enter and exit, keyed by thread id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Inflight {
+    /// The record being built; completed and emitted at exit.
+    pub record: SyscallRecord,
+    /// User pointer to read at exit (accept's peer address), 0 if none.
+    pub user_addr: u64,
+}
+
+/// Key of the map of traced connections' port pairs, used to filter packets by pid or comm.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortPair {
+    /// Local port of the traced end.
+    pub local: u16,
+    /// Remote port.
+    pub remote: u16,
+}
+
+/// Where a tracepoint standing in for a kernel function keeps the socket: the value of the
+/// `TRACEPOINT_FNS` map, keyed by the [`crate::KernelFn`] it stands for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracepointFn {
+    /// The [`crate::KernelFn`] it stands for.
+    pub func: u8,
+    /// Non-zero when the socket is gone after it (`tcp_destroy_sock`): forget it.
+    pub forget: u8,
+    /// Byte offset of the socket pointer in the tracepoint's record (`skaddr`).
+    pub sk_offset: u16,
+}
+
+/// Filter switches handed to the programs as one read-only global.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FilterConfig {
+    /// Non-zero when `PORTS` holds the ports to trace.
+    pub by_port: u8,
+    /// Non-zero when `PIDS` holds the processes to trace.
+    pub by_pid: u8,
+    /// Non-zero when `comm` must equal the task's comm.
+    pub by_comm: u8,
+    /// Non-zero to emit `SyscallEnter` records (the human view wants them; JSON does not).
+    pub emit_enter: u8,
+    /// The tracer's own pid, never traced.
+    pub self_tgid: u32,
+    /// The comm to match, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+    /// Non-zero to capture the TCP segments of traced connections.
+    pub capture: u8,
+    /// Explicit padding.
+    pub _pad: u8,
+    /// Payload bytes to copy after the TCP header (0: headers only).
+    pub snaplen: u16,
+}
+
+/// How many sock_ops callbacks `SOCK_OPS_FUNCS` can map (indexed by `BPF_SOCK_OPS_*_CB`).
+pub const SOCK_OPS_SLOTS: u32 = 32;
+
+const _: () = assert!(core::mem::size_of::<FdKey>() == 8);
+const _: () = assert!(core::mem::size_of::<Inflight>() == 128);
+const _: () = assert!(core::mem::size_of::<FilterConfig>() == 28);
+const _: () = assert!(core::mem::size_of::<PortPair>() == 4);
+const _: () = assert!(core::mem::size_of::<TracepointFn>() == 4);

@@ -1,0 +1,53 @@
+//! Indexes into the `OFFSETS` global: byte offsets the loader resolves at startup and the
+//! programs read fields at. Tracepoint fields come from each event's tracefs `format` file;
+//! `struct sock` fields from the running kernel's BTF. Nothing here is compiled in.
+
+/// Length of the offsets array.
+pub const OFFSETS_LEN: usize = 32;
+
+/// `inet_sock_set_state.skaddr`
+pub const STATE_SKADDR: usize = 0;
+/// `inet_sock_set_state.oldstate`
+pub const STATE_OLD: usize = 1;
+/// `inet_sock_set_state.newstate`
+pub const STATE_NEW: usize = 2;
+/// `inet_sock_set_state.sport`
+pub const STATE_SPORT: usize = 3;
+/// `inet_sock_set_state.dport`
+pub const STATE_DPORT: usize = 4;
+/// `inet_sock_set_state.family`
+pub const STATE_FAMILY: usize = 5;
+/// `inet_sock_set_state.protocol`
+pub const STATE_PROTOCOL: usize = 6;
+/// `inet_sock_set_state.saddr`
+pub const STATE_SADDR: usize = 7;
+/// `inet_sock_set_state.daddr`
+pub const STATE_DADDR: usize = 8;
+/// `inet_sock_set_state.saddr_v6`
+pub const STATE_SADDR6: usize = 9;
+/// `inet_sock_set_state.daddr_v6`
+pub const STATE_DADDR6: usize = 10;
+/// `sock_send_length.sk` (`sock_recv_length` has the same layout)
+pub const SOCKLEN_SK: usize = 11;
+/// `sock_send_length.family`
+pub const SOCKLEN_FAMILY: usize = 12;
+/// `sock_send_length.protocol`
+pub const SOCKLEN_PROTOCOL: usize = 13;
+/// `sock_send_length.ret`
+pub const SOCKLEN_RET: usize = 14;
+/// `sock_common.skc_family` (kernel BTF; fentry/kprobe tiers)
+pub const SK_FAMILY: usize = 19;
+/// `sock_common.skc_num`: local port, host order
+pub const SK_NUM: usize = 20;
+/// `sock_common.skc_dport`: remote port, network order
+pub const SK_DPORT: usize = 21;
+/// `sock_common.skc_rcv_saddr`
+pub const SK_RCV_SADDR: usize = 22;
+/// `sock_common.skc_daddr`
+pub const SK_DADDR: usize = 23;
+/// `sock_common.skc_v6_rcv_saddr`
+pub const SK_V6_RCV_SADDR: usize = 24;
+/// `sock_common.skc_v6_daddr`
+pub const SK_V6_DADDR: usize = 25;
+/// `tcp_sock.write_seq`: the next sequence number the application's bytes will get
+pub const TP_WRITE_SEQ: usize = 26;

@@ -1,0 +1,253 @@
+//! Ring-buffer records. Every record starts with a [`RecordKind`] byte; user space reads that
+//! byte and decodes the rest as the one struct that kind names.
+//!
+//! | kind            | struct            | written by                                      |
+//! |-----------------|-------------------|-------------------------------------------------|
+//! | `Syscall`       | [`SyscallRecord`] | `sys_exit` (enter and exit paired)               |
+//! | `SyscallEnter`  | [`SyscallRecord`] | `sys_enter_*` (human view only: ret and duration are 0) |
+//! | `Kernel`        | [`KernelRecord`]  | fentry/kprobe programs and their stand-ins       |
+//! | `State`         | [`StateRecord`]   | `sock:inet_sock_set_state`                        |
+//! | `Packet`        | [`PacketRecord`]  | cgroup_skb egress/ingress                         |
+
+use crate::COMM_LEN;
+
+/// The tag in the first byte of every record.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A completed syscall: [`SyscallRecord`].
+    Syscall = 1,
+    /// A syscall that has started: [`SyscallRecord`] with no result yet.
+    SyscallEnter = 2,
+    /// A kernel function reached: [`KernelRecord`].
+    Kernel = 3,
+    /// A TCP state transition: [`StateRecord`].
+    State = 4,
+    /// A TCP segment: [`PacketRecord`].
+    Packet = 5,
+}
+
+impl RecordKind {
+    /// Decodes the first byte of a record.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Syscall,
+            2 => Self::SyscallEnter,
+            3 => Self::Kernel,
+            4 => Self::State,
+            5 => Self::Packet,
+            _ => return None,
+        })
+    }
+}
+
+/// A task: the socket's owner, or the thread that made the syscall.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Task {
+    /// Process (thread group) id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Command name, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+impl Task {
+    /// No task: pid 0, empty name.
+    pub const NONE: Task = Task {
+        pid: 0,
+        tid: 0,
+        comm: [0; COMM_LEN],
+    };
+}
+
+/// A connection's ends as a record saw them; zeros where unknown.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuple {
+    /// `AF_INET`, `AF_INET6`, or 0 when no end is known.
+    pub family: u16,
+    /// Local port, host order.
+    pub lport: u16,
+    /// Remote port, host order.
+    pub rport: u16,
+    /// Explicit padding.
+    pub _pad: u16,
+    /// Local address (IPv4 in the first 4 bytes).
+    pub laddr: [u8; 16],
+    /// Remote address (IPv4 in the first 4 bytes).
+    pub raddr: [u8; 16],
+}
+
+impl Tuple {
+    /// Nothing known.
+    pub const EMPTY: Tuple = Tuple {
+        family: 0,
+        lport: 0,
+        rport: 0,
+        _pad: 0,
+        laddr: [0; 16],
+        raddr: [0; 16],
+    };
+}
+
+/// `Header::flags`: the owner was not known; pid and comm are a guess or empty.
+pub const FLAG_OWNER_GUESSED: u8 = 1;
+/// `Header::flags` of a [`KernelRecord`]: `bytes` holds the function's byte count or errno.
+pub const FLAG_BYTES: u8 = 2;
+/// `Header::flags` of a [`KernelRecord`]: `isn` holds the initial sequence number.
+pub const FLAG_ISN: u8 = 4;
+/// `Header::flags` of a [`KernelRecord`]: `write_seq` holds the stream position.
+pub const FLAG_WRITE_SEQ: u8 = 8;
+
+/// The start of every record but [`PacketRecord`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Header {
+    /// [`RecordKind`] as a byte; always the first byte.
+    pub kind: u8,
+    /// [`crate::Via`] as a byte.
+    pub via: u8,
+    /// [`crate::SyscallOp`] for syscall records, [`crate::KernelFn`] for the others.
+    pub op: u8,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+    /// The file descriptor the record concerns, -1 when none.
+    pub fd: i32,
+    /// `bpf_ktime_get_ns()` when it happened (syscalls: at enter).
+    pub ts_ns: u64,
+    /// The kernel socket, 0 when unknown. An identity only: never shown.
+    pub sock: u64,
+    /// Who: the socket's owner (not whatever task ran the softirq), or the syscall's thread.
+    pub task: Task,
+}
+
+impl Header {
+    /// A header of `kind`, op `op`, via `via`; everything else empty.
+    pub const fn new(kind: RecordKind, via: crate::Via, op: u8) -> Self {
+        Self {
+            kind: kind as u8,
+            via: via as u8,
+            op,
+            flags: 0,
+            fd: -1,
+            ts_ns: 0,
+            sock: 0,
+            task: Task::NONE,
+        }
+    }
+}
+
+/// A system call on a traced socket.
+///
+/// `args` are the syscall's own arguments the views show: `socket(type, protocol)`,
+/// `listen(backlog)`, `shutdown(how)`, `accept4(flags)`, the byte count asked of a read or
+/// write; zero otherwise. `tuple` is the address argument: `bind`'s local end, `connect`'s
+/// remote end, the peer `accept` returned, `socket`'s family.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SyscallRecord {
+    /// Kind `Syscall` or `SyscallEnter`, op a [`crate::SyscallOp`].
+    pub header: Header,
+    /// Time from enter to exit.
+    pub duration_ns: u64,
+    /// Return value; a negative errno on failure.
+    pub ret: i64,
+    /// The arguments shown, see above.
+    pub args: [u64; 2],
+    /// The address argument, see above.
+    pub tuple: Tuple,
+}
+
+impl SyscallRecord {
+    /// An empty record for syscall `op`.
+    pub const fn new(op: crate::SyscallOp) -> Self {
+        Self {
+            header: Header::new(RecordKind::Syscall, crate::Via::Syscalls, op as u8),
+            duration_ns: 0,
+            ret: 0,
+            args: [0; 2],
+            tuple: Tuple::EMPTY,
+        }
+    }
+}
+
+/// A kernel function reached by a traced socket. Which optional fields hold values is said by
+/// `header.flags` (`FLAG_BYTES`, `FLAG_ISN`, `FLAG_WRITE_SEQ`): a hook fills what it can see.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KernelRecord {
+    /// Kind `Kernel`, op a [`crate::KernelFn`].
+    pub header: Header,
+    /// The socket's ends, when the hook read them.
+    pub tuple: Tuple,
+    /// `tcp_sendmsg`/`tcp_recvmsg`: bytes moved, or a negative errno.
+    pub bytes: i64,
+    /// `tcp_connect`: the initial sequence number of the SYN.
+    pub isn: u32,
+    /// `tcp_sendmsg`: the sequence number the first of these bytes gets (`tcp_sock.write_seq`).
+    pub write_seq: u32,
+}
+
+impl KernelRecord {
+    /// An empty record for `func` seen through `via`.
+    pub const fn new(func: crate::KernelFn, via: crate::Via) -> Self {
+        Self {
+            header: Header::new(RecordKind::Kernel, via, func as u8),
+            tuple: Tuple::EMPTY,
+            bytes: 0,
+            isn: 0,
+            write_seq: 0,
+        }
+    }
+}
+
+/// A TCP state transition of a traced socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct StateRecord {
+    /// Kind `State`, op [`crate::KernelFn::TcpSetState`].
+    pub header: Header,
+    /// The socket's ends as the tracepoint reports them.
+    pub tuple: Tuple,
+    /// State before ([`crate::tcp_state`]).
+    pub old: u8,
+    /// State after.
+    pub new: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 6],
+}
+
+/// Bytes of a packet a [`PacketRecord`] can hold: IP + TCP headers (at most 120) and payload.
+pub const PACKET_CAP: usize = 256;
+
+/// A captured TCP segment, from its IP header on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PacketRecord {
+    /// `RecordKind::Packet`; always the first byte.
+    pub kind: u8,
+    /// `Via::CgroupSkbEgress` (sent by this host) or `Via::CgroupSkbIngress`.
+    pub via: u8,
+    /// Bytes copied into `data`.
+    pub caplen: u16,
+    /// The packet's length as the kernel holds it (`skb->len`), headers included.
+    pub len: u32,
+    /// Interface index.
+    pub ifindex: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns()` when the segment passed the hook.
+    pub ts_ns: u64,
+    /// The packet from its IP header: headers always, payload up to the snap length.
+    pub data: [u8; PACKET_CAP],
+}
+
+const _: () = assert!(core::mem::size_of::<Task>() == 24);
+const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
+const _: () = assert!(core::mem::size_of::<Header>() == 48);
+const _: () = assert!(core::mem::size_of::<SyscallRecord>() == 120);
+const _: () = assert!(core::mem::size_of::<KernelRecord>() == 104);
+const _: () = assert!(core::mem::size_of::<StateRecord>() == 96);
+const _: () = assert!(core::mem::size_of::<PacketRecord>() == 24 + PACKET_CAP);

@@ -1,0 +1,90 @@
+//! `tcp_recvmsg(sk, msg, len, ...)`: bytes copied out of the receive queue, its return value.
+//! Stand-in: `sock:sock_recv_length` (6.3+), at the end of `sock_recvmsg`.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{fexit, kprobe, kretprobe, map, tracepoint},
+    maps::LruHashMap,
+    programs::{FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+};
+use tracer_common::{
+    AF_INET, AF_INET6, KernelFn, Via,
+    offsets::{SOCKLEN_FAMILY, SOCKLEN_PROTOCOL, SOCKLEN_RET, SOCKLEN_SK},
+};
+
+use super::{moved, traced};
+use crate::{context::field, maps::INFLIGHT};
+
+const IPPROTO_TCP: u16 = 6;
+
+/// `tcp_recvmsg`'s socket between kprobe and kretprobe, by thread.
+#[map]
+static RECV_SOCK: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// The TCP socket and result of a `sock_send_length`/`sock_recv_length` record (same layout).
+#[inline(always)]
+pub(super) fn sock_length(ctx: &TracePointContext) -> Option<(u64, i64)> {
+    if field::<u16>(ctx, SOCKLEN_PROTOCOL) != IPPROTO_TCP {
+        return None;
+    }
+    let family: u16 = field(ctx, SOCKLEN_FAMILY);
+    if family != AF_INET && family != AF_INET6 {
+        return None;
+    }
+    let sk: u64 = field(ctx, SOCKLEN_SK);
+    Some((sk, i64::from(field::<i32>(ctx, SOCKLEN_RET))))
+}
+
+/// `fexit:tcp_recvmsg`
+#[fexit(function = "tcp_recvmsg")]
+pub fn fexit_tcp_recvmsg(ctx: FExitContext) -> u32 {
+    let ret = ctx.ret::<i32>().unwrap_or(0);
+    moved(
+        ctx.arg::<u64>(0),
+        i64::from(ret),
+        KernelFn::TcpRecvmsg,
+        Via::Fexit,
+        |_| {},
+    );
+    0
+}
+
+/// `kprobe:tcp_recvmsg`: remembers the socket for the kretprobe.
+#[kprobe]
+pub fn kprobe_tcp_recvmsg(ctx: ProbeContext) -> u32 {
+    let sk = ctx.arg::<u64>(0).unwrap_or(0);
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if traced(sk).is_some() || INFLIGHT.get_ptr(tid).is_some() {
+        let _ = RECV_SOCK.insert(tid, sk, 0);
+    }
+    0
+}
+
+/// `kretprobe:tcp_recvmsg`
+#[kretprobe]
+pub fn kretprobe_tcp_recvmsg(ctx: RetProbeContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(sk) = RECV_SOCK.get_ptr(tid) else {
+        return 0;
+    };
+    // SAFETY: a value pointer returned by the lookup just above.
+    let sk = unsafe { *sk };
+    let _ = RECV_SOCK.remove(tid);
+    moved(
+        sk,
+        i64::from(ctx.ret::<i32>()),
+        KernelFn::TcpRecvmsg,
+        Via::Kretprobe,
+        |_| {},
+    );
+    0
+}
+
+/// `tracepoint:sock:sock_recv_length`
+#[tracepoint]
+pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
+    if let Some((sk, ret)) = sock_length(&ctx) {
+        moved(sk, ret, KernelFn::TcpRecvmsg, Via::Tracepoint, |_| {});
+    }
+    0
+}

@@ -1,0 +1,39 @@
+//! Segments seen from each traced end: relative sequence numbers, scaled windows, and the
+//! rows the ladder draws.
+
+use super::ConnId;
+
+/// One segment as the ladder draws it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LadderRow {
+    /// When it passed the hook.
+    pub ts_ns: u64,
+    /// Sent by this end.
+    pub out: bool,
+    /// tcpdump-style flags.
+    pub flags: String,
+    /// Relative sequence number.
+    pub rel_seq: u32,
+    /// Relative acknowledgement number, when ACK is set.
+    pub rel_ack: Option<u32>,
+    /// Payload length.
+    pub len: usize,
+}
+
+/// A segment seen from one end of a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentView {
+    /// The connection.
+    pub conn: ConnId,
+    /// Sent by that end (`out`) or received (`in`).
+    pub out: bool,
+    /// Sequence number relative to the sender's initial one.
+    pub rel_seq: u32,
+    /// Acknowledgement number relative to the receiver's initial one, when ACK is set.
+    pub rel_ack: Option<u32>,
+    /// The window in bytes: scaled once both ends announced window scaling.
+    pub window: u32,
+}
+
+/// Segments kept per connection for the ladder.
+pub(super) const LADDER_ROWS: usize = 400;

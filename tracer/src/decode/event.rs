@@ -1,0 +1,197 @@
+//! Decoded events: what happened, typed per kind, with the hook that saw it.
+
+use std::net::IpAddr;
+
+use tracer_common::{KernelFn, SyscallOp, Via};
+
+use super::tcpip::{PacketError, Segment};
+use crate::hooks::table::HookLabel;
+
+/// One end of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// The address.
+    pub addr: IpAddr,
+    /// The port.
+    pub port: u16,
+}
+
+/// A syscall's result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// Return value; a negative errno on failure.
+    pub ret: i64,
+    /// Time from enter to exit.
+    pub duration_ns: u64,
+}
+
+/// A system call on a traced socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Syscall {
+    /// Which.
+    pub op: SyscallOp,
+    /// The arguments shown (see `tracer_common::record::SyscallRecord`).
+    pub args: [u64; 2],
+    /// Its result; `None` for a syscall that has started and not yet returned.
+    pub exit: Option<Exit>,
+}
+
+impl Syscall {
+    /// The return value (0 while in flight).
+    pub fn ret(&self) -> i64 {
+        self.exit.map_or(0, |e| e.ret)
+    }
+
+    /// Time from enter to exit (0 while in flight).
+    pub fn duration_ns(&self) -> u64 {
+        self.exit.map_or(0, |e| e.duration_ns)
+    }
+}
+
+/// A kernel function reached, with what its hook could see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelCall {
+    /// Which function.
+    pub func: KernelFn,
+    /// `tcp_sendmsg`/`tcp_recvmsg`: bytes moved, or a negative errno.
+    pub bytes: Option<i64>,
+    /// `tcp_connect` on the probe tiers: the SYN's initial sequence number.
+    pub isn: Option<u32>,
+    /// `tcp_sendmsg` on the probe tiers: the stream position of the first byte.
+    pub write_seq: Option<u32>,
+}
+
+/// A TCP state transition, as the kernel reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateChange {
+    /// State before.
+    pub from: u8,
+    /// State after.
+    pub to: u8,
+}
+
+/// A captured segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Captured {
+    /// The decoded headers, or why they could not be decoded.
+    pub segment: Result<Segment, PacketError>,
+    /// Sent by this host (egress) or received (ingress).
+    pub egress: bool,
+    /// Interface index.
+    pub ifindex: u32,
+    /// The packet's length as the kernel held it.
+    pub len: u32,
+    /// The captured bytes (headers, plus payload up to the snap length).
+    pub data: Vec<u8>,
+}
+
+/// What happened, per kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A syscall, completed or in flight.
+    Syscall(Syscall),
+    /// A kernel function was reached.
+    Kernel(KernelCall),
+    /// A TCP state transition.
+    State(StateChange),
+    /// A TCP segment on the wire.
+    Packet(Box<Captured>),
+}
+
+/// A decoded record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Kernel monotonic clock when it happened (syscalls: at enter), in nanoseconds.
+    pub ts_ns: u64,
+    /// The hook that produced it.
+    pub hook: HookLabel,
+    /// The mechanism behind the hook.
+    pub via: Via,
+    /// What happened.
+    pub kind: Kind,
+    /// Owner's process id (0 if unknown).
+    pub pid: u32,
+    /// Owner's thread id.
+    pub tid: u32,
+    /// Owner's command name.
+    pub comm: String,
+    /// The owner was not known when the record was made.
+    pub owner_guessed: bool,
+    /// Kernel socket identity (never shown).
+    pub sock: u64,
+    /// File descriptor, -1 when none.
+    pub fd: i32,
+    /// `AF_INET`, `AF_INET6` or 0.
+    pub family: u16,
+    /// Local end, when the record carries one.
+    pub local: Option<Endpoint>,
+    /// Remote end, when the record carries one.
+    pub remote: Option<Endpoint>,
+}
+
+impl Event {
+    /// A blank event of `kind` at `ts_ns`: no task, no fd, no ends.
+    pub fn blank(kind: Kind, via: Via, ts_ns: u64) -> Self {
+        let func = match &kind {
+            Kind::Kernel(k) => Some(k.func),
+            Kind::State(_) => Some(KernelFn::TcpSetState),
+            _ => None,
+        };
+        Self {
+            ts_ns,
+            hook: crate::hooks::table::label(func, via),
+            via,
+            kind,
+            pid: 0,
+            tid: 0,
+            comm: String::new(),
+            owner_guessed: false,
+            sock: 0,
+            fd: -1,
+            family: tracer_common::AF_INET,
+            local: None,
+            remote: None,
+        }
+    }
+
+    /// The layer name used in every output: `syscall`, `kernel`, `state` or `packet`.
+    pub fn layer(&self) -> &'static str {
+        match self.kind {
+            Kind::Syscall(_) => "syscall",
+            Kind::Kernel(_) => "kernel",
+            Kind::State(_) => "state",
+            Kind::Packet(_) => "packet",
+        }
+    }
+
+    /// The event name: the syscall or kernel function.
+    pub fn name(&self) -> &'static str {
+        match &self.kind {
+            Kind::Syscall(s) => s.op.name(),
+            Kind::Kernel(k) => k.func.name(),
+            Kind::State(_) => KernelFn::TcpSetState.name(),
+            Kind::Packet(_) => "tcp_segment",
+        }
+    }
+
+    /// The syscall, if this is one.
+    pub fn syscall(&self) -> Option<&Syscall> {
+        match &self.kind {
+            Kind::Syscall(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The segment, if this is a packet.
+    pub fn captured(&self) -> Option<&Captured> {
+        match &self.kind {
+            Kind::Packet(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// When the event ended (syscalls) or happened.
+    pub fn end_ns(&self) -> u64 {
+        self.ts_ns + self.syscall().map_or(0, Syscall::duration_ns)
+    }
+}

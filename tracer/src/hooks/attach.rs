@@ -1,0 +1,213 @@
+//! Attach primitives: one function per mechanism, each loading its program once and
+//! returning a typed error. Tracepoint links are kept so that detaching can be done in
+//! parallel.
+
+use std::fs::File;
+
+use aya::Ebpf;
+use aya::maps::{Array, HashMap as BpfHashMap};
+use aya::programs::trace_point::TracePointLinkId;
+use aya::programs::{
+    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, FEntry, FExit, KProbe, SockOps, TracePoint,
+};
+use tracer_common::{KernelFn, Via, maps::TracepointFn};
+
+use super::error::{AttachError, LoadError};
+use super::table::{Probe, SOCK_OPS_PROGRAM};
+use crate::system::tracefs::{self, Format};
+
+/// Tracepoint links by program, kept to detach them in parallel.
+pub type Links = Vec<(String, TracePointLinkId)>;
+
+/// Attaches programs of one loaded object.
+pub struct Attacher<'a> {
+    ebpf: &'a mut Ebpf,
+    /// Every tracepoint link made.
+    pub links: Links,
+    cgroup: Option<String>,
+}
+
+fn program<'p, T>(ebpf: &'p mut Ebpf, name: &str) -> Result<&'p mut T, AttachError>
+where
+    &'p mut T: TryFrom<&'p mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| AttachError::MissingProgram(name.to_string()))?
+        .try_into()
+        .map_err(|source| AttachError::WrongType {
+            program: name.to_string(),
+            source,
+        })
+}
+
+impl<'a> Attacher<'a> {
+    /// An attacher for `ebpf`; cgroup programs go on the cgroup2 root `cgroup`.
+    pub fn new(ebpf: &'a mut Ebpf, cgroup: Option<String>) -> Self {
+        Self {
+            ebpf,
+            links: Links::new(),
+            cgroup,
+        }
+    }
+
+    /// The object being attached.
+    pub fn ebpf(&mut self) -> &mut Ebpf {
+        self.ebpf
+    }
+
+    /// Attaches tracepoint program `name` (loading it first if needed) to `category:event`.
+    pub fn tracepoint(
+        &mut self,
+        name: &str,
+        category: &str,
+        event: &str,
+        since: Option<&'static str>,
+    ) -> Result<String, AttachError> {
+        if !tracefs::exists(category, event) {
+            return Err(AttachError::NoTracepoint {
+                name: format!("{category}:{event}"),
+                since,
+            });
+        }
+        let prog: &mut TracePoint = program(self.ebpf, name)?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| AttachError::load(name, e))?;
+        }
+        let id = prog
+            .attach(category, event)
+            .map_err(|e| AttachError::attach(format!("tracepoint {category}:{event}"), &e))?;
+        self.links.push((name.to_string(), id));
+        Ok(format!("tracepoint:{category}:{event}"))
+    }
+
+    /// Attaches socket-tracepoint program `name` to `category:event`, standing in for `func`:
+    /// where the socket is in its record goes into `TRACEPOINT_FNS` first.
+    pub fn sock_tracepoint(
+        &mut self,
+        name: &str,
+        func: KernelFn,
+        category: &str,
+        event: &str,
+        sk_field: &str,
+        forget: bool,
+    ) -> Result<String, AttachError> {
+        let no_tracepoint = || AttachError::NoTracepoint {
+            name: format!("{category}:{event}"),
+            since: None,
+        };
+        let format = Format::read(category, event).map_err(|_| no_tracepoint())?;
+        let sk_offset = format
+            .offset(sk_field)
+            .map_err(|e| AttachError::attach(format!("tracepoint {category}:{event}"), &e))?;
+        let map_error = |e: &dyn std::error::Error| AttachError::attach("map TRACEPOINT_FNS", e);
+        let map = self
+            .ebpf
+            .map_mut("TRACEPOINT_FNS")
+            .ok_or_else(|| AttachError::MissingProgram("map TRACEPOINT_FNS".into()))?;
+        let mut fns =
+            BpfHashMap::<_, u32, TracepointFn>::try_from(map).map_err(|e| map_error(&e))?;
+        let spec = TracepointFn {
+            func: func as u8,
+            forget: u8::from(forget),
+            sk_offset: sk_offset as u16,
+        };
+        fns.insert(func as u32, spec, 0)
+            .map_err(|e| map_error(&e))?;
+        self.tracepoint(name, category, event, None)
+    }
+
+    /// Attaches the generic sock_ops program (once) and points `callback` at `func`.
+    pub fn sock_ops(&mut self, callback: u32, func: KernelFn) -> Result<(), AttachError> {
+        let prog: &mut SockOps = program(self.ebpf, SOCK_OPS_PROGRAM)?;
+        if prog.fd().is_err() {
+            prog.load()
+                .map_err(|e| AttachError::load(SOCK_OPS_PROGRAM, e))?;
+            let (path, file) = self.cgroup_root()?;
+            let prog: &mut SockOps = program(self.ebpf, SOCK_OPS_PROGRAM)?;
+            prog.attach(&file, CgroupAttachMode::Single)
+                .map_err(|e| AttachError::attach(format!("sock_ops on {path}"), &e))?;
+        }
+        let map_error = |e: &dyn std::error::Error| AttachError::attach("map SOCK_OPS_FNS", e);
+        let map = self
+            .ebpf
+            .map_mut("SOCK_OPS_FNS")
+            .ok_or_else(|| AttachError::MissingProgram("map SOCK_OPS_FNS".into()))?;
+        let mut fns = Array::<_, u32>::try_from(map).map_err(|e| map_error(&e))?;
+        fns.set(callback, func as u32, 0).map_err(|e| map_error(&e))
+    }
+
+    /// Attaches cgroup_skb program `name` on the cgroup2 root.
+    pub fn cgroup_skb(&mut self, name: &str, ty: CgroupSkbAttachType) -> Result<(), AttachError> {
+        let (path, file) = self.cgroup_root()?;
+        let prog: &mut CgroupSkb = program(self.ebpf, name)?;
+        prog.load().map_err(|e| AttachError::load(name, e))?;
+        prog.attach(&file, ty, CgroupAttachMode::Single)
+            .map_err(|e| AttachError::attach(format!("cgroup_skb on {path}"), &e))?;
+        Ok(())
+    }
+
+    /// Attaches fentry/fexit `probe` to kernel function `function`.
+    pub fn fentry(
+        &mut self,
+        probe: &Probe,
+        function: &str,
+        btf: &aya::Btf,
+    ) -> Result<String, AttachError> {
+        let name = probe.program;
+        let attach =
+            |e: &dyn std::error::Error| AttachError::attach(format!("{name} on {function}"), e);
+        if probe.via == Via::Fexit {
+            let prog: &mut FExit = program(self.ebpf, name)?;
+            prog.load(function, btf)
+                .map_err(|e| AttachError::load(name, e))?;
+            prog.attach().map_err(|e| attach(&e))?;
+        } else {
+            let prog: &mut FEntry = program(self.ebpf, name)?;
+            prog.load(function, btf)
+                .map_err(|e| AttachError::load(name, e))?;
+            prog.attach().map_err(|e| attach(&e))?;
+        }
+        Ok(format!("{}:{function}", probe.via.name()))
+    }
+
+    /// Attaches every kprobe/kretprobe of `probes` to kernel function `function`.
+    pub fn kprobes(&mut self, probes: &[Probe], function: &str) -> Result<String, AttachError> {
+        let mut via = Vec::new();
+        for probe in probes {
+            let name = probe.program;
+            let prog: &mut KProbe = program(self.ebpf, name)?;
+            prog.load().map_err(|e| AttachError::load(name, e))?;
+            prog.attach(function, 0)
+                .map_err(|e| AttachError::attach(format!("{name} on {function}"), &e))?;
+            via.push(format!("{}:{function}", probe.via.name()));
+        }
+        Ok(via.join("+"))
+    }
+
+    fn cgroup_root(&self) -> Result<(String, File), AttachError> {
+        let path = self.cgroup.clone().ok_or(AttachError::NoCgroup2)?;
+        let file = File::open(&path).map_err(|source| AttachError::Cgroup {
+            path: path.clone(),
+            source,
+        })?;
+        Ok((path, file))
+    }
+}
+
+/// Fills hash map `name` with `keys` (value 1).
+pub fn fill<K: aya::Pod + Copy>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    keys: &[K],
+) -> Result<(), LoadError> {
+    let map = ebpf
+        .map_mut(name)
+        .ok_or_else(|| LoadError::Map(name, "missing".into()))?;
+    let mut map =
+        BpfHashMap::<_, K, u8>::try_from(map).map_err(|e| LoadError::Map(name, e.to_string()))?;
+    for key in keys {
+        map.insert(key, 1, 0)
+            .map_err(|e| LoadError::Map(name, e.to_string()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,332 @@
+//! Loading the embedded object and attaching every hook of the table with the best tier this
+//! kernel allows.
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{CgroupSkbAttachType, TracePoint};
+use aya::{Ebpf, EbpfLoader};
+use tracer_common::{
+    COMM_LEN, SyscallOp,
+    maps::{FdKey, FilterConfig, Owner},
+};
+
+use super::attach::{Attacher, Links, fill};
+use super::error::{AttachError, LoadError};
+use super::offsets::Offsets;
+use super::status::{HookStatus, missing_layers};
+use super::table::{KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, StandIn, syscall_programs};
+use super::tier::{ProbeMode, Tiers};
+use crate::system::{cgroup, sockets};
+
+/// The compiled programs, embedded at build time.
+pub(super) static PROGRAMS: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+/// What the user asked to trace.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Ports (local or remote).
+    pub ports: Vec<u16>,
+    /// Process ids.
+    pub pids: Vec<u32>,
+    /// Command name.
+    pub comm: Option<String>,
+    /// Emit syscall-enter records (for the human view).
+    pub emit_enter: bool,
+    /// Capture the traced connections' segments.
+    pub packets: bool,
+    /// Payload bytes to keep per segment.
+    pub snaplen: u16,
+    /// Which tier the kernel-function hooks use.
+    pub probe_mode: ProbeMode,
+}
+
+/// The loaded and attached programs. Dropping it detaches everything; [`Loaded::detach`] does
+/// it faster.
+pub struct Loaded {
+    ebpf: Ebpf,
+    tracepoint_links: Links,
+    /// One entry per logical hook, in display order.
+    pub hooks: Vec<HookStatus>,
+}
+
+impl Loaded {
+    /// Takes the event ring buffer.
+    pub fn ring_buffer(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| LoadError::Map("EVENTS", "missing".into()))?;
+        RingBuf::try_from(map).map_err(|e| LoadError::Map("EVENTS", e.to_string()))
+    }
+
+    /// Records the kernel could not put in the ring buffer, summed over CPUs.
+    pub fn dropped(&self) -> u64 {
+        self.ebpf
+            .map("DROPS")
+            .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
+            .and_then(|a| a.get(&0, 0).ok())
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
+    }
+
+    /// Layers with no hook attached at all.
+    pub fn missing_layers(&self) -> Vec<&'static str> {
+        missing_layers(&self.hooks)
+    }
+
+    /// Detaches everything. Releasing a tracepoint's perf event waits for an RCU grace period,
+    /// so the ~35 tracepoint links are released from several threads at once; sequentially
+    /// that takes seconds on small VMs.
+    pub fn detach(mut self) {
+        let mut links = Vec::new();
+        for (program, id) in std::mem::take(&mut self.tracepoint_links) {
+            let prog: Option<&mut TracePoint> = self
+                .ebpf
+                .program_mut(&program)
+                .and_then(|p| p.try_into().ok());
+            if let Some(link) = prog.and_then(|p| p.take_link(id).ok()) {
+                links.push(link);
+            }
+        }
+        let per_thread = links.len().div_ceil(8).max(1);
+        std::thread::scope(|s| {
+            while !links.is_empty() {
+                let chunk: Vec<_> = links.drain(..per_thread.min(links.len())).collect();
+                s.spawn(move || drop(chunk));
+            }
+        });
+        drop(self.ebpf);
+    }
+}
+
+fn filter_config(filter: &Filter) -> FilterConfig {
+    let mut comm = [0u8; COMM_LEN];
+    if let Some(c) = &filter.comm {
+        let n = c.len().min(COMM_LEN - 1);
+        comm[..n].copy_from_slice(&c.as_bytes()[..n]);
+    }
+    FilterConfig {
+        by_port: u8::from(!filter.ports.is_empty()),
+        by_pid: u8::from(!filter.pids.is_empty()),
+        by_comm: u8::from(filter.comm.is_some()),
+        emit_enter: u8::from(filter.emit_enter),
+        self_tgid: std::process::id(),
+        comm,
+        capture: u8::from(filter.packets),
+        _pad: 0,
+        snaplen: filter.snaplen,
+    }
+}
+
+/// Loads the programs with `filter` and attaches every hook it can.
+pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
+    let mut offsets = Offsets::tracepoints()?;
+    let tiers = Tiers::probe(filter.probe_mode);
+    if tiers.any_probe() {
+        offsets.add_sock_fields();
+    }
+    // No kernel BTF for the loader: Rust programs carry no CO-RE relocations to resolve, and
+    // parsing vmlinux BTF would cost ~100 ms of startup.
+    let mut ebpf = EbpfLoader::new()
+        .btf(None)
+        .override_global("FILTER", &filter_config(filter), true)
+        .override_global("OFFSETS", &offsets.values, true)
+        .load(PROGRAMS)?;
+    fill(&mut ebpf, "PORTS", &filter.ports)?;
+    fill(&mut ebpf, "PIDS", &filter.pids)?;
+    adopt_existing(&mut ebpf, filter)?;
+
+    let mut at = Attacher::new(&mut ebpf, cgroup::cgroup2_mount());
+    // The state hook goes first: it is what decides which sockets are traced.
+    let state_row = KERNEL_HOOKS
+        .iter()
+        .find(|h| h.layer == Layer::State)
+        .ok_or(LoadError::Core(AttachError::NoStandIn("no state hook")))?;
+    let state = attach_row(&mut at, &tiers, &offsets, state_row);
+    if let Some(e) = state.error {
+        return Err(LoadError::Core(e));
+    }
+    let mut hooks = vec![syscalls(&mut at)];
+    let mut state = Some(state);
+    for row in &KERNEL_HOOKS {
+        if row.layer == Layer::State {
+            hooks.extend(state.take());
+            if filter.packets {
+                hooks.push(packets(&mut at));
+            }
+        } else {
+            hooks.push(attach_row(&mut at, &tiers, &offsets, row));
+        }
+    }
+    let tracepoint_links = std::mem::take(&mut at.links);
+    Ok(Loaded {
+        ebpf,
+        tracepoint_links,
+        hooks,
+    })
+}
+
+/// Attaches one kernel function with the best tier allowed; reports how, and why the better
+/// tiers were not used.
+fn attach_row(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets, row: &KernelHook) -> HookStatus {
+    let name = row.func.name();
+    let mut skipped = Vec::new();
+    if row.has_probes() {
+        let lacking = offsets.lacking(row.sock_fields);
+        match (&tiers.fentry, row.fentry, &lacking) {
+            (Err(why), _, _) => skipped.push(why.clone()),
+            (Ok(_), _, Some(why)) => skipped.push(format!("fentry: {why}")),
+            (Ok(_), None, None) => skipped.push("fentry: no program for it".into()),
+            (Ok(btf), Some(probe), None) => match at.fentry(&probe, name, btf) {
+                Ok(via) => return HookStatus::attached(name, row.layer, "fentry", via, skipped),
+                Err(e) => skipped.push(format!("fentry: {e}")),
+            },
+        }
+        match (&tiers.kprobe, &lacking) {
+            (Err(why), _) => skipped.push(why.clone()),
+            (Ok(()), Some(why)) => skipped.push(format!("kprobe: {why}")),
+            (Ok(()), None) => match at.kprobes(row.kprobes, name) {
+                Ok(via) => return HookStatus::attached(name, row.layer, "kprobe", via, skipped),
+                Err(e) => skipped.push(format!("kprobe: {e}")),
+            },
+        }
+        if !tiers.mode.allows_stand_ins() {
+            let error = AttachError::Forced {
+                mode: tiers.mode.name(),
+                why: skipped.join("; "),
+            };
+            return HookStatus::missing(name, row.layer, error, skipped);
+        }
+    }
+    let result = match row.stand_in {
+        StandIn::SockOps { callback, label } => {
+            at.sock_ops(callback, row.func).map(|()| label.to_string())
+        }
+        StandIn::Tracepoint {
+            program,
+            category,
+            name,
+            since,
+            ..
+        } => at.tracepoint(program, category, name, since),
+        StandIn::SockTracepoint {
+            program,
+            category,
+            name,
+            sk_field,
+            forget,
+            ..
+        } => at.sock_tracepoint(program, row.func, category, name, sk_field, forget),
+        StandIn::None(why) => Err(AttachError::NoStandIn(why)),
+    };
+    match result {
+        Ok(via) => HookStatus::attached(name, row.layer, "tracepoint", via, skipped),
+        Err(e) => HookStatus::missing(name, row.layer, e, skipped),
+    }
+}
+
+/// The syscall layer: one enter program per syscall, one shared exit program.
+fn syscalls(at: &mut Attacher) -> HookStatus {
+    let mut attached = 0;
+    let mut errors = Vec::new();
+    for op in SyscallOp::ALL {
+        let (enter, exit_program) = syscall_programs(op);
+        let exit = format!("sys_exit_{}", op.name());
+        let result = at
+            .tracepoint(&enter, "syscalls", &enter, None)
+            .and_then(|_| at.tracepoint(exit_program, "syscalls", &exit, None));
+        match result {
+            Ok(_) => attached += 1,
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let all = SyscallOp::ALL.len();
+    let mut status = if attached > 0 {
+        HookStatus::attached(
+            "syscalls",
+            Layer::Syscall,
+            "tracepoint",
+            format!("tracepoint:syscalls:sys_enter_*/sys_exit_* ({attached}/{all} syscalls)"),
+            Vec::new(),
+        )
+    } else {
+        HookStatus::missing(
+            "syscalls",
+            Layer::Syscall,
+            AttachError::Load {
+                program: "sys_enter_*".into(),
+                reason: errors.join("; "),
+            },
+            Vec::new(),
+        )
+    };
+    if attached > 0 && !errors.is_empty() {
+        status.error = Some(AttachError::Load {
+            program: "sys_enter_*".into(),
+            reason: errors.join("; "),
+        });
+    }
+    status
+}
+
+/// The packet layer: cgroup_skb egress and ingress on the cgroup2 root.
+fn packets(at: &mut Attacher) -> HookStatus {
+    let [out, inward] = PACKET_PROGRAMS;
+    let result = at
+        .cgroup_skb(out, CgroupSkbAttachType::Egress)
+        .and_then(|()| at.cgroup_skb(inward, CgroupSkbAttachType::Ingress));
+    match result {
+        Ok(()) => HookStatus::attached(
+            "tcp_segments",
+            Layer::Packet,
+            "cgroup_skb",
+            "cgroup_skb:egress+ingress on the cgroup2 root".into(),
+            Vec::new(),
+        ),
+        Err(e) => HookStatus::missing("tcp_segments", Layer::Packet, e, Vec::new()),
+    }
+}
+
+/// Marks the TCP sockets traced processes already hold as traced: their fds, and their
+/// listeners' ports so that the connections they accept belong to them.
+fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<(), LoadError> {
+    let me = std::process::id();
+    let found = sockets::scan(|pid, comm, lport, rport| {
+        pid != me
+            && (filter.pids.is_empty() || filter.pids.contains(&pid))
+            && filter.comm.as_deref().is_none_or(|c| c == comm)
+            && (filter.ports.is_empty()
+                || filter.ports.contains(&lport)
+                || filter.ports.contains(&rport))
+    });
+    let map = |name| LoadError::Map(name, "missing".into());
+    let mut fds =
+        BpfHashMap::<_, FdKey, u64>::try_from(ebpf.map_mut("FDS").ok_or_else(|| map("FDS"))?)
+            .map_err(|e| LoadError::Map("FDS", e.to_string()))?;
+    for s in &found {
+        let _ = fds.insert(
+            FdKey {
+                tgid: s.pid,
+                fd: s.fd,
+            },
+            0,
+            0,
+        );
+    }
+    let mut listeners = BpfHashMap::<_, u16, Owner>::try_from(
+        ebpf.map_mut("LISTENERS").ok_or_else(|| map("LISTENERS"))?,
+    )
+    .map_err(|e| LoadError::Map("LISTENERS", e.to_string()))?;
+    for s in found.iter().filter(|s| s.listening) {
+        let mut comm = [0u8; COMM_LEN];
+        let n = s.comm.len().min(COMM_LEN - 1);
+        comm[..n].copy_from_slice(&s.comm.as_bytes()[..n]);
+        let owner = Owner {
+            pid: s.pid,
+            tid: s.pid,
+            comm,
+        };
+        let _ = listeners.insert(s.lport, owner, 0);
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! Checks the hook table against the embedded object, without loading anything (no root):
+//! every program the table names exists, with the type the table expects.
+
+#[cfg(test)]
+mod tests {
+    use aya_obj::{Object, ProgramSection};
+    use tracer_common::{SyscallOp, Via};
+
+    use crate::hooks::load::PROGRAMS;
+    use crate::hooks::table::{KERNEL_HOOKS, PACKET_PROGRAMS, syscall_programs};
+
+    fn matches(section: &ProgramSection, via: Via) -> bool {
+        matches!(
+            (section, via),
+            (ProgramSection::FEntry { .. }, Via::Fentry)
+                | (ProgramSection::FExit { .. }, Via::Fexit)
+                | (ProgramSection::KProbe, Via::Kprobe)
+                | (ProgramSection::KRetProbe, Via::Kretprobe)
+                | (ProgramSection::TracePoint, Via::Tracepoint)
+                | (ProgramSection::SockOps, Via::SockOps)
+                | (ProgramSection::CgroupSkb { .. }, Via::CgroupSkbEgress)
+        )
+    }
+
+    #[test]
+    fn every_program_the_table_names_is_in_the_object() {
+        let object = Object::parse(PROGRAMS).expect("the embedded object parses");
+        let check = |name: &str, via: Via| {
+            let program = object
+                .programs
+                .get(name)
+                .unwrap_or_else(|| panic!("program {name} is not in the object"));
+            assert!(
+                matches(&program.section, via),
+                "{name} is {:?}, the table expects {via:?}",
+                program.section
+            );
+        };
+        for row in &KERNEL_HOOKS {
+            for (name, via) in row.programs() {
+                check(name, via);
+            }
+        }
+        for op in SyscallOp::ALL {
+            let (enter, exit) = syscall_programs(op);
+            check(&enter, Via::Tracepoint);
+            check(exit, Via::Tracepoint);
+        }
+        for name in PACKET_PROGRAMS {
+            check(name, Via::CgroupSkbEgress);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The byte offsets the programs read fields at, resolved on the running kernel: tracepoint
+//! fields from tracefs `format` files, `struct sock` fields from the kernel's BTF. Handed to the
+//! programs as the `OFFSETS` global.
+
+use std::collections::HashMap;
+
+use tracer_common::offsets::{self as off, OFFSETS_LEN};
+
+use super::error::LoadError;
+use crate::system::{btf::Btf, tracefs::Format};
+
+/// A `struct sock` (or `tcp_sock`) field the probe programs read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SockField {
+    /// `sock_common.skc_family`
+    Family,
+    /// `sock_common.skc_num`
+    Num,
+    /// `sock_common.skc_dport`
+    Dport,
+    /// `sock_common.skc_rcv_saddr`
+    RcvSaddr,
+    /// `sock_common.skc_daddr`
+    Daddr,
+    /// `sock_common.skc_v6_rcv_saddr`
+    V6RcvSaddr,
+    /// `sock_common.skc_v6_daddr`
+    V6Daddr,
+    /// `tcp_sock.write_seq`
+    WriteSeq,
+}
+
+/// The fields that make a socket's 4-tuple.
+pub const TUPLE: [SockField; 7] = [
+    SockField::Family,
+    SockField::Num,
+    SockField::Dport,
+    SockField::RcvSaddr,
+    SockField::Daddr,
+    SockField::V6RcvSaddr,
+    SockField::V6Daddr,
+];
+
+impl SockField {
+    /// Every field.
+    pub const ALL: [SockField; 8] = [
+        Self::Family,
+        Self::Num,
+        Self::Dport,
+        Self::RcvSaddr,
+        Self::Daddr,
+        Self::V6RcvSaddr,
+        Self::V6Daddr,
+        Self::WriteSeq,
+    ];
+
+    /// Its index in `OFFSETS`, its struct and member.
+    fn spec(self) -> (usize, &'static str, &'static str) {
+        match self {
+            Self::Family => (off::SK_FAMILY, "sock_common", "skc_family"),
+            Self::Num => (off::SK_NUM, "sock_common", "skc_num"),
+            Self::Dport => (off::SK_DPORT, "sock_common", "skc_dport"),
+            Self::RcvSaddr => (off::SK_RCV_SADDR, "sock_common", "skc_rcv_saddr"),
+            Self::Daddr => (off::SK_DADDR, "sock_common", "skc_daddr"),
+            Self::V6RcvSaddr => (off::SK_V6_RCV_SADDR, "sock_common", "skc_v6_rcv_saddr"),
+            Self::V6Daddr => (off::SK_V6_DADDR, "sock_common", "skc_v6_daddr"),
+            Self::WriteSeq => (off::TP_WRITE_SEQ, "tcp_sock", "write_seq"),
+        }
+    }
+}
+
+/// The offsets array, filled as far as this kernel allows.
+pub struct Offsets {
+    /// The values handed to the programs.
+    pub values: [u32; OFFSETS_LEN],
+    /// `struct sock` fields this kernel's BTF could not place, and why.
+    pub missing: HashMap<SockField, String>,
+}
+
+impl Offsets {
+    /// Tracepoint field offsets from tracefs. The state tracepoint is required; the others
+    /// are optional (a missing one leaves its hook unattached).
+    pub fn tracepoints() -> Result<Self, LoadError> {
+        let mut values = [0u32; OFFSETS_LEN];
+        let state = Format::read("sock", "inet_sock_set_state")?;
+        for (i, f) in [
+            (off::STATE_SKADDR, "skaddr"),
+            (off::STATE_OLD, "oldstate"),
+            (off::STATE_NEW, "newstate"),
+            (off::STATE_SPORT, "sport"),
+            (off::STATE_DPORT, "dport"),
+            (off::STATE_FAMILY, "family"),
+            (off::STATE_PROTOCOL, "protocol"),
+            (off::STATE_SADDR, "saddr"),
+            (off::STATE_DADDR, "daddr"),
+            (off::STATE_SADDR6, "saddr_v6"),
+            (off::STATE_DADDR6, "daddr_v6"),
+        ] {
+            values[i] = state.offset(f)?;
+        }
+        if let Ok(f) = Format::read("sock", "sock_send_length") {
+            for (i, name) in [
+                (off::SOCKLEN_SK, "sk"),
+                (off::SOCKLEN_FAMILY, "family"),
+                (off::SOCKLEN_PROTOCOL, "protocol"),
+                (off::SOCKLEN_RET, "ret"),
+            ] {
+                values[i] = f.offset(name).unwrap_or(0);
+            }
+        }
+        Ok(Self {
+            values,
+            missing: HashMap::new(),
+        })
+    }
+
+    /// Adds the `struct sock` fields from the running kernel's BTF; what it lacks is recorded
+    /// in [`Self::missing`], and the hooks that need it will not use their probe tiers.
+    pub fn add_sock_fields(&mut self) {
+        let btf = match Btf::from_sys_fs() {
+            Ok(btf) => btf,
+            Err(e) => {
+                for field in SockField::ALL {
+                    self.missing.insert(field, e.to_string());
+                }
+                return;
+            }
+        };
+        for field in SockField::ALL {
+            let (i, st, member) = field.spec();
+            match btf.member_offset(st, member) {
+                Ok(o) => self.values[i] = o,
+                Err(e) => {
+                    self.missing.insert(field, e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Why the probe programs of a hook reading `fields` cannot run here, if they cannot.
+    pub fn lacking(&self, fields: &[SockField]) -> Option<String> {
+        fields
+            .iter()
+            .find_map(|f| self.missing.get(f))
+            .map(|why| format!("kernel BTF lacks what the programs read: {why}"))
+    }
+}

@@ -1,0 +1,399 @@
+//! The hook table: every kernel function the tracer watches, declared once — its programs per
+//! tier, its stand-in, the `struct sock` fields its programs read, and the layer its records
+//! belong to. The loader ([`super::load`]) walks this table; labels of events come from it; a
+//! unit test checks every program it names against the embedded object.
+//!
+//! Adding a function with three tiers: a [`KernelFn`] variant in
+//! `tracer-common/src/kernel_fn.rs`, its fentry/kprobe programs in
+//! `tracer-ebpf/src/kernel/<function>.rs`, a row here, and its test. A stand-in that is a
+//! sock_ops callback needs no eBPF code of its own; a tracepoint naming the socket needs one
+//! line in `tracer-ebpf/src/kernel/tracepoints.rs`.
+
+use std::fmt;
+
+use tracer_common::{KernelFn, SyscallOp, Via};
+
+use super::offsets::{SockField, TUPLE};
+
+/// Which layer a hook's records belong to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// System calls.
+    Syscall,
+    /// Kernel functions.
+    Kernel,
+    /// TCP state transitions.
+    State,
+    /// Segments on the wire.
+    Packet,
+}
+
+impl Layer {
+    /// The name used in every output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Syscall => "syscall",
+            Self::Kernel => "kernel",
+            Self::State => "state",
+            Self::Packet => "packet",
+        }
+    }
+}
+
+/// A program on the function itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Probe {
+    /// The program's name in the object.
+    pub program: &'static str,
+    /// Its kind: [`Via::Fentry`], [`Via::Fexit`], [`Via::Kprobe`] or [`Via::Kretprobe`].
+    pub via: Via,
+}
+
+/// The tracepoint-tier stand-in of a kernel function.
+#[derive(Clone, Copy, Debug)]
+pub enum StandIn {
+    /// A sock_ops callback inside the function, served by the generic sock_ops program.
+    SockOps {
+        /// `BPF_SOCK_OPS_*_CB`.
+        callback: u32,
+        /// The hook label: `sock_ops:tcp_connect_cb`.
+        label: &'static str,
+    },
+    /// A tracepoint with a program of its own.
+    Tracepoint {
+        /// The program's name in the object.
+        program: &'static str,
+        /// Tracepoint category.
+        category: &'static str,
+        /// Tracepoint name.
+        name: &'static str,
+        /// The hook label: `tracepoint:category:name`.
+        label: &'static str,
+        /// The kernel version that added it, for the message where it is missing.
+        since: Option<&'static str>,
+    },
+    /// A tracepoint whose record names the socket, served by a one-line program sharing the
+    /// body in `tracer-ebpf/src/kernel/tracepoints.rs`.
+    SockTracepoint {
+        /// The program's name in the object.
+        program: &'static str,
+        /// Tracepoint category.
+        category: &'static str,
+        /// Tracepoint name.
+        name: &'static str,
+        /// The hook label: `tracepoint:category:name`.
+        label: &'static str,
+        /// The field holding the socket pointer.
+        sk_field: &'static str,
+        /// The socket is gone after it: forget it.
+        forget: bool,
+    },
+    /// Nothing stands in for it; why.
+    None(&'static str),
+}
+
+impl StandIn {
+    /// The hook label of records it produces.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::SockOps { label, .. }
+            | Self::Tracepoint { label, .. }
+            | Self::SockTracepoint { label, .. } => label,
+            Self::None(_) => "none",
+        }
+    }
+}
+
+/// How one kernel function is watched.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelHook {
+    /// The function.
+    pub func: KernelFn,
+    /// The layer of its records.
+    pub layer: Layer,
+    /// The fentry or fexit program.
+    pub fentry: Option<Probe>,
+    /// The kprobe/kretprobe programs, attached together.
+    pub kprobes: &'static [Probe],
+    /// The tracepoint-tier stand-in.
+    pub stand_in: StandIn,
+    /// The `struct sock` fields its probe programs read (offsets from kernel BTF).
+    pub sock_fields: &'static [SockField],
+}
+
+impl KernelHook {
+    /// Whether the function itself can be probed; rows without probes use their stand-in in
+    /// every mode.
+    pub fn has_probes(&self) -> bool {
+        self.fentry.is_some() || !self.kprobes.is_empty()
+    }
+
+    /// Every program name the row uses (for the object check).
+    pub fn programs(&self) -> impl Iterator<Item = (&'static str, Via)> + '_ {
+        let stand_in = match self.stand_in {
+            StandIn::SockOps { .. } => Some((SOCK_OPS_PROGRAM, Via::SockOps)),
+            StandIn::Tracepoint { program, .. } => Some((program, Via::Tracepoint)),
+            StandIn::SockTracepoint { program, .. } => Some((program, Via::Tracepoint)),
+            StandIn::None(_) => None,
+        };
+        self.fentry
+            .iter()
+            .chain(self.kprobes)
+            .map(|p| (p.program, p.via))
+            .chain(stand_in)
+    }
+}
+
+/// The generic sock_ops program (`tracer-ebpf/src/kernel/sock_ops.rs`).
+pub const SOCK_OPS_PROGRAM: &str = "kernel_fn_sock_ops";
+
+const fn fentry(program: &'static str) -> Option<Probe> {
+    Some(Probe {
+        program,
+        via: Via::Fentry,
+    })
+}
+
+const fn fexit(program: &'static str) -> Option<Probe> {
+    Some(Probe {
+        program,
+        via: Via::Fexit,
+    })
+}
+
+const fn kprobe(program: &'static str) -> Probe {
+    Probe {
+        program,
+        via: Via::Kprobe,
+    }
+}
+
+const fn kretprobe(program: &'static str) -> Probe {
+    Probe {
+        program,
+        via: Via::Kretprobe,
+    }
+}
+
+/// A tracepoint stand-in with its own program, labelled from its category and name.
+macro_rules! tracepoint {
+    ($program:literal, $category:literal, $name:literal, $since:expr) => {
+        StandIn::Tracepoint {
+            program: $program,
+            category: $category,
+            name: $name,
+            label: concat!("tracepoint:", $category, ":", $name),
+            since: $since,
+        }
+    };
+}
+
+/// A tracepoint naming the socket; its program has the tracepoint's name.
+macro_rules! sock_tracepoint {
+    ($category:literal, $name:literal, forget: $forget:expr) => {
+        StandIn::SockTracepoint {
+            program: $name,
+            category: $category,
+            name: $name,
+            label: concat!("tracepoint:", $category, ":", $name),
+            sk_field: "skaddr",
+            forget: $forget,
+        }
+    };
+}
+
+/// `BPF_SOCK_OPS_TCP_CONNECT_CB`
+const TCP_CONNECT_CB: u32 = 3;
+/// `BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB`
+const PASSIVE_ESTABLISHED_CB: u32 = 5;
+
+/// The kernel functions, in display order.
+pub const KERNEL_HOOKS: [KernelHook; 10] = [
+    KernelHook {
+        func: KernelFn::TcpConnect,
+        layer: Layer::Kernel,
+        fentry: fentry("fentry_tcp_connect"),
+        kprobes: &[kprobe("kprobe_tcp_connect")],
+        stand_in: StandIn::SockOps {
+            callback: TCP_CONNECT_CB,
+            label: "sock_ops:tcp_connect_cb",
+        },
+        sock_fields: &[
+            SockField::Family,
+            SockField::Num,
+            SockField::Dport,
+            SockField::RcvSaddr,
+            SockField::Daddr,
+            SockField::V6RcvSaddr,
+            SockField::V6Daddr,
+            SockField::WriteSeq,
+        ],
+    },
+    KernelHook {
+        func: KernelFn::InetCskAccept,
+        layer: Layer::Kernel,
+        fentry: fexit("fexit_inet_csk_accept"),
+        kprobes: &[kretprobe("kretprobe_inet_csk_accept")],
+        stand_in: StandIn::SockOps {
+            callback: PASSIVE_ESTABLISHED_CB,
+            label: "sock_ops:passive_established_cb",
+        },
+        sock_fields: &TUPLE,
+    },
+    KernelHook {
+        func: KernelFn::TcpSendmsg,
+        layer: Layer::Kernel,
+        fentry: fentry("fentry_tcp_sendmsg"),
+        kprobes: &[kprobe("kprobe_tcp_sendmsg")],
+        stand_in: tracepoint!("sock_send_length", "sock", "sock_send_length", Some("6.3")),
+        sock_fields: &[SockField::WriteSeq],
+    },
+    KernelHook {
+        func: KernelFn::TcpRecvmsg,
+        layer: Layer::Kernel,
+        fentry: fexit("fexit_tcp_recvmsg"),
+        kprobes: &[
+            kprobe("kprobe_tcp_recvmsg"),
+            kretprobe("kretprobe_tcp_recvmsg"),
+        ],
+        stand_in: tracepoint!("sock_recv_length", "sock", "sock_recv_length", Some("6.3")),
+        sock_fields: &[],
+    },
+    KernelHook {
+        func: KernelFn::TcpClose,
+        layer: Layer::Kernel,
+        fentry: fentry("fentry_tcp_close"),
+        kprobes: &[kprobe("kprobe_tcp_close")],
+        stand_in: StandIn::None(
+            "no tracepoint stands in for it; the close() syscall and the state change show it",
+        ),
+        sock_fields: &[],
+    },
+    // The state layer stays on the tracepoint in every mode: it fires inside tcp_set_state
+    // and also for inet_sk_set_state (a child's SYN_RECV), which a probe on tcp_set_state
+    // would miss.
+    KernelHook {
+        func: KernelFn::TcpSetState,
+        layer: Layer::State,
+        fentry: None,
+        kprobes: &[],
+        stand_in: tracepoint!("inet_sock_set_state", "sock", "inet_sock_set_state", None),
+        sock_fields: &[],
+    },
+    KernelHook {
+        func: KernelFn::TcpReceiveReset,
+        layer: Layer::Kernel,
+        fentry: None,
+        kprobes: &[],
+        stand_in: sock_tracepoint!("tcp", "tcp_receive_reset", forget: false),
+        sock_fields: &[],
+    },
+    KernelHook {
+        func: KernelFn::TcpSendReset,
+        layer: Layer::Kernel,
+        fentry: None,
+        kprobes: &[],
+        stand_in: sock_tracepoint!("tcp", "tcp_send_reset", forget: false),
+        sock_fields: &[],
+    },
+    KernelHook {
+        func: KernelFn::TcpDestroySock,
+        layer: Layer::Kernel,
+        fentry: None,
+        kprobes: &[],
+        stand_in: sock_tracepoint!("tcp", "tcp_destroy_sock", forget: true),
+        sock_fields: &[],
+    },
+    KernelHook {
+        func: KernelFn::TcpRetransmitSkb,
+        layer: Layer::Kernel,
+        fentry: None,
+        kprobes: &[],
+        stand_in: sock_tracepoint!("tcp", "tcp_retransmit_skb", forget: false),
+        sock_fields: &[],
+    },
+];
+
+/// The row of `func`.
+pub fn row(func: KernelFn) -> &'static KernelHook {
+    KERNEL_HOOKS
+        .iter()
+        .find(|h| h.func == func)
+        .unwrap_or(&KERNEL_HOOKS[0])
+}
+
+/// The syscall layer's programs for `op`: its own enter program and the shared exit program.
+pub fn syscall_programs(op: SyscallOp) -> (String, &'static str) {
+    let exit = if op.accepts() {
+        "sys_exit_accept"
+    } else {
+        "sys_exit"
+    };
+    (format!("sys_enter_{}", op.name()), exit)
+}
+
+/// The packet layer's programs: egress, then ingress.
+pub const PACKET_PROGRAMS: [&str; 2] = ["packets_out", "packets_in"];
+
+/// The hook that produced an event, as users name it: `fentry:tcp_sendmsg`,
+/// `tracepoint:sock:inet_sock_set_state`, `cgroup_skb:egress`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookLabel {
+    /// A label known as a whole.
+    Fixed(&'static str),
+    /// A probe on the function itself: `<via>:<function>`.
+    Probe(Via, KernelFn),
+}
+
+impl fmt::Display for HookLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fixed(label) => f.write_str(label),
+            Self::Probe(via, func) => write!(f, "{}:{}", via.name(), func.name()),
+        }
+    }
+}
+
+/// The label of a record of `func` (if it names one) produced through `via`.
+pub fn label(func: Option<KernelFn>, via: Via) -> HookLabel {
+    match (via, func) {
+        (Via::Syscalls, _) => HookLabel::Fixed("tracepoint:syscalls"),
+        (Via::CgroupSkbEgress, _) => HookLabel::Fixed("cgroup_skb:egress"),
+        (Via::CgroupSkbIngress, _) => HookLabel::Fixed("cgroup_skb:ingress"),
+        (via, Some(func)) if via.is_probe() => HookLabel::Probe(via, func),
+        (_, Some(func)) => HookLabel::Fixed(row(func).stand_in.label()),
+        (via, None) => HookLabel::Fixed(via.name()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_function_has_one_row_and_labels_name_the_hook() {
+        for func in KernelFn::ALL {
+            assert_eq!(
+                KERNEL_HOOKS.iter().filter(|h| h.func == func).count(),
+                1,
+                "{func:?}"
+            );
+        }
+        assert_eq!(
+            label(Some(KernelFn::TcpSendmsg), Via::Fentry).to_string(),
+            "fentry:tcp_sendmsg"
+        );
+        assert_eq!(
+            label(Some(KernelFn::TcpSendmsg), Via::Tracepoint).to_string(),
+            "tracepoint:sock:sock_send_length"
+        );
+        assert_eq!(
+            label(Some(KernelFn::TcpConnect), Via::SockOps).to_string(),
+            "sock_ops:tcp_connect_cb"
+        );
+        assert_eq!(
+            label(Some(KernelFn::TcpDestroySock), Via::Tracepoint).to_string(),
+            "tracepoint:tcp:tcp_destroy_sock"
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Facts about the machine, read before anything is loaded: privileges, the kernel's BTF and
+//! tracefs, which probe mechanisms the kernel offers, the cgroup2 mount, and the TCP sockets
+//! already open.
+
+pub mod btf;
+pub mod cgroup;
+pub mod features;
+pub mod privileges;
+pub mod sockets;
+pub mod tracefs;
