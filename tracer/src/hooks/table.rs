@@ -218,16 +218,8 @@ pub const KERNEL_HOOKS: [KernelHook; 10] = [
             callback: TCP_CONNECT_CB,
             label: "sock_ops:tcp_connect_cb",
         },
-        sock_fields: &[
-            SockField::Family,
-            SockField::Num,
-            SockField::Dport,
-            SockField::RcvSaddr,
-            SockField::Daddr,
-            SockField::V6RcvSaddr,
-            SockField::V6Daddr,
-            SockField::WriteSeq,
-        ],
+        // The 4-tuple, and write_seq (the ISN until the first byte is queued).
+        sock_fields: &SockField::ALL,
     },
     KernelHook {
         func: KernelFn::InetCskAccept,
