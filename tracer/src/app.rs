@@ -71,10 +71,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut pipeline = Pipeline::new(views, cli.ladder);
     let result = trace(&cli, &mut loaded, &mut pipeline, &missing).await;
     let dropped = loaded.dropped();
-    let finished = match result {
-        Ok(demo) => pipeline.finish(dropped).map(|()| demo),
-        Err(e) => Err(e),
-    };
+    let finished = result.and_then(|demo| {
+        pipeline.finish(dropped).map_err(output_error)?;
+        Ok(demo)
+    });
     if dropped > 0 {
         eprintln!("tracer: {dropped} event(s) were dropped because the ring buffer was full");
     }
@@ -83,9 +83,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Ok(Some(Err(e))) => anyhow::bail!(e),
         Ok(_) => Ok(()),
         // `tracer | head`: the reader has what it wanted.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("writing the output failed: {e}")),
+        Err(e)
+            if e.root_cause()
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
+}
+
+/// A view could not write.
+fn output_error(e: io::Error) -> anyhow::Error {
+    anyhow::Error::new(e).context("writing the output failed")
 }
 
 /// The views the options ask for, in the order they write at the end.
@@ -125,15 +136,18 @@ async fn trace(
     loaded: &mut hooks::Loaded,
     pipeline: &mut Pipeline,
     missing: &[&'static str],
-) -> io::Result<Option<Result<(), String>>> {
-    pipeline.meta(&Meta::Ready {
-        hooks: &loaded.hooks,
-        missing_layers: missing,
-    })?;
-    let ring = loaded.ring_buffer().map_err(io::Error::other)?;
+) -> anyhow::Result<Option<Result<(), String>>> {
+    pipeline
+        .meta(&Meta::Ready {
+            hooks: &loaded.hooks,
+            missing_layers: missing,
+        })
+        .map_err(output_error)?;
+    let ring = loaded.ring_buffer()?;
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged until `ring`
     // (and with it the AsyncFd) is dropped.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?;
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("cannot watch the ring buffer: {e}"))?;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -159,7 +173,7 @@ async fn trace(
             _ = tick.tick() => {
                 // Records are written without wakeups (see tracer-ebpf emit.rs): collect here.
                 collect(ring.get_mut(), pipeline);
-                pipeline.drain(monotonic_ns())?;
+                pipeline.drain(monotonic_ns()).map_err(output_error)?;
                 let dropped = loaded.dropped();
                 if dropped > reported_drops && !cli.json {
                     eprintln!("tracer: {} event(s) dropped: the ring buffer was full", dropped - reported_drops);

@@ -17,20 +17,28 @@ mod tcp_recvmsg;
 mod tcp_sendmsg;
 mod tracepoints;
 
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    programs::TracePointContext,
+};
 use tracer_common::{
     AF_INET, AF_INET6, KernelFn, Via,
     maps::{FdKey, Owner},
-    offsets::{SK_DADDR, SK_DPORT, SK_FAMILY, SK_NUM, SK_RCV_SADDR, SK_V6_DADDR, SK_V6_RCV_SADDR},
+    offsets::{
+        SK_DADDR, SK_DPORT, SK_FAMILY, SK_NUM, SK_RCV_SADDR, SK_V6_DADDR, SK_V6_RCV_SADDR,
+        SOCKLEN_FAMILY, SOCKLEN_PROTOCOL, SOCKLEN_RET, SOCKLEN_SK,
+    },
     record::{FLAG_BYTES, KernelRecord, Task, Tuple},
 };
 
 use crate::{
-    context::sk_field,
+    context::{field, sk_field},
     emit::emit,
     filter::current_comm,
     maps::{FDS, INFLIGHT, SOCKS},
 };
+
+const IPPROTO_TCP: u16 = 6;
 
 /// A kernel-layer record for traced socket `sk`, attributed to `owner`.
 #[inline(always)]
@@ -75,6 +83,21 @@ fn with_tuple(sk: u64, func: KernelFn, via: Via) -> Option<KernelRecord> {
     Some(record)
 }
 
+/// The TCP socket and result of a `sock:sock_send_length`/`sock:sock_recv_length` record (the
+/// two share one layout): the `tcp_sendmsg`/`tcp_recvmsg` stand-ins.
+#[inline(always)]
+fn sock_length(ctx: &TracePointContext) -> Option<(u64, i64)> {
+    if field::<u16>(ctx, SOCKLEN_PROTOCOL) != IPPROTO_TCP {
+        return None;
+    }
+    let family: u16 = field(ctx, SOCKLEN_FAMILY);
+    if family != AF_INET && family != AF_INET6 {
+        return None;
+    }
+    let sk: u64 = field(ctx, SOCKLEN_SK);
+    Some((sk, i64::from(field::<i32>(ctx, SOCKLEN_RET))))
+}
+
 /// `tcp_sendmsg`/`tcp_recvmsg` (or their stand-ins) on `sk` moving `bytes` (negative: an
 /// errno), in process context: names the task moving them, and ties its fd to the socket.
 /// `fill` adds what the hook alone can see (the stream position on the probe tiers).
@@ -83,29 +106,24 @@ fn moved(sk: u64, bytes: i64, func: KernelFn, via: Via, fill: impl FnOnce(&mut K
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let inflight = INFLIGHT.get_ptr(pid_tgid as u32);
-    let mut owner = match traced(sk) {
+    let owner = match traced(sk) {
         Some(owner) => owner,
         // A socket open before the tracer started, used through a traced fd (found in /proc
         // at startup): the syscall in flight says so. Adopt it.
         None if inflight.is_some() => Task::NONE,
         None => return,
     };
-    let comm = current_comm();
-    if owner.pid == 0 {
-        // The owner was guessed in softirq, or the socket just adopted; now we know it.
-        owner = Owner {
-            pid: tgid,
-            tid: pid_tgid as u32,
-            comm,
-        };
-        let _ = SOCKS.insert(sk, owner, 0);
-    }
-    let mut record = record(sk, &owner, func, via);
-    record.header.task = Owner {
+    // Bytes move in process context: the record names the task moving them.
+    let current = Owner {
         pid: tgid,
         tid: pid_tgid as u32,
-        comm,
+        comm: current_comm(),
     };
+    if owner.pid == 0 {
+        // The owner was guessed in softirq, or the socket just adopted; now we know it.
+        let _ = SOCKS.insert(sk, current, 0);
+    }
+    let mut record = record(sk, &current, func, via);
     record.header.flags |= FLAG_BYTES;
     record.bytes = bytes;
     fill(&mut record);

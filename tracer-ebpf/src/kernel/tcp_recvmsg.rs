@@ -7,33 +7,14 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::{FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
-use tracer_common::{
-    AF_INET, AF_INET6, KernelFn, Via,
-    offsets::{SOCKLEN_FAMILY, SOCKLEN_PROTOCOL, SOCKLEN_RET, SOCKLEN_SK},
-};
+use tracer_common::{KernelFn, Via};
 
-use super::{moved, traced};
-use crate::{context::field, maps::INFLIGHT};
-
-const IPPROTO_TCP: u16 = 6;
+use super::{moved, sock_length, traced};
+use crate::maps::INFLIGHT;
 
 /// `tcp_recvmsg`'s socket between kprobe and kretprobe, by thread.
 #[map]
 static RECV_SOCK: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
-
-/// The TCP socket and result of a `sock_send_length`/`sock_recv_length` record (same layout).
-#[inline(always)]
-pub(super) fn sock_length(ctx: &TracePointContext) -> Option<(u64, i64)> {
-    if field::<u16>(ctx, SOCKLEN_PROTOCOL) != IPPROTO_TCP {
-        return None;
-    }
-    let family: u16 = field(ctx, SOCKLEN_FAMILY);
-    if family != AF_INET && family != AF_INET6 {
-        return None;
-    }
-    let sk: u64 = field(ctx, SOCKLEN_SK);
-    Some((sk, i64::from(field::<i32>(ctx, SOCKLEN_RET))))
-}
 
 /// `fexit:tcp_recvmsg`
 #[fexit(function = "tcp_recvmsg")]

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use tracer_common::{KernelFn, Via, offsets::TP_WRITE_SEQ, record::FLAG_WRITE_SEQ};
 
-use super::moved;
+use super::{moved, sock_length};
 use crate::context::sk_field;
 
 /// On the probe tiers: where these bytes start in the stream.
@@ -39,7 +39,7 @@ pub fn kprobe_tcp_sendmsg(ctx: ProbeContext) -> u32 {
 /// `tracepoint:sock:sock_send_length`
 #[tracepoint]
 pub fn sock_send_length(ctx: TracePointContext) -> u32 {
-    if let Some((sk, ret)) = super::tcp_recvmsg::sock_length(&ctx) {
+    if let Some((sk, ret)) = sock_length(&ctx) {
         moved(sk, ret, KernelFn::TcpSendmsg, Via::Tracepoint, |_| {});
     }
     0

@@ -149,7 +149,6 @@ impl Conn {
 
     pub(super) fn see_segment(
         &mut self,
-        id: ConnId,
         seg: &Segment,
         out: bool,
         ts: u64,
@@ -176,7 +175,7 @@ impl Conn {
             _ => u32::from(tcp.window),
         };
         let view = SegmentView {
-            conn: id,
+            conn: self.id,
             out,
             rel_seq: tcp.seq.wrapping_sub(base),
             rel_ack,

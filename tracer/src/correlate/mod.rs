@@ -32,14 +32,38 @@ pub struct End {
     pub segment: Option<SegmentView>,
 }
 
-/// An event with the connections it belongs to: one, or for a segment each traced end that
-/// saw it (none when no traced end claims it or it could not be decoded).
+/// The connections an event belongs to: one, or for a segment each traced end that saw it
+/// (none when no traced end claims it or it could not be decoded). Held inline: this is made
+/// for every event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ends([Option<End>; 2]);
+
+impl Ends {
+    /// Just `end`.
+    pub fn one(end: End) -> Self {
+        Self([Some(end), None])
+    }
+
+    /// Adds `end` (a segment has at most two traced ends: its sender and its receiver).
+    fn push(&mut self, end: End) {
+        if let Some(slot) = self.0.iter_mut().find(|slot| slot.is_none()) {
+            *slot = Some(end);
+        }
+    }
+
+    /// The ends, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &End> {
+        self.0.iter().flatten()
+    }
+}
+
+/// An event with the connections it belongs to.
 #[derive(Clone, Debug)]
 pub struct Correlated {
     /// The event as decoded.
     pub event: Event,
-    /// Its connections (at most two).
-    pub ends: Vec<End>,
+    /// Its connections.
+    pub ends: Ends,
     /// A state event the kernel reported as `-> CLOSE` that is really the move into TIME_WAIT
     /// (see `Correlator::timewait`).
     pub timewait: bool,
@@ -90,7 +114,7 @@ impl Correlator {
     /// Assigns `ev` to its connections, updating what is known about them, and hands the
     /// result to `out` — later for a segment whose traced end is not known yet, together with
     /// the events that make it known.
-    pub fn observe(&mut self, ev: Event, out: &mut impl FnMut(Correlated)) {
+    pub fn observe(&mut self, ev: Event, out: &mut dyn FnMut(Correlated)) {
         if matches!(ev.kind, Kind::Packet(_)) {
             self.segment(ev, out);
             return;
@@ -100,10 +124,10 @@ impl Correlator {
         self.update(id, &ev, timewait);
         out(Correlated {
             event: ev,
-            ends: vec![End {
+            ends: Ends::one(End {
                 conn: id,
                 segment: None,
-            }],
+            }),
             timewait,
         });
         // What this event named may complete parked segments (deadline 0: none expires here).
@@ -112,13 +136,13 @@ impl Correlator {
 
     /// Releases parked segments whose deadline passed by `now_ns`, and retires finished
     /// connections (keeping a bounded history for the summary): memory stays flat under churn.
-    pub fn expire(&mut self, now_ns: u64, out: &mut impl FnMut(Correlated)) {
+    pub fn expire(&mut self, now_ns: u64, out: &mut dyn FnMut(Correlated)) {
         self.release_parked(now_ns, out);
         self.retire(now_ns);
     }
 
     /// Releases every parked segment.
-    pub fn flush(&mut self, out: &mut impl FnMut(Correlated)) {
+    pub fn flush(&mut self, out: &mut dyn FnMut(Correlated)) {
         self.release_parked(u64::MAX, out);
     }
 
@@ -187,17 +211,29 @@ impl Correlator {
         )
     }
 
-    fn segment(&mut self, ev: Event, out: &mut impl FnMut(Correlated)) {
+    /// Whether an end of the segment from `src` to `dst` is on a traced listener's port and
+    /// no connection names it yet: the listener's accepted child will.
+    fn awaits_child(&self, src: Endpoint, dst: Endpoint) -> bool {
+        let (sender, receiver) = self.ends_of(src, dst);
+        (sender.is_none() && self.listening_on(src.port))
+            || (receiver.is_none() && self.listening_on(dst.port))
+    }
+
+    /// Whether no traced end claims the segment from `src` to `dst`.
+    fn unclaimed(&self, src: Endpoint, dst: Endpoint) -> bool {
+        self.ends_of(src, dst) == (None, None)
+    }
+
+    fn segment(&mut self, ev: Event, out: &mut dyn FnMut(Correlated)) {
         let Some((src, dst)) = seg_ends(&ev) else {
             // Undecodable: no connection claims it (the capture file still gets it).
             out(Correlated {
                 event: ev,
-                ends: Vec::new(),
+                ends: Ends::default(),
                 timewait: false,
             });
             return;
         };
-        let (sender, receiver) = self.ends_of(src, dst);
         // A handshake segment on a traced listener's port that no connection names yet: the
         // accepted child will, once the handshake's last ACK is in.
         let handshake = ev
@@ -207,10 +243,8 @@ impl Correlator {
             || self.parked.iter().any(|p| {
                 seg_ends(&p.event).is_some_and(|ends| ends == (src, dst) || ends == (dst, src))
             });
-        let pending = handshake
-            && ((sender.is_none() && self.listening_on(src.port))
-                || (receiver.is_none() && self.listening_on(dst.port)));
-        if pending || (sender.is_none() && receiver.is_none()) {
+        let pending = handshake && self.awaits_child(src, dst);
+        if pending || self.unclaimed(src, dst) {
             let wait = if pending {
                 PARK_LISTENER_NS
             } else {
@@ -232,7 +266,7 @@ impl Correlator {
 
     /// Releases parked segments whose ends are now all known, or whose deadline is before
     /// `now_ns`, in the order they arrived.
-    fn release_parked(&mut self, now_ns: u64, out: &mut impl FnMut(Correlated)) {
+    fn release_parked(&mut self, now_ns: u64, out: &mut dyn FnMut(Correlated)) {
         if self.parked.is_empty() {
             return;
         }
@@ -241,10 +275,7 @@ impl Correlator {
             let p = &self.parked[i];
             let ready = p.deadline_ns <= now_ns
                 || seg_ends(&p.event).is_some_and(|(src, dst)| {
-                    let (s, r) = self.ends_of(src, dst);
-                    (s.is_some() || !self.listening_on(src.port))
-                        && (r.is_some() || !self.listening_on(dst.port))
-                        && (s.is_some() || r.is_some())
+                    !self.awaits_child(src, dst) && !self.unclaimed(src, dst)
                 });
             if ready {
                 if let Some(p) = self.parked.remove(i) {
@@ -258,17 +289,12 @@ impl Correlator {
 
     /// Hands a segment to every traced end it names; a segment no connection claims gets a
     /// connection of its own.
-    fn attribute(&mut self, ev: Event, out: &mut impl FnMut(Correlated)) {
+    fn attribute(&mut self, ev: Event, out: &mut dyn FnMut(Correlated)) {
         let Some((src, dst)) = seg_ends(&ev) else {
             return;
         };
-        let (sender, receiver) = self.ends_of(src, dst);
-        let mut ids: Vec<(ConnId, bool)> = sender
-            .map(|id| (id, true))
-            .into_iter()
-            .chain(receiver.map(|id| (id, false)))
-            .collect();
-        if ids.is_empty() {
+        let (mut sender, receiver) = self.ends_of(src, dst);
+        if sender.is_none() && receiver.is_none() {
             let id = self.create(&ev);
             if let Some(conn) = self.conns.get_mut(&id) {
                 conn.local = Some(src);
@@ -276,22 +302,21 @@ impl Correlator {
                 conn.family = ev.family;
             }
             self.by_ends.insert((src, dst), id);
-            ids.push((id, true));
+            sender = Some(id);
         }
         let keep = self.keep_ladder;
-        let ends = match ev.captured().map(|c| &c.segment) {
-            Some(Ok(seg)) => ids
-                .into_iter()
-                .filter_map(|(id, sent)| {
-                    let conn = self.conns.get_mut(&id)?;
-                    Some(End {
-                        conn: id,
-                        segment: Some(conn.see_segment(id, seg, sent, ev.ts_ns, keep)),
-                    })
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let mut ends = Ends::default();
+        if let Some(Ok(seg)) = ev.captured().map(|c| &c.segment) {
+            for (id, sent) in [(sender, true), (receiver, false)] {
+                if let Some(conn) = id.and_then(|id| self.conns.get_mut(&id)) {
+                    let view = conn.see_segment(seg, sent, ev.ts_ns, keep);
+                    ends.push(End {
+                        conn: conn.id,
+                        segment: Some(view),
+                    });
+                }
+            }
+        }
         out(Correlated {
             event: ev,
             ends,
@@ -650,7 +675,7 @@ mod tests {
         let mut got = Vec::new();
         c.observe(e.clone(), &mut |x| got.push(x));
         let x = got.pop().expect("one result");
-        (x.ends[0].conn, x.timewait)
+        (x.ends.iter().next().unwrap().conn, x.timewait)
     }
 
     fn call(op: SyscallOp, ret: i64) -> Kind {

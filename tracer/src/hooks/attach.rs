@@ -12,7 +12,7 @@ use aya::programs::{
 };
 use tracer_common::{KernelFn, Via, maps::TracepointFn};
 
-use super::error::{AttachError, LoadError};
+use super::error::{AttachError, MapError};
 use super::table::{Probe, SOCK_OPS_PROGRAM};
 use crate::system::tracefs::{self, Format};
 
@@ -38,6 +38,28 @@ where
             program: name.to_string(),
             source,
         })
+}
+
+/// Map `name` of `ebpf` as a `T` (`HashMap`, `Array`, `RingBuf`...).
+pub fn map<'m, T>(ebpf: &'m mut Ebpf, name: &'static str) -> Result<T, MapError>
+where
+    T: TryFrom<&'m mut aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.map_mut(name).ok_or_else(|| MapError {
+        name,
+        reason: "missing from the object".into(),
+    })?;
+    T::try_from(map).map_err(|e| MapError::new(name, &e))
+}
+
+/// The cgroup2 root `path` opened for attaching, or why it cannot be.
+fn cgroup_root(path: Option<&str>) -> Result<(&str, File), AttachError> {
+    let path = path.ok_or(AttachError::NoCgroup2)?;
+    let file = File::open(path).map_err(|source| AttachError::Cgroup {
+        path: path.to_string(),
+        source,
+    })?;
+    Ok((path, file))
 }
 
 impl<'a> Attacher<'a> {
@@ -112,7 +134,7 @@ impl<'a> Attacher<'a> {
             sk_offset: sk_offset as u16,
         };
         fns.insert(func as u32, spec, 0)
-            .map_err(|e| map_error(&e))?;
+            .map_err(|e| MapError::new("TRACEPOINT_FNS", &e))?;
         self.tracepoint(name, category, event, None)
     }
 
@@ -122,23 +144,18 @@ impl<'a> Attacher<'a> {
         if prog.fd().is_err() {
             prog.load()
                 .map_err(|e| AttachError::load(SOCK_OPS_PROGRAM, e))?;
-            let (path, file) = self.cgroup_root()?;
-            let prog: &mut SockOps = program(self.ebpf, SOCK_OPS_PROGRAM)?;
+            let (path, file) = cgroup_root(self.cgroup.as_deref())?;
             prog.attach(&file, CgroupAttachMode::Single)
                 .map_err(|e| AttachError::attach(format!("sock_ops on {path}"), &e))?;
         }
-        let map_error = |e: &dyn std::error::Error| AttachError::attach("map SOCK_OPS_FNS", e);
-        let map = self
-            .ebpf
-            .map_mut("SOCK_OPS_FNS")
-            .ok_or_else(|| AttachError::MissingProgram("map SOCK_OPS_FNS".into()))?;
-        let mut fns = Array::<_, u32>::try_from(map).map_err(|e| map_error(&e))?;
-        fns.set(callback, func as u32, 0).map_err(|e| map_error(&e))
+        let mut fns: Array<_, u32> = map(self.ebpf, "SOCK_OPS_FNS")?;
+        fns.set(callback, func as u32, 0)
+            .map_err(|e| MapError::new("SOCK_OPS_FNS", &e).into())
     }
 
     /// Attaches cgroup_skb program `name` on the cgroup2 root.
     pub fn cgroup_skb(&mut self, name: &str, ty: CgroupSkbAttachType) -> Result<(), AttachError> {
-        let (path, file) = self.cgroup_root()?;
+        let (path, file) = cgroup_root(self.cgroup.as_deref())?;
         let prog: &mut CgroupSkb = program(self.ebpf, name)?;
         prog.load().map_err(|e| AttachError::load(name, e))?;
         prog.attach(&file, ty, CgroupAttachMode::Single)
@@ -183,15 +200,6 @@ impl<'a> Attacher<'a> {
         }
         Ok(via.join("+"))
     }
-
-    fn cgroup_root(&self) -> Result<(String, File), AttachError> {
-        let path = self.cgroup.clone().ok_or(AttachError::NoCgroup2)?;
-        let file = File::open(&path).map_err(|source| AttachError::Cgroup {
-            path: path.clone(),
-            source,
-        })?;
-        Ok((path, file))
-    }
 }
 
 /// Fills hash map `name` with `keys` (value 1).
@@ -199,15 +207,10 @@ pub fn fill<K: aya::Pod + Copy>(
     ebpf: &mut Ebpf,
     name: &'static str,
     keys: &[K],
-) -> Result<(), LoadError> {
-    let map = ebpf
-        .map_mut(name)
-        .ok_or_else(|| LoadError::Map(name, "missing".into()))?;
-    let mut map =
-        BpfHashMap::<_, K, u8>::try_from(map).map_err(|e| LoadError::Map(name, e.to_string()))?;
+) -> Result<(), MapError> {
+    let mut map: BpfHashMap<_, K, u8> = map(ebpf, name)?;
     for key in keys {
-        map.insert(key, 1, 0)
-            .map_err(|e| LoadError::Map(name, e.to_string()))?;
+        map.insert(key, 1, 0).map_err(|e| MapError::new(name, &e))?;
     }
     Ok(())
 }

@@ -3,6 +3,27 @@
 
 use thiserror::Error;
 
+/// A map of the object that could not be used: missing or of the wrong type (a build
+/// mismatch), or it refused an update.
+#[derive(Debug, Error)]
+#[error("eBPF map {name}: {reason}")]
+pub struct MapError {
+    /// The map.
+    pub name: &'static str,
+    /// Why, in one line.
+    pub reason: String,
+}
+
+impl MapError {
+    /// An error of map `name` for `e`.
+    pub fn new(name: &'static str, e: &dyn std::error::Error) -> Self {
+        Self {
+            name,
+            reason: crate::error_text::chain(e),
+        }
+    }
+}
+
 /// Why one program could not be loaded or attached.
 #[derive(Debug, Error)]
 pub enum AttachError {
@@ -62,6 +83,9 @@ pub enum AttachError {
         /// The error.
         source: std::io::Error,
     },
+    /// A map the stand-in needs could not be filled.
+    #[error(transparent)]
+    Map(#[from] MapError),
     /// The function has no stand-in; why.
     #[error("{0}")]
     NoStandIn(&'static str),
@@ -115,9 +139,9 @@ pub enum LoadError {
     /// The object could not be loaded into the kernel.
     #[error("loading the eBPF programs failed: {}", crate::error_text::chain(.0))]
     Load(#[from] aya::EbpfError),
-    /// A map is missing or of the wrong type (a build mismatch), or refused an update.
-    #[error("eBPF map {0}: {1}")]
-    Map(&'static str, String),
+    /// A map could not be used.
+    #[error(transparent)]
+    Map(#[from] MapError),
     /// The state layer, which decides which sockets are traced, could not be attached.
     #[error("the state hook could not be attached: {0}")]
     Core(AttachError),

@@ -9,8 +9,8 @@ use tracer_common::{
     maps::{FdKey, FilterConfig, Owner},
 };
 
-use super::attach::{Attacher, Links, fill};
-use super::error::{AttachError, LoadError};
+use super::attach::{Attacher, Links, fill, map};
+use super::error::{AttachError, LoadError, MapError};
 use super::offsets::Offsets;
 use super::status::{HookStatus, missing_layers};
 use super::table::{KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, StandIn, syscall_programs};
@@ -52,11 +52,12 @@ pub struct Loaded {
 impl Loaded {
     /// Takes the event ring buffer.
     pub fn ring_buffer(&mut self) -> Result<RingBuf<MapData>, LoadError> {
-        let map = self
-            .ebpf
-            .take_map("EVENTS")
-            .ok_or_else(|| LoadError::Map("EVENTS", "missing".into()))?;
-        RingBuf::try_from(map).map_err(|e| LoadError::Map("EVENTS", e.to_string()))
+        let missing = || MapError {
+            name: "EVENTS",
+            reason: "missing from the object".into(),
+        };
+        let ring = self.ebpf.take_map("EVENTS").ok_or_else(missing)?;
+        RingBuf::try_from(ring).map_err(|e| MapError::new("EVENTS", &e).into())
     }
 
     /// Records the kernel could not put in the ring buffer, summed over CPUs.
@@ -241,32 +242,19 @@ fn syscalls(at: &mut Attacher) -> HookStatus {
         }
     }
     let all = SyscallOp::ALL.len();
-    let mut status = if attached > 0 {
-        HookStatus::attached(
-            "syscalls",
-            Layer::Syscall,
-            "tracepoint",
-            format!("tracepoint:syscalls:sys_enter_*/sys_exit_* ({attached}/{all} syscalls)"),
-            Vec::new(),
-        )
-    } else {
-        HookStatus::missing(
-            "syscalls",
-            Layer::Syscall,
-            AttachError::Load {
-                program: "sys_enter_*".into(),
-                reason: errors.join("; "),
-            },
-            Vec::new(),
-        )
-    };
-    if attached > 0 && !errors.is_empty() {
-        status.error = Some(AttachError::Load {
+    HookStatus {
+        name: "syscalls",
+        layer: Layer::Syscall,
+        tier: (attached > 0).then_some("tracepoint"),
+        via: (attached > 0).then(|| {
+            format!("tracepoint:syscalls:sys_enter_*/sys_exit_* ({attached}/{all} syscalls)")
+        }),
+        skipped: Vec::new(),
+        error: (!errors.is_empty()).then(|| AttachError::Load {
             program: "sys_enter_*".into(),
             reason: errors.join("; "),
-        });
+        }),
     }
-    status
 }
 
 /// The packet layer: cgroup_skb egress and ingress on the cgroup2 root.
@@ -299,10 +287,7 @@ fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<(), LoadError> {
                 || filter.ports.contains(&lport)
                 || filter.ports.contains(&rport))
     });
-    let map = |name| LoadError::Map(name, "missing".into());
-    let mut fds =
-        BpfHashMap::<_, FdKey, u64>::try_from(ebpf.map_mut("FDS").ok_or_else(|| map("FDS"))?)
-            .map_err(|e| LoadError::Map("FDS", e.to_string()))?;
+    let mut fds: BpfHashMap<_, FdKey, u64> = map(ebpf, "FDS")?;
     for s in &found {
         let _ = fds.insert(
             FdKey {
@@ -313,10 +298,7 @@ fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<(), LoadError> {
             0,
         );
     }
-    let mut listeners = BpfHashMap::<_, u16, Owner>::try_from(
-        ebpf.map_mut("LISTENERS").ok_or_else(|| map("LISTENERS"))?,
-    )
-    .map_err(|e| LoadError::Map("LISTENERS", e.to_string()))?;
+    let mut listeners: BpfHashMap<_, u16, Owner> = map(ebpf, "LISTENERS")?;
     for s in found.iter().filter(|s| s.listening) {
         let mut comm = [0u8; COMM_LEN];
         let n = s.comm.len().min(COMM_LEN - 1);

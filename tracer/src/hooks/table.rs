@@ -306,12 +306,9 @@ pub const KERNEL_HOOKS: [KernelHook; 10] = [
     },
 ];
 
-/// The row of `func`.
-pub fn row(func: KernelFn) -> &'static KernelHook {
-    KERNEL_HOOKS
-        .iter()
-        .find(|h| h.func == func)
-        .unwrap_or(&KERNEL_HOOKS[0])
+/// The row of `func` (every function has one: a unit test checks it).
+pub fn row(func: KernelFn) -> Option<&'static KernelHook> {
+    KERNEL_HOOKS.iter().find(|h| h.func == func)
 }
 
 /// The syscall layer's programs for `op`: its own enter program and the shared exit program.
@@ -353,8 +350,10 @@ pub fn label(func: Option<KernelFn>, via: Via) -> HookLabel {
         (Via::CgroupSkbEgress, _) => HookLabel::Fixed("cgroup_skb:egress"),
         (Via::CgroupSkbIngress, _) => HookLabel::Fixed("cgroup_skb:ingress"),
         (via, Some(func)) if via.is_probe() => HookLabel::Probe(via, func),
-        (_, Some(func)) => HookLabel::Fixed(row(func).stand_in.label()),
-        (via, None) => HookLabel::Fixed(via.name()),
+        (via, func) => HookLabel::Fixed(
+            func.and_then(row)
+                .map_or(via.name(), |row| row.stand_in.label()),
+        ),
     }
 }
 

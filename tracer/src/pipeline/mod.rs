@@ -59,17 +59,15 @@ impl Pipeline {
     /// Takes one raw ring-buffer record.
     pub fn ingest(&mut self, bytes: &[u8]) {
         match decode::decode(bytes) {
-            Ok(ev) => {
-                let mut ready = std::mem::take(&mut self.ready);
-                self.correlator.observe(ev, &mut |c| ready.push(c));
-                self.enqueue(&mut ready);
-                self.ready = ready;
-            }
+            Ok(ev) => self.correlate(|correlator, out| correlator.observe(ev, out)),
             Err(_) => self.stats.malformed += 1,
         }
     }
 
-    fn enqueue(&mut self, ready: &mut Vec<Correlated>) {
+    /// Runs one correlator step and queues what it hands out for rendering.
+    fn correlate(&mut self, step: impl FnOnce(&mut Correlator, &mut dyn FnMut(Correlated))) {
+        let mut ready = std::mem::take(&mut self.ready);
+        step(&mut self.correlator, &mut |c| ready.push(c));
         for c in ready.drain(..) {
             let (key, part) = self.pairing.place(&c);
             if part != Part::Enter {
@@ -80,6 +78,7 @@ impl Pipeline {
             }
             self.reorder.push(key, Box::new(Item { c, part }));
         }
+        self.ready = ready;
     }
 
     /// Writes a run-level notice to every view.
@@ -93,33 +92,20 @@ impl Pipeline {
     /// Renders everything older than the reorder window (and than any segment still waiting
     /// for its connection).
     pub fn drain(&mut self, now_ns: u64) -> io::Result<()> {
-        let mut ready = std::mem::take(&mut self.ready);
-        self.correlator.expire(now_ns, &mut |c| ready.push(c));
-        self.enqueue(&mut ready);
-        self.ready = ready;
+        self.correlate(|correlator, out| correlator.expire(now_ns, out));
         let mut limit = now_ns.saturating_sub(REORDER_WINDOW_NS);
         if let Some(parked) = self.correlator.oldest_parked_ns() {
             limit = limit.min(parked.saturating_sub(1));
         }
-        let mut out = Vec::new();
-        self.reorder.drain_until(limit, |item| out.push(item));
-        for item in out {
-            self.render(&item)?;
-        }
+        self.render_until(limit)?;
         self.pairing.prune(now_ns, 10 * REORDER_WINDOW_NS);
         self.flush()
     }
 
     /// Renders everything still waiting, then lets every view finish.
     pub fn finish(&mut self, dropped: u64) -> io::Result<()> {
-        let mut ready = std::mem::take(&mut self.ready);
-        self.correlator.flush(&mut |c| ready.push(c));
-        self.enqueue(&mut ready);
-        let mut out = Vec::new();
-        self.reorder.drain_until(u64::MAX, |item| out.push(item));
-        for item in out {
-            self.render(&item)?;
-        }
+        self.correlate(|correlator, out| correlator.flush(out));
+        self.render_until(u64::MAX)?;
         let conns = self.correlator.all();
         let finish = Finish {
             conns: &conns,
@@ -134,21 +120,30 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Renders, in order, everything waiting whose sort key is at most `limit`.
+    fn render_until(&mut self, limit: u64) -> io::Result<()> {
+        while let Some(item) = self.reorder.pop(limit) {
+            self.render(&item)?;
+        }
+        Ok(())
+    }
+
     fn render(&mut self, item: &Item) -> io::Result<()> {
         if !self.pairing.show(&item.c, item.part) {
             return Ok(());
         }
-        let ends: Vec<_> = item
-            .c
-            .ends
-            .iter()
-            .filter_map(|e| Some((self.correlator.get(e.conn)?, e.segment.as_ref())))
-            .collect();
+        let mut ends = [None, None];
+        for (slot, end) in ends.iter_mut().zip(item.c.ends.iter()) {
+            *slot = self
+                .correlator
+                .get(end.conn)
+                .map(|conn| (conn, end.segment.as_ref()));
+        }
         let line = Line {
             event: &item.c.event,
             part: item.part,
             timewait: item.c.timewait,
-            ends: &ends,
+            ends,
         };
         for view in &mut self.views {
             view.event(&line)?;

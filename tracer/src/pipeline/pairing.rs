@@ -24,7 +24,7 @@ impl Pairing {
     /// Where `c` sorts and which part of it it is.
     pub fn place(&mut self, c: &Correlated) -> (u64, Part) {
         let ev = &c.event;
-        let conn = c.ends.first().map_or(0, |e| e.conn);
+        let conn = c.ends.iter().next().map_or(0, |e| e.conn);
         let key = (ev.tid, ev.ts_ns);
         match &ev.kind {
             Kind::Syscall(s) if s.exit.is_none() => {
@@ -44,7 +44,7 @@ impl Pairing {
                 }
             }
             _ => {
-                for end in &c.ends {
+                for end in c.ends.iter() {
                     let t = self.last_inner.entry(end.conn).or_default();
                     *t = (*t).max(ev.ts_ns);
                 }

@@ -63,8 +63,8 @@ impl<T> Reorder<T> {
         }
     }
 
-    /// The smaller of the two fronts, removed, if its key is at most `limit`.
-    fn pop_at_most(&mut self, limit: u64) -> Option<T> {
+    /// The item with the smallest key, removed, if that key is at most `limit`.
+    pub fn pop(&mut self, limit: u64) -> Option<T> {
         let run = self.run.front().map(|e| (e.key, e.seq));
         let heap = self.heap.peek().map(|Reverse(e)| (e.key, e.seq));
         let take_run = match (run, heap) {
@@ -83,13 +83,6 @@ impl<T> Reorder<T> {
             self.heap.pop().map(|Reverse(e)| e.item)
         }
     }
-
-    /// Removes and returns, in order, every item whose key is at most `limit`.
-    pub fn drain_until(&mut self, limit: u64, mut out: impl FnMut(T)) {
-        while let Some(item) = self.pop_at_most(limit) {
-            out(item);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -97,7 +90,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn releases_in_key_order_after_the_window() {
+    fn releases_in_key_order_up_to_the_limit() {
         let mut r = Reorder::new();
         r.push(30, "c");
         r.push(10, "a");
@@ -105,12 +98,15 @@ mod tests {
         r.push(10, "a2");
         r.push(35, "d");
         let mut out = vec![];
-        r.drain_until(15, |x| out.push(x));
-        assert_eq!(out, ["a", "a2"]);
-        r.drain_until(30, |x| out.push(x));
-        assert_eq!(out, ["a", "a2", "b", "c"]);
-        r.drain_until(u64::MAX, |x| out.push(x));
-        assert_eq!(out, ["a", "a2", "b", "c", "d"]);
+        let mut drain = |r: &mut Reorder<_>, limit| {
+            while let Some(x) = r.pop(limit) {
+                out.push(x);
+            }
+            out.clone()
+        };
+        assert_eq!(drain(&mut r, 15), ["a", "a2"]);
+        assert_eq!(drain(&mut r, 30), ["a", "a2", "b", "c"]);
+        assert_eq!(drain(&mut r, u64::MAX), ["a", "a2", "b", "c", "d"]);
         assert!(r.heap.is_empty() && r.run.is_empty());
     }
 }

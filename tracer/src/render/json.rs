@@ -248,11 +248,8 @@ impl<W: Write> View for Json<W> {
     }
 
     fn event(&mut self, line: &Line) -> io::Result<()> {
-        for (conn, seg) in line.ends {
-            if line.event.captured().is_some() && seg.is_none() {
-                continue;
-            }
-            write_event(&mut self.scratch, line.event, conn, *seg, line.timewait);
+        for (conn, seg) in line.ends() {
+            write_event(&mut self.scratch, line.event, conn, seg, line.timewait);
             self.out.write_all(&self.scratch.buf)?;
         }
         Ok(())

@@ -174,7 +174,7 @@ mod tests {
             c.observe(packet_event(hex, i as u64 + 1), &mut |x| got.push(x));
             c.flush(&mut |x| got.push(x));
             assert_eq!(got.len(), 1);
-            assert_eq!(got[0].ends.len(), 1);
+            assert_eq!(got[0].ends.iter().count(), 1);
         }
         let text = all(&c.all());
         let lines: Vec<&str> = text.lines().collect();

@@ -37,8 +37,15 @@ pub struct Line<'a> {
     /// A state event whose `-> CLOSE` is read as the move into TIME_WAIT.
     pub timewait: bool,
     /// Its connections: one, or for a segment each traced end with the segment as that end
-    /// sees it (none for a segment no traced end claims).
-    pub ends: &'a [(&'a Conn, Option<&'a SegmentView>)],
+    /// sees it (none for a segment no traced end claims). Read with [`Line::ends`].
+    pub ends: [Option<(&'a Conn, Option<&'a SegmentView>)>; 2],
+}
+
+impl<'a> Line<'a> {
+    /// The event's connections, each with the segment as it saw it (segments only).
+    pub fn ends(&self) -> impl Iterator<Item = (&'a Conn, Option<&'a SegmentView>)> + '_ {
+        self.ends.iter().flatten().copied()
+    }
 }
 
 /// A run-level notice.

@@ -103,11 +103,8 @@ impl<W: Write> Timeline<W> {
 
 impl<W: Write> View for Timeline<W> {
     fn event(&mut self, line: &Line) -> io::Result<()> {
-        for (conn, seg) in line.ends {
-            if line.event.captured().is_some() && seg.is_none() {
-                continue;
-            }
-            self.line(line.event, conn, line.part, *seg, line.timewait)?;
+        for (conn, seg) in line.ends() {
+            self.line(line.event, conn, line.part, seg, line.timewait)?;
         }
         Ok(())
     }
@@ -286,7 +283,9 @@ mod tests {
             8080,
         ));
         let mut id = 0;
-        c.observe(connect.clone(), &mut |x| id = x.ends[0].conn);
+        c.observe(connect.clone(), &mut |x| {
+            id = x.ends.iter().next().unwrap().conn
+        });
         let mut out = Vec::new();
         let mut t = Timeline::new(&mut out, false);
         t.line(&connect, c.get(id).unwrap(), Part::Whole, None, false)

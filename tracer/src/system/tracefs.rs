@@ -61,8 +61,6 @@ pub fn ensure_mounted() -> Result<bool, TracefsError> {
 #[derive(Debug, Default)]
 pub struct Format {
     name: String,
-    /// The event id (`common_type` in every record of this tracepoint).
-    pub id: Option<u32>,
     fields: HashMap<String, u32>,
 }
 
@@ -80,11 +78,7 @@ impl Format {
     /// Parses the text of a `format` file.
     pub fn parse(name: &str, text: &str) -> Self {
         let mut fields = HashMap::new();
-        let mut id = None;
         for line in text.lines() {
-            if let Some(v) = line.strip_prefix("ID:") {
-                id = v.trim().parse().ok();
-            }
             let mut decl = None;
             let mut offset = None;
             for part in line.trim().split(';') {
@@ -103,7 +97,6 @@ impl Format {
         }
         Self {
             name: name.to_string(),
-            id,
             fields,
         }
     }
@@ -138,7 +131,6 @@ print fmt: \"family=%s\"";
     #[test]
     fn parses_field_offsets() {
         let f = Format::parse("sock:inet_sock_set_state", SET_STATE);
-        assert_eq!(f.id, Some(1234));
         assert_eq!(f.offset("common_flags").unwrap(), 2);
         assert_eq!(f.offset("skaddr").unwrap(), 8);
         assert_eq!(f.offset("oldstate").unwrap(), 16);
