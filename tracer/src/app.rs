@@ -68,15 +68,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         &loaded.hooks,
         &missing,
     );
+    if cli.verifier_log {
+        for (program, log) in &loaded.rejected {
+            eprintln!("tracer: verifier log of {program}:\n{}", log.trim_end());
+        }
+    }
     let mut pipeline = Pipeline::new(views, cli.ladder);
     let result = trace(&cli, &mut loaded, &mut pipeline, &missing).await;
     let dropped = loaded.dropped();
+    let skipped = loaded.skipped();
     let finished = result.and_then(|demo| {
-        pipeline.finish(dropped).map_err(output_error)?;
+        pipeline
+            .finish(dropped, skipped.iter().map(|(_, n)| n).sum())
+            .map_err(output_error)?;
         Ok(demo)
     });
     if dropped > 0 {
         eprintln!("tracer: {dropped} event(s) were dropped because the ring buffer was full");
+    }
+    for (program, n) in &skipped {
+        eprintln!(
+            "tracer: the kernel skipped {n} run(s) of {program} (another BPF program was running \
+             on that CPU): events may be missing"
+        );
     }
     loaded.detach();
     match finished {

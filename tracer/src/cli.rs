@@ -78,6 +78,10 @@ pub struct Cli {
     #[arg(long)]
     pub ladder: bool,
 
+    /// Print the kernel verifier's whole log for every program it rejected (for bug reports).
+    #[arg(long)]
+    pub verifier_log: bool,
+
     /// A subcommand instead of tracing (`decode`).
     #[command(subcommand)]
     pub command: Option<Command>,

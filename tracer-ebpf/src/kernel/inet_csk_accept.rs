@@ -21,11 +21,20 @@ fn accepted(sk: u64, via: Via) -> u32 {
     0
 }
 
-/// `fexit:inet_csk_accept`: its return value moved between arguments in 6.10; the helper
-/// `bpf_get_func_ret` finds it wherever it is.
+// An fexit program reads the return value right after the arguments, at a constant offset
+// (`bpf_get_func_ret`, which finds it anywhere, needs 5.17), so there is one program per
+// signature and the loader picks the one matching the kernel's BTF.
+
+/// `fexit:inet_csk_accept(sk, arg)` (6.10 on).
 #[fexit(function = "inet_csk_accept")]
 pub fn fexit_inet_csk_accept(ctx: FExitContext) -> u32 {
-    accepted(ctx.ret::<u64>().unwrap_or(0), Via::Fexit)
+    accepted(ctx.arg::<u64>(2), Via::Fexit)
+}
+
+/// `fexit:inet_csk_accept(sk, flags, err, kern)` (before 6.10).
+#[fexit(function = "inet_csk_accept")]
+pub fn fexit_inet_csk_accept_args4(ctx: FExitContext) -> u32 {
+    accepted(ctx.arg::<u64>(4), Via::Fexit)
 }
 
 /// `kretprobe:inet_csk_accept`

@@ -16,18 +16,31 @@ use crate::maps::INFLIGHT;
 #[map]
 static RECV_SOCK: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
-/// `fexit:tcp_recvmsg`
+#[inline(always)]
+fn received(sk: u64, ret: i32) -> u32 {
+    moved(sk, i64::from(ret), KernelFn::TcpRecvmsg, Via::Fexit, |_| {});
+    0
+}
+
+// The return value follows the arguments in an fexit context, at a constant offset: one
+// program per signature (see `inet_csk_accept`).
+
+/// `fexit:tcp_recvmsg(sk, msg, len, flags)` (7.0 on: `addr_len` gone).
 #[fexit(function = "tcp_recvmsg")]
 pub fn fexit_tcp_recvmsg(ctx: FExitContext) -> u32 {
-    let ret = ctx.ret::<i32>().unwrap_or(0);
-    moved(
-        ctx.arg::<u64>(0),
-        i64::from(ret),
-        KernelFn::TcpRecvmsg,
-        Via::Fexit,
-        |_| {},
-    );
-    0
+    received(ctx.arg::<u64>(0), ctx.arg::<i32>(4))
+}
+
+/// `fexit:tcp_recvmsg(sk, msg, len, flags, addr_len)` (5.19 to 6.x).
+#[fexit(function = "tcp_recvmsg")]
+pub fn fexit_tcp_recvmsg_args5(ctx: FExitContext) -> u32 {
+    received(ctx.arg::<u64>(0), ctx.arg::<i32>(5))
+}
+
+/// `fexit:tcp_recvmsg(sk, msg, len, nonblock, flags, addr_len)` (before 5.19).
+#[fexit(function = "tcp_recvmsg")]
+pub fn fexit_tcp_recvmsg_args6(ctx: FExitContext) -> u32 {
+    received(ctx.arg::<u64>(0), ctx.arg::<i32>(6))
 }
 
 /// `kprobe:tcp_recvmsg`: remembers the socket for the kretprobe.

@@ -25,6 +25,16 @@ pub struct Attacher<'a> {
     /// Every tracepoint link made.
     pub links: Links,
     cgroup: Option<String>,
+    /// Every program the verifier rejected, with its whole log: `(program, log)`.
+    pub rejected: Vec<(String, String)>,
+}
+
+/// Keeps the verifier's log of a rejected program in `rejected`, for `--verifier-log`.
+fn kept(rejected: &mut Vec<(String, String)>, e: AttachError) -> AttachError {
+    if let AttachError::Verifier { program, log, .. } = &e {
+        rejected.push((program.clone(), log.clone()));
+    }
+    e
 }
 
 fn program<'p, T>(ebpf: &'p mut Ebpf, name: &str) -> Result<&'p mut T, AttachError>
@@ -69,6 +79,7 @@ impl<'a> Attacher<'a> {
             ebpf,
             links: Links::new(),
             cgroup,
+            rejected: Vec::new(),
         }
     }
 
@@ -93,7 +104,8 @@ impl<'a> Attacher<'a> {
         }
         let prog: &mut TracePoint = program(self.ebpf, name)?;
         if prog.fd().is_err() {
-            prog.load().map_err(|e| AttachError::load(name, e))?;
+            prog.load()
+                .map_err(|e| kept(&mut self.rejected, AttachError::load(name, e)))?;
         }
         let id = prog
             .attach(category, event)
@@ -143,7 +155,7 @@ impl<'a> Attacher<'a> {
         let prog: &mut SockOps = program(self.ebpf, SOCK_OPS_PROGRAM)?;
         if prog.fd().is_err() {
             prog.load()
-                .map_err(|e| AttachError::load(SOCK_OPS_PROGRAM, e))?;
+                .map_err(|e| kept(&mut self.rejected, AttachError::load(SOCK_OPS_PROGRAM, e)))?;
             let (path, file) = cgroup_root(self.cgroup.as_deref())?;
             prog.attach(&file, CgroupAttachMode::Single)
                 .map_err(|e| AttachError::attach(format!("sock_ops on {path}"), &e))?;
@@ -157,7 +169,8 @@ impl<'a> Attacher<'a> {
     pub fn cgroup_skb(&mut self, name: &str, ty: CgroupSkbAttachType) -> Result<(), AttachError> {
         let (path, file) = cgroup_root(self.cgroup.as_deref())?;
         let prog: &mut CgroupSkb = program(self.ebpf, name)?;
-        prog.load().map_err(|e| AttachError::load(name, e))?;
+        prog.load()
+            .map_err(|e| kept(&mut self.rejected, AttachError::load(name, e)))?;
         prog.attach(&file, ty, CgroupAttachMode::Single)
             .map_err(|e| AttachError::attach(format!("cgroup_skb on {path}"), &e))?;
         Ok(())
@@ -176,12 +189,12 @@ impl<'a> Attacher<'a> {
         if probe.via == Via::Fexit {
             let prog: &mut FExit = program(self.ebpf, name)?;
             prog.load(function, btf)
-                .map_err(|e| AttachError::load(name, e))?;
+                .map_err(|e| kept(&mut self.rejected, AttachError::load(name, e)))?;
             prog.attach().map_err(|e| attach(&e))?;
         } else {
             let prog: &mut FEntry = program(self.ebpf, name)?;
             prog.load(function, btf)
-                .map_err(|e| AttachError::load(name, e))?;
+                .map_err(|e| kept(&mut self.rejected, AttachError::load(name, e)))?;
             prog.attach().map_err(|e| attach(&e))?;
         }
         Ok(format!("{}:{function}", probe.via.name()))
@@ -193,7 +206,8 @@ impl<'a> Attacher<'a> {
         for probe in probes {
             let name = probe.program;
             let prog: &mut KProbe = program(self.ebpf, name)?;
-            prog.load().map_err(|e| AttachError::load(name, e))?;
+            prog.load()
+                .map_err(|e| kept(&mut self.rejected, AttachError::load(name, e)))?;
             prog.attach(function, 0)
                 .map_err(|e| AttachError::attach(format!("{name} on {function}"), &e))?;
             via.push(format!("{}:{function}", probe.via.name()));

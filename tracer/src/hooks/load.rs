@@ -13,7 +13,9 @@ use super::attach::{Attacher, Links, fill, map};
 use super::error::{AttachError, LoadError, MapError};
 use super::offsets::Offsets;
 use super::status::{HookStatus, missing_layers};
-use super::table::{KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, StandIn, syscall_programs};
+use super::table::{
+    KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, Probe, StandIn, syscall_programs,
+};
 use super::tier::{ProbeMode, Tiers};
 use crate::system::{cgroup, sockets};
 
@@ -47,6 +49,8 @@ pub struct Loaded {
     tracepoint_links: Links,
     /// One entry per logical hook, in display order.
     pub hooks: Vec<HookStatus>,
+    /// Every program the verifier rejected, with its whole log: `(program, log)`.
+    pub rejected: Vec<(String, String)>,
 }
 
 impl Loaded {
@@ -68,6 +72,11 @@ impl Loaded {
             .and_then(|a| a.get(&0, 0).ok())
             .map(|v| v.iter().sum())
             .unwrap_or(0)
+    }
+
+    /// Runs of each program the kernel skipped, for those that had any.
+    pub fn skipped(&self) -> Vec<(String, u64)> {
+        super::misses::skipped(&self.ebpf)
     }
 
     /// Layers with no hook attached at all.
@@ -160,11 +169,30 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
         }
     }
     let tracepoint_links = std::mem::take(&mut at.links);
+    let rejected = std::mem::take(&mut at.rejected);
     Ok(Loaded {
         ebpf,
         tracepoint_links,
         hooks,
+        rejected,
     })
+}
+
+/// The fentry/fexit program among `probes` built for a function of `arity` parameters (as
+/// this kernel's BTF declares it).
+fn fitting(probes: &[Probe], arity: Result<usize, String>) -> Result<&Probe, String> {
+    if probes.iter().all(|p| p.args.is_none()) {
+        return probes
+            .first()
+            .ok_or_else(|| "no program for it".to_string());
+    }
+    let arity = arity?;
+    probes
+        .iter()
+        .find(|p| p.args.is_none_or(|n| usize::from(n) == arity))
+        .ok_or_else(|| {
+            format!("no fexit program for its {arity}-parameter signature on this kernel")
+        })
 }
 
 /// Attaches one kernel function with the best tier allowed; reports how, and why the better
@@ -177,10 +205,15 @@ fn attach_row(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets, row: &KernelH
         match (&tiers.fentry, row.fentry, &lacking) {
             (Err(why), _, _) => skipped.push(why.clone()),
             (Ok(_), _, Some(why)) => skipped.push(format!("fentry: {why}")),
-            (Ok(_), None, None) => skipped.push("fentry: no program for it".into()),
-            (Ok(btf), Some(probe), None) => match at.fentry(&probe, name, btf) {
-                Ok(via) => return HookStatus::attached(name, row.layer, "fentry", via, skipped),
-                Err(e) => skipped.push(format!("fentry: {e}")),
+            (Ok(_), [], None) => skipped.push("fentry: no program for it".into()),
+            (Ok(btf), probes, None) => match fitting(probes, offsets.arity(row.func)) {
+                Err(why) => skipped.push(format!("fentry: {why}")),
+                Ok(probe) => match at.fentry(probe, name, btf) {
+                    Ok(via) => {
+                        return HookStatus::attached(name, row.layer, "fentry", via, skipped);
+                    }
+                    Err(e) => skipped.push(format!("fentry: {e}")),
+                },
             },
         }
         match (&tiers.kprobe, &lacking) {
@@ -311,4 +344,42 @@ fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<(), LoadError> {
         let _ = listeners.insert(s.lport, owner, 0);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::table::row;
+    use tracer_common::KernelFn;
+
+    #[test]
+    fn the_fexit_program_is_chosen_by_the_kernels_signature() {
+        let accept = row(KernelFn::InetCskAccept).unwrap().fentry;
+        assert_eq!(
+            fitting(accept, Ok(2)).unwrap().program,
+            "fexit_inet_csk_accept"
+        );
+        assert_eq!(
+            fitting(accept, Ok(4)).unwrap().program,
+            "fexit_inet_csk_accept_args4"
+        );
+        let recv = row(KernelFn::TcpRecvmsg).unwrap().fentry;
+        assert_eq!(
+            fitting(recv, Ok(6)).unwrap().program,
+            "fexit_tcp_recvmsg_args6"
+        );
+        assert_eq!(fitting(recv, Ok(4)).unwrap().program, "fexit_tcp_recvmsg");
+        let none = fitting(recv, Ok(3)).unwrap_err();
+        assert!(none.contains("3-parameter"), "{none}");
+        assert_eq!(
+            fitting(recv, Err("kernel BTF: no function tcp_recvmsg".into())).unwrap_err(),
+            "kernel BTF: no function tcp_recvmsg"
+        );
+        // An fentry program reads only arguments: any signature will do.
+        let connect = row(KernelFn::TcpConnect).unwrap().fentry;
+        assert_eq!(
+            fitting(connect, Err("x".into())).unwrap().program,
+            "fentry_tcp_connect"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 pub mod attach;
 pub mod error;
 pub mod load;
+pub mod misses;
 mod object;
 pub mod offsets;
 pub mod status;

@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 
+use tracer_common::KernelFn;
 use tracer_common::offsets::{self as off, OFFSETS_LEN};
 
 use super::error::LoadError;
+use super::table::KERNEL_HOOKS;
 use crate::system::{btf::Btf, tracefs::Format};
 
 /// A `struct sock` (or `tcp_sock`) field the probe programs read.
@@ -75,6 +77,9 @@ pub struct Offsets {
     pub values: [u32; OFFSETS_LEN],
     /// `struct sock` fields this kernel's BTF could not place, and why.
     pub missing: HashMap<SockField, String>,
+    /// The parameter count of each kernel function the table probes, from this kernel's BTF
+    /// (an fexit program is chosen by it), or why it is unknown.
+    arities: HashMap<KernelFn, Result<usize, String>>,
 }
 
 impl Offsets {
@@ -111,11 +116,13 @@ impl Offsets {
         Ok(Self {
             values,
             missing: HashMap::new(),
+            arities: HashMap::new(),
         })
     }
 
-    /// Adds the `struct sock` fields from the running kernel's BTF; what it lacks is recorded
-    /// in [`Self::missing`], and the hooks that need it will not use their probe tiers.
+    /// Adds the `struct sock` fields and the probed functions' parameter counts from the
+    /// running kernel's BTF; a field it lacks is recorded in [`Self::missing`], and the hooks
+    /// that need it will not use their probe tiers.
     pub fn add_sock_fields(&mut self) {
         let btf = match Btf::from_sys_fs() {
             Ok(btf) => btf,
@@ -126,6 +133,15 @@ impl Offsets {
                 return;
             }
         };
+        for row in &KERNEL_HOOKS {
+            if row.fentry.iter().any(|p| p.args.is_some()) {
+                let arity = btf
+                    .signature(row.func.name())
+                    .map(|s| s.params.len())
+                    .map_err(|e| format!("kernel BTF: {e}"));
+                self.arities.insert(row.func, arity);
+            }
+        }
         for field in SockField::ALL {
             let (i, st, member) = field.spec();
             match btf.member_offset(st, member) {
@@ -135,6 +151,14 @@ impl Offsets {
                 }
             }
         }
+    }
+
+    /// The parameter count of `func` on this kernel, or why it is unknown.
+    pub fn arity(&self, func: KernelFn) -> Result<usize, String> {
+        self.arities
+            .get(&func)
+            .cloned()
+            .unwrap_or_else(|| Err("kernel BTF not read".into()))
     }
 
     /// Why the probe programs of a hook reading `fields` cannot run here, if they cannot.

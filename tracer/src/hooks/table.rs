@@ -47,6 +47,11 @@ pub struct Probe {
     pub program: &'static str,
     /// Its kind: [`Via::Fentry`], [`Via::Fexit`], [`Via::Kprobe`] or [`Via::Kretprobe`].
     pub via: Via,
+    /// For an fexit program, the number of parameters of the function it was built for: it
+    /// reads the return value from its context right after them, at a constant offset (the
+    /// only kind the verifier allows; the helper that finds it anywhere needs 5.17). `None`:
+    /// any signature.
+    pub args: Option<u8>,
 }
 
 /// The tracepoint-tier stand-in of a kernel function.
@@ -111,8 +116,9 @@ pub struct KernelHook {
     pub func: KernelFn,
     /// The layer of its records.
     pub layer: Layer,
-    /// The fentry or fexit program.
-    pub fentry: Option<Probe>,
+    /// The fentry or fexit program; for an fexit program on a function whose signature
+    /// changed across kernels, one per signature (the loader picks by the BTF's).
+    pub fentry: &'static [Probe],
     /// The kprobe/kretprobe programs, attached together.
     pub kprobes: &'static [Probe],
     /// The tracepoint-tier stand-in.
@@ -125,7 +131,7 @@ impl KernelHook {
     /// Whether the function itself can be probed; rows without probes use their stand-in in
     /// every mode.
     pub fn has_probes(&self) -> bool {
-        self.fentry.is_some() || !self.kprobes.is_empty()
+        !self.fentry.is_empty() || !self.kprobes.is_empty()
     }
 
     /// Every program name the row uses (for the object check).
@@ -147,24 +153,28 @@ impl KernelHook {
 /// The generic sock_ops program (`tracer-ebpf/src/kernel/sock_ops.rs`).
 pub const SOCK_OPS_PROGRAM: &str = "kernel_fn_sock_ops";
 
-const fn fentry(program: &'static str) -> Option<Probe> {
-    Some(Probe {
+const fn fentry(program: &'static str) -> Probe {
+    Probe {
         program,
         via: Via::Fentry,
-    })
+        args: None,
+    }
 }
 
-const fn fexit(program: &'static str) -> Option<Probe> {
-    Some(Probe {
+/// An fexit program built for a function of `args` parameters.
+const fn fexit(program: &'static str, args: u8) -> Probe {
+    Probe {
         program,
         via: Via::Fexit,
-    })
+        args: Some(args),
+    }
 }
 
 const fn kprobe(program: &'static str) -> Probe {
     Probe {
         program,
         via: Via::Kprobe,
+        args: None,
     }
 }
 
@@ -172,6 +182,7 @@ const fn kretprobe(program: &'static str) -> Probe {
     Probe {
         program,
         via: Via::Kretprobe,
+        args: None,
     }
 }
 
@@ -212,7 +223,7 @@ pub const KERNEL_HOOKS: [KernelHook; 10] = [
     KernelHook {
         func: KernelFn::TcpConnect,
         layer: Layer::Kernel,
-        fentry: fentry("fentry_tcp_connect"),
+        fentry: &[fentry("fentry_tcp_connect")],
         kprobes: &[kprobe("kprobe_tcp_connect")],
         stand_in: StandIn::SockOps {
             callback: TCP_CONNECT_CB,
@@ -224,7 +235,11 @@ pub const KERNEL_HOOKS: [KernelHook; 10] = [
     KernelHook {
         func: KernelFn::InetCskAccept,
         layer: Layer::Kernel,
-        fentry: fexit("fexit_inet_csk_accept"),
+        // `(sk, arg)` from 6.10 on, `(sk, flags, err, kern)` before.
+        fentry: &[
+            fexit("fexit_inet_csk_accept", 2),
+            fexit("fexit_inet_csk_accept_args4", 4),
+        ],
         kprobes: &[kretprobe("kretprobe_inet_csk_accept")],
         stand_in: StandIn::SockOps {
             callback: PASSIVE_ESTABLISHED_CB,
@@ -235,7 +250,7 @@ pub const KERNEL_HOOKS: [KernelHook; 10] = [
     KernelHook {
         func: KernelFn::TcpSendmsg,
         layer: Layer::Kernel,
-        fentry: fentry("fentry_tcp_sendmsg"),
+        fentry: &[fentry("fentry_tcp_sendmsg")],
         kprobes: &[kprobe("kprobe_tcp_sendmsg")],
         stand_in: tracepoint!("sock_send_length", "sock", "sock_send_length", Some("6.3")),
         sock_fields: &[SockField::WriteSeq],
@@ -243,7 +258,13 @@ pub const KERNEL_HOOKS: [KernelHook; 10] = [
     KernelHook {
         func: KernelFn::TcpRecvmsg,
         layer: Layer::Kernel,
-        fentry: fexit("fexit_tcp_recvmsg"),
+        // `(sk, msg, len, flags)` in 7.x, `addr_len` after `flags` before, and `nonblock`
+        // before `flags` until 5.19.
+        fentry: &[
+            fexit("fexit_tcp_recvmsg", 4),
+            fexit("fexit_tcp_recvmsg_args5", 5),
+            fexit("fexit_tcp_recvmsg_args6", 6),
+        ],
         kprobes: &[
             kprobe("kprobe_tcp_recvmsg"),
             kretprobe("kretprobe_tcp_recvmsg"),
@@ -254,7 +275,7 @@ pub const KERNEL_HOOKS: [KernelHook; 10] = [
     KernelHook {
         func: KernelFn::TcpClose,
         layer: Layer::Kernel,
-        fentry: fentry("fentry_tcp_close"),
+        fentry: &[fentry("fentry_tcp_close")],
         kprobes: &[kprobe("kprobe_tcp_close")],
         stand_in: StandIn::None(
             "no tracepoint stands in for it; the close() syscall and the state change show it",
@@ -267,7 +288,7 @@ pub const KERNEL_HOOKS: [KernelHook; 10] = [
     KernelHook {
         func: KernelFn::TcpSetState,
         layer: Layer::State,
-        fentry: None,
+        fentry: &[],
         kprobes: &[],
         stand_in: tracepoint!("inet_sock_set_state", "sock", "inet_sock_set_state", None),
         sock_fields: &[],
@@ -275,7 +296,7 @@ pub const KERNEL_HOOKS: [KernelHook; 10] = [
     KernelHook {
         func: KernelFn::TcpReceiveReset,
         layer: Layer::Kernel,
-        fentry: None,
+        fentry: &[],
         kprobes: &[],
         stand_in: sock_tracepoint!("tcp", "tcp_receive_reset", forget: false),
         sock_fields: &[],
@@ -283,7 +304,7 @@ pub const KERNEL_HOOKS: [KernelHook; 10] = [
     KernelHook {
         func: KernelFn::TcpSendReset,
         layer: Layer::Kernel,
-        fentry: None,
+        fentry: &[],
         kprobes: &[],
         stand_in: sock_tracepoint!("tcp", "tcp_send_reset", forget: false),
         sock_fields: &[],
@@ -291,7 +312,7 @@ pub const KERNEL_HOOKS: [KernelHook; 10] = [
     KernelHook {
         func: KernelFn::TcpDestroySock,
         layer: Layer::Kernel,
-        fentry: None,
+        fentry: &[],
         kprobes: &[],
         stand_in: sock_tracepoint!("tcp", "tcp_destroy_sock", forget: true),
         sock_fields: &[],
@@ -299,7 +320,7 @@ pub const KERNEL_HOOKS: [KernelHook; 10] = [
     KernelHook {
         func: KernelFn::TcpRetransmitSkb,
         layer: Layer::Kernel,
-        fentry: None,
+        fentry: &[],
         kprobes: &[],
         stand_in: sock_tracepoint!("tcp", "tcp_retransmit_skb", forget: false),
         sock_fields: &[],

@@ -261,6 +261,7 @@ impl<W: Write> View for Json<W> {
         o.num("connections", end.total);
         o.num("events", end.events);
         o.num("dropped", end.dropped);
+        o.num("skipped", end.skipped);
         o.num("malformed", end.malformed);
         if self.conns {
             o.objects("conns", end.conns.iter(), |o, c| summary_conn(o, c));

@@ -18,7 +18,7 @@ pub fn state_path(conn: &Conn) -> String {
 }
 
 /// A human table, one connection per row block.
-pub fn table(conns: &[&Conn], events: u64, dropped: u64) -> String {
+pub fn table(conns: &[&Conn], events: u64, dropped: u64, skipped: u64) -> String {
     let mut s = String::from("\nsummary\n");
     for c in conns {
         let who = if c.pid == 0 {
@@ -55,10 +55,15 @@ pub fn table(conns: &[&Conn], events: u64, dropped: u64) -> String {
         }
     }
     s.push_str(&format!(
-        "  {} connection(s), {} event(s), {} dropped\n",
+        "  {} connection(s), {} event(s), {} dropped{}\n",
         conns.len(),
         events,
-        dropped
+        dropped,
+        if skipped > 0 {
+            format!(", {skipped} program run(s) skipped by the kernel")
+        } else {
+            String::new()
+        }
     ));
     s
 }
@@ -81,7 +86,11 @@ impl<W: Write> View for Summary<W> {
     }
 
     fn finish(&mut self, end: &Finish) -> io::Result<()> {
-        writeln!(self.out, "{}", table(end.conns, end.events, end.dropped))?;
+        writeln!(
+            self.out,
+            "{}",
+            table(end.conns, end.events, end.dropped, end.skipped)
+        )?;
         self.out.flush()
     }
 }

@@ -1,0 +1,303 @@
+//! `cargo xtask vm-test`: the live tests inside Debian's stock kernels under QEMU (TCG), in
+//! every probe mode, so that tiers this machine's kernel forbids (kprobes, fentry) and the
+//! verifiers of older and newer kernels are exercised on the kernels users run. Recipe:
+//! shared/platform.md.
+//!
+//! [`kernels`] pins and fetches the matrix, [`guest`] builds the one initramfs every kernel
+//! boots, [`report`] reads the consoles and prints the table.
+
+mod guest;
+mod kernels;
+mod report;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use anyhow::{Context as _, bail};
+
+/// Probe modes, in the order they run.
+pub const MODES: [&str; 4] = ["auto", "tracepoint", "kprobe", "fentry"];
+
+/// Runs of each mode on kernels whose BPF programs are preemptible (7.x): the corruption
+/// seen there was intermittent, so one clean run proves little.
+const REPEAT_ON_7X: usize = 3;
+
+/// What to boot and run.
+pub struct Options {
+    /// Names from the matrix or paths of `.deb` files; empty means the whole matrix.
+    pub kernels: Vec<String>,
+    /// Probe modes; empty means all of [`MODES`].
+    pub modes: Vec<String>,
+    /// Runs per mode (at least [`REPEAT_ON_7X`] on 7.x when not given).
+    pub repeat: Option<usize>,
+    /// VMs booted at once.
+    pub jobs: usize,
+}
+
+pub(crate) fn sh(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ensure_packages() -> anyhow::Result<()> {
+    let have = |bin: &str| Path::new(bin).exists();
+    if have("/usr/bin/qemu-system-x86_64")
+        && have("/bin/busybox")
+        && have("/usr/bin/cpio")
+        && have("/usr/bin/curl")
+    {
+        return Ok(());
+    }
+    eprintln!("vm-test: installing qemu-system-x86, busybox-static, cpio, curl");
+    let install = || {
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "qemu-system-x86",
+                "busybox-static",
+                "cpio",
+                "curl",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        if !install() {
+            bail!("apt-get install qemu-system-x86 busybox-static cpio curl failed");
+        }
+    }
+    Ok(())
+}
+
+/// One kernel to boot, with its plan.
+struct Job {
+    name: String,
+    canary: bool,
+    kernel: Result<kernels::Kernel, String>,
+    repeat: usize,
+}
+
+/// Boots `vmlinuz` with `initrd`, running `modes` `repeat` times; the console goes to `log`.
+fn boot(
+    vmlinuz: &Path,
+    initrd: &Path,
+    modes: &[String],
+    repeat: usize,
+    log: &Path,
+) -> anyhow::Result<report::Outcome> {
+    // Generous: a TCG guest runs a mode's tests in 1-3 minutes.
+    let limit = 300 + 300 * modes.len() * repeat;
+    let out = Command::new("timeout")
+        .arg(limit.to_string())
+        .arg("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-m",
+            "1024",
+            "-nographic",
+            "-no-reboot",
+        ])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 quiet panic=-1 vmtest.modes={} vmtest.repeat={repeat}",
+            modes.join(",")
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .context("running qemu-system-x86_64")?;
+    let console = String::from_utf8_lossy(&out.stdout);
+    fs::write(log, console.as_bytes())?;
+    let mut outcome = report::parse(&console);
+    if out.status.code() == Some(124) && outcome.crash.is_none() {
+        outcome.crash = Some(format!("timed out after {limit} s"));
+    }
+    Ok(outcome)
+}
+
+/// Builds the guest, boots every kernel asked for (`jobs` at a time) and prints the table;
+/// fails unless every mode passed every run on every kernel but the canaries.
+pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
+    ensure_packages()?;
+    let cache = root.join(".vm-cache");
+    let modes: Vec<String> = if opts.modes.is_empty() {
+        MODES.iter().map(|m| m.to_string()).collect()
+    } else {
+        for m in &opts.modes {
+            if !MODES.contains(&m.as_str()) {
+                bail!("unknown probe mode {m:?}: one of {}", MODES.join(", "));
+            }
+        }
+        opts.modes.clone()
+    };
+    let names: Vec<String> = if opts.kernels.is_empty() {
+        kernels::MATRIX.iter().map(|k| k.name.to_string()).collect()
+    } else {
+        opts.kernels.clone()
+    };
+    let mut jobs = Vec::new();
+    for name in &names {
+        let (kernel, canary) = if let Some(k) = kernels::pinned(name) {
+            (kernels::fetch(root, &cache, k), k.canary)
+        } else if name.ends_with(".deb") {
+            (kernels::from_deb(&cache, Path::new(name)), false)
+        } else {
+            bail!(
+                "unknown kernel {name:?}: one of {} or a Debian kernel package (.deb)",
+                kernels::MATRIX
+                    .iter()
+                    .map(|k| k.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        let seven = kernel
+            .as_ref()
+            .is_ok_and(|k| k.name.starts_with('7') || k.vmlinuz.to_string_lossy().contains("-7."));
+        let repeat = opts.repeat.unwrap_or(if seven { REPEAT_ON_7X } else { 1 });
+        if let Err(e) = &kernel {
+            eprintln!("vm-test: {name}: {e:#}");
+        }
+        jobs.push(Job {
+            name: kernel.as_ref().map_or(name.clone(), |k| k.name.clone()),
+            canary,
+            kernel: kernel.map_err(|e| format!("{e:#}")),
+            repeat,
+        });
+    }
+    let work = root.join("target/vm");
+    fs::create_dir_all(&work)?;
+    let initrd = guest::build(root, &work)?;
+
+    // Longest first (workers pop from the end), so that two workers finish together.
+    let mut order: Vec<usize> = (0..jobs.len()).rev().collect();
+    order.sort_by_key(|&i| jobs[i].repeat);
+    let queue = Mutex::new(order);
+    let results: Mutex<Vec<Option<Result<report::Outcome, String>>>> =
+        Mutex::new((0..jobs.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let Some(i) = queue.lock().unwrap().pop() else {
+                        break;
+                    };
+                    let job = &jobs[i];
+                    let result = match &job.kernel {
+                        Err(e) => Err(e.clone()),
+                        Ok(k) => {
+                            let log = work.join(format!("console-{}.log", job.name));
+                            eprintln!(
+                                "vm-test: booting {} ({}) under QEMU (TCG), {} run(s) per mode",
+                                job.name,
+                                k.vmlinuz.display(),
+                                job.repeat
+                            );
+                            boot(&k.vmlinuz, &initrd, &modes, job.repeat, &log)
+                                .map_err(|e| format!("{e:#}"))
+                        }
+                    };
+                    if let Ok(o) = &result {
+                        eprintln!(
+                            "vm-test: {} done: {}",
+                            job.name,
+                            if o.passed(modes.len() * job.repeat) {
+                                "pass"
+                            } else {
+                                "FAIL"
+                            }
+                        );
+                    }
+                    results.lock().unwrap()[i] = Some(result);
+                }
+            });
+        }
+    });
+    let results: Vec<Result<report::Outcome, String>> = results
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("not run".into())))
+        .collect();
+
+    // The guests' own result lines, so that the run's totals count the tests run there too.
+    // A canary's are marked so that they do not count.
+    for (job, result) in jobs.iter().zip(&results) {
+        if result.is_ok() {
+            let log = work.join(format!("console-{}.log", job.name));
+            for line in fs::read_to_string(&log).unwrap_or_default().lines() {
+                if line.trim_start().starts_with("test result:") {
+                    let mark = if job.canary { "canary " } else { "" };
+                    eprintln!("{mark}{}", line.trim());
+                }
+            }
+        }
+    }
+    let rows: Vec<report::Row> = jobs
+        .iter()
+        .zip(&results)
+        .map(|(job, result)| report::Row {
+            kernel: &job.name,
+            canary: job.canary,
+            modes: &modes,
+            repeat: job.repeat,
+            outcome: result.as_ref().map_err(Clone::clone),
+        })
+        .collect();
+    eprintln!("\n{}", report::table(&rows));
+    let failed: Vec<&str> = jobs
+        .iter()
+        .zip(&results)
+        .filter(|(job, result)| {
+            !job.canary
+                && !result
+                    .as_ref()
+                    .is_ok_and(|o| o.passed(modes.len() * job.repeat))
+        })
+        .map(|(job, _)| job.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!(
+            "vm-test failed on: {} (consoles: {}/console-<kernel>.log)",
+            failed.join(", "),
+            work.display()
+        )
+    }
+}
+
+/// Paths for `--kernel` values that name files, made absolute (the VM runs from the root).
+pub fn absolute(kernels: Vec<String>) -> Vec<String> {
+    kernels
+        .into_iter()
+        .map(|k| {
+            if k.ends_with(".deb") {
+                std::path::absolute(PathBuf::from(&k))
+                    .map(|p| p.display().to_string())
+                    .unwrap_or(k)
+            } else {
+                k
+            }
+        })
+        .collect()
+}
