@@ -25,9 +25,13 @@ pub fn wakeup_flags() -> u64 {
 #[inline(always)]
 pub fn count_drop() {
     if let Some(count) = DROPS.get_ptr_mut(0) {
-        // SAFETY: a per-CPU slot; an increment racing with a preempting program on this CPU
-        // can lose one count, never corrupt memory.
-        unsafe { *count += 1 };
+        // SAFETY: a value pointer from the lookup above, valid for the map's lifetime and
+        // aligned for a u64; every writer adds atomically.
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                count, 1,
+            )
+        };
     }
 }
 

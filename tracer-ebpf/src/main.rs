@@ -10,6 +10,10 @@
 //! Every program filters first ([`filter`], and the tracked-socket maps in [`maps`]) and only
 //! then builds a record and hands it to [`emit`].
 #![no_std]
+// `atomic_xadd`: the BPF target's core has no `AtomicU64::fetch_add`, but LLVM lowers the
+// intrinsic to the BPF atomic add instruction.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 #![no_main]
 
 mod context;

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, RingBuf},
 };
 use tracer_common::{
     maps::{FdKey, Inflight, Owner, PortPair, SOCK_OPS_SLOTS, TracepointFn},
@@ -18,9 +18,16 @@ pub const RING_BYTES: u32 = 4 << 20;
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 
-/// Records lost because [`EVENTS`] was full; one counter per CPU, summed by the loader.
+/// `BPF_F_MMAPABLE` (5.5+): user space maps the array and reads it as memory.
+const MMAPABLE: u32 = 1 << 10;
+
+/// Records lost because [`EVENTS`] was full: one counter, added to atomically. User space
+/// reads it through a memory mapping, never with a map-lookup syscall: such a syscall holds
+/// the kernel's per-CPU `bpf_prog_active` guard, and on kernels where it can be preempted
+/// there (7.x) every kprobe and tracepoint program of a traced task scheduled on that CPU
+/// meanwhile is skipped. Polled every 10 ms, that lost syscall records on 7.2.
 #[map]
-pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub static DROPS: Array<u64> = Array::with_max_entries(1, MMAPABLE);
 
 /// Ports to trace (local or remote), when filtering by port.
 #[map]

@@ -328,7 +328,7 @@ fn pid_filter_traces_the_server_without_a_port() {
         "only the server's sockets: {body:#?}"
     );
     let s = conn_with(&events, pid, "LISTEN", "SYN_RECV");
-    assert_eq!(states(&events, s), path(&SERVER_PATH));
+    assert_eq!(states(&events, s), path(&SERVER_PATH), "{}", brief(&events));
     // The accept was already blocked when tracing began, so its fd is tied to the connection
     // by the tcp_recvmsg hook (kernels before 6.3 have no stand-in for it on the tracepoint
     // tier; the auto-mode test proves it attached on this host).

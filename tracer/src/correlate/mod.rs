@@ -373,9 +373,13 @@ impl Correlator {
         };
         let id = match (by_fd, by_sock) {
             (Some(a), Some(b)) if a != b => {
-                // Seen first through two identities; from now on they are one connection.
-                self.merge(a, b);
-                a
+                // Seen first through two identities; from now on they are one connection. The
+                // older keeps its id: events already printed under it (a handshake seen
+                // before the fd of an accept that was blocked when tracing began) stay with
+                // the rest of their connection.
+                let (keep, gone) = (a.min(b), a.max(b));
+                self.merge(keep, gone);
+                keep
             }
             (Some(a), _) => a,
             (None, Some(b)) => b,
@@ -425,6 +429,7 @@ impl Correlator {
             }
             if conn.states.is_empty() {
                 conn.states = old.states;
+                conn.state_log = old.state_log;
             }
             conn.bytes_sent += old.bytes_sent;
             conn.bytes_received += old.bytes_received;
@@ -724,6 +729,30 @@ mod tests {
         assert_eq!(conn.bytes_sent, 5);
         assert_eq!(conn.handshake_ns, Some(3));
         assert_eq!(conn.local.unwrap().port, 41000);
+        assert_eq!(c.total, 1);
+    }
+
+    #[test]
+    fn an_fd_seen_after_its_handshake_joins_the_older_connection() {
+        let mut c = Correlator::new();
+        // A server traced by pid: its accept was blocked before tracing began, so the child
+        // is known by its socket first, and its fd only from the first read.
+        let (a, _) = observe(
+            &mut c,
+            &state(tcp_state::LISTEN, tcp_state::SYN_RECV, 0xabc, 1),
+        );
+        let est = state(tcp_state::SYN_RECV, tcp_state::ESTABLISHED, 0xabc, 2);
+        assert_eq!(observe(&mut c, &est).0, a);
+        let (b, _) = observe(&mut c, &ev(call(SyscallOp::Recvfrom, 6), 0, 4, 5));
+        assert_ne!(a, b, "an fd nothing names yet");
+        // The kernel names both: one connection, the older.
+        let read = ev(call(SyscallOp::Recvfrom, 0), 0xabc, 4, 8);
+        assert_eq!(observe(&mut c, &read).0, a);
+        let wait = state(tcp_state::ESTABLISHED, tcp_state::CLOSE_WAIT, 0xabc, 9);
+        assert_eq!(observe(&mut c, &wait).0, a);
+        let conn = c.get(a).unwrap();
+        assert_eq!(conn.bytes_received, 6);
+        assert_eq!(conn.states.len(), 4);
         assert_eq!(c.total, 1);
     }
 

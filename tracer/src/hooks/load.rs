@@ -1,7 +1,7 @@
 //! Loading the embedded object and attaching every hook of the table with the best tier this
 //! kernel allows.
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use aya::programs::{CgroupSkbAttachType, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use tracer_common::{
@@ -10,6 +10,7 @@ use tracer_common::{
 };
 
 use super::attach::{Attacher, Links, fill, map};
+use super::drops::Drops;
 use super::error::{AttachError, LoadError, MapError};
 use super::offsets::Offsets;
 use super::status::{HookStatus, missing_layers};
@@ -51,6 +52,7 @@ pub struct Loaded {
     pub hooks: Vec<HookStatus>,
     /// Every program the verifier rejected, with its whole log: `(program, log)`.
     pub rejected: Vec<(String, String)>,
+    drops: Drops,
 }
 
 impl Loaded {
@@ -64,14 +66,9 @@ impl Loaded {
         RingBuf::try_from(ring).map_err(|e| MapError::new("EVENTS", &e).into())
     }
 
-    /// Records the kernel could not put in the ring buffer, summed over CPUs.
+    /// Records the kernel could not put in the ring buffer.
     pub fn dropped(&self) -> u64 {
-        self.ebpf
-            .map("DROPS")
-            .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
-            .and_then(|a| a.get(&0, 0).ok())
-            .map(|v| v.iter().sum())
-            .unwrap_or(0)
+        self.drops.count()
     }
 
     /// Runs of each program the kernel skipped, for those that had any.
@@ -170,7 +167,9 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     }
     let tracepoint_links = std::mem::take(&mut at.links);
     let rejected = std::mem::take(&mut at.rejected);
+    let drops = Drops::map(&ebpf)?;
     Ok(Loaded {
+        drops,
         ebpf,
         tracepoint_links,
         hooks,

@@ -4,6 +4,7 @@
 //! table; [`status`] reports what attached and why better tiers were not used.
 
 pub mod attach;
+pub mod drops;
 pub mod error;
 pub mod load;
 pub mod misses;

@@ -167,6 +167,25 @@ pub fn echo_session(bind: &str, port: u16, messages: &[&str]) -> Echo {
     }
 }
 
+/// Every event on a line of its own, without the fields that do not tell events apart: the
+/// message of an assertion about the whole trace.
+pub fn brief(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter(|e| e["layer"] != "meta")
+        .map(|e| {
+            let mut e = e.clone();
+            if let Some(o) = e.as_object_mut() {
+                for noise in ["comm", "family", "hook", "ts_ns", "options", "window"] {
+                    o.remove(noise);
+                }
+            }
+            e.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The events of layer `layer`.
 pub fn layer<'a>(events: &'a [Value], layer: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["layer"] == layer).collect()
