@@ -78,9 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let dropped = loaded.dropped();
     let skipped = loaded.skipped();
     let finished = result.and_then(|demo| {
-        pipeline
-            .finish(dropped, skipped.iter().map(|(_, n)| n).sum())
-            .map_err(output_error)?;
+        pipeline.finish(dropped, &skipped).map_err(output_error)?;
         Ok(demo)
     });
     if dropped > 0 {

@@ -85,7 +85,11 @@ fn check_echo(events: &[Value], echo: &Echo, family: &str) {
     let summary = events.last().unwrap();
     assert_eq!(summary["event"], "summary");
     assert_eq!(summary["dropped"], 0);
-    assert_eq!(summary["skipped"], 0, "program runs the kernel skipped");
+    assert_eq!(
+        summary["skipped"], 0,
+        "program runs the kernel skipped: {}",
+        summary["skipped_by"]
+    );
 
     // Client: states, owner, tuple.
     let c = conn_with(events, client, "CLOSE", "SYN_SENT");

@@ -103,7 +103,7 @@ impl Pipeline {
     }
 
     /// Renders everything still waiting, then lets every view finish.
-    pub fn finish(&mut self, dropped: u64, skipped: u64) -> io::Result<()> {
+    pub fn finish(&mut self, dropped: u64, skipped: &[(String, u64)]) -> io::Result<()> {
         self.correlate(|correlator, out| correlator.flush(out));
         self.render_until(u64::MAX)?;
         let conns = self.correlator.all();

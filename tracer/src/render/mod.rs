@@ -69,8 +69,9 @@ pub struct Finish<'a> {
     pub events: u64,
     /// Records the kernel could not put in the ring buffer.
     pub dropped: u64,
-    /// Runs of our programs the kernel skipped (its recursion guard): events never recorded.
-    pub skipped: u64,
+    /// Runs of our programs the kernel skipped (its recursion guard), per program: events
+    /// never recorded.
+    pub skipped: &'a [(String, u64)],
     /// Records and segments that could not be decoded.
     pub malformed: u64,
 }

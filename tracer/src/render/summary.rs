@@ -89,7 +89,12 @@ impl<W: Write> View for Summary<W> {
         writeln!(
             self.out,
             "{}",
-            table(end.conns, end.events, end.dropped, end.skipped)
+            table(
+                end.conns,
+                end.events,
+                end.dropped,
+                end.skipped.iter().map(|(_, n)| n).sum()
+            )
         )?;
         self.out.flush()
     }

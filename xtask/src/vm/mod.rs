@@ -86,6 +86,7 @@ fn ensure_packages() -> anyhow::Result<()> {
 struct Job {
     name: String,
     canary: bool,
+    known: Option<&'static str>,
     kernel: Result<kernels::Kernel, String>,
     repeat: usize,
 }
@@ -119,7 +120,7 @@ fn boot(
         .arg(initrd)
         .arg("-append")
         .arg(format!(
-            "console=ttyS0 quiet panic=-1 vmtest.modes={} vmtest.repeat={repeat}",
+            "console=ttyS0 quiet loglevel=5 panic=-1 vmtest.modes={} vmtest.repeat={repeat}",
             modes.join(",")
         ))
         .stdin(Stdio::null())
@@ -156,10 +157,10 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     };
     let mut jobs = Vec::new();
     for name in &names {
-        let (kernel, canary) = if let Some(k) = kernels::pinned(name) {
-            (kernels::fetch(root, &cache, k), k.canary)
+        let (kernel, canary, known) = if let Some(k) = kernels::pinned(name) {
+            (kernels::fetch(root, &cache, k), k.canary, k.known)
         } else if name.ends_with(".deb") {
-            (kernels::from_deb(&cache, Path::new(name)), false)
+            (kernels::from_deb(&cache, Path::new(name)), false, None)
         } else {
             bail!(
                 "unknown kernel {name:?}: one of {} or a Debian kernel package (.deb)",
@@ -180,6 +181,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         jobs.push(Job {
             name: kernel.as_ref().map_or(name.clone(), |k| k.name.clone()),
             canary,
+            known,
             kernel: kernel.map_err(|e| format!("{e:#}")),
             repeat,
         });
@@ -240,13 +242,17 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         .collect();
 
     // The guests' own result lines, so that the run's totals count the tests run there too.
-    // A canary's are marked so that they do not count.
+    // Those of a kernel that cannot fail the run are marked so that they do not count.
     for (job, result) in jobs.iter().zip(&results) {
         if result.is_ok() {
             let log = work.join(format!("console-{}.log", job.name));
             for line in fs::read_to_string(&log).unwrap_or_default().lines() {
                 if line.trim_start().starts_with("test result:") {
-                    let mark = if job.canary { "canary " } else { "" };
+                    let mark = match (job.canary, job.known) {
+                        (true, _) => "canary ",
+                        (false, Some(_)) => "known ",
+                        (false, None) => "",
+                    };
                     eprintln!("{mark}{}", line.trim());
                 }
             }
@@ -258,6 +264,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         .map(|(job, result)| report::Row {
             kernel: &job.name,
             canary: job.canary,
+            known: job.known,
             modes: &modes,
             repeat: job.repeat,
             outcome: result.as_ref().map_err(Clone::clone),
@@ -269,6 +276,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         .zip(&results)
         .filter(|(job, result)| {
             !job.canary
+                && job.known.is_none()
                 && !result
                     .as_ref()
                     .is_ok_and(|o| o.passed(modes.len() * job.repeat))

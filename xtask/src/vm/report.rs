@@ -129,6 +129,8 @@ pub struct Row<'a> {
     pub kernel: &'a str,
     /// A failure here does not fail the run.
     pub canary: bool,
+    /// Why failures here are known and do not fail the run.
+    pub known: Option<&'a str>,
     /// Modes run, in order.
     pub modes: &'a [String],
     /// Repeats per mode.
@@ -192,7 +194,13 @@ pub fn table(rows: &[Row]) -> String {
         let name = format!(
             "{}{}",
             row.kernel,
-            if row.canary { " (canary)" } else { "" }
+            if row.canary {
+                " (canary)"
+            } else if row.known.is_some() {
+                " (known)"
+            } else {
+                ""
+            }
         );
         let _ = write!(s, "{name:<18} {release:<28}");
         match &row.outcome {
@@ -211,6 +219,12 @@ pub fn table(rows: &[Row]) -> String {
                     if !failures.is_empty() {
                         notes.push(format!("{} {m}: {}", row.kernel, failures.join(", ")));
                     }
+                }
+                if let (Some(why), false) = (row.known, o.passed(row.modes.len() * row.repeat)) {
+                    notes.push(format!(
+                        "{}: known, does not fail the run: {why}",
+                        row.kernel
+                    ));
                 }
                 if let Some(crash) = &o.crash {
                     notes.push(format!("{}: guest crashed: {crash}", row.kernel));
@@ -276,6 +290,7 @@ test refused_connection ... ok
         let t = table(&[Row {
             kernel: "5.10",
             canary: false,
+            known: None,
             modes: &modes,
             repeat: 2,
             outcome: Ok(&o),
