@@ -447,6 +447,60 @@ fn refused_connection_shows_econnrefused_and_syn_sent_to_close() {
     assert_eq!(sc["outcome"], "refused");
 }
 
+/// Records the ring buffer had no room for are counted, not lost silently: with the tracer
+/// stopped (SIGSTOP), the kernel keeps writing until the 4 MiB ring is full, then counts.
+#[test]
+fn a_full_ring_buffer_is_counted_as_dropped() {
+    use std::io::{BufRead, BufReader, Write};
+    let port = free_port();
+    let mut server = std::process::Command::new(ECHO_SERVER)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let trace = start(&["--port", &port.to_string(), "--no-summary"]);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(trace.pid() as i32, libc::SIGSTOP) };
+    // Each round trip leaves a dozen records (~2 KiB): 6,000 of them overflow 4 MiB.
+    let round_trips = 6_000;
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = String::new();
+    for _ in 0..round_trips {
+        writer.write_all(b"x\n").unwrap();
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "your message isx\n");
+    }
+    drop((reader, writer));
+    // SAFETY: as above.
+    unsafe { libc::kill(trace.pid() as i32, libc::SIGCONT) };
+    // SAFETY: as above.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let _ = server.wait();
+    let events = trace.stop();
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    let dropped = summary["dropped"].as_u64().unwrap();
+    let seen = summary["events"].as_u64().unwrap();
+    assert!(dropped > 0, "nothing counted as dropped: {summary}");
+    // The ring held what was seen; everything else the programs produced was counted.
+    let sends = events
+        .iter()
+        .filter(|e| e["layer"] == "syscall" && SENDS.contains(&e["name"].as_str().unwrap_or("")))
+        .count() as u64;
+    assert!(
+        sends < 2 * round_trips,
+        "fewer sends seen than made: {sends}"
+    );
+    assert!(
+        seen + dropped >= 4 * round_trips,
+        "seen {seen} + dropped {dropped} cannot cover {round_trips} round trips"
+    );
+}
+
 #[test]
 fn other_ports_produce_no_events() {
     let (traced, other) = (free_port(), free_port());

@@ -68,6 +68,11 @@ pub fn start(args: &[&str]) -> Trace {
 }
 
 impl Trace {
+    /// The tracer's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the tracer with SIGINT (as Ctrl-C would) and returns every line it printed.
     pub fn stop(mut self) -> Vec<Value> {
         // Let the last records arrive and leave the reorder window.
