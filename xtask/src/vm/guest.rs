@@ -182,3 +182,30 @@ pub fn build(root: &Path, work: &Path) -> anyhow::Result<PathBuf> {
     }
     Ok(initrd)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A renamed test must not silently drop out of the guest: every filter names at least one
+    /// `#[test]` of `tracer/tests/live.rs`.
+    #[test]
+    fn every_guest_filter_matches_a_live_test() {
+        let live = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tracer/tests/live.rs"),
+        )
+        .unwrap();
+        let tests: Vec<&str> = live
+            .split("#[test]\nfn ")
+            .skip(1)
+            .filter_map(|rest| rest.split('(').next())
+            .collect();
+        assert!(tests.len() > 5, "{tests:?}");
+        for filter in AUTO_TESTS.iter().chain(CORE_TESTS) {
+            assert!(
+                tests.iter().any(|t| t.contains(filter)),
+                "{filter} matches no test in tracer/tests/live.rs"
+            );
+        }
+    }
+}
