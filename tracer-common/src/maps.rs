@@ -3,6 +3,12 @@
 use crate::COMM_LEN;
 use crate::record::SyscallRecord;
 
+/// Most `--port` values the in-kernel filter holds (the size of the `PORTS` map).
+pub const MAX_PORTS: u32 = 64;
+
+/// Most `--pid` values the in-kernel filter holds (the size of the `PIDS` map).
+pub const MAX_PIDS: u32 = 64;
+
 /// Key of the `(tgid, fd)` → socket map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, RingBuf},
 };
 use tracer_common::{
-    maps::{FdKey, Inflight, Owner, PortPair, SOCK_OPS_SLOTS, TracepointFn},
+    maps::{FdKey, Inflight, MAX_PIDS, MAX_PORTS, Owner, PortPair, SOCK_OPS_SLOTS, TracepointFn},
     record::SyscallRecord,
 };
 
@@ -31,11 +31,11 @@ pub static DROPS: Array<u64> = Array::with_max_entries(1, MMAPABLE);
 
 /// Ports to trace (local or remote), when filtering by port.
 #[map]
-pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
+pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
 
 /// Processes to trace, when filtering by pid.
 #[map]
-pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(64, 0);
+pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PIDS, 0);
 
 /// Traced kernel sockets and their owners. LRU so that sockets whose destruction was missed
 /// (created before the tracer started) cannot fill it.

@@ -225,7 +225,7 @@ fn what(filter: &Filter) -> String {
         what.push(format!("pid {}", join(&filter.pids)));
     }
     if let Some(c) = &filter.comm {
-        what.push(format!("comm {c}"));
+        what.push(format!("comm {}", crate::render::text::visible(c)));
     }
     if what.is_empty() {
         "all TCP".to_string()

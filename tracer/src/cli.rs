@@ -104,11 +104,40 @@ pub enum UsageError {
     /// `--pid` names no running process.
     #[error("no process with pid {0} (--pid)")]
     NoSuchPid(u32),
+    /// More values than the in-kernel filter holds.
+    #[error("at most {limit} {flag} values are supported, {given} given")]
+    TooMany {
+        /// The flag: `--port` or `--pid`.
+        flag: &'static str,
+        /// How many the kernel-side map holds.
+        limit: u32,
+        /// How many were given.
+        given: usize,
+    },
 }
 
 impl Cli {
-    /// Checks what clap cannot: that every `--pid` exists now.
+    /// Checks what clap cannot: that the filters fit the kernel's maps, and that every
+    /// `--pid` exists now.
     pub fn validate(&self) -> Result<(), UsageError> {
+        let distinct = |mut v: Vec<u32>| {
+            v.sort_unstable();
+            v.dedup();
+            v.len()
+        };
+        let ports = distinct(self.ports.iter().map(|&p| u32::from(p)).collect());
+        for (flag, limit, given) in [
+            ("--port", tracer_common::maps::MAX_PORTS, ports),
+            (
+                "--pid",
+                tracer_common::maps::MAX_PIDS,
+                distinct(self.pids.clone()),
+            ),
+        ] {
+            if given > limit as usize {
+                return Err(UsageError::TooMany { flag, limit, given });
+            }
+        }
         for &pid in &self.pids {
             if !Path::new(&format!("/proc/{pid}")).exists() {
                 return Err(UsageError::NoSuchPid(pid));
@@ -129,6 +158,10 @@ impl Cli {
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {
+    // Digits only: `+80` is not a port someone meant to type.
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("ports are numbers from 1 to 65535".into());
+    }
     match s.parse::<u32>() {
         Ok(p @ 1..=65535) => Ok(p as u16),
         Ok(_) => Err("ports are numbers from 1 to 65535".into()),
@@ -150,10 +183,17 @@ fn parse_comm(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// The longest `--duration`: about 31 years; beyond it the timer's arithmetic would overflow
+/// (leave the flag out to trace until Ctrl-C).
+const MAX_DURATION_SECS: f64 = 1e9;
+
 fn parse_duration(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(d) if d > 0.0 && d.is_finite() => Ok(d),
-        _ => Err("a duration is a positive number of seconds".into()),
+        Ok(d) if d > 0.0 && d <= MAX_DURATION_SECS => Ok(d),
+        _ => Err(format!(
+            "a duration is a number of seconds above 0 and at most {MAX_DURATION_SECS:e} (leave \
+             it out to trace until Ctrl-C)"
+        )),
     }
 }
 
@@ -179,12 +219,23 @@ mod tests {
 
     #[test]
     fn rejects_bad_ports_and_pids() {
-        for bad in ["0", "65536", "abc", "-1"] {
+        for bad in ["0", "65536", "abc", "-1", "+80", " 80"] {
             assert!(parse(&["--port", bad]).is_err(), "{bad}");
         }
         assert!(parse(&["--pid", "0"]).is_err());
         assert!(parse(&["--comm", "a-name-longer-than-15"]).is_err());
-        assert!(parse(&["--duration", "-3"]).is_err());
+        for bad in [
+            "-3",
+            "0",
+            "nan",
+            "inf",
+            "1e20",
+            "1e308",
+            "18446744073709551616",
+        ] {
+            assert!(parse(&["--duration", bad]).is_err(), "{bad}");
+        }
+        assert!(parse(&["--duration", "1e9"]).is_ok());
         let cli = parse(&["--pid", "4000000"]).unwrap();
         assert!(matches!(
             cli.validate(),

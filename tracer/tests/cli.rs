@@ -28,6 +28,32 @@ fn one_line(stderr: &str) -> &str {
 }
 
 #[test]
+fn durations_beyond_the_timer_are_usage_errors_not_panics() {
+    for bad in ["1e20", "1e308", "18446744073709551616", "nan", "0"] {
+        let (code, err) = run(&["--port", "1", "--duration", bad]);
+        assert_eq!(code, 2, "--duration {bad}");
+        let line = one_line(&err);
+        assert!(line.contains("at most 1e9"), "{line}");
+    }
+}
+
+#[test]
+fn more_ports_than_the_kernel_filter_holds_is_a_usage_error() {
+    let ports: Vec<String> = (1000..1065).map(|p| p.to_string()).collect();
+    let mut args = Vec::new();
+    for p in &ports {
+        args.extend(["--port", p.as_str()]);
+    }
+    let (code, err) = run(&args);
+    assert_eq!(code, 2);
+    let line = one_line(&err);
+    assert!(line.contains("at most 64 --port values"), "{line}");
+    // The same port twice is one port.
+    let (code, err) = run(&["--port", "+80"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
 fn bad_ports_are_usage_errors() {
     for bad in ["0", "65536", "abc"] {
         let (code, err) = run(&["--port", bad]);

@@ -501,6 +501,74 @@ fn a_full_ring_buffer_is_counted_as_dropped() {
     );
 }
 
+/// A traced process named with control characters (ESC, BEL, newline, CR, BS, DEL, C1 CSI)
+/// cannot retitle the terminal, write to the clipboard or forge timeline lines: the human
+/// views show its name escaped.
+#[test]
+fn hostile_process_names_are_shown_escaped() {
+    use std::io::{BufRead, BufReader, Read};
+    let port = free_port();
+    let name = "\x1b]0;x\x07\n\r\x08\x7f\u{9b}";
+    let dir = std::env::temp_dir().join(format!("tracer-hostile-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let client = dir.join(name);
+    std::fs::copy(ECHO_CLIENT, &client).unwrap();
+    let mut server = std::process::Command::new(ECHO_SERVER)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let mut tracer = std::process::Command::new(TRACER)
+        .args(["--port", &port.to_string(), "--color", "never", "--ladder"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(tracer.stderr.take().unwrap());
+    let mut banner = String::new();
+    while !banner.contains("ready") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "{banner}");
+        banner.push_str(&line);
+    }
+    let out = std::process::Command::new(&client)
+        .args(["--addr", &format!("127.0.0.1:{port}"), "--message", "hi"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill(2) on our own children.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let _ = server.wait();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: as above.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
+    let mut text = String::new();
+    tracer
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(tracer.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|&c| c != '\n' && (c.is_control() || c == '\u{9b}'))
+        .collect();
+    assert!(raw.is_empty(), "raw control characters {raw:?} in:\n{text}");
+    let shown = "\\x1b]0;x\\x07\\x0a\\x0d\\x08\\x7f\\u{9b}";
+    assert!(text.contains(shown), "{shown} not in:\n{text}");
+    // Every line the client's name appears on is one the tracer wrote: none starts with a
+    // fragment of the name.
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with('\r') || l.starts_with("\x08"))
+    );
+}
+
 #[test]
 fn other_ports_produce_no_events() {
     let (traced, other) = (free_port(), free_port());

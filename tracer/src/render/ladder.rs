@@ -65,7 +65,12 @@ pub fn all(conns: &[&Conn]) -> String {
 
 fn title(conn: Option<&Conn>, fallback: Option<&Conn>) -> String {
     match conn {
-        Some(c) => format!("#{} {} {}", c.id, c.comm, maybe_endpoint(c.local.as_ref())),
+        Some(c) => format!(
+            "#{} {} {}",
+            c.id,
+            super::text::visible(&c.comm),
+            maybe_endpoint(c.local.as_ref())
+        ),
         None => format!(
             "peer {}",
             maybe_endpoint(fallback.and_then(|c| c.remote.as_ref()))

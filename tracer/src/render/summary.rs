@@ -24,7 +24,7 @@ pub fn table(conns: &[&Conn], events: u64, dropped: u64, skipped: u64) -> String
         let who = if c.pid == 0 {
             "?".to_string()
         } else {
-            format!("{}[{}]", c.comm, c.pid)
+            format!("{}[{}]", super::text::visible(&c.comm), c.pid)
         };
         let ends = if c.role == crate::correlate::Role::Listener {
             maybe_endpoint(c.local.as_ref())

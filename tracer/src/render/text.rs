@@ -1,5 +1,7 @@
-//! Wording shared by the views: errno names, endpoints, socket types, durations.
+//! Wording shared by the views: errno names, endpoints, socket types, durations, and the
+//! escaping of names that come from the traced system.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -108,6 +110,36 @@ pub fn duration(ns: u64) -> String {
     s
 }
 
+/// `s` made safe for a terminal: a string from the traced system (a process name) may hold
+/// control characters (ESC, BEL, CR, newline, DEL, C1) that would retitle the terminal, write
+/// to the clipboard or forge output lines, and bidirectional overrides that would reorder what
+/// is shown. Each is written visibly as `\x1b` or `\u{202e}`; a backslash is doubled, so the
+/// escaped text reads back unambiguously.
+pub fn visible(s: &str) -> Cow<'_, str> {
+    let hidden = |c: char| {
+        c.is_control()
+            || c == '\\'
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(hidden) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if hidden(c) && (c as u32) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if hidden(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +165,27 @@ mod tests {
             socket_type(1 | libc::SOCK_CLOEXEC as u64),
             "SOCK_STREAM|SOCK_CLOEXEC"
         );
+    }
+
+    #[test]
+    fn names_from_the_traced_system_are_shown_not_obeyed() {
+        assert!(matches!(
+            visible("echo-client"),
+            Cow::Borrowed("echo-client")
+        ));
+        assert_eq!(visible("\x1b]0;pwned\x07"), "\\x1b]0;pwned\\x07");
+        assert_eq!(visible("a\nb\rc\x08d\x7f"), "a\\x0ab\\x0dc\\x08d\\x7f");
+        assert_eq!(visible("\u{9b}31m"), "\\u{9b}31m", "C1 CSI");
+        assert_eq!(
+            visible("abc\u{202e}fdp.exe"),
+            "abc\\u{202e}fdp.exe",
+            "bidi override"
+        );
+        assert_eq!(
+            visible("a\\x1b"),
+            "a\\\\x1b",
+            "a literal backslash is doubled"
+        );
+        assert_eq!(visible("naïve ✓"), "naïve ✓", "printable Unicode stays");
     }
 }

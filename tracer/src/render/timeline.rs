@@ -119,7 +119,7 @@ pub fn header(conn: &Conn) -> String {
     let who = if conn.pid == 0 {
         "?".to_string()
     } else {
-        format!("{}[{}]", conn.comm, conn.pid)
+        format!("{}[{}]", super::text::visible(&conn.comm), conn.pid)
     };
     let ends = match conn.role {
         Role::Listener => maybe_endpoint(conn.local.as_ref()),
