@@ -41,6 +41,13 @@ fn realtime_offset_ns() -> i128 {
 /// Runs the tracer until Ctrl-C, SIGTERM, `--duration`, the end of `--demo`, or a closed
 /// stdout.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // First of all: a SIGINT or SIGTERM that arrives while the programs load (seconds on a
+    // busy machine) is kept and ends the run once tracing starts, cleanly. Without a handler
+    // yet, a process started with SIGINT ignored (a script's background job) would lose it.
+    let stop = Stop {
+        interrupt: signal(SignalKind::interrupt())?,
+        terminate: signal(SignalKind::terminate())?,
+    };
     privileges::check_privileges()?;
     hooks::tier::check_forced(cli.probe_mode).map_err(|e| anyhow::anyhow!(e))?;
     if tracefs::ensure_mounted()? {
@@ -74,7 +81,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     let mut pipeline = Pipeline::new(views, cli.ladder);
-    let result = trace(&cli, &mut loaded, &mut pipeline, &missing).await;
+    let result = trace(&cli, &mut loaded, &mut pipeline, &missing, stop).await;
     let dropped = loaded.dropped();
     let skipped = loaded.skipped();
     let finished = result.and_then(|demo| {
@@ -104,6 +111,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// The signals that end a run, listened to from the start.
+struct Stop {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
 }
 
 /// A view could not write.
@@ -148,6 +161,7 @@ async fn trace(
     loaded: &mut hooks::Loaded,
     pipeline: &mut Pipeline,
     missing: &[&'static str],
+    mut stop: Stop,
 ) -> anyhow::Result<Option<Result<(), String>>> {
     pipeline
         .meta(&Meta::Ready {
@@ -161,8 +175,6 @@ async fn trace(
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("cannot watch the ring buffer: {e}"))?;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = cli.duration.map(Duration::from_secs_f64);
     let until = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(u32::MAX as u64)));
     tokio::pin!(until);
@@ -192,8 +204,8 @@ async fn trace(
                     reported_drops = dropped;
                 }
             }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            _ = stop.interrupt.recv() => break,
+            _ = stop.terminate.recv() => break,
             _ = &mut until => break,
             result = &mut demo_rx, if cli.demo && demo_result.is_none() => {
                 demo_result = Some(result.unwrap_or(Err("demo task ended".into())));

@@ -569,6 +569,43 @@ fn hostile_process_names_are_shown_escaped() {
     );
 }
 
+/// A SIGINT that arrives while the programs load is not lost, even for a tracer started with
+/// SIGINT ignored (a script's background job): the run ends cleanly, with its summary.
+#[test]
+fn a_sigint_during_startup_ends_the_run_cleanly() {
+    use std::time::{Duration, Instant};
+    let port = free_port();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' INT; exec {TRACER} --json --port {port} --duration 60"
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Loading takes a quarter of a second or more; the signal lands in the middle of it.
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: kill(2) on our own child (sh exec'd the tracer: same pid).
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the SIGINT sent during startup was lost: still running after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "summary", "{out}");
+}
+
 #[test]
 fn other_ports_produce_no_events() {
     let (traced, other) = (free_port(), free_port());
