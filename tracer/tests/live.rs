@@ -401,6 +401,39 @@ fn every_program_passes_the_verifier() {
     }
 }
 
+/// A server already listening when the tracer starts, found by `--comm` even though its name
+/// ends in a space (which /proc's `comm` keeps, before its newline).
+#[test]
+fn a_listener_older_than_the_tracer_is_found_by_a_name_ending_in_a_space() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("tracer-space-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server_bin = dir.join("echo-srv ");
+    std::fs::copy(ECHO_SERVER, &server_bin).unwrap();
+    let mut server = std::process::Command::new(&server_bin)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let pid = server.id();
+    let trace = start(&["--comm", "echo-srv "]);
+    let out = std::process::Command::new(ECHO_CLIENT)
+        .args(["--addr", &format!("127.0.0.1:{port}"), "--message", "space"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = server.wait();
+    let events = trace.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    // The accepted child belongs to the adopted listener from its first state.
+    let s = conn_with(&events, pid, "LISTEN", "SYN_RECV");
+    assert_eq!(states(&events, s), path(&SERVER_PATH), "{}", brief(&events));
+}
+
 #[test]
 fn refused_connection_shows_econnrefused_and_syn_sent_to_close() {
     let port = free_port();

@@ -81,8 +81,9 @@ pub fn scan(wanted: impl Fn(u32, &str, u16, u16) -> bool) -> Vec<Existing> {
         let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
             continue;
         };
-        let comm = fs::read_to_string(entry.path().join("comm"))
-            .map(|c| c.trim_end().to_string())
+        // Only the newline /proc adds: a name may itself end in spaces.
+        let comm = fs::read(entry.path().join("comm"))
+            .map(|c| String::from_utf8_lossy(c.strip_suffix(b"\n").unwrap_or(&c)).into_owned())
             .unwrap_or_default();
         for fd in fds.flatten() {
             let Ok(target) = fs::read_link(fd.path()) else {
