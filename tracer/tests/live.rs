@@ -407,14 +407,12 @@ fn every_program_passes_the_verifier() {
 fn a_listener_older_than_the_tracer_is_found_by_a_name_ending_in_a_space() {
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("tracer-space-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let server_bin = dir.join("echo-srv ");
-    std::fs::copy(ECHO_SERVER, &server_bin).unwrap();
-    let mut server = std::process::Command::new(&server_bin)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let server_bin = renamed_copy(ECHO_SERVER, &dir, "echo-srv ");
+    let mut server = spawn_retrying(
+        std::process::Command::new(&server_bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .stderr(std::process::Stdio::null()),
+    );
     wait_listening(port);
     let pid = server.id();
     let trace = start(&["--comm", "echo-srv "]);
@@ -543,9 +541,7 @@ fn hostile_process_names_are_shown_escaped() {
     let port = free_port();
     let name = "\x1b]0;x\x07\n\r\x08\x7f\u{9b}";
     let dir = std::env::temp_dir().join(format!("tracer-hostile-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let client = dir.join(name);
-    std::fs::copy(ECHO_CLIENT, &client).unwrap();
+    let client = renamed_copy(ECHO_CLIENT, &dir, name);
     let mut server = std::process::Command::new(ECHO_SERVER)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .stderr(std::process::Stdio::null())
@@ -565,10 +561,13 @@ fn hostile_process_names_are_shown_escaped() {
         assert!(stderr.read_line(&mut line).unwrap() > 0, "{banner}");
         banner.push_str(&line);
     }
-    let out = std::process::Command::new(&client)
-        .args(["--addr", &format!("127.0.0.1:{port}"), "--message", "hi"])
-        .output()
-        .unwrap();
+    let out = spawn_retrying(
+        std::process::Command::new(&client)
+            .args(["--addr", &format!("127.0.0.1:{port}"), "--message", "hi"])
+            .stdout(std::process::Stdio::piped()),
+    )
+    .wait_with_output()
+    .unwrap();
     assert!(out.status.success());
     std::thread::sleep(std::time::Duration::from_millis(300));
     // SAFETY: kill(2) on our own children.

@@ -172,6 +172,31 @@ pub fn echo_session(bind: &str, port: u16, messages: &[&str]) -> Echo {
     }
 }
 
+/// Copies the program `src` to `dir/name` (a test needs a process by that name) and returns
+/// the path.
+pub fn renamed_copy(src: &str, dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    std::fs::copy(src, &path).unwrap();
+    path
+}
+
+/// Spawns `cmd`, retrying while the kernel says the program file is busy: another test thread
+/// that forks while a just-copied binary is still open for writing lends that fd to its child
+/// until the child execs (`ETXTBSY`, a known race of copy-then-exec in threaded programs).
+pub fn spawn_retrying(cmd: &mut Command) -> Child {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.expect("spawn"),
+        }
+    }
+}
+
 /// Every event on a line of its own, without the fields that do not tell events apart: the
 /// message of an assertion about the whole trace.
 pub fn brief(events: &[Value]) -> String {
