@@ -1,5 +1,6 @@
 //! Command-line parsing and validation, all in one place.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use clap::{Parser, ValueEnum};
@@ -120,19 +121,12 @@ impl Cli {
     /// Checks what clap cannot: that the filters fit the kernel's maps, and that every
     /// `--pid` exists now.
     pub fn validate(&self) -> Result<(), UsageError> {
-        let distinct = |mut v: Vec<u32>| {
-            v.sort_unstable();
-            v.dedup();
-            v.len()
-        };
-        let ports = distinct(self.ports.iter().map(|&p| u32::from(p)).collect());
+        // A value given twice is one map entry.
+        let ports = self.ports.iter().collect::<BTreeSet<_>>().len();
+        let pids = self.pids.iter().collect::<BTreeSet<_>>().len();
         for (flag, limit, given) in [
             ("--port", tracer_common::maps::MAX_PORTS, ports),
-            (
-                "--pid",
-                tracer_common::maps::MAX_PIDS,
-                distinct(self.pids.clone()),
-            ),
+            ("--pid", tracer_common::maps::MAX_PIDS, pids),
         ] {
             if given > limit as usize {
                 return Err(UsageError::TooMany { flag, limit, given });

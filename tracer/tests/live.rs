@@ -302,12 +302,7 @@ fn echo_session_on_ipv6_is_traced_the_same_way() {
 #[test]
 fn pid_filter_traces_the_server_without_a_port() {
     let port = free_port();
-    let mut server = std::process::Command::new(ECHO_SERVER)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(port);
+    let mut server = echo_server(std::path::Path::new(ECHO_SERVER), "127.0.0.1", port);
     let pid = server.id();
     let trace = start(&["--pid", &pid.to_string()]);
     let out = std::process::Command::new(ECHO_CLIENT)
@@ -408,12 +403,7 @@ fn a_listener_older_than_the_tracer_is_found_by_a_name_ending_in_a_space() {
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("tracer-space-{port}"));
     let server_bin = renamed_copy(ECHO_SERVER, &dir, "echo-srv ");
-    let mut server = spawn_retrying(
-        std::process::Command::new(&server_bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .stderr(std::process::Stdio::null()),
-    );
-    wait_listening(port);
+    let mut server = echo_server(&server_bin, "127.0.0.1", port);
     let pid = server.id();
     let trace = start(&["--comm", "echo-srv "]);
     let out = std::process::Command::new(ECHO_CLIENT)
@@ -484,12 +474,7 @@ fn refused_connection_shows_econnrefused_and_syn_sent_to_close() {
 fn a_full_ring_buffer_is_counted_as_dropped() {
     use std::io::{BufRead, BufReader, Write};
     let port = free_port();
-    let mut server = std::process::Command::new(ECHO_SERVER)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(port);
+    let mut server = echo_server(std::path::Path::new(ECHO_SERVER), "127.0.0.1", port);
     let trace = start(&["--port", &port.to_string(), "--no-summary"]);
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(trace.pid() as i32, libc::SIGSTOP) };
@@ -542,12 +527,7 @@ fn hostile_process_names_are_shown_escaped() {
     let name = "\x1b]0;x\x07\n\r\x08\x7f\u{9b}";
     let dir = std::env::temp_dir().join(format!("tracer-hostile-{port}"));
     let client = renamed_copy(ECHO_CLIENT, &dir, name);
-    let mut server = std::process::Command::new(ECHO_SERVER)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(port);
+    let mut server = echo_server(std::path::Path::new(ECHO_SERVER), "127.0.0.1", port);
     let mut tracer = std::process::Command::new(TRACER)
         .args(["--port", &port.to_string(), "--color", "never", "--ladder"])
         .stdout(std::process::Stdio::piped())

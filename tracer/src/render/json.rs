@@ -261,7 +261,7 @@ impl<W: Write> View for Json<W> {
         o.num("connections", end.total);
         o.num("events", end.events);
         o.num("dropped", end.dropped);
-        o.num("skipped", end.skipped.iter().map(|(_, n)| n).sum::<u64>());
+        o.num("skipped", end.skipped_runs());
         o.objects("skipped_by", end.skipped.iter(), |o, (program, n)| {
             o.str("program", program);
             o.num("runs", *n);

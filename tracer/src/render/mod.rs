@@ -76,6 +76,13 @@ pub struct Finish<'a> {
     pub malformed: u64,
 }
 
+impl Finish<'_> {
+    /// Program runs the kernel skipped, all programs together.
+    pub fn skipped_runs(&self) -> u64 {
+        self.skipped.iter().map(|(_, n)| n).sum()
+    }
+}
+
 /// An output format.
 pub trait View {
     /// A run-level notice.

@@ -89,12 +89,7 @@ impl<W: Write> View for Summary<W> {
         writeln!(
             self.out,
             "{}",
-            table(
-                end.conns,
-                end.events,
-                end.dropped,
-                end.skipped.iter().map(|(_, n)| n).sum()
-            )
+            table(end.conns, end.events, end.dropped, end.skipped_runs())
         )?;
         self.out.flush()
     }

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -128,12 +129,7 @@ pub struct Echo {
 
 /// Runs the echo server on `bind`:`port`, a client exchanging `messages`, then stops the server.
 pub fn echo_session(bind: &str, port: u16, messages: &[&str]) -> Echo {
-    let mut server = Command::new(ECHO_SERVER)
-        .args(["--port", &port.to_string(), "--bind", bind])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start echo-server");
-    wait_listening(port);
+    let mut server = echo_server(Path::new(ECHO_SERVER), bind, port);
     let addr = if bind.contains(':') {
         format!("[{bind}]:{port}")
     } else {
@@ -172,9 +168,21 @@ pub fn echo_session(bind: &str, port: u16, messages: &[&str]) -> Echo {
     }
 }
 
+/// Starts the echo server `program` (the demo's, or a renamed copy of it) on `bind`:`port`
+/// and waits until it listens.
+pub fn echo_server(program: &Path, bind: &str, port: u16) -> Child {
+    let server = spawn_retrying(
+        Command::new(program)
+            .args(["--port", &port.to_string(), "--bind", bind])
+            .stderr(Stdio::null()),
+    );
+    wait_listening(port);
+    server
+}
+
 /// Copies the program `src` to `dir/name` (a test needs a process by that name) and returns
 /// the path.
-pub fn renamed_copy(src: &str, dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+pub fn renamed_copy(src: &str, dir: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join(name);
     std::fs::copy(src, &path).unwrap();
