@@ -236,8 +236,11 @@ pub struct PacketRecord {
     pub len: u32,
     /// Interface index.
     pub ifindex: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// Size of each segment this one will be cut into (or was built from), 0 when it is not a
+    /// GSO/GRO super-segment (`skb_shinfo(skb)->gso_size`).
+    pub gso_size: u16,
+    /// How many such segments (`skb_shinfo(skb)->gso_segs`), 0 when unknown.
+    pub gso_segs: u16,
     /// `bpf_ktime_get_ns()` when the segment passed the hook.
     pub ts_ns: u64,
     /// The packet from its IP header: headers always, payload up to the snap length.

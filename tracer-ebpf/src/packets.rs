@@ -28,6 +28,7 @@ use crate::{
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const IPPROTO_TCP: u8 = 6;
+const IPV6_HOP_BY_HOP: u8 = 0;
 const LOOPBACK_IFINDEX: u32 = 1;
 /// cgroup_skb verdict: let the packet through (we only watch).
 const PASS: i32 = 1;
@@ -96,12 +97,17 @@ fn capture(ctx: &SkBuffContext, via: Via) -> Option<()> {
             }
             usize::from(first & 0x0f) * 4
         }
-        ETH_P_IPV6 if first >> 4 == 6 => {
-            if ctx.load::<u8>(6).ok()? != IPPROTO_TCP {
-                return None;
+        ETH_P_IPV6 if first >> 4 == 6 => match ctx.load::<u8>(6).ok()? {
+            IPPROTO_TCP => 40,
+            // The jumbo payload option BIG TCP puts before TCP (Linux 5.19 up to 6.x): one
+            // hop-by-hop header of 8 bytes.
+            IPV6_HOP_BY_HOP
+                if ctx.load::<u8>(40).ok()? == IPPROTO_TCP && ctx.load::<u8>(41).ok()? == 0 =>
+            {
+                48
             }
-            40
-        }
+            _ => return None,
+        },
         _ => return None,
     };
     if tcp_off < 20 || tcp_off > 60 {
@@ -126,7 +132,9 @@ fn capture(ctx: &SkBuffContext, via: Via) -> Option<()> {
         (*rec).ts_ns = bpf_ktime_get_ns();
         (*rec).len = ctx.len();
         (*rec).ifindex = (*ctx.skb.skb).ifindex;
-        (*rec)._pad = 0;
+        // Both fit: the kernel keeps them as u16 in skb_shared_info.
+        (*rec).gso_size = (*ctx.skb.skb).gso_size as u16;
+        (*rec).gso_segs = (*ctx.skb.skb).gso_segs as u16;
         let n = (want as u32).min(ctx.len()).min(PACKET_CAP as u32);
         let mut copied = 0;
         if n > 0 {

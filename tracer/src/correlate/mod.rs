@@ -206,8 +206,12 @@ impl Correlator {
     /// The traced ends of the segment from `src` to `dst`, each with whether it sent it.
     fn ends_of(&self, src: Endpoint, dst: Endpoint) -> (Option<ConnId>, Option<ConnId>) {
         (
-            self.by_ends.get(&(src, dst)).map(|&id| self.resolve(id)),
-            self.by_ends.get(&(dst, src)).map(|&id| self.resolve(id)),
+            self.by_ends
+                .get(&(canonical(src), canonical(dst)))
+                .map(|&id| self.resolve(id)),
+            self.by_ends
+                .get(&(canonical(dst), canonical(src)))
+                .map(|&id| self.resolve(id)),
         )
     }
 
@@ -301,7 +305,7 @@ impl Correlator {
                 conn.remote = Some(dst);
                 conn.family = ev.family;
             }
-            self.by_ends.insert((src, dst), id);
+            self.by_ends.insert((canonical(src), canonical(dst)), id);
             sender = Some(id);
         }
         let keep = self.keep_ladder;
@@ -369,7 +373,7 @@ impl Correlator {
         let by_tuple = || -> Option<ConnId> {
             let local = ev.local?;
             let remote = ev.remote?;
-            self.by_tuple.get(&(local.port, remote)).copied()
+            self.by_tuple.get(&(local.port, canonical(remote))).copied()
         };
         let id = match (by_fd, by_sock) {
             (Some(a), Some(b)) if a != b => {
@@ -455,7 +459,10 @@ impl Correlator {
             .and_then(|id| self.live(self.resolve(id)));
         let local = listener.and_then(|l| l.local);
         let child = match (local, ev.remote) {
-            (Some(local), Some(remote)) => self.by_tuple.get(&(local.port, remote)).copied(),
+            (Some(local), Some(remote)) => self
+                .by_tuple
+                .get(&(local.port, canonical(remote)))
+                .copied(),
             _ => None,
         };
         let id = match child {
@@ -463,7 +470,7 @@ impl Correlator {
             None => {
                 let id = self.create(ev);
                 if let (Some(local), Some(remote)) = (local, ev.remote) {
-                    self.by_tuple.insert((local.port, remote), id);
+                    self.by_tuple.insert((local.port, canonical(remote)), id);
                 }
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.local = local;
@@ -539,7 +546,7 @@ impl Correlator {
                         conn.role = Role::Server;
                         conn.handshake_start_ns = Some(ev.ts_ns);
                         if let (Some(local), Some(remote)) = (ev.local, ev.remote) {
-                            self.by_tuple.insert((local.port, remote), id);
+                            self.by_tuple.insert((local.port, canonical(remote)), id);
                         }
                     }
                     tcp_state::LISTEN => conn.role = Role::Listener,
@@ -606,11 +613,11 @@ impl Correlator {
             && r.port != 0
             && !l.addr.is_unspecified()
         {
-            self.by_ends.insert((l, r), id);
+            self.by_ends.insert((canonical(l), canonical(r)), id);
             if conn.role == Role::Server {
                 // Some kernels (6.1) report a child's SYN_RECV before its peer address is
                 // set: it becomes joinable by accept() once any event names both ends.
-                self.by_tuple.insert((l.port, r), id);
+                self.by_tuple.insert((l.port, canonical(r)), id);
             }
         }
         if conn.closed && conn.fds == 0 && !conn.retiring {
@@ -651,6 +658,21 @@ fn merge_endpoint(old: Option<Endpoint>, new: Endpoint) -> Endpoint {
 /// Used by tests and renderers: an endpoint from parts.
 pub fn endpoint(addr: IpAddr, port: u16) -> Endpoint {
     Endpoint { addr, port }
+}
+
+/// The key an endpoint is found by: an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a
+/// dual-stack socket reports for an IPv4 peer) is the IPv4 address its segments carry.
+fn canonical(e: Endpoint) -> Endpoint {
+    match e.addr {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => Endpoint {
+                addr: IpAddr::V4(v4),
+                port: e.port,
+            },
+            None => e,
+        },
+        IpAddr::V4(_) => e,
+    }
 }
 
 /// The sender's and receiver's ends of a decoded segment.
@@ -813,11 +835,64 @@ mod tests {
         );
     }
 
+    /// A captured segment from its hex dump.
+    fn packet(hex: &str, ts: u64) -> Event {
+        use crate::decode::{Captured, tcpip};
+        let data = tcpip::parse_hex(hex).unwrap();
+        Event::blank(
+            Kind::Packet(Box::new(Captured {
+                segment: tcpip::Segment::decode(&data),
+                egress: true,
+                ifindex: 1,
+                len: data.len() as u32,
+                gso_size: 0,
+                gso_segs: 0,
+                data,
+            })),
+            Via::CgroupSkbEgress,
+            ts,
+        )
+    }
+
+    /// A dual-stack server (listening on `[::]`) names its IPv4 peer `::ffff:127.0.0.1`; the
+    /// segments carry 127.0.0.1: each segment still reaches the server's connection.
+    #[test]
+    fn a_dual_stack_server_gets_the_ipv4_segments_of_its_connection() {
+        use std::net::Ipv6Addr;
+        let mapped = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+        let mut c = Correlator::new();
+        let mut listen = state(tcp_state::CLOSE, tcp_state::LISTEN, 1, 1);
+        listen.family = tracer_common::AF_INET6;
+        listen.local = Some(endpoint(Ipv6Addr::UNSPECIFIED.into(), 8080));
+        listen.remote = None;
+        observe(&mut c, &listen);
+        let client = observe(&mut c, &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 2, 2)).0;
+        let mut child = state(tcp_state::LISTEN, tcp_state::SYN_RECV, 3, 4);
+        child.family = tracer_common::AF_INET6;
+        child.local = Some(endpoint(mapped, 8080));
+        child.remote = Some(endpoint(mapped, 41000));
+        let server = observe(&mut c, &child).0;
+        let mut up = state(tcp_state::SYN_RECV, tcp_state::ESTABLISHED, 3, 5);
+        up.family = tracer_common::AF_INET6;
+        up.local = child.local;
+        up.remote = child.remote;
+        observe(&mut c, &up);
+        // 127.0.0.1:41000 -> 127.0.0.1:8080 ACK, as captured on lo.
+        let ack = packet(
+            "450000280000400040060000 7f000001 7f000001 a0281f90 000003e9 00000001 5010faf0 00000000",
+            6,
+        );
+        let mut got = Vec::new();
+        c.observe(ack, &mut |x| got.push(x));
+        let conns: Vec<ConnId> = got[0].ends.iter().map(|e| e.conn).collect();
+        assert_eq!(conns, vec![client, server]);
+        assert_eq!(c.all().len(), 3, "no phantom connection: {:?}", c.all());
+    }
+
     /// A segment the server's accepted child will claim waits for it: the SYN reaches both
     /// ends' timelines, though the child is named only after the handshake.
     #[test]
     fn a_syn_to_a_traced_listener_waits_for_the_accepted_child() {
-        use crate::decode::{Captured, tcpip};
         let mut c = Correlator::new();
         let mut listen = state(tcp_state::CLOSE, tcp_state::LISTEN, 1, 1);
         listen.local = Some(endpoint(Ipv4Addr::UNSPECIFIED.into(), 8080));
@@ -826,18 +901,7 @@ mod tests {
         let client = observe(&mut c, &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 2, 2)).0;
         // 127.0.0.1:41000 -> 127.0.0.1:8080 SYN.
         let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
-        let data = tcpip::parse_hex(hex).unwrap();
-        let syn = Event::blank(
-            Kind::Packet(Box::new(Captured {
-                segment: tcpip::Segment::decode(&data),
-                egress: true,
-                ifindex: 1,
-                len: 40,
-                data,
-            })),
-            Via::CgroupSkbEgress,
-            3,
-        );
+        let syn = packet(hex, 3);
         let mut got = Vec::new();
         c.observe(syn, &mut |x| got.push(x));
         assert!(got.is_empty(), "parked until the child is known");

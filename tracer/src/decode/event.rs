@@ -81,6 +81,10 @@ pub struct Captured {
     pub ifindex: u32,
     /// The packet's length as the kernel held it.
     pub len: u32,
+    /// Segment size of a GSO/GRO super-segment, 0 for a plain segment.
+    pub gso_size: u16,
+    /// How many segments a super-segment stands for, 0 when unknown.
+    pub gso_segs: u16,
     /// The captured bytes (headers, plus payload up to the snap length).
     pub data: Vec<u8>,
 }

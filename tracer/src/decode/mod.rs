@@ -155,7 +155,7 @@ fn packet(raw: &PacketRecord) -> Result<Event, DecodeError> {
     let via = Via::from_u8(raw.via).ok_or(unknown("hook", raw.via))?;
     let caplen = usize::from(raw.caplen).min(raw.data.len());
     let data = raw.data[..caplen].to_vec();
-    let segment = Segment::decode(&data);
+    let segment = Segment::decode_captured(&data, raw.len as usize);
     let (family, local, remote) = match &segment {
         Ok(s) => (
             if s.src.is_ipv4() { AF_INET } else { AF_INET6 },
@@ -175,6 +175,8 @@ fn packet(raw: &PacketRecord) -> Result<Event, DecodeError> {
         egress: via == Via::CgroupSkbEgress,
         ifindex: raw.ifindex,
         len: raw.len,
+        gso_size: raw.gso_size,
+        gso_segs: raw.gso_segs,
         data,
     };
     Ok(Event {

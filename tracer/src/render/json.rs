@@ -395,6 +395,10 @@ fn write_event(
                         o.opt_num("rel_ack", view.rel_ack);
                         o.num("win", view.window);
                         o.num("len", s.payload_len);
+                        if captured.gso_size > 0 {
+                            o.num("gso_size", captured.gso_size);
+                            o.num("gso_segs", captured.gso_segs);
+                        }
                         o.num("hdr_len", s.tcp.header_len);
                         o.num("checksum", s.tcp.checksum);
                         o.num("urgent", s.tcp.urgent);

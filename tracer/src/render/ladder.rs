@@ -155,6 +155,8 @@ mod tests {
                 egress: true,
                 ifindex: 1,
                 len: 60,
+                gso_size: 0,
+                gso_segs: 0,
                 data,
             })),
             Via::CgroupSkbEgress,

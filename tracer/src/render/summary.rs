@@ -18,7 +18,8 @@ pub fn state_path(conn: &Conn) -> String {
 }
 
 /// A human table, one connection per row block.
-pub fn table(conns: &[&Conn], events: u64, dropped: u64, skipped: u64) -> String {
+pub fn table(end: &Finish) -> String {
+    let conns = end.conns;
     let mut s = String::from("\nsummary\n");
     for c in conns {
         let who = if c.pid == 0 {
@@ -55,16 +56,19 @@ pub fn table(conns: &[&Conn], events: u64, dropped: u64, skipped: u64) -> String
         }
     }
     s.push_str(&format!(
-        "  {} connection(s), {} event(s), {} dropped{}\n",
+        "  {} connection(s), {} event(s), {} dropped",
         conns.len(),
-        events,
-        dropped,
-        if skipped > 0 {
-            format!(", {skipped} program run(s) skipped by the kernel")
-        } else {
-            String::new()
-        }
+        end.events,
+        end.dropped
     ));
+    let skipped = end.skipped_runs();
+    if skipped > 0 {
+        s.push_str(&format!(", {skipped} program run(s) skipped by the kernel"));
+    }
+    if end.malformed > 0 {
+        s.push_str(&format!(", {} malformed record(s)", end.malformed));
+    }
+    s.push('\n');
     s
 }
 
@@ -86,11 +90,7 @@ impl<W: Write> View for Summary<W> {
     }
 
     fn finish(&mut self, end: &Finish) -> io::Result<()> {
-        writeln!(
-            self.out,
-            "{}",
-            table(end.conns, end.events, end.dropped, end.skipped_runs())
-        )?;
+        writeln!(self.out, "{}", table(end))?;
         self.out.flush()
     }
 }

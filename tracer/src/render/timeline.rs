@@ -166,6 +166,14 @@ pub fn packet(ev: &Event, view: &SegmentView) -> String {
         s.push_str(&format!(" <{}>", tcp.options_text()));
     }
     s.push_str(&format!(", length {}", seg.payload_len));
+    if captured.gso_size > 0 && seg.payload_len > usize::from(captured.gso_size) {
+        // One super-segment: the wire carries it as gso_segs segments of gso_size bytes.
+        s.push_str(&format!(
+            " (gso {} x {})",
+            seg.payload_len.div_ceil(usize::from(captured.gso_size)),
+            captured.gso_size
+        ));
+    }
     s
 }
 
