@@ -36,11 +36,23 @@ pub enum SyscallOp {
     Shutdown = 15,
     /// `close(2)`.
     Close = 16,
+    /// `sendfile(2)` to a socket: the socket is the first argument.
+    Sendfile = 17,
+    /// `splice(2)` into or out of a socket; which one is in `args[1]` ([`SPLICE_TO_SOCKET`]).
+    Splice = 18,
+    /// `sendmmsg(2)`: returns messages, not bytes.
+    Sendmmsg = 19,
+    /// `recvmmsg(2)`: returns messages, not bytes.
+    Recvmmsg = 20,
 }
+
+/// `args[1]` of a [`SyscallOp::Splice`] record: the socket is the destination (the data is
+/// sent); 0 when it is the source (the data is received).
+pub const SPLICE_TO_SOCKET: u64 = 1;
 
 impl SyscallOp {
     /// Every operation, in declaration order.
-    pub const ALL: [SyscallOp; 16] = [
+    pub const ALL: [SyscallOp; 20] = [
         Self::Socket,
         Self::Bind,
         Self::Listen,
@@ -57,6 +69,10 @@ impl SyscallOp {
         Self::Recvmsg,
         Self::Shutdown,
         Self::Close,
+        Self::Sendfile,
+        Self::Splice,
+        Self::Sendmmsg,
+        Self::Recvmmsg,
     ];
 
     /// Decodes the raw byte written by the eBPF side.
@@ -64,7 +80,7 @@ impl SyscallOp {
         Self::ALL.get((v as usize).wrapping_sub(1)).copied()
     }
 
-    /// The syscall's name, as in `syscalls:sys_enter_<name>`.
+    /// The syscall's name, as the man pages give it.
     pub fn name(self) -> &'static str {
         match self {
             Self::Socket => "socket",
@@ -83,23 +99,44 @@ impl SyscallOp {
             Self::Recvmsg => "recvmsg",
             Self::Shutdown => "shutdown",
             Self::Close => "close",
+            Self::Sendfile => "sendfile",
+            Self::Splice => "splice",
+            Self::Sendmmsg => "sendmmsg",
+            Self::Recvmmsg => "recvmmsg",
         }
     }
 
-    /// Whether a successful return value counts bytes sent by the application.
-    pub fn sends(self) -> bool {
-        matches!(
-            self,
-            Self::Write | Self::Writev | Self::Sendto | Self::Sendmsg
-        )
+    /// The name of its tracepoints: `syscalls:sys_enter_<this>` and `sys_exit_<this>`
+    /// (64-bit `sendfile` is `sendfile64` there).
+    pub fn tracepoint(self) -> &'static str {
+        match self {
+            Self::Sendfile => "sendfile64",
+            _ => self.name(),
+        }
+    }
+
+    /// Whether a successful return value counts messages (`sendmmsg`, `recvmmsg`).
+    pub fn counts_messages(self) -> bool {
+        matches!(self, Self::Sendmmsg | Self::Recvmmsg)
+    }
+
+    /// Whether a successful return value counts bytes sent by the application, given the
+    /// record's `args` (which end of a `splice` the socket is).
+    pub fn sends(self, args: &[u64; 2]) -> bool {
+        match self {
+            Self::Write | Self::Writev | Self::Sendto | Self::Sendmsg | Self::Sendfile => true,
+            Self::Splice => args[1] == SPLICE_TO_SOCKET,
+            _ => false,
+        }
     }
 
     /// Whether a successful return value counts bytes received by the application.
-    pub fn receives(self) -> bool {
-        matches!(
-            self,
-            Self::Read | Self::Readv | Self::Recvfrom | Self::Recvmsg
-        )
+    pub fn receives(self, args: &[u64; 2]) -> bool {
+        match self {
+            Self::Read | Self::Readv | Self::Recvfrom | Self::Recvmsg => true,
+            Self::Splice => args[1] != SPLICE_TO_SOCKET,
+            _ => false,
+        }
     }
 
     /// Whether the call returns a new fd for an accepted connection.

@@ -14,6 +14,7 @@ use tracer_common::{
     AF_INET, AF_INET6, SyscallOp,
     maps::{FdKey, Inflight},
     record::{RecordKind, SyscallRecord},
+    syscall::SPLICE_TO_SOCKET,
 };
 
 use crate::{
@@ -104,6 +105,32 @@ fd_syscall!(sys_enter_recvfrom, SyscallOp::Recvfrom, Some(2));
 fd_syscall!(sys_enter_sendmsg, SyscallOp::Sendmsg, Some(2));
 fd_syscall!(sys_enter_recvmsg, SyscallOp::Recvmsg, Some(2));
 fd_syscall!(sys_enter_shutdown, SyscallOp::Shutdown, Some(1));
+fd_syscall!(sys_enter_sendfile64, SyscallOp::Sendfile, Some(3));
+fd_syscall!(sys_enter_sendmmsg, SyscallOp::Sendmmsg, Some(2));
+fd_syscall!(sys_enter_recvmmsg, SyscallOp::Recvmmsg, Some(2));
+
+/// `syscalls:sys_enter_splice`: `splice(fd_in, off_in, fd_out, off_out, len, flags)` with a
+/// traced socket at either end; `args` hold the length and which end the socket is.
+#[tracepoint]
+pub fn sys_enter_splice(ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let (fd, to_socket) = {
+        let out = syscall_arg(&ctx, 2) as i32;
+        if FDS.get_ptr(FdKey { tgid, fd: out }).is_some() {
+            (out, SPLICE_TO_SOCKET)
+        } else {
+            (syscall_arg(&ctx, 0) as i32, 0)
+        }
+    };
+    let Some(sock) = FDS.get_ptr(FdKey { tgid, fd }) else {
+        return 0;
+    };
+    // SAFETY: a value pointer returned by the map lookup just above.
+    let mut inflight = begin(SyscallOp::Splice, fd, unsafe { *sock });
+    inflight.record.args = [syscall_arg(&ctx, 4), to_socket];
+    stash(&inflight);
+    0
+}
 
 /// `syscalls:sys_enter_close`: also forgets a held `socket()` whose fd is being closed, so a
 /// reused fd number cannot inherit it.

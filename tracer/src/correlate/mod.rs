@@ -459,10 +459,9 @@ impl Correlator {
             .and_then(|id| self.live(self.resolve(id)));
         let local = listener.and_then(|l| l.local);
         let child = match (local, ev.remote) {
-            (Some(local), Some(remote)) => self
-                .by_tuple
-                .get(&(local.port, canonical(remote)))
-                .copied(),
+            (Some(local), Some(remote)) => {
+                self.by_tuple.get(&(local.port, canonical(remote))).copied()
+            }
             _ => None,
         };
         let id = match child {
@@ -590,9 +589,9 @@ impl Correlator {
                     _ => {}
                 }
                 if ret > 0 {
-                    if op.sends() {
+                    if op.sends(&call.args) {
                         conn.bytes_sent += ret as u64;
-                    } else if op.receives() {
+                    } else if op.receives(&call.args) {
                         conn.bytes_received += ret as u64;
                     }
                 }

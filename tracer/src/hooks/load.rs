@@ -264,7 +264,7 @@ fn syscalls(at: &mut Attacher) -> HookStatus {
     let mut errors = Vec::new();
     for op in SyscallOp::ALL {
         let (enter, exit_program) = syscall_programs(op);
-        let exit = format!("sys_exit_{}", op.name());
+        let exit = format!("sys_exit_{}", op.tracepoint());
         let result = at
             .tracepoint(&enter, "syscalls", &enter, None)
             .and_then(|_| at.tracepoint(exit_program, "syscalls", &exit, None));

@@ -339,7 +339,7 @@ pub fn syscall_programs(op: SyscallOp) -> (String, &'static str) {
     } else {
         "sys_exit"
     };
-    (format!("sys_enter_{}", op.name()), exit)
+    (format!("sys_enter_{}", op.tracepoint()), exit)
 }
 
 /// The packet layer's programs: egress, then ingress.

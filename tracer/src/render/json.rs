@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use tracer_common::tcp_state;
+use tracer_common::{SyscallOp, tcp_state};
 
 use super::text::{endpoint, errno_name};
 use super::{Finish, Line, Meta, View};
@@ -349,8 +349,20 @@ fn write_event(
                 if let Some(name) = errno_name(-ret) {
                     o.str("errno", name);
                 }
-            } else if call.op.sends() || call.op.receives() {
+            } else if call.op.sends(&call.args) || call.op.receives(&call.args) {
                 o.num("bytes", ret);
+            } else if call.op.counts_messages() {
+                o.num("messages", ret);
+            }
+            if call.op == SyscallOp::Splice {
+                o.str(
+                    "dir",
+                    if call.op.sends(&call.args) {
+                        "out"
+                    } else {
+                        "in"
+                    },
+                );
             }
             o.num("duration_ns", call.duration_ns());
             if call.op.accepts()

@@ -77,7 +77,7 @@ impl<W: Write> Timeline<W> {
             None => describe(ev, part, timewait),
         };
         let hook = match &ev.kind {
-            Kind::Syscall(s) => format!("syscalls:sys_*_{}", s.op.name()),
+            Kind::Syscall(s) => format!("syscalls:sys_*_{}", s.op.tracepoint()),
             _ => ev.hook.to_string(),
         };
         let tail = if tail.is_empty() {
@@ -218,12 +218,21 @@ fn syscall(ev: &Event, call: &Syscall, part: Part) -> (String, String) {
         SyscallOp::Listen => format!("listen(fd={fd}, backlog={})", call.args[0]),
         SyscallOp::Shutdown => format!("shutdown(fd={fd}, {})", shutdown_how(call.args[0])),
         SyscallOp::Accept | SyscallOp::Accept4 | SyscallOp::Close => format!("{name}(fd={fd})"),
+        SyscallOp::Splice if op.sends(&call.args) => {
+            format!("{name}(pipe -> fd={fd}, {})", call.args[0])
+        }
+        SyscallOp::Splice => format!("{name}(fd={fd} -> pipe, {})", call.args[0]),
+        SyscallOp::Sendfile => format!("{name}(fd={fd}, file, {})", call.args[0]),
+        SyscallOp::Sendmmsg | SyscallOp::Recvmmsg => {
+            format!("{name}(fd={fd}, {} messages)", call.args[0])
+        }
         _ => format!("{name}(fd={fd}, {})", call.args[0]),
     };
     let text = call_text;
     let ret = match op {
         _ if ret_value < 0 => syscall_ret(ret_value),
-        _ if op.sends() || op.receives() => format!("{ret_value} bytes"),
+        _ if op.sends(&call.args) || op.receives(&call.args) => format!("{ret_value} bytes"),
+        _ if op.counts_messages() => format!("{ret_value} messages"),
         SyscallOp::Accept | SyscallOp::Accept4 => match ev.remote.as_ref() {
             Some(peer) => format!("{ret_value}  from {}", endpoint(peer)),
             None => ret_value.to_string(),
