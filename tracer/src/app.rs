@@ -81,6 +81,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     let mut pipeline = Pipeline::new(views, cli.ladder);
+    let now = monotonic_ns();
+    for s in loaded.existing.iter().filter(|s| s.listening) {
+        let local = crate::correlate::endpoint(s.laddr, s.lport);
+        pipeline
+            .correlator
+            .adopt_listener(s.pid, &s.comm, s.fd, local, now);
+    }
     let result = trace(&cli, &mut loaded, &mut pipeline, &missing, stop).await;
     let dropped = loaded.dropped();
     let skipped = loaded.skipped();

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bootstrap;
+mod conformance;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,9 @@ enum Cmd {
     /// Build, check formatting and lints, run every test (as root: they load eBPF), then the
     /// live tests again on Debian's kernel under QEMU in every probe tier.
     Test,
+    /// Run the conformance suite (as root): curl, Python's http.server and nginx traced while
+    /// tcpdump captures the same traffic, over loopback and across two network namespaces.
+    Conformance,
     /// Run the live tests inside Debian's stock kernels under QEMU, in every probe mode: the
     /// whole pinned matrix by default.
     VmTest {
@@ -110,6 +114,15 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             bench::run(&root, quick)
         }
+        Cmd::Conformance => {
+            build(&root)?;
+            if !is_root() {
+                bail!(
+                    "the conformance suite loads eBPF programs: run `sudo -E cargo xtask conformance`"
+                );
+            }
+            conformance::run(&root)
+        }
         Cmd::Test => {
             build(&root)?;
             cargo(&root, &["fmt", "--all", "--", "--check"])?;
@@ -127,6 +140,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             if !is_root() {
                 bail!("the tests load eBPF programs: run `sudo -E cargo xtask test`");
             }
+            // The conformance suite is one of the test binaries: what it drives comes first.
+            conformance::install()?;
             cargo(&root, &["test", "--release"])?;
             // The same live tests on every kernel of the matrix, in every probe mode.
             let opts = vm::Options {

@@ -9,6 +9,7 @@
 //! socket addresses never leave this module.
 
 mod conn;
+mod copies;
 mod segments;
 
 use std::collections::VecDeque;
@@ -22,6 +23,7 @@ pub use segments::{LadderRow, SegmentView};
 
 use crate::decode::tcpip::Segment;
 use crate::decode::{Endpoint, Event, Kind, StateChange};
+use copies::Copies;
 
 /// One traced end an event belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,10 +99,14 @@ pub struct Correlator {
     retiring: VecDeque<(u64, ConnId)>,
     finished: VecDeque<Conn>,
     parked: VecDeque<Parked>,
+    copies: Copies,
     next_id: ConnId,
     /// Connections seen in all.
     pub total: u64,
 }
+
+/// `lo`'s interface index: segments on it are captured once, leaving.
+const LOOPBACK_IFINDEX: u32 = 1;
 
 /// How many finished connections are kept for the exit summary.
 const FINISHED_KEPT: usize = 1024;
@@ -228,7 +234,23 @@ impl Correlator {
         self.ends_of(src, dst) == (None, None)
     }
 
-    fn segment(&mut self, ev: Event, out: &mut dyn FnMut(Correlated)) {
+    fn segment(&mut self, mut ev: Event, out: &mut dyn FnMut(Correlated)) {
+        if let Kind::Packet(c) = &mut ev.kind {
+            if c.egress && c.ifindex != LOOPBACK_IFINDEX {
+                self.copies.left(c);
+            } else if !c.egress {
+                c.repeat = self.copies.entered(c);
+            }
+            if c.repeat {
+                // Both ends had it when it left: only the capture file's count of copies.
+                out(Correlated {
+                    event: ev,
+                    ends: Ends::default(),
+                    timewait: false,
+                });
+                return;
+            }
+        }
         let Some((src, dst)) = seg_ends(&ev) else {
             // Undecodable: no connection claims it (the capture file still gets it).
             out(Correlated {
@@ -297,17 +319,34 @@ impl Correlator {
         let Some((src, dst)) = seg_ends(&ev) else {
             return;
         };
-        let (mut sender, receiver) = self.ends_of(src, dst);
+        // A segment leaving is shown to both traced ends; one arriving only to its receiver,
+        // unless this host already captured it leaving another of its namespaces (a veth
+        // pair): each end sees each segment once. The copy leaving is the one to keep: the
+        // copy arriving is not captured when it reaches a TIME_WAIT mini-socket.
+        let (to_sender, to_receiver) = match ev.captured() {
+            Some(c) => (c.egress, true),
+            None => (true, true),
+        };
+        let (mut sender, mut receiver) = self.ends_of(src, dst);
         if sender.is_none() && receiver.is_none() {
+            // Nobody traced claims it: a connection of its own, for the end this copy shows.
+            let (local, remote) = if to_sender { (src, dst) } else { (dst, src) };
             let id = self.create(&ev);
             if let Some(conn) = self.conns.get_mut(&id) {
-                conn.local = Some(src);
-                conn.remote = Some(dst);
+                conn.local = Some(local);
+                conn.remote = Some(remote);
                 conn.family = ev.family;
             }
-            self.by_ends.insert((canonical(src), canonical(dst)), id);
-            sender = Some(id);
+            self.by_ends
+                .insert((canonical(local), canonical(remote)), id);
+            if to_sender {
+                sender = Some(id);
+            } else {
+                receiver = Some(id);
+            }
         }
+        sender = sender.filter(|_| to_sender);
+        receiver = receiver.filter(|_| to_receiver);
         let keep = self.keep_ladder;
         let mut ends = Ends::default();
         if let Some(Ok(seg)) = ev.captured().map(|c| &c.segment) {
@@ -329,10 +368,14 @@ impl Correlator {
     }
 
     fn create(&mut self, ev: &Event) -> ConnId {
+        self.create_at(ev.ts_ns)
+    }
+
+    fn create_at(&mut self, ts_ns: u64) -> ConnId {
         self.next_id += 1;
         self.total += 1;
         let id = self.next_id;
-        self.conns.insert(id, Conn::new(id, ev.ts_ns));
+        self.conns.insert(id, Conn::new(id, ts_ns));
         id
     }
 
@@ -487,6 +530,25 @@ impl Correlator {
             }
         }
         id
+    }
+
+    /// A listener that was open before the run started (found in /proc): its accepts and
+    /// its close belong to it, and it is shown with its address and `LISTEN`.
+    pub fn adopt_listener(&mut self, pid: u32, comm: &str, fd: i32, local: Endpoint, now_ns: u64) {
+        let id = self.create_at(now_ns);
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.pid = pid;
+            conn.comm = comm.to_string();
+            conn.family = if local.addr.is_ipv4() {
+                tracer_common::AF_INET
+            } else {
+                tracer_common::AF_INET6
+            };
+            conn.local = Some(local);
+            conn.role = Role::Listener;
+            conn.states.push(tcp_state::LISTEN);
+        }
+        self.bind_fd(pid, fd, id);
     }
 
     fn bind_fd(&mut self, pid: u32, fd: i32, id: ConnId) {
@@ -846,6 +908,7 @@ mod tests {
                 len: data.len() as u32,
                 gso_size: 0,
                 gso_segs: 0,
+                repeat: false,
                 data,
             })),
             Via::CgroupSkbEgress,

@@ -85,6 +85,9 @@ pub struct Captured {
     pub gso_size: u16,
     /// How many segments a super-segment stands for, 0 when unknown.
     pub gso_segs: u16,
+    /// This host captured the same segment leaving another of its network namespaces (a
+    /// veth pair): this copy is the receiver's view, the capture file has the first.
+    pub repeat: bool,
     /// The captured bytes (headers, plus payload up to the snap length).
     pub data: Vec<u8>,
 }

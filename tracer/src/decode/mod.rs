@@ -177,6 +177,7 @@ fn packet(raw: &PacketRecord) -> Result<Event, DecodeError> {
         len: raw.len,
         gso_size: raw.gso_size,
         gso_segs: raw.gso_segs,
+        repeat: false,
         data,
     };
     Ok(Event {

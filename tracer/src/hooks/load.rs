@@ -52,6 +52,8 @@ pub struct Loaded {
     pub hooks: Vec<HookStatus>,
     /// Every program the verifier rejected, with its whole log: `(program, log)`.
     pub rejected: Vec<(String, String)>,
+    /// The TCP sockets traced processes held before the run (found in /proc).
+    pub existing: Vec<sockets::Existing>,
     drops: Drops,
 }
 
@@ -141,7 +143,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
         .load(PROGRAMS)?;
     fill(&mut ebpf, "PORTS", &filter.ports)?;
     fill(&mut ebpf, "PIDS", &filter.pids)?;
-    adopt_existing(&mut ebpf, filter)?;
+    let existing = adopt_existing(&mut ebpf, filter)?;
 
     let mut at = Attacher::new(&mut ebpf, cgroup::cgroup2_mount());
     // The state hook goes first: it is what decides which sockets are traced.
@@ -174,6 +176,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
         tracepoint_links,
         hooks,
         rejected,
+        existing,
     })
 }
 
@@ -309,7 +312,7 @@ fn packets(at: &mut Attacher) -> HookStatus {
 
 /// Marks the TCP sockets traced processes already hold as traced: their fds, and their
 /// listeners' ports so that the connections they accept belong to them.
-fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<(), LoadError> {
+fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<Vec<sockets::Existing>, LoadError> {
     let me = std::process::id();
     let found = sockets::scan(|pid, comm, lport, rport| {
         pid != me
@@ -342,7 +345,7 @@ fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<(), LoadError> {
         };
         let _ = listeners.insert(s.lport, owner, 0);
     }
-    Ok(())
+    Ok(found)
 }
 
 #[cfg(test)]

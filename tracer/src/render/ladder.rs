@@ -157,6 +157,7 @@ mod tests {
                 len: 60,
                 gso_size: 0,
                 gso_segs: 0,
+                repeat: false,
                 data,
             })),
             Via::CgroupSkbEgress,

@@ -88,7 +88,7 @@ impl Pcap {
 
 impl View for Pcap {
     fn event(&mut self, line: &Line) -> io::Result<()> {
-        if let Some(captured) = line.event.captured() {
+        if let Some(captured) = line.event.captured().filter(|c| !c.repeat) {
             self.writer
                 .write(line.event.ts_ns, &captured.data, captured.len)?;
         }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A TCP socket held by a traced process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub struct Existing {
     pub comm: String,
     /// The fd in the owner.
     pub fd: i32,
+    /// Local address.
+    pub laddr: IpAddr,
     /// Local port.
     pub lport: u16,
     /// Remote port (0 for a listener).
@@ -21,9 +24,21 @@ pub struct Existing {
     pub listening: bool,
 }
 
-/// `(local port, remote port, listening)` of every TCP socket by inode, from
-/// `/proc/net/tcp{,6}` text.
-pub fn parse_proc_net_tcp(text: &str, out: &mut HashMap<u64, (u16, u16, bool)>) {
+/// One row of `/proc/net/tcp{,6}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// Local address.
+    pub laddr: IpAddr,
+    /// Local port.
+    pub lport: u16,
+    /// Remote port (0 for a listener).
+    pub rport: u16,
+    /// In state LISTEN.
+    pub listening: bool,
+}
+
+/// Every TCP socket by inode, from `/proc/net/tcp{,6}` text.
+pub fn parse_proc_net_tcp(text: &str, out: &mut HashMap<u64, Row>) {
     for line in text.lines().skip(1) {
         let cols: Vec<&str> = line.split_whitespace().collect();
         if cols.len() < 10 {
@@ -34,25 +49,62 @@ pub fn parse_proc_net_tcp(text: &str, out: &mut HashMap<u64, (u16, u16, bool)>) 
                 .next()
                 .and_then(|p| u16::from_str_radix(p, 16).ok())
         };
-        let (Some(l), Some(r), Ok(inode)) = (port(cols[1]), port(cols[2]), cols[9].parse::<u64>())
-        else {
+        let (Some(lport), Some(rport), Some(laddr), Ok(inode)) = (
+            port(cols[1]),
+            port(cols[2]),
+            cols[1].split(':').next().and_then(proc_addr),
+            cols[9].parse::<u64>(),
+        ) else {
             continue;
         };
         if inode != 0 {
-            out.insert(inode, (l, r, cols[3] == "0A"));
+            let listening = cols[3] == "0A";
+            out.insert(
+                inode,
+                Row {
+                    laddr,
+                    lport,
+                    rport,
+                    listening,
+                },
+            );
         }
     }
 }
 
-/// Every TCP socket of this host by inode, from `/proc/net/tcp{,6}`.
-fn tcp_sockets() -> HashMap<u64, (u16, u16, bool)> {
+/// An address as /proc prints it: hex of the bytes in memory, 32-bit word by word in host
+/// order.
+fn proc_addr(hex: &str) -> Option<IpAddr> {
+    let words: Vec<u32> = (0..hex.len() / 8)
+        .map(|i| u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok())
+        .collect::<Option<_>>()?;
+    match words.as_slice() {
+        [w] => Some(IpAddr::V4(Ipv4Addr::from(w.to_ne_bytes()))),
+        [a, b, c, d] => {
+            let mut bytes = [0u8; 16];
+            for (i, w) in [a, b, c, d].into_iter().enumerate() {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            Some(IpAddr::V6(Ipv6Addr::from(bytes)))
+        }
+        _ => None,
+    }
+}
+
+/// Every TCP socket of the network namespace `/proc/<proc_dir>` is in, by inode.
+fn tcp_sockets_of(proc_dir: &str) -> HashMap<u64, Row> {
     let mut tcp = HashMap::new();
-    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        if let Ok(text) = fs::read_to_string(path) {
+    for file in ["tcp", "tcp6"] {
+        if let Ok(text) = fs::read_to_string(format!("{proc_dir}/net/{file}")) {
             parse_proc_net_tcp(&text, &mut tcp);
         }
     }
     tcp
+}
+
+/// Every TCP socket of this host's namespace by inode.
+fn tcp_sockets() -> HashMap<u64, Row> {
+    tcp_sockets_of("/proc/self")
 }
 
 /// Whether something listens on TCP `port` (read from /proc, so no probe connection shows up
@@ -60,12 +112,14 @@ fn tcp_sockets() -> HashMap<u64, (u16, u16, bool)> {
 pub fn is_listening(port: u16) -> bool {
     tcp_sockets()
         .values()
-        .any(|&(lport, _, listening)| listening && lport == port)
+        .any(|row| row.listening && row.lport == port)
 }
 
-/// TCP sockets of processes that pass `wanted(pid, comm, lport, rport)`.
+/// TCP sockets of processes that pass `wanted(pid, comm, lport, rport)`, in every network
+/// namespace (a container's sockets are only in its own `/proc/<pid>/net/tcp`).
 pub fn scan(wanted: impl Fn(u32, &str, u16, u16) -> bool) -> Vec<Existing> {
-    let tcp = tcp_sockets();
+    // One table per namespace, read once.
+    let mut by_netns: HashMap<String, HashMap<u64, Row>> = HashMap::new();
     let mut found = Vec::new();
     let Ok(procs) = fs::read_dir("/proc") else {
         return found;
@@ -81,6 +135,12 @@ pub fn scan(wanted: impl Fn(u32, &str, u16, u16) -> bool) -> Vec<Existing> {
         let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
             continue;
         };
+        let netns = fs::read_link(entry.path().join("ns/net"))
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tcp = by_netns
+            .entry(netns)
+            .or_insert_with(|| tcp_sockets_of(&format!("/proc/{pid}")));
         // Only the newline /proc adds: a name may itself end in spaces.
         let comm = fs::read(entry.path().join("comm"))
             .map(|c| String::from_utf8_lossy(c.strip_suffix(b"\n").unwrap_or(&c)).into_owned())
@@ -97,7 +157,13 @@ pub fn scan(wanted: impl Fn(u32, &str, u16, u16) -> bool) -> Vec<Existing> {
             else {
                 continue;
             };
-            let Some(&(lport, rport, listening)) = tcp.get(&inode) else {
+            let Some(&Row {
+                laddr,
+                lport,
+                rport,
+                listening,
+            }) = tcp.get(&inode)
+            else {
                 continue;
             };
             let Some(fd) = fd.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
@@ -108,6 +174,7 @@ pub fn scan(wanted: impl Fn(u32, &str, u16, u16) -> bool) -> Vec<Existing> {
                     pid,
                     comm: comm.clone(),
                     fd,
+                    laddr,
                     lport,
                     rport,
                     listening,
@@ -129,7 +196,32 @@ mod tests {
    1: 0100007F:A0B2 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 20 4 30 10 -1";
         let mut out = HashMap::new();
         parse_proc_net_tcp(text, &mut out);
-        assert_eq!(out[&4242], (8080, 0, true));
-        assert_eq!(out[&4343], (0xA0B2, 8080, false));
+        assert_eq!(
+            out[&4242],
+            Row {
+                laddr: Ipv4Addr::UNSPECIFIED.into(),
+                lport: 8080,
+                rport: 0,
+                listening: true
+            }
+        );
+        assert_eq!(out[&4343].laddr, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!((out[&4343].lport, out[&4343].rport), (0xA0B2, 8080));
+        assert!(!out[&4343].listening);
+    }
+
+    #[test]
+    fn parses_ipv6_and_mapped_addresses() {
+        // As /proc/net/tcp6 shows [::1]:8080 and [::ffff:127.0.0.1]:8081 on x86.
+        let text = "  sl  local_address remote_address st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 11 1 0 100 0 0 10 0
+   1: 0000000000000000FFFF00000100007F:1F91 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12 1 0 100 0 0 10 0";
+        let mut out = HashMap::new();
+        parse_proc_net_tcp(text, &mut out);
+        assert_eq!(out[&11].laddr, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(
+            out[&12].laddr,
+            IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped())
+        );
     }
 }

@@ -1,0 +1,428 @@
+//! Conformance: the tracer against programs nobody here wrote (curl, Python's http.server,
+//! nginx), checked against tcpdump's capture of the same traffic taken at the same moment.
+//! Run as root with `cargo xtask conformance` (which installs the programs), over loopback and
+//! across two network namespaces joined by a veth pair.
+
+#[path = "support/oracle.rs"]
+mod oracle;
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oracle::{Seg, differences, json_segments, payload_bytes, read_pcap};
+use serde_json::Value;
+
+/// One scenario at a time: each loads the tracer and drives megabytes through loopback, and
+/// two at once on a 2-core machine would measure the machine, not the tracer.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Everything one test leaves behind, removed at the end.
+fn workdir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("tracer-conformance-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `cmd` run in network namespace `ns` (or here).
+fn in_ns(ns: Option<&str>, program: &str) -> Command {
+    match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running tcpdump writing `path`.
+struct Tcpdump(Child);
+
+impl Tcpdump {
+    /// Captures TCP port `port` on `iface` (in `ns`), once tcpdump says it listens.
+    fn start(ns: Option<&str>, iface: &str, port: u16, path: &Path) -> Self {
+        let mut child = in_ns(ns, "tcpdump")
+            .args(["-B", "32768", "-U", "-n", "-i", iface, "-w"])
+            .arg(path)
+            .args(["tcp", "port", &port.to_string()])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("tcpdump is installed (cargo xtask conformance installs it)");
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        assert!(line.contains("listening on"), "tcpdump: {line}");
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        Self(child)
+    }
+
+    fn stop(mut self) {
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something in `ns` listens on `port`.
+fn wait_listening_in(ns: Option<&str>, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = in_ns(ns, "ss")
+            .args(["-Hltn", &format!("sport = :{port}")])
+            .output()
+            .unwrap();
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Two network namespaces joined by a veth pair, removed on drop.
+struct Namespaces {
+    server: String,
+    client: String,
+}
+
+impl Namespaces {
+    /// `server` gets `server_ip`, `client` gets `client_ip` (with prefix `/len`).
+    fn new(tag: &str, server_ip: &str, client_ip: &str, len: u8) -> Self {
+        let id = std::process::id() % 10000;
+        let ns = Self {
+            server: format!("tcs{tag}{id}"),
+            client: format!("tcc{tag}{id}"),
+        };
+        let (vs, vc) = (format!("vs{tag}{id}"), format!("vc{tag}{id}"));
+        for n in [&ns.server, &ns.client] {
+            run(Command::new("ip").args(["netns", "add", n]));
+            run(Command::new("ip").args(["-n", n, "link", "set", "lo", "up"]));
+        }
+        run(Command::new("ip").args(["link", "add", &vs, "type", "veth", "peer", "name", &vc]));
+        for (v, n, ip) in [(&vs, &ns.server, server_ip), (&vc, &ns.client, client_ip)] {
+            run(Command::new("ip").args(["link", "set", v, "netns", n]));
+            let mut add = vec!["-n", n, "addr", "add"];
+            let cidr = format!("{ip}/{len}");
+            add.push(&cidr);
+            add.extend(["dev", v]);
+            if ip.contains(':') {
+                add.push("nodad");
+            }
+            run(Command::new("ip").args(&add));
+            run(Command::new("ip").args(["-n", n, "link", "set", v, "up"]));
+        }
+        ns
+    }
+
+    /// The server side's veth.
+    fn server_veth(&self) -> String {
+        format!("vs{}", &self.server[3..])
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for n in [&self.server, &self.client] {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+/// The one pure ACK the tracer cannot see: the last ACK of the end that closed first, which
+/// the kernel sends from its TIME_WAIT mini-socket through a per-namespace control socket — not
+/// a full socket, so cgroup_skb does not run for it. On loopback nothing else captures it.
+fn is_time_wait_ack(all: &[Seg], s: &Seg) -> bool {
+    s.flags == "A"
+        && s.len == 0
+        && all.iter().any(|fin| {
+            fin.src == s.dst
+                && fin.dst == s.src
+                && fin.flags.contains('F')
+                && fin.seq.wrapping_add(fin.len).wrapping_add(1) == s.ack
+        })
+        && all.iter().rev().find(|x| x.src == s.src && x.dst == s.dst) == Some(s)
+}
+
+/// Fails with every difference, side by side, except the TIME_WAIT ACK where `loses_tw_ack`.
+fn same(what: &str, expected: &[Seg], got: &[Seg], loses_tw_ack: bool) {
+    let tw: Vec<String> = expected
+        .iter()
+        .filter(|s| is_time_wait_ack(expected, s))
+        .map(|s| format!("missing  {s}"))
+        .collect();
+    let diffs: Vec<String> = differences(expected, got)
+        .into_iter()
+        .filter(|d| !(loses_tw_ack && tw.contains(d)))
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{what} differs from tcpdump ({} segments there, {} here):\n  {}",
+        expected.len(),
+        got.len(),
+        diffs.join("\n  ")
+    );
+}
+
+/// The summary's connections.
+fn conns(events: &[Value]) -> Vec<Value> {
+    let summary = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "summary")
+        .expect("summary");
+    assert_eq!(summary["dropped"], 0, "no record may be dropped here");
+    assert_eq!(summary["malformed"], 0, "no record may be malformed");
+    summary["conns"].as_array().unwrap().clone()
+}
+
+/// Checks a traced run against tcpdump: every segment in each end's view and in the capture
+/// file, the connections found, and the bytes each end counted.
+fn conforms(events: &[Value], tcpdump: &[Seg], ours: &[Seg], server_port: u16, loopback: bool) {
+    assert!(!tcpdump.is_empty(), "tcpdump saw no traffic");
+    // On loopback the TIME_WAIT ACK is nowhere; across namespaces its receiver sees it arrive,
+    // so only the sender's view lacks it.
+    same("the capture file", tcpdump, ours, loopback);
+    same(
+        "the senders' view (dir out)",
+        tcpdump,
+        &json_segments(events, "out"),
+        true,
+    );
+    same(
+        "the receivers' view (dir in)",
+        tcpdump,
+        &json_segments(events, "in"),
+        loopback,
+    );
+    let conns = conns(events);
+    let syns: Vec<&Seg> = tcpdump.iter().filter(|s| s.flags == "S").collect();
+    let clients: Vec<&Value> = conns.iter().filter(|c| c["role"] == "client").collect();
+    let servers: Vec<&Value> = conns.iter().filter(|c| c["role"] == "server").collect();
+    assert_eq!(clients.len(), syns.len(), "one client per SYN: {conns:#?}");
+    assert_eq!(servers.len(), syns.len(), "one server per SYN: {conns:#?}");
+    for c in clients {
+        let port = c["lport"].as_u64().unwrap() as u16;
+        let up = payload_bytes(tcpdump, port, server_port);
+        let down = payload_bytes(tcpdump, server_port, port);
+        assert_eq!(
+            (c["bytes_sent"].as_u64(), c["bytes_received"].as_u64()),
+            (Some(up), Some(down)),
+            "client {c}"
+        );
+        let server = servers
+            .iter()
+            .find(|s| s["rport"] == port)
+            .expect("its server end");
+        assert_eq!(
+            (
+                server["bytes_sent"].as_u64(),
+                server["bytes_received"].as_u64()
+            ),
+            (Some(down), Some(up)),
+            "server {server}"
+        );
+    }
+}
+
+/// Python's http.server serving `dir` on `bind`:`port` in `ns`.
+fn http_server(ns: Option<&str>, bind: &str, port: u16, dir: &Path) -> Child {
+    let child = in_ns(ns, "python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            bind,
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    wait_listening_in(ns, port);
+    child
+}
+
+/// `curl URL` in `ns`: the HTTP status and the bytes it received.
+fn curl(ns: Option<&str>, url: &str) -> (u32, u64) {
+    let out = in_ns(ns, "curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "30",
+            "-w",
+            "%{http_code} %{size_download}",
+            url,
+        ])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut f = text.split_whitespace();
+    (
+        f.next().unwrap().parse().unwrap(),
+        f.next().unwrap().parse().unwrap(),
+    )
+}
+
+fn stop(mut child: Child) {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+}
+
+/// A 5 MB download and a 404 from `http.server`, traced and captured.
+fn download_and_404(ns: Option<&Namespaces>, server_ip: &str, tag: &str) {
+    let dir = workdir(tag);
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let body: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(www.join("big.bin"), &body).unwrap();
+    let port = support::free_port();
+    let (server_ns, client_ns) = match ns {
+        Some(n) => (Some(n.server.as_str()), Some(n.client.as_str())),
+        None => (None, None),
+    };
+    let iface = ns.map_or("lo".to_string(), |n| n.server_veth());
+    // The server starts first: the tracer must find its listener in /proc.
+    let server = http_server(server_ns, server_ip, port, &www);
+    let capture = Tcpdump::start(server_ns, &iface, port, &dir.join("tcpdump.pcap"));
+    let ours = dir.join("tracer.pcap");
+    let trace = support::start(&[
+        "--port",
+        &port.to_string(),
+        "--pcap",
+        ours.to_str().unwrap(),
+    ]);
+    let host = if server_ip.contains(':') {
+        format!("[{server_ip}]")
+    } else {
+        server_ip.to_string()
+    };
+    assert_eq!(
+        curl(client_ns, &format!("http://{host}:{port}/big.bin")),
+        (200, 5_000_000)
+    );
+    let (status, _) = curl(client_ns, &format!("http://{host}:{port}/no-such-file"));
+    assert_eq!(status, 404);
+    std::thread::sleep(Duration::from_millis(300));
+    stop(server);
+    let events = trace.stop();
+    capture.stop();
+    let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
+    conforms(&events, &tcpdump, &read_pcap(&ours), port, ns.is_none());
+    // The listener that was open before the tracer: found, with its address, and LISTEN.
+    let conns = conns(&events);
+    let listener = conns
+        .iter()
+        .find(|c| c["role"] == "listener")
+        .expect("the listener");
+    assert_eq!(listener["lport"], port);
+    assert_eq!(listener["laddr"], server_ip);
+    assert_eq!(listener["states"][0], "LISTEN");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn curl_and_http_server_over_loopback_match_tcpdump() {
+    let _one = one_at_a_time();
+    download_and_404(None, "127.0.0.1", "lo");
+}
+
+#[test]
+fn curl_and_http_server_across_two_namespaces_match_tcpdump_on_the_veth() {
+    let _one = one_at_a_time();
+    let ns = Namespaces::new("4", "10.201.0.1", "10.201.0.2", 24);
+    download_and_404(Some(&ns), "10.201.0.1", "ns4");
+}
+
+#[test]
+fn curl_and_http_server_across_two_namespaces_over_ipv6_match_tcpdump() {
+    let _one = one_at_a_time();
+    let ns = Namespaces::new("6", "fd00:201::1", "fd00:201::2", 64);
+    download_and_404(Some(&ns), "fd00:201::1", "ns6");
+}
+
+/// nginx (master and worker: the worker accepts on a socket the master opened) serving 1 MiB
+/// with `sendfile on`.
+#[test]
+fn nginx_sendfile_from_a_worker_is_counted_like_tcpdump_counts_it() {
+    let _one = one_at_a_time();
+    let dir = workdir("nginx");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("one.bin"), vec![7u8; 1 << 20]).unwrap();
+    let port = support::free_port();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; master_process on; worker_processes 1; pid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+             http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{port}; root {w}; }} }}\n",
+            d = dir.display(),
+            w = www.display()
+        ),
+    )
+    .unwrap();
+    // Started before the tracer: master and worker both hold the listener the tracer must
+    // find in /proc. (A worker forked after the tracer started is not followed yet: see the
+    // README's known gaps.)
+    let nginx = Command::new("nginx")
+        .args(["-c", conf.to_str().unwrap(), "-p", dir.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx is installed (cargo xtask conformance installs it)");
+    wait_listening_in(None, port);
+    let ours = dir.join("tracer.pcap");
+    let capture = Tcpdump::start(None, "lo", port, &dir.join("tcpdump.pcap"));
+    let trace = support::start(&[
+        "--port",
+        &port.to_string(),
+        "--pcap",
+        ours.to_str().unwrap(),
+    ]);
+    let (status, size) = curl(None, &format!("http://127.0.0.1:{port}/one.bin"));
+    assert_eq!((status, size), (200, 1 << 20));
+    std::thread::sleep(Duration::from_millis(300));
+    // SIGQUIT: nginx's graceful shutdown; the master waits for its worker.
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(nginx.id() as i32, libc::SIGQUIT) };
+    let mut nginx = nginx;
+    let _ = nginx.wait();
+    let events = trace.stop();
+    capture.stop();
+    let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
+    conforms(&events, &tcpdump, &read_pcap(&ours), port, true);
+    let sendfile: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["name"] == "sendfile" && e["layer"] == "syscall")
+        .collect();
+    assert!(!sendfile.is_empty(), "nginx's sendfile calls are traced");
+    let sent: u64 = sendfile.iter().filter_map(|e| e["bytes"].as_u64()).sum();
+    assert_eq!(sent, 1 << 20, "sendfile moved the whole file");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,285 @@
+//! The independent side of the conformance suite: what tcpdump captured, read by tshark, and
+//! how it is compared with what the tracer reported.
+//!
+//! Segments are compared in a form both captures share whatever the interface did with
+//! super-segments: control segments (SYN, FIN, RST, or no payload) one by one, exactly, at the
+//! sequence number where they end; data
+//! as the byte ranges each sender sent under each acknowledgement number, merged. A GSO
+//! super-segment the tracer saw before segmentation and the pieces tcpdump saw after it then
+//! compare equal, and a missing, extra or changed byte does not.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// One TCP segment: its ends, flags without PSH, raw seq/ack, payload length.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seg {
+    pub src: String,
+    pub dst: String,
+    pub flags: String,
+    pub seq: u32,
+    pub ack: u32,
+    pub len: u32,
+}
+
+impl Seg {
+    fn is_control(&self) -> bool {
+        self.len == 0 || self.flags.contains(['S', 'F', 'R'])
+    }
+}
+
+impl std::fmt::Display for Seg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} > {} [{}] seq {} ack {} len {}",
+            self.src, self.dst, self.flags, self.seq, self.ack, self.len
+        )
+    }
+}
+
+/// Flag letters as the tracer's JSON spells them, PSH left out (segmentation moves it).
+fn letters(syn: bool, fin: bool, rst: bool, ack: bool) -> String {
+    let mut s = String::new();
+    for (on, c) in [(fin, 'F'), (syn, 'S'), (rst, 'R'), (ack, 'A')] {
+        if on {
+            s.push(c);
+        }
+    }
+    s
+}
+
+/// Every TCP segment of a capture file, as tshark reads it.
+pub fn read_pcap(path: &Path) -> Vec<Seg> {
+    let out = Command::new("tshark")
+        .args(["-r"])
+        .arg(path)
+        .args([
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            "ip.src",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "ip.dst",
+            "-e",
+            "ipv6.dst",
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "tcp.flags",
+            "-e",
+            "tcp.seq_raw",
+            "-e",
+            "tcp.ack_raw",
+            "-e",
+            "tcp.len",
+        ])
+        .output()
+        .expect("tshark is installed (cargo xtask conformance installs it)");
+    assert!(
+        out.status.success(),
+        "tshark could not read {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let f: Vec<&str> = line.split('|').collect();
+            let addr = |v4: &str, v6: &str| {
+                if v4.is_empty() {
+                    v6.to_string()
+                } else {
+                    v4.to_string()
+                }
+            };
+            let flags = u16::from_str_radix(f[6].trim_start_matches("0x"), 16).unwrap();
+            Seg {
+                src: format!("{}:{}", addr(f[0], f[1]), f[2]),
+                dst: format!("{}:{}", addr(f[3], f[4]), f[5]),
+                flags: letters(
+                    flags & 2 != 0,
+                    flags & 1 != 0,
+                    flags & 4 != 0,
+                    flags & 16 != 0,
+                ),
+                seq: f[7].parse().unwrap(),
+                ack: if flags & 16 != 0 {
+                    f[8].parse().unwrap()
+                } else {
+                    0
+                },
+                len: f[9].parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The segments the tracer's JSON shows in direction `dir` ("out": as their sender saw them
+/// leave; "in": as their receiver saw them arrive).
+pub fn json_segments(events: &[Value], dir: &str) -> Vec<Seg> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "tcp_segment" && e["dir"] == dir)
+        .map(|e| {
+            let end = |a: &str, p: &str| {
+                let addr = e[a].as_str().unwrap();
+                let addr = addr.strip_prefix("::ffff:").unwrap_or(addr);
+                format!("{addr}:{}", e[p])
+            };
+            let (src, dst) = if dir == "out" {
+                (end("laddr", "lport"), end("raddr", "rport"))
+            } else {
+                (end("raddr", "rport"), end("laddr", "lport"))
+            };
+            let f = e["flags"].as_str().unwrap();
+            Seg {
+                src,
+                dst,
+                flags: letters(
+                    f.contains('S'),
+                    f.contains('F'),
+                    f.contains('R'),
+                    f.contains('A'),
+                ),
+                seq: e["seq"].as_u64().unwrap() as u32,
+                ack: if f.contains('A') {
+                    e["ack"].as_u64().unwrap() as u32
+                } else {
+                    0
+                },
+                len: e["len"].as_u64().unwrap() as u32,
+            }
+        })
+        .collect()
+}
+
+/// A capture in comparable form: control segments, and data as merged byte ranges per
+/// (sender, receiver, ack).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub control: Vec<Seg>,
+    pub data: BTreeMap<(String, String, u32), Vec<(u64, u64)>>,
+}
+
+/// Puts `segs` in comparable form. Sequence numbers are unwrapped per sender from its first
+/// segment, so ranges merge across a wrap.
+pub fn shape(segs: &[Seg]) -> Shape {
+    let mut s = Shape::default();
+    let mut base: BTreeMap<String, u32> = BTreeMap::new();
+    for seg in segs {
+        if seg.is_control() {
+            // A FIN comes after the payload: where it sits is the segment's end, whichever
+            // piece of a super-segment carries it.
+            s.control.push(Seg {
+                seq: seg.seq.wrapping_add(seg.len),
+                len: 0,
+                ..seg.clone()
+            });
+        }
+        if seg.len > 0 {
+            let b = *base.entry(seg.src.clone()).or_insert(seg.seq);
+            let start = u64::from(seg.seq.wrapping_sub(b));
+            s.data
+                .entry((seg.src.clone(), seg.dst.clone(), seg.ack))
+                .or_default()
+                .push((start, start + u64::from(seg.len)));
+        }
+    }
+    s.control.sort();
+    for ranges in s.data.values_mut() {
+        ranges.sort();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for &(a, b) in ranges.iter() {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        *ranges = merged;
+    }
+    s
+}
+
+/// Every difference between what tcpdump saw (`expected`) and what the tracer reported
+/// (`got`), one line each: `missing` / `extra` with the segment.
+pub fn differences(expected: &[Seg], got: &[Seg]) -> Vec<String> {
+    let (e, g) = (shape(expected), shape(got));
+    let mut out = Vec::new();
+    let mut rest = g.control.clone();
+    for seg in &e.control {
+        match rest.iter().position(|x| x == seg) {
+            Some(i) => {
+                rest.remove(i);
+            }
+            None => out.push(format!("missing  {seg}")),
+        }
+    }
+    out.extend(rest.iter().map(|seg| format!("extra    {seg}")));
+    for (key, ranges) in &e.data {
+        let ours = g.data.get(key).cloned().unwrap_or_default();
+        if &ours != ranges {
+            out.push(format!(
+                "data {} > {} ack {}: tcpdump {:?}, tracer {:?}",
+                key.0, key.1, key.2, ranges, ours
+            ));
+        }
+    }
+    for key in g.data.keys().filter(|k| !e.data.contains_key(*k)) {
+        out.push(format!(
+            "data {} > {} ack {}: tracer only {:?}",
+            key.0, key.1, key.2, g.data[key]
+        ));
+    }
+    out
+}
+
+/// The bytes of payload tcpdump saw from `src` to `dst`.
+pub fn payload_bytes(segs: &[Seg], src_port: u16, dst_port: u16) -> u64 {
+    segs.iter()
+        .filter(|s| {
+            s.src.ends_with(&format!(":{src_port}")) && s.dst.ends_with(&format!(":{dst_port}"))
+        })
+        .map(|s| u64::from(s.len))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(flags: &str, seq: u32, len: u32) -> Seg {
+        Seg {
+            src: "a:1".into(),
+            dst: "b:2".into(),
+            flags: flags.into(),
+            seq,
+            ack: 7,
+            len,
+        }
+    }
+
+    #[test]
+    fn a_super_segment_equals_its_pieces_and_a_lost_byte_does_not() {
+        let pieces = [seg("S", 99, 0), seg("A", 100, 10), seg("A", 110, 10)];
+        let whole = [seg("S", 99, 0), seg("A", 100, 20)];
+        assert!(differences(&pieces, &whole).is_empty());
+        let short = [seg("S", 99, 0), seg("A", 100, 19)];
+        assert_eq!(differences(&pieces, &short).len(), 1);
+        let no_syn = [seg("A", 100, 20)];
+        assert_eq!(
+            differences(&pieces, &no_syn),
+            vec!["missing  a:1 > b:2 [S] seq 99 ack 7 len 0"]
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! `cargo xtask conformance`: the tracer against third-party programs (curl, Python's
+//! http.server, nginx), compared with tcpdump and tshark on the same traffic
+//! (`tracer/tests/conformance.rs`). Installs the programs it drives from Debian's packages.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::bail;
+
+/// Commands the suite runs, and the Debian package of each.
+const PROGRAMS: &[(&str, &str)] = &[
+    ("tcpdump", "tcpdump"),
+    ("tshark", "tshark"),
+    ("nginx", "nginx-light"),
+    ("curl", "curl"),
+    ("python3", "python3"),
+    ("ss", "iproute2"),
+];
+
+/// Installs whatever of [`PROGRAMS`] is missing.
+pub fn install() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PROGRAMS
+        .iter()
+        .filter(|(cmd, _)| !on_path(cmd))
+        .map(|&(_, package)| package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("conformance: installing {}", missing.join(" "));
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let updated = || {
+        Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !(install() || (updated() && install())) {
+        bail!(
+            "the conformance suite needs {}: `apt-get install {}` failed",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// Runs the suite (after [`install`]).
+pub fn run(root: &Path) -> anyhow::Result<()> {
+    install()?;
+    crate::cargo(root, &["test", "--release", "--test", "conformance"])
+}
+
+fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join(cmd).is_file())
+            || Path::new("/usr/sbin").join(cmd).is_file()
+    })
+}
