@@ -35,6 +35,8 @@ pub const SOCKLEN_FAMILY: usize = 12;
 pub const SOCKLEN_PROTOCOL: usize = 13;
 /// `sock_send_length.ret`
 pub const SOCKLEN_RET: usize = 14;
+/// `sched_process_fork.child_pid`
+pub const FORK_CHILD_PID: usize = 15;
 /// `sock_common.skc_family` (kernel BTF; fentry/kprobe tiers)
 pub const SK_FAMILY: usize = 19;
 /// `sock_common.skc_num`: local port, host order

@@ -18,6 +18,7 @@
 
 mod context;
 mod emit;
+mod fds;
 mod filter;
 mod kernel;
 mod maps;

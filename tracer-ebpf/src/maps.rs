@@ -46,6 +46,14 @@ pub static SOCKS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(65536, 0
 #[map]
 pub static FDS: LruHashMap<FdKey, u64> = LruHashMap::with_max_entries(65536, 0);
 
+/// Processes that hold (or held) a traced fd: their children inherit them.
+#[map]
+pub static HOLDERS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Children of [`HOLDERS`] and the process they were forked from, until they exec.
+#[map]
+pub static FORKED: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
+
 /// `socket()` records held back until a port filter decides (at bind or connect) whether the
 /// socket is traced.
 #[map]

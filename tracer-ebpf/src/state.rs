@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     AF_INET, KernelFn, SyscallOp, Via,
-    maps::{FdKey, Owner},
+    maps::Owner,
     offsets::{
         STATE_DADDR, STATE_DADDR6, STATE_DPORT, STATE_FAMILY, STATE_NEW, STATE_OLD, STATE_PROTOCOL,
         STATE_SADDR, STATE_SADDR6, STATE_SKADDR, STATE_SPORT,
@@ -26,7 +26,7 @@ use crate::{
     context::field,
     emit::emit,
     filter::{config, current_comm, ports_match, ports_only, task_matches},
-    maps::{FDS, INFLIGHT, LISTENERS, SOCKS},
+    maps::{INFLIGHT, LISTENERS, SOCKS},
     packets::watch_port_pair,
 };
 
@@ -79,14 +79,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         let (fd, op) = unsafe { ((*inflight).record.header.fd, (*inflight).record.header.op) };
         if fd >= 0 && syscall_makes(op, old, new) {
             record.header.fd = fd;
-            let _ = FDS.insert(
-                FdKey {
-                    tgid: owner.pid,
-                    fd,
-                },
-                sk,
-                0,
-            );
+            crate::fds::track(owner.pid, fd, sk);
         }
     }
     if sport != 0 && dport != 0 {

@@ -20,6 +20,7 @@ use tracer_common::{
 use crate::{
     context::syscall_arg,
     emit::emit,
+    fds,
     filter::{config, current_comm, ports_match, task_matches},
     maps::{FDS, HELD_SOCKETS, INFLIGHT},
     sockaddr::{self, End},
@@ -68,11 +69,10 @@ fn stash(inflight: &Inflight) {
 fn fd_enter(ctx: &TracePointContext, op: SyscallOp, arg: Option<usize>) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let fd = syscall_arg(ctx, 0) as i32;
-    let Some(sock) = FDS.get_ptr(FdKey { tgid, fd }) else {
+    let Some(sock) = fds::traced(tgid, fd) else {
         return 0;
     };
-    // SAFETY: a value pointer returned by the map lookup just above.
-    let mut inflight = begin(op, fd, unsafe { *sock });
+    let mut inflight = begin(op, fd, sock);
     if let Some(n) = arg {
         inflight.record.args[0] = syscall_arg(ctx, n);
     }
@@ -114,19 +114,18 @@ fd_syscall!(sys_enter_recvmmsg, SyscallOp::Recvmmsg, Some(2));
 #[tracepoint]
 pub fn sys_enter_splice(ctx: TracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let (fd, to_socket) = {
-        let out = syscall_arg(&ctx, 2) as i32;
-        if FDS.get_ptr(FdKey { tgid, fd: out }).is_some() {
-            (out, SPLICE_TO_SOCKET)
-        } else {
-            (syscall_arg(&ctx, 0) as i32, 0)
+    let out = syscall_arg(&ctx, 2) as i32;
+    let (fd, sock, to_socket) = match fds::traced(tgid, out) {
+        Some(sock) => (out, sock, SPLICE_TO_SOCKET),
+        None => {
+            let fd = syscall_arg(&ctx, 0) as i32;
+            let Some(sock) = fds::traced(tgid, fd) else {
+                return 0;
+            };
+            (fd, sock, 0)
         }
     };
-    let Some(sock) = FDS.get_ptr(FdKey { tgid, fd }) else {
-        return 0;
-    };
-    // SAFETY: a value pointer returned by the map lookup just above.
-    let mut inflight = begin(SyscallOp::Splice, fd, unsafe { *sock });
+    let mut inflight = begin(SyscallOp::Splice, fd, sock);
     inflight.record.args = [syscall_arg(&ctx, 4), to_socket];
     stash(&inflight);
     0
@@ -175,11 +174,7 @@ fn addr_enter(ctx: &TracePointContext, op: SyscallOp) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let fd = syscall_arg(ctx, 0) as i32;
     let key = FdKey { tgid, fd };
-    let sock = match FDS.get_ptr(key) {
-        // SAFETY: a value pointer returned by the map lookup just above.
-        Some(sock) => Some(unsafe { *sock }),
-        None => None,
-    };
+    let sock = fds::traced(tgid, fd);
     if sock.is_none() && HELD_SOCKETS.get_ptr(key).is_none() {
         return 0;
     }
@@ -208,7 +203,7 @@ fn addr_enter(ctx: &TracePointContext, op: SyscallOp) -> u32 {
             emit(unsafe { &*held });
         }
         let _ = HELD_SOCKETS.remove(key);
-        let _ = FDS.insert(key, 0, 0);
+        fds::track(tgid, fd, 0);
     }
     stash(&inflight);
     0
@@ -262,14 +257,7 @@ pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
     {
         // No record: the accept's arguments are unknown. Its connection is found through the
         // socket once the fd is used.
-        let _ = FDS.insert(
-            FdKey {
-                tgid,
-                fd: ret as i32,
-            },
-            0,
-            0,
-        );
+        fds::track(tgid, ret as i32, 0);
     }
     0
 }
@@ -300,18 +288,11 @@ fn finish(inflight: &mut Inflight, ret: i64) {
                 let _ = HELD_SOCKETS.insert(key, *record, 0);
                 return;
             }
-            let _ = FDS.insert(key, 0, 0);
+            fds::track(tgid, ret as i32, 0);
         }
         Some(SyscallOp::Accept | SyscallOp::Accept4) => {
             if ret >= 0 {
-                let _ = FDS.insert(
-                    FdKey {
-                        tgid,
-                        fd: ret as i32,
-                    },
-                    0,
-                    0,
-                );
+                fds::track(tgid, ret as i32, 0);
                 let _ = sockaddr::read_user(inflight.user_addr, &mut record.tuple, End::Remote);
             }
         }

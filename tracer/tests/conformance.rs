@@ -367,11 +367,14 @@ fn curl_and_http_server_across_two_namespaces_over_ipv6_match_tcpdump() {
 }
 
 /// nginx (master and worker: the worker accepts on a socket the master opened) serving 1 MiB
-/// with `sendfile on`.
-#[test]
-fn nginx_sendfile_from_a_worker_is_counted_like_tcpdump_counts_it() {
-    let _one = one_at_a_time();
-    let dir = workdir("nginx");
+/// with `sendfile on`, started before the tracer (found in /proc) or after it (the worker,
+/// forked after the start, inherits the master's traced listener).
+fn nginx_sendfile(started_before: bool) {
+    let dir = workdir(if started_before {
+        "nginx-before"
+    } else {
+        "nginx-after"
+    });
     let www = dir.join("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("one.bin"), vec![7u8; 1 << 20]).unwrap();
@@ -388,15 +391,16 @@ fn nginx_sendfile_from_a_worker_is_counted_like_tcpdump_counts_it() {
         ),
     )
     .unwrap();
-    // Started before the tracer: master and worker both hold the listener the tracer must
-    // find in /proc. (A worker forked after the tracer started is not followed yet: see the
-    // README's known gaps.)
-    let nginx = Command::new("nginx")
-        .args(["-c", conf.to_str().unwrap(), "-p", dir.to_str().unwrap()])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx is installed (cargo xtask conformance installs it)");
-    wait_listening_in(None, port);
+    let start_nginx = || {
+        let nginx = Command::new("nginx")
+            .args(["-c", conf.to_str().unwrap(), "-p", dir.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx is installed (cargo xtask conformance installs it)");
+        wait_listening_in(None, port);
+        nginx
+    };
+    let early = started_before.then(start_nginx);
     let ours = dir.join("tracer.pcap");
     let capture = Tcpdump::start(None, "lo", port, &dir.join("tcpdump.pcap"));
     let trace = support::start(&[
@@ -405,6 +409,7 @@ fn nginx_sendfile_from_a_worker_is_counted_like_tcpdump_counts_it() {
         "--pcap",
         ours.to_str().unwrap(),
     ]);
+    let nginx = early.unwrap_or_else(start_nginx);
     let (status, size) = curl(None, &format!("http://127.0.0.1:{port}/one.bin"));
     assert_eq!((status, size), (200, 1 << 20));
     std::thread::sleep(Duration::from_millis(300));
@@ -425,4 +430,16 @@ fn nginx_sendfile_from_a_worker_is_counted_like_tcpdump_counts_it() {
     let sent: u64 = sendfile.iter().filter_map(|e| e["bytes"].as_u64()).sum();
     assert_eq!(sent, 1 << 20, "sendfile moved the whole file");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nginx_started_before_the_tracer_sends_its_file_as_tcpdump_sees_it() {
+    let _one = one_at_a_time();
+    nginx_sendfile(true);
+}
+
+#[test]
+fn nginx_started_after_the_tracer_is_followed_into_its_worker() {
+    let _one = one_at_a_time();
+    nginx_sendfile(false);
 }

@@ -23,7 +23,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     AF_INET, AF_INET6, KernelFn, Via,
-    maps::{FdKey, Owner},
+    maps::Owner,
     offsets::{
         SK_DADDR, SK_DPORT, SK_FAMILY, SK_NUM, SK_RCV_SADDR, SK_V6_DADDR, SK_V6_RCV_SADDR,
         SOCKLEN_FAMILY, SOCKLEN_PROTOCOL, SOCKLEN_RET, SOCKLEN_SK,
@@ -35,7 +35,7 @@ use crate::{
     context::{field, sk_field},
     emit::emit,
     filter::current_comm,
-    maps::{FDS, INFLIGHT, SOCKS},
+    maps::{INFLIGHT, SOCKS},
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -132,7 +132,7 @@ fn moved(sk: u64, bytes: i64, func: KernelFn, via: Via, fill: impl FnOnce(&mut K
         let fd = unsafe { (*inflight).record.header.fd };
         record.header.fd = fd;
         if fd >= 0 {
-            let _ = FDS.insert(FdKey { tgid, fd }, sk, 0);
+            crate::fds::track(tgid, fd, sk);
         }
     }
     emit(&record);

@@ -15,7 +15,8 @@ use super::error::{AttachError, LoadError, MapError};
 use super::offsets::Offsets;
 use super::status::{HookStatus, missing_layers};
 use super::table::{
-    KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, Probe, StandIn, syscall_programs,
+    KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, PROCESS_PROGRAMS, Probe, StandIn,
+    syscall_programs,
 };
 use super::tier::{ProbeMode, Tiers};
 use crate::system::{cgroup, sockets};
@@ -276,6 +277,12 @@ fn syscalls(at: &mut Attacher) -> HookStatus {
             Err(e) => errors.push(e.to_string()),
         }
     }
+    // A worker forked after the start uses the fds its master registered.
+    for (program, event) in PROCESS_PROGRAMS {
+        if let Err(e) = at.tracepoint(program, "sched", event, None) {
+            errors.push(format!("{e} (fds inherited across fork are not followed)"));
+        }
+    }
     let all = SyscallOp::ALL.len();
     HookStatus {
         name: "syscalls",
@@ -332,6 +339,10 @@ fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<Vec<sockets::Exist
             0,
             0,
         );
+    }
+    let mut holders: BpfHashMap<_, u32, u8> = map(ebpf, "HOLDERS")?;
+    for s in &found {
+        let _ = holders.insert(s.pid, 1, 0);
     }
     let mut listeners: BpfHashMap<_, u16, Owner> = map(ebpf, "LISTENERS")?;
     for s in found.iter().filter(|s| s.listening) {

@@ -7,7 +7,7 @@ mod tests {
     use tracer_common::{SyscallOp, Via};
 
     use crate::hooks::load::PROGRAMS;
-    use crate::hooks::table::{KERNEL_HOOKS, PACKET_PROGRAMS, syscall_programs};
+    use crate::hooks::table::{KERNEL_HOOKS, PACKET_PROGRAMS, PROCESS_PROGRAMS, syscall_programs};
 
     fn matches(section: &ProgramSection, via: Via) -> bool {
         matches!(
@@ -45,6 +45,9 @@ mod tests {
             let (enter, exit) = syscall_programs(op);
             check(&enter, Via::Tracepoint);
             check(exit, Via::Tracepoint);
+        }
+        for (name, _) in PROCESS_PROGRAMS {
+            check(name, Via::Tracepoint);
         }
         for name in PACKET_PROGRAMS {
             check(name, Via::CgroupSkbEgress);

@@ -113,6 +113,11 @@ impl Offsets {
                 values[i] = f.offset(name).unwrap_or(0);
             }
         }
+        // Inheritance of traced fds across fork: `child_pid` moved when the comm fields
+        // became dynamic strings (6.x).
+        if let Ok(f) = Format::read("sched", "sched_process_fork") {
+            values[off::FORK_CHILD_PID] = f.offset("child_pid").unwrap_or(0);
+        }
         Ok(Self {
             values,
             missing: HashMap::new(),

@@ -342,6 +342,12 @@ pub fn syscall_programs(op: SyscallOp) -> (String, &'static str) {
     (format!("sys_enter_{}", op.tracepoint()), exit)
 }
 
+/// Programs that follow traced fds into forked children: `(program, sched event)`.
+pub const PROCESS_PROGRAMS: [(&str, &str); 2] = [
+    ("sched_process_fork", "sched_process_fork"),
+    ("sched_process_exec", "sched_process_exec"),
+];
+
 /// The packet layer's programs: egress, then ingress.
 pub const PACKET_PROGRAMS: [&str; 2] = ["packets_out", "packets_in"];
 

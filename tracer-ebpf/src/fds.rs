@@ -1,0 +1,72 @@
+//! Which file descriptors of which processes are traced sockets, and their inheritance across
+//! `fork()`: a server whose master opens the listener and whose forked workers accept on it
+//! (nginx, Apache, gunicorn) uses fd numbers its own pid never registered.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+};
+use tracer_common::{maps::FdKey, offsets};
+
+use crate::{
+    context::field,
+    maps::{FDS, FORKED, HOLDERS},
+};
+
+/// How many generations an fd is followed up: nginx's daemon opens its listeners, forks the
+/// master, which forks the workers.
+const GENERATIONS: usize = 3;
+
+/// Marks `fd` of process `tgid` as a traced socket (`sock`: the kernel socket, 0 if unknown).
+#[inline(always)]
+pub fn track(tgid: u32, fd: i32, sock: u64) {
+    let _ = FDS.insert(FdKey { tgid, fd }, sock, 0);
+    let _ = HOLDERS.insert(tgid, 1, 0);
+}
+
+/// The kernel socket behind `fd` of process `tgid` (0 if not known yet), if the fd is traced
+/// — registered for this process, or inherited from a forebear that registered it.
+#[inline(always)]
+pub fn traced(tgid: u32, fd: i32) -> Option<u64> {
+    if let Some(sock) = FDS.get_ptr(FdKey { tgid, fd }) {
+        // SAFETY: a value pointer returned by the lookup just above.
+        return Some(unsafe { *sock });
+    }
+    let mut holder = tgid;
+    for _ in 0..GENERATIONS {
+        // SAFETY: a value pointer returned by the lookup.
+        let parent = unsafe { *FORKED.get_ptr(holder)? };
+        if let Some(sock) = FDS.get_ptr(FdKey { tgid: parent, fd }) {
+            // SAFETY: as above.
+            let sock = unsafe { *sock };
+            track(tgid, fd, sock);
+            return Some(sock);
+        }
+        holder = parent;
+    }
+    None
+}
+
+/// `sched:sched_process_fork`: the child of a process holding traced fds holds them too.
+/// (Also runs for new threads; their entries are never looked up and age out.)
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if HOLDERS.get_ptr(parent).is_none() {
+        return 0;
+    }
+    let child: u32 = field(&ctx, offsets::FORK_CHILD_PID);
+    if child != 0 && child != parent {
+        let _ = FORKED.insert(child, parent, 0);
+        let _ = HOLDERS.insert(child, 1, 0);
+    }
+    0
+}
+
+/// `sched:sched_process_exec`: a new program does not inherit its parent's traced fd numbers
+/// (most are close-on-exec, and the numbers get reused by its own files).
+#[tracepoint]
+pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let _ = FORKED.remove(tgid);
+    0
+}
