@@ -243,24 +243,51 @@ fn conforms(events: &[Value], tcpdump: &[Seg], ours: &[Seg], server_port: u16, l
     }
 }
 
-/// Python's http.server serving `dir` on `bind`:`port` in `ns`.
-fn http_server(ns: Option<&str>, bind: &str, port: u16, dir: &Path) -> Child {
-    let child = in_ns(ns, "python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            bind,
-            "--directory",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    wait_listening_in(ns, port);
-    child
+/// Python's http.server serving `dir` on `bind`:`port` in `ns`, under `strace -f` writing
+/// `log`.
+struct HttpServer {
+    strace: Child,
+    /// The Python process.
+    pid: u32,
+}
+
+impl HttpServer {
+    fn start(ns: Option<&str>, bind: &str, port: u16, dir: &Path, log: &Path) -> Self {
+        let strace = in_ns(ns, "strace")
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                &format!("trace={}", oracle::TRACED_SYSCALLS),
+                "-o",
+            ])
+            .arg(log)
+            .args([
+                "python3",
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                bind,
+            ])
+            .arg("--directory")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("strace is installed (cargo xtask conformance installs it)");
+        wait_listening_in(ns, port);
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id())).unwrap();
+        let pid = children.split_whitespace().next().unwrap().parse().unwrap();
+        Self { strace, pid }
+    }
+
+    fn stop(mut self) {
+        // SAFETY: kill(2) on the Python process strace started for us.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        let _ = self.strace.wait();
+    }
 }
 
 /// `curl URL` in `ns`: the HTTP status and the bytes it received.
@@ -308,7 +335,8 @@ fn download_and_404(ns: Option<&Namespaces>, server_ip: &str, tag: &str) {
     };
     let iface = ns.map_or("lo".to_string(), |n| n.server_veth());
     // The server starts first: the tracer must find its listener in /proc.
-    let server = http_server(server_ns, server_ip, port, &www);
+    let strace_log = dir.join("strace.log");
+    let server = HttpServer::start(server_ns, server_ip, port, &www, &strace_log);
     let capture = Tcpdump::start(server_ns, &iface, port, &dir.join("tcpdump.pcap"));
     let ours = dir.join("tracer.pcap");
     let trace = support::start(&[
@@ -329,11 +357,24 @@ fn download_and_404(ns: Option<&Namespaces>, server_ip: &str, tag: &str) {
     let (status, _) = curl(client_ns, &format!("http://{host}:{port}/no-such-file"));
     assert_eq!(status, 404);
     std::thread::sleep(Duration::from_millis(300));
-    stop(server);
+    let server_pid = server.pid;
+    server.stop();
     let events = trace.stop();
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
     conforms(&events, &tcpdump, &read_pcap(&ours), port, ns.is_none());
+    // The server's syscalls on its connections, as strace saw them: same calls, fds and
+    // return values (as multisets: threads interleave).
+    let mut expected =
+        oracle::strace_calls_on_accepted(&std::fs::read_to_string(&strace_log).unwrap());
+    let mut got = oracle::traced_calls(&events, server_pid);
+    assert!(!expected.is_empty(), "strace saw the server's calls");
+    expected.sort();
+    got.sort();
+    assert_eq!(
+        got, expected,
+        "the server's syscalls, tracer (left) and strace (right)"
+    );
     // The listener that was open before the tracer: found, with its address, and LISTEN.
     let conns = conns(&events);
     let listener = conns
@@ -442,4 +483,182 @@ fn nginx_started_before_the_tracer_sends_its_file_as_tcpdump_sees_it() {
 fn nginx_started_after_the_tracer_is_followed_into_its_worker() {
     let _one = one_at_a_time();
     nginx_sendfile(false);
+}
+
+/// Builds the Go echo pair (`tests/conformance/goecho`) with Debian's Go into `dir`.
+fn build_goecho(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/goecho/main.go");
+    let bin = dir.join("goecho");
+    let out = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .env(
+            "GOCACHE",
+            std::env::temp_dir().join("tracer-conformance-gocache"),
+        )
+        .env("GOPATH", dir.join("gopath"))
+        .env("GO111MODULE", "off")
+        .env("CGO_ENABLED", "0")
+        .output()
+        .expect("go is installed (cargo xtask conformance installs golang-go)");
+    assert!(
+        out.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// The Go echo server on a dual-stack listener (`:PORT`), talked to over IPv4: the server's
+/// socket names both ends `::ffff:127.0.0.1`, its segments carry 127.0.0.1.
+fn go_echo(filter_by_pid: bool) {
+    let dir = workdir(if filter_by_pid { "go-pid" } else { "go-port" });
+    let bin = build_goecho(&dir);
+    let port = support::free_port();
+    let mut server = Command::new(&bin)
+        .args(["server", &port.to_string()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening_in(None, port);
+    let capture = Tcpdump::start(None, "lo", port, &dir.join("tcpdump.pcap"));
+    let ours = dir.join("tracer.pcap");
+    let (key, value) = if filter_by_pid {
+        ("--pid", server.id().to_string())
+    } else {
+        ("--port", port.to_string())
+    };
+    let trace = support::start(&[key, &value, "--pcap", ours.to_str().unwrap()]);
+    let messages = ["hello", "from", "a goroutine"];
+    let out = Command::new(&bin)
+        .args(["client", &format!("127.0.0.1:{port}")])
+        .args(messages)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "go client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replies = String::from_utf8_lossy(&out.stdout);
+    for m in messages {
+        assert!(
+            replies.contains(&format!("your message is{m}\n")),
+            "{replies}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    server.kill().unwrap();
+    let _ = server.wait();
+    let events = trace.stop();
+    capture.stop();
+    let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
+    if filter_by_pid {
+        // Only the server is traced: each segment once, in its view, none elsewhere.
+        let conns = conns(&events);
+        assert!(
+            conns.iter().all(|c| c["pid"] == server.id()),
+            "only the server's connections, no phantom: {conns:#?}"
+        );
+        let mut view = json_segments(&events, "out");
+        view.extend(json_segments(&events, "in"));
+        same("the server's view", &tcpdump, &view, false);
+        same("the capture file", &tcpdump, &read_pcap(&ours), false);
+        let s = conns
+            .iter()
+            .find(|c| c["role"] == "server")
+            .expect("the server's connection");
+        assert_eq!(
+            s["laddr"], "::ffff:127.0.0.1",
+            "as the server's socket names it"
+        );
+        let client_port = s["rport"].as_u64().unwrap() as u16;
+        assert_eq!(
+            (s["bytes_sent"].as_u64(), s["bytes_received"].as_u64()),
+            (
+                Some(payload_bytes(&tcpdump, port, client_port)),
+                Some(payload_bytes(&tcpdump, client_port, port))
+            )
+        );
+    } else {
+        conforms(&events, &tcpdump, &read_pcap(&ours), port, true);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn go_echo_on_a_dual_stack_listener_matches_tcpdump() {
+    let _one = one_at_a_time();
+    go_echo(false);
+}
+
+#[test]
+fn go_echo_server_traced_by_pid_gets_every_segment_once() {
+    let _one = one_at_a_time();
+    go_echo(true);
+}
+
+/// redis-server answering redis-benchmark (several connections at once, pipelined requests).
+#[test]
+fn redis_benchmark_against_redis_server_matches_tcpdump() {
+    let _one = one_at_a_time();
+    let dir = workdir("redis");
+    let port = support::free_port();
+    let mut server = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (cargo xtask conformance installs it)");
+    wait_listening_in(None, port);
+    let capture = Tcpdump::start(None, "lo", port, &dir.join("tcpdump.pcap"));
+    let ours = dir.join("tracer.pcap");
+    let trace = support::start(&[
+        "--port",
+        &port.to_string(),
+        "--pcap",
+        ours.to_str().unwrap(),
+    ]);
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &port.to_string(),
+            "-n",
+            "2000",
+            "-c",
+            "4",
+            "-P",
+            "4",
+            "-t",
+            "ping,set,get",
+            "-q",
+        ])
+        .output()
+        .expect("redis-benchmark");
+    assert!(
+        out.status.success(),
+        "redis-benchmark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let _ = server.wait();
+    let events = trace.stop();
+    capture.stop();
+    let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
+    conforms(&events, &tcpdump, &read_pcap(&ours), port, true);
+    let _ = std::fs::remove_dir_all(&dir);
 }

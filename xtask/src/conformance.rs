@@ -1,5 +1,5 @@
 //! `cargo xtask conformance`: the tracer against third-party programs (curl, Python's
-//! http.server, nginx), compared with tcpdump and tshark on the same traffic
+//! http.server, nginx, redis, a Go echo pair), compared with tcpdump and tshark on the same traffic
 //! (`tracer/tests/conformance.rs`). Installs the programs it drives from Debian's packages.
 
 use std::path::Path;
@@ -15,6 +15,10 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("curl", "curl"),
     ("python3", "python3"),
     ("ss", "iproute2"),
+    ("strace", "strace"),
+    ("go", "golang-go"),
+    ("redis-server", "redis-server"),
+    ("redis-benchmark", "redis-tools"),
 ];
 
 /// Installs whatever of [`PROGRAMS`] is missing.

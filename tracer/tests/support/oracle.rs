@@ -283,3 +283,113 @@ mod tests {
         );
     }
 }
+
+/// The syscalls `tracer` traces, as strace's `-e trace=` names them.
+pub const TRACED_SYSCALLS: &str = "socket,bind,listen,accept,accept4,connect,read,write,readv,\
+writev,sendto,recvfrom,sendmsg,recvmsg,shutdown,close,sendfile,splice,sendmmsg,recvmmsg";
+
+/// `(syscall, fd, return value)` of every call strace logged (`strace -f -o FILE`) on a
+/// socket some `accept` returned, from the accept to its close, and of the accepts
+/// themselves. A call split by another thread (`<unfinished ...>` / `<... resumed>`) is joined.
+pub fn strace_calls_on_accepted(text: &str) -> Vec<(String, i64, i64)> {
+    use std::collections::{HashMap, HashSet};
+    let mut pending: HashMap<String, (String, String)> = HashMap::new();
+    let mut calls = Vec::new();
+    for line in text.lines() {
+        let Some((tid, rest)) = line.trim().split_once(char::is_whitespace) else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let whole = if let Some(start) = rest.strip_suffix("<unfinished ...>") {
+            let (name, args) = start.split_once('(').unwrap_or((start, ""));
+            pending.insert(tid.to_string(), (name.to_string(), args.to_string()));
+            continue;
+        } else if let Some(resumed) = rest.strip_prefix("<... ") {
+            let Some((name, tail)) = resumed.split_once(" resumed>") else {
+                continue;
+            };
+            let (_, args) = pending.remove(tid).unwrap_or_default();
+            format!("{name}({args}{tail}")
+        } else {
+            rest.to_string()
+        };
+        let Some((name, args)) = whole.split_once('(') else {
+            continue;
+        };
+        // strace pads the result to a column: `shutdown(4, SHUT_WR)      = 0`.
+        let Some((call, ret)) = whole.rsplit_once(" = ") else {
+            continue;
+        };
+        if !call.trim_end().ends_with(')') {
+            continue;
+        }
+        let fd = args
+            .split([',', ')'])
+            .next()
+            .unwrap_or("")
+            .trim()
+            .parse::<i64>();
+        let ret = ret.split_whitespace().next().unwrap_or("").parse::<i64>();
+        if let (Ok(fd), Ok(ret)) = (fd, ret) {
+            calls.push((name.to_string(), fd, ret));
+        }
+    }
+    let mut open: HashSet<i64> = HashSet::new();
+    let mut out = Vec::new();
+    for (name, fd, ret) in calls {
+        if name == "accept" || name == "accept4" {
+            if ret >= 0 {
+                open.insert(ret);
+            }
+            out.push((name, fd, ret));
+        } else if open.contains(&fd) {
+            if name == "close" {
+                open.remove(&fd);
+            }
+            out.push((name, fd, ret));
+        }
+    }
+    out
+}
+
+#[test]
+fn strace_lines_are_read_whole_and_joined_across_threads() {
+    let log = "10 accept4(3, {sa_family=AF_INET}, [16], SOCK_CLOEXEC) = 4
+11 close(4)                          = 0
+12 recvfrom(4,  <unfinished ...>
+10 close(9)                          = 0
+12 <... recvfrom resumed>\"GET /\"..., 8192, 0, NULL, NULL) = 78
+12 shutdown(4, SHUT_WR)              = 0
+12 close(4)                          = 0
+12 close(4)                          = -1 EBADF (Bad file descriptor)";
+    let calls = strace_calls_on_accepted(log);
+    assert_eq!(
+        calls,
+        vec![("accept4".to_string(), 3, 4), ("close".to_string(), 4, 0),],
+        "fd 4 closed by thread 11: what follows is another file"
+    );
+    let log2 = log.replace("11 close(4)                          = 0\n", "");
+    let calls: Vec<String> = strace_calls_on_accepted(&log2)
+        .iter()
+        .map(|c| format!("{} {} {}", c.0, c.1, c.2))
+        .collect();
+    assert_eq!(
+        calls,
+        ["accept4 3 4", "recvfrom 4 78", "shutdown 4 0", "close 4 0"]
+    );
+}
+
+/// `(syscall, fd, return value)` of every completed syscall the tracer showed for `pid`.
+pub fn traced_calls(events: &[Value], pid: u32) -> Vec<(String, i64, i64)> {
+    events
+        .iter()
+        .filter(|e| e["layer"] == "syscall" && e["pid"] == pid)
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["fd"].as_i64().unwrap(),
+                e["ret"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
