@@ -313,12 +313,6 @@ fn curl(ns: Option<&str>, url: &str) -> (u32, u64) {
     )
 }
 
-fn stop(mut child: Child) {
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
-}
-
 /// A 5 MB download and a 404 from `http.server`, traced and captured.
 fn download_and_404(ns: Option<&Namespaces>, server_ip: &str, tag: &str) {
     let dir = workdir(tag);
