@@ -189,6 +189,11 @@ fn conns(events: &[Value]) -> Vec<Value> {
         .rev()
         .find(|e| e["event"] == "summary")
         .expect("summary");
+    let lines = events.iter().filter(|e| e["layer"] != "meta").count();
+    assert_eq!(
+        summary["events"], lines,
+        "the summary counts the lines it describes"
+    );
     assert_eq!(summary["dropped"], 0, "no record may be dropped here");
     assert_eq!(summary["malformed"], 0, "no record may be malformed");
     summary["conns"].as_array().unwrap().clone()

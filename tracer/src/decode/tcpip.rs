@@ -216,7 +216,26 @@ impl TcpHeader {
 
     /// Options as tcpdump prints them: `mss 65495,sackOK,TS val 1 ecr 0,nop,wscale 7`.
     pub fn options_text(&self) -> String {
-        let parts: Vec<String> = self.options.iter().map(ToString::to_string).collect();
+        self.options_text_relative(0)
+    }
+
+    /// The options as [`Self::options_text`], SACK edges made relative by subtracting `base`
+    /// (the acknowledged side's initial sequence number, as for the ack field).
+    pub fn options_text_relative(&self, base: u32) -> String {
+        let parts: Vec<String> = self
+            .options
+            .iter()
+            .map(|o| match o {
+                TcpOption::Sack(blocks) => TcpOption::Sack(
+                    blocks
+                        .iter()
+                        .map(|&(l, r)| (l.wrapping_sub(base), r.wrapping_sub(base)))
+                        .collect(),
+                )
+                .to_string(),
+                _ => o.to_string(),
+            })
+            .collect();
         parts.join(",")
     }
 }

@@ -23,7 +23,8 @@ struct Item {
 /// Counts of what went through.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stats {
-    /// Events decoded (a syscall's enter and exit count once; a segment once).
+    /// Events shown, once per connection each belongs to (a syscall's enter and exit count
+    /// once; a segment once per traced end): the JSON view's event lines.
     pub events: u64,
     /// Records that could not be decoded, and segments whose headers could not.
     pub malformed: u64,
@@ -71,7 +72,8 @@ impl Pipeline {
         for c in ready.drain(..) {
             let (key, part) = self.pairing.place(&c);
             if part != Part::Enter {
-                self.stats.events += 1;
+                // As the JSON view counts lines: once per connection the event belongs to.
+                self.stats.events += c.ends.iter().count() as u64;
             }
             if c.event.captured().is_some_and(|p| p.segment.is_err()) {
                 self.stats.malformed += 1;

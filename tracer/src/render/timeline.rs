@@ -1,6 +1,7 @@
 //! The human view: one block of lines per connection, each line one event with its time
-//! relative to the connection's first event, its layer, what happened and the hook it came
-//! from. When events of several connections interleave, a header marks each switch.
+//! relative to the run's first event (one clock for every connection, so that lines of two
+//! connections compare), its layer, what happened and the hook it came from. When events of
+//! several connections interleave, a header marks each switch.
 
 use std::io::{self, Write};
 
@@ -34,6 +35,8 @@ pub struct Timeline<W: Write> {
     out: W,
     style: Style,
     current: Option<ConnId>,
+    /// When the first event shown happened: time zero.
+    origin: Option<u64>,
 }
 
 impl<W: Write> Timeline<W> {
@@ -43,6 +46,7 @@ impl<W: Write> Timeline<W> {
             out,
             style: Style { on: color },
             current: None,
+            origin: None,
         }
     }
 
@@ -64,7 +68,8 @@ impl<W: Write> Timeline<W> {
             Part::Return => ev.end_ns(),
             _ => ev.ts_ns,
         };
-        let rel = at.saturating_sub(conn.first_ns);
+        let origin = *self.origin.get_or_insert(ev.ts_ns.min(conn.first_ns));
+        let rel = at.saturating_sub(origin);
         let layer = ev.layer();
         let color = match layer {
             "syscall" => "36",
@@ -163,7 +168,9 @@ pub fn packet(ev: &Event, view: &SegmentView) -> String {
     }
     s.push_str(&format!(" win {}", view.window));
     if !tcp.options.is_empty() {
-        s.push_str(&format!(" <{}>", tcp.options_text()));
+        // SACK edges in the acknowledged side's numbering, like the ack.
+        let base = view.rel_ack.map_or(0, |rel| tcp.ack.wrapping_sub(rel));
+        s.push_str(&format!(" <{}>", tcp.options_text_relative(base)));
     }
     s.push_str(&format!(", length {}", seg.payload_len));
     if captured.gso_size > 0 && seg.payload_len > usize::from(captured.gso_size) {
@@ -332,5 +339,60 @@ mod tests {
             "{}",
             lines[2]
         );
+    }
+
+    /// Two connections whose events interleave: their lines read on one clock, so the
+    /// server's read comes after the client's write in time as on screen.
+    #[test]
+    fn every_connection_reads_the_same_clock() {
+        let mut c = Correlator::new();
+        let write = |fd: i32, ts: u64, pid: u32| {
+            let call = Syscall {
+                op: SyscallOp::Write,
+                args: [5, 0],
+                exit: Some(Exit {
+                    ret: 5,
+                    duration_ns: 1_000,
+                }),
+            };
+            let mut e = Event::blank(Kind::Syscall(call), Via::Syscalls, ts);
+            e.pid = pid;
+            e.fd = fd;
+            e
+        };
+        let a = write(3, 1_000_000, 1);
+        let b = write(4, 1_500_000, 2);
+        let mut ids = Vec::new();
+        for e in [&a, &b] {
+            c.observe(e.clone(), &mut |x| {
+                ids.push(x.ends.iter().next().unwrap().conn)
+            });
+        }
+        let mut out = Vec::new();
+        let mut t = Timeline::new(&mut out, false);
+        t.line(&a, c.get(ids[0]).unwrap(), Part::Whole, None, false)
+            .unwrap();
+        t.line(&b, c.get(ids[1]).unwrap(), Part::Whole, None, false)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let times: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("   +"))
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(times, ["+0.000000", "+0.000500"], "{text}");
+    }
+
+    #[test]
+    fn sack_edges_are_relative_like_the_ack() {
+        use crate::decode::tcpip::{TcpHeader, TcpOption};
+        let mut tcp = TcpHeader::decode(&[
+            0x1f, 0x90, 0xa0, 0x28, 0, 0, 0, 1, 0, 0, 0x10, 0x00, 0x50, 0x10, 0xff, 0xff, 0, 0, 0,
+            0,
+        ])
+        .unwrap();
+        tcp.options = vec![TcpOption::Sack(vec![(5096, 6096)])];
+        // ack 4096 is relative 1001: the peer's ISN is 3095.
+        assert_eq!(tcp.options_text_relative(4096 - 1001), "sack {2001:3001}");
     }
 }
