@@ -324,9 +324,9 @@ fn write_event(
     o.str("event", ev.name());
     o.display("hook", ev.hook);
     if ev.captured().is_some() {
-        // A segment belongs to the connection's owner, not to a task.
+        // A segment belongs to the connection's owner, not to a task: no thread.
         o.num("pid", conn.pid);
-        o.num("tid", 0);
+        o.null("tid");
         o.str("comm", &conn.comm);
     } else {
         o.num("pid", ev.pid);
