@@ -624,7 +624,12 @@ impl Correlator {
                 if ev.local.is_some() {
                     set_endpoints(conn, ev);
                 }
+                // Bytes no traced syscall carried (io_uring, a kernel socket user, a syscall
+                // this tracer does not follow): counted where TCP saw them.
+                let unaccounted = call.bytes.filter(|&b| b > 0 && ev.fd < 0).unwrap_or(0) as u64;
                 match call.func {
+                    KernelFn::TcpSendmsg => conn.bytes_sent += unaccounted,
+                    KernelFn::TcpRecvmsg => conn.bytes_received += unaccounted,
                     KernelFn::TcpReceiveReset => conn.reset_received = true,
                     KernelFn::TcpSendReset => conn.reset_sent = true,
                     KernelFn::TcpRetransmitSkb => conn.retransmits += 1,
@@ -837,6 +842,40 @@ mod tests {
         assert_eq!(conn.bytes_received, 6);
         assert_eq!(conn.states.len(), 4);
         assert_eq!(c.total, 1);
+    }
+
+    /// Bytes TCP moved for a syscall the tracer saw are counted once, from the syscall; bytes
+    /// with no traced syscall around them (io_uring) are counted from TCP.
+    #[test]
+    fn bytes_without_a_traced_syscall_are_counted_from_tcp() {
+        use crate::decode::KernelCall;
+        let mut c = Correlator::new();
+        let (id, _) = observe(
+            &mut c,
+            &state(tcp_state::SYN_SENT, tcp_state::ESTABLISHED, 7, 1),
+        );
+        let sent = |fd: i32, ts: u64| {
+            let call = KernelCall {
+                func: KernelFn::TcpSendmsg,
+                bytes: Some(100),
+                isn: None,
+                write_seq: None,
+            };
+            ev(Kind::Kernel(call), 7, fd, ts)
+        };
+        observe(&mut c, &ev(call(SyscallOp::Write, 100), 7, 3, 2));
+        observe(&mut c, &sent(3, 3));
+        assert_eq!(
+            c.get(id).unwrap().bytes_sent,
+            100,
+            "the write's bytes, once"
+        );
+        observe(&mut c, &sent(-1, 4));
+        assert_eq!(
+            c.get(id).unwrap().bytes_sent,
+            200,
+            "plus what no syscall carried"
+        );
     }
 
     #[test]

@@ -257,6 +257,9 @@ fn kernel(ev: &Event, call: &KernelCall) -> String {
     let func = call.func;
     let name = func.name();
     match (func, call.bytes, call.isn) {
+        (_, Some(bytes), _) if bytes >= 0 && ev.fd < 0 => {
+            format!("{name}  {bytes} bytes (no traced syscall: io_uring or the kernel itself)")
+        }
         (_, Some(bytes), _) if bytes >= 0 => format!("{name}  {bytes} bytes"),
         (_, Some(bytes), _) => format!("{name}  {}", syscall_ret(bytes)),
         (KernelFn::TcpConnect, _, Some(isn)) => format!(
