@@ -103,13 +103,16 @@ pub struct Correlator {
     next_id: ConnId,
     /// Connections seen in all.
     pub total: u64,
+    /// Finished connections no longer kept for the summary (beyond [`FINISHED_KEPT`]).
+    pub evicted: u64,
 }
 
 /// `lo`'s interface index: segments on it are captured once, leaving.
 const LOOPBACK_IFINDEX: u32 = 1;
 
-/// How many finished connections are kept for the exit summary.
-const FINISHED_KEPT: usize = 1024;
+/// How many finished connections are kept for the exit summary: it lists them, and says how
+/// many older ones it leaves out.
+pub const FINISHED_KEPT: usize = 1024;
 
 impl Correlator {
     /// An empty table.
@@ -195,6 +198,7 @@ impl Correlator {
                 self.alias.retain(|_, v| *v != id);
                 if self.finished.len() == FINISHED_KEPT {
                     self.finished.pop_front();
+                    self.evicted += 1;
                 }
                 self.finished.push_back(conn);
             }
@@ -902,6 +906,28 @@ mod tests {
         let (id, timewait) = observe(&mut c, &e);
         assert!(!timewait);
         assert_eq!(c.get(id).unwrap().outcome(), Some("reset by peer"));
+    }
+
+    /// Past [`FINISHED_KEPT`] finished connections, the oldest leave the summary and are
+    /// counted, never dropped silently.
+    #[test]
+    fn finished_connections_beyond_the_kept_ones_are_counted() {
+        let mut c = Correlator::new();
+        let n = FINISHED_KEPT as u64 + 5;
+        for sock in 1..=n {
+            observe(
+                &mut c,
+                &state(tcp_state::CLOSE, tcp_state::SYN_SENT, sock, sock),
+            );
+            observe(
+                &mut c,
+                &state(tcp_state::SYN_SENT, tcp_state::CLOSE, sock, sock),
+            );
+        }
+        c.expire(u64::MAX, &mut |_| {});
+        assert_eq!(c.total, n);
+        assert_eq!(c.all().len(), FINISHED_KEPT);
+        assert_eq!(c.evicted, 5);
     }
 
     #[test]

@@ -116,6 +116,7 @@ impl Pipeline {
             dropped,
             skipped,
             malformed: self.stats.malformed,
+            omitted: self.correlator.evicted,
         };
         for view in &mut self.views {
             view.finish(&finish)?;

@@ -269,6 +269,7 @@ impl<W: Write> View for Json<W> {
         o.num("malformed", end.malformed);
         if self.conns {
             o.objects("conns", end.conns.iter(), |o, c| summary_conn(o, c));
+            o.num("conns_omitted", end.omitted);
         }
         if let Some(text) = &ladders {
             o.str("ladders", text);

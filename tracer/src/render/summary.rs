@@ -57,10 +57,15 @@ pub fn table(end: &Finish) -> String {
     }
     s.push_str(&format!(
         "  {} connection(s), {} event(s), {} dropped",
-        conns.len(),
-        end.events,
-        end.dropped
+        end.total, end.events, end.dropped
     ));
+    if end.omitted > 0 {
+        s.push_str(&format!(
+            " ({} older finished connection(s) not listed: the summary keeps the last {})",
+            end.omitted,
+            crate::correlate::FINISHED_KEPT
+        ));
+    }
     let skipped = end.skipped_runs();
     if skipped > 0 {
         s.push_str(&format!(", {skipped} program run(s) skipped by the kernel"));
@@ -92,5 +97,28 @@ impl<W: Write> View for Summary<W> {
     fn finish(&mut self, end: &Finish) -> io::Result<()> {
         writeln!(self.out, "{}", table(end))?;
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn says_how_many_connections_it_leaves_out() {
+        let end = Finish {
+            conns: &[],
+            total: 331_792,
+            events: 9,
+            dropped: 0,
+            skipped: &[],
+            malformed: 2,
+            omitted: 330_768,
+        };
+        let text = table(&end);
+        assert!(
+            text.contains("331792 connection(s), 9 event(s), 0 dropped (330768 older finished connection(s) not listed: the summary keeps the last 1024), 2 malformed record(s)"),
+            "{text}"
+        );
     }
 }
