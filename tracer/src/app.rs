@@ -50,8 +50,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     privileges::check_privileges()?;
     hooks::tier::check_forced(cli.probe_mode).map_err(|e| anyhow::anyhow!(e))?;
-    if tracefs::ensure_mounted()? {
-        eprintln!("tracer: mounted tracefs at {}", tracefs::TRACEFS);
+    match tracefs::ensure_mounted()? {
+        tracefs::Mounted::Already => {}
+        tracefs::Mounted::Private => eprintln!(
+            "tracer: mounted tracefs at {} in the tracer's own mount namespace (the host's \
+             mounts are left as they were)",
+            tracefs::TRACEFS
+        ),
+        tracefs::Mounted::Host => eprintln!(
+            "tracer: mounted tracefs at {} (it stays mounted: a private mount namespace was \
+             refused)",
+            tracefs::TRACEFS
+        ),
     }
     let filter = Filter {
         ports: if cli.demo && cli.ports.is_empty() {

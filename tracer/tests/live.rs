@@ -917,3 +917,28 @@ fn auto_mode_picks_the_tracepoint_tier_on_this_kernel_and_says_why() {
     );
     assert_eq!(ready["missing_layers"].as_array().unwrap().len(), 0);
 }
+
+/// On a host without tracefs the tracer mounts it in a mount namespace of its own: it works,
+/// and nothing stays mounted on the host after it exits.
+#[test]
+fn tracefs_mounted_by_the_tracer_is_not_left_on_the_host() {
+    // The test's own mount namespace stands for a host where tracefs is not mounted.
+    let script = format!(
+        "umount /sys/kernel/tracing 2>/dev/null; \
+         mountpoint -q /sys/kernel/tracing && echo mounted-before; \
+         {TRACER} --json --port {} --duration 0.2 >/dev/null 2>&1 3>&-; echo rc=$?; \
+         mountpoint -q /sys/kernel/tracing && echo left || echo clean",
+        free_port()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        "rc=0\nclean",
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -39,22 +39,70 @@ pub fn exists(category: &str, name: &str) -> bool {
         .is_dir()
 }
 
-/// Mounts tracefs at [`TRACEFS`] unless it is there already. Returns whether it mounted it.
-pub fn ensure_mounted() -> Result<bool, TracefsError> {
+/// Where tracefs came from for this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mounted {
+    /// It was mounted already.
+    Already,
+    /// The tracer mounted it in a mount namespace of its own: gone with the tracer, the host
+    /// left as it was.
+    Private,
+    /// The tracer mounted it on the host (a private namespace was refused); it stays.
+    Host,
+}
+
+/// Makes tracefs readable at [`TRACEFS`]. Call while the process has one thread: a mount
+/// namespace of its own cannot be made later.
+pub fn ensure_mounted() -> Result<Mounted, TracefsError> {
     if Path::new(TRACEFS).join("events").is_dir() {
-        return Ok(false);
+        return Ok(Mounted::Already);
     }
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tracefs", "nodev", TRACEFS])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map_err(TracefsError::Mount)?;
-    if !status.success() || !Path::new(TRACEFS).join("events").is_dir() {
-        return Err(TracefsError::Mount(std::io::Error::other(format!(
-            "mount exited with {status}"
-        ))));
+    let kind = if private_namespace() {
+        Mounted::Private
+    } else {
+        Mounted::Host
+    };
+    mount_tracefs().map_err(TracefsError::Mount)?;
+    if !Path::new(TRACEFS).join("events").is_dir() {
+        return Err(TracefsError::Mount(std::io::Error::other(
+            "mounted, but it has no events directory",
+        )));
     }
-    Ok(true)
+    Ok(kind)
+}
+
+/// Moves the tracer into a mount namespace of its own whose mounts do not propagate back.
+fn private_namespace() -> bool {
+    // SAFETY: unshare and mount with constant, NUL-terminated arguments; they change only
+    // this process's view of the mount table.
+    unsafe {
+        libc::unshare(libc::CLONE_NEWNS) == 0
+            && libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == 0
+    }
+}
+
+fn mount_tracefs() -> std::io::Result<()> {
+    // SAFETY: mount(2) with constant, NUL-terminated arguments.
+    let rc = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// The fields of one tracepoint: name → byte offset.
