@@ -49,6 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         terminate: signal(SignalKind::terminate())?,
     };
     privileges::check_privileges()?;
+    crate::system::limits::ensure_fd_room()?;
     hooks::tier::check_forced(cli.probe_mode).map_err(|e| anyhow::anyhow!(e))?;
     match tracefs::ensure_mounted()? {
         tracefs::Mounted::Already => {}

@@ -118,3 +118,38 @@ fn forcing_a_tier_this_kernel_lacks_names_the_missing_feature() {
     assert_eq!(code, 2);
     one_line(&err);
 }
+
+/// A low open-file limit: raised when the hard limit allows, otherwise one line naming the
+/// limit (not programs that "fail to load" and hooks blamed on the cgroup mount).
+#[test]
+fn a_low_open_file_limit_is_raised_or_named() {
+    assert!(support::is_root(), "this test loads eBPF programs: run it as root");
+    let port = support::free_port();
+    let shell = |limit: &str| {
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                &format!("ulimit {limit}; exec {TRACER} --json --port {port} --duration 0.2"),
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = shell("-n 40");
+    assert_eq!(code, 1);
+    let line = one_line(&err);
+    assert!(
+        line.contains("open-file limit is 40") && line.contains("ulimit -n"),
+        "{line}"
+    );
+    let (code, out, err) = shell("-Sn 40");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("(20/20 syscalls)"),
+        "every program loaded: {out}"
+    );
+}
