@@ -93,6 +93,12 @@ pub struct Cli {
 pub enum Command {
     /// Dissect a TCP header (or an IPv4/IPv6 packet holding one) given as hex.
     Decode {
+        /// The bytes start with an IPv4/IPv6 header (default: when the first nibble is 4 or 6).
+        #[arg(long, conflicts_with = "tcp")]
+        ip: bool,
+        /// The bytes are a bare TCP header (default: when the first nibble is not 4 or 6).
+        #[arg(long)]
+        tcp: bool,
         /// The bytes in hex (spaces and colons are ignored).
         #[arg(required = true)]
         hex: Vec<String>,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tracer::cli::Cli;
+use tracer::decode::tcpip::{Layer, dissect, parse_hex};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -20,8 +21,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(tracer::cli::Command::Decode { hex }) = &cli.command {
-        return decode(&hex.join(""));
+    if let Some(tracer::cli::Command::Decode { hex, ip, tcp }) = &cli.command {
+        let layer = match (ip, tcp) {
+            (true, _) => Layer::Ip,
+            (_, true) => Layer::Tcp,
+            _ => Layer::Auto,
+        };
+        return decode(&hex.join(""), layer);
     }
     if let Err(e) = cli.validate() {
         eprintln!("error: {e}");
@@ -47,16 +53,32 @@ fn main() -> ExitCode {
 }
 
 /// `tracer decode HEX`: no privileges needed, nothing loaded.
-fn decode(hex: &str) -> ExitCode {
-    let result = tracer::decode::tcpip::parse_hex(hex)
-        .and_then(|bytes| tracer::decode::tcpip::dissect(&bytes));
-    match result {
+fn decode(hex: &str, layer: Layer) -> ExitCode {
+    let bytes = match parse_hex(hex) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("error: cannot decode: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match dissect(&bytes, layer) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: cannot decode: {e}");
+            let read_as = layer.of(&bytes);
+            let hint = match (layer, read_as) {
+                (Layer::Auto, Layer::Ip) => "; if these bytes are a bare TCP header, pass --tcp",
+                (Layer::Auto, _) => "; if they start with an IP header, pass --ip",
+                _ => "",
+            };
+            let what = if read_as == Layer::Ip {
+                "an IP packet"
+            } else {
+                "a TCP header"
+            };
+            eprintln!("error: cannot decode as {what}: {e}{hint}");
             ExitCode::from(2)
         }
     }

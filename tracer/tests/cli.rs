@@ -123,7 +123,10 @@ fn forcing_a_tier_this_kernel_lacks_names_the_missing_feature() {
 /// limit (not programs that "fail to load" and hooks blamed on the cgroup mount).
 #[test]
 fn a_low_open_file_limit_is_raised_or_named() {
-    assert!(support::is_root(), "this test loads eBPF programs: run it as root");
+    assert!(
+        support::is_root(),
+        "this test loads eBPF programs: run it as root"
+    );
     let port = support::free_port();
     let shell = |limit: &str| {
         let out = Command::new("sh")
@@ -152,4 +155,49 @@ fn a_low_open_file_limit_is_raised_or_named() {
         out.contains("(20/20 syscalls)"),
         "every program loaded: {out}"
     );
+}
+
+/// `decode` reads the bytes as one layer and says why that layer fails; it never re-reads a
+/// bad IP packet as a bare TCP header.
+#[test]
+fn decode_is_strict_about_the_layer_and_names_it() {
+    // IPv4 + UDP (protocol 17), 127.0.0.1 -> 127.0.0.1, ports 53 -> 53.
+    let udp = "4500001c00004000401100007f0000017f000001 0035003500080000";
+    let (code, err) = run(&["decode", udp]);
+    assert_eq!(code, 2);
+    let line = one_line(&err);
+    assert!(
+        line.starts_with(
+            "error: cannot decode as an IP packet: not a TCP segment (IP protocol 17)"
+        ) && line.ends_with("pass --tcp"),
+        "{line}"
+    );
+    // The same bytes as a bare TCP header, when asked: source port 0x4500.
+    let out = Command::new(TRACER)
+        .args(["decode", "--tcp", udp])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("source port               17664"));
+    // A non-first fragment holds no TCP header.
+    let fragment =
+        "4500002800002001400600007f0000017f000001 a0281f90000003e8000000005002faf000000000";
+    let (code, err) = run(&["decode", fragment]);
+    assert_eq!(code, 2);
+    assert!(
+        one_line(&err).contains("fragment at offset 8 bytes"),
+        "{err}"
+    );
+    // An IPv4 total length shorter than its headers is an IPv4 error, not a TCP one.
+    let short = "4500001400004000400600007f0000017f000001 a0281f90000003e8000000005002faf000000000";
+    let (code, err) = run(&["decode", short]);
+    assert_eq!(code, 2);
+    assert!(
+        one_line(&err).contains("IPv4 total length shorter than headers"),
+        "{err}"
+    );
+    // A SACK option with no block.
+    let sack0 = "a0281f90000003e8000000006010faf000000000 05020101";
+    let (code, err) = run(&["decode", sack0]);
+    assert_eq!(code, 2);
+    assert!(one_line(&err).contains("TCP option size"), "{err}");
 }

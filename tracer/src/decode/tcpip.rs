@@ -28,6 +28,9 @@ pub enum PacketError {
     /// Not IPv4 or IPv6.
     #[error("IP version {0} is neither 4 nor 6")]
     Version(u8),
+    /// An IPv4 fragment other than the first: it holds no TCP header.
+    #[error("an IPv4 fragment at offset {0} bytes holds no TCP header (only the first does)")]
+    Fragment(u32),
     /// Hex input with a non-hex character or an odd length.
     #[error("not hex: {0}")]
     Hex(String),
@@ -267,7 +270,8 @@ fn options(mut b: &[u8]) -> Result<Vec<TcpOption>, PacketError> {
             2 if len == 4 => TcpOption::Mss(be16(data, 0)),
             3 if len == 3 => TcpOption::WindowScale(data[0]),
             4 if len == 2 => TcpOption::SackPermitted,
-            5 if (len - 2).is_multiple_of(8) => TcpOption::Sack(
+            // One to four blocks of two edges (RFC 2018): 10, 18, 26 or 34 bytes.
+            5 if len >= 10 && (len - 2).is_multiple_of(8) => TcpOption::Sack(
                 data.chunks_exact(8)
                     .map(|c| (be32(c, 0), be32(c, 4)))
                     .collect(),
@@ -338,6 +342,10 @@ impl Segment {
                 need(b, ihl, "IPv4 options")?;
                 if b[9] != 6 {
                     return Err(PacketError::NotTcp(b[9]));
+                }
+                let fragment_offset = u32::from(be16(b, 6) & 0x1fff) * 8;
+                if fragment_offset != 0 {
+                    return Err(PacketError::Fragment(fragment_offset));
                 }
                 let (total, length_from_skb) = match (be16(b, 2), wire_len) {
                     (0, Some(wire)) => (wire, true),
@@ -424,12 +432,34 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, PacketError> {
         .collect()
 }
 
+/// What the bytes given to [`dissect`] start with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// An IP header when the first nibble is 4 or 6, else a TCP header: never one after the
+    /// other failed.
+    Auto,
+    /// An IPv4 or IPv6 header.
+    Ip,
+    /// A bare TCP header.
+    Tcp,
+}
+
+impl Layer {
+    /// The layer `Auto` settles on for `bytes`.
+    pub fn of(self, bytes: &[u8]) -> Layer {
+        match self {
+            Layer::Auto if matches!(bytes.first().map(|b| b >> 4), Some(4 | 6)) => Layer::Ip,
+            Layer::Auto => Layer::Tcp,
+            other => other,
+        }
+    }
+}
+
 /// `tracer decode HEX`: a TCP header (or an IP packet holding one) dissected field by field.
-pub fn dissect(bytes: &[u8]) -> Result<String, PacketError> {
+/// An error is about the layer the bytes were read as.
+pub fn dissect(bytes: &[u8], layer: Layer) -> Result<String, PacketError> {
     let mut out = String::new();
-    let is_ip =
-        matches!(bytes.first().map(|b| b >> 4), Some(4 | 6)) && Segment::decode(bytes).is_ok();
-    let tcp = if is_ip {
+    let tcp = if layer.of(bytes) == Layer::Ip {
         let seg = Segment::decode(bytes)?;
         let v = if seg.src.is_ipv4() { 4 } else { 6 };
         let _ = writeln!(out, "IPv{v} header ({} bytes)", seg.ip_header_len);
@@ -566,7 +596,7 @@ mod tests {
         assert_eq!(tcp.tcpdump_flags(), "S");
         assert_eq!(tcp.flag_letters(), "S");
         assert_eq!(tcp.options_text(), "mss 1460,nop,wscale 8,nop,nop,sackOK");
-        let text = dissect(&parse_hex(SYN).unwrap()).unwrap();
+        let text = dissect(&parse_hex(SYN).unwrap(), Layer::Auto).unwrap();
         for line in [
             "source port               50274",
             "destination port          8080",
@@ -617,7 +647,11 @@ mod tests {
         assert_eq!(seg.dst, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
         assert_eq!(seg.payload_len, 0);
         assert_eq!(seg.tcp.dport, 8080);
-        assert!(dissect(&ip).unwrap().starts_with("IPv4 header (20 bytes)"));
+        assert!(
+            dissect(&ip, Layer::Auto)
+                .unwrap()
+                .starts_with("IPv4 header (20 bytes)")
+        );
     }
 
     #[test]
@@ -688,7 +722,7 @@ mod tests {
         for cut in 0..syn.len() {
             let _ = TcpHeader::decode(&syn[..cut]);
             let _ = Segment::decode(&syn[..cut]);
-            let _ = dissect(&syn[..cut]);
+            let _ = dissect(&syn[..cut], Layer::Auto);
         }
         assert!(matches!(
             TcpHeader::decode(&syn[..10]),
