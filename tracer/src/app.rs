@@ -116,6 +116,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
     loaded.detach();
+    if let (Ok(_), [first, ..]) = (&finished, pipeline.failed()) {
+        anyhow::bail!(
+            "the output is incomplete: writing {} failed ({}); the other outputs are complete",
+            first.target,
+            first.error
+        );
+    }
     match finished {
         Ok(Some(Err(e))) => anyhow::bail!(e),
         Ok(_) => Ok(()),

@@ -942,3 +942,54 @@ fn tracefs_mounted_by_the_tracer_is_not_left_on_the_host() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `--pcap` on a full filesystem: the capture stops with one message naming the file, the
+/// JSON goes on to its summary, and the exit code says the output is incomplete.
+#[test]
+fn a_full_disk_under_the_pcap_is_reported_and_the_rest_goes_on() {
+    let dir = std::env::temp_dir().join(format!("tracer-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4k", "tracer-full"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a 4 KiB tmpfs");
+    let pcap = dir.join("capture.pcap");
+    let port = free_port();
+    let child = std::process::Command::new(TRACER)
+        .args([
+            "--json",
+            "--port",
+            &port.to_string(),
+            "--duration",
+            "4",
+            "--pcap",
+        ])
+        .arg(&pcap)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let messages: Vec<String> = (0..60).map(|i| format!("message number {i}")).collect();
+    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+    echo_session("127.0.0.1", port, &refs);
+    let out = child.wait_with_output().unwrap();
+    let _ = std::process::Command::new("umount").arg(&dir).status();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let name = pcap.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "tracer: cannot write {name}: No space left on device"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("error: the output is incomplete"), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "summary", "the JSON reached its summary");
+    assert!(last["events"].as_u64().unwrap() > 100, "{last}");
+}

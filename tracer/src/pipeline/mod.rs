@@ -3,6 +3,7 @@
 
 mod pairing;
 mod reorder;
+mod sinks;
 
 use std::io;
 
@@ -11,6 +12,8 @@ use crate::decode;
 use crate::render::{Finish, Line, Meta, Part, View};
 use pairing::Pairing;
 use reorder::Reorder;
+pub use sinks::Failed;
+use sinks::Sinks;
 
 /// How long a record waits for earlier ones that were written after it.
 pub const REORDER_WINDOW_NS: u64 = 30_000_000;
@@ -36,7 +39,7 @@ pub struct Pipeline {
     pub correlator: Correlator,
     pairing: Pairing,
     reorder: Reorder<Box<Item>>,
-    views: Vec<Box<dyn View>>,
+    sinks: Sinks,
     /// What went through so far.
     pub stats: Stats,
     ready: Vec<Correlated>,
@@ -51,10 +54,15 @@ impl Pipeline {
             correlator,
             pairing: Pairing::default(),
             reorder: Reorder::new(),
-            views,
+            sinks: Sinks::new(views),
             stats: Stats::default(),
             ready: Vec::new(),
         }
+    }
+
+    /// The views that stopped writing during the run (a full disk): the output is incomplete.
+    pub fn failed(&self) -> &[Failed] {
+        &self.sinks.failed
     }
 
     /// Takes one raw ring-buffer record.
@@ -85,10 +93,7 @@ impl Pipeline {
 
     /// Writes a run-level notice to every view.
     pub fn meta(&mut self, meta: &Meta) -> io::Result<()> {
-        for view in &mut self.views {
-            view.meta(meta)?;
-        }
-        Ok(())
+        self.sinks.each(|view| view.meta(meta))
     }
 
     /// Renders everything older than the reorder window (and than any segment still waiting
@@ -118,10 +123,7 @@ impl Pipeline {
             malformed: self.stats.malformed,
             omitted: self.correlator.evicted,
         };
-        for view in &mut self.views {
-            view.finish(&finish)?;
-        }
-        Ok(())
+        self.sinks.each(|view| view.finish(&finish))
     }
 
     /// Renders, in order, everything waiting whose sort key is at most `limit`.
@@ -149,16 +151,10 @@ impl Pipeline {
             timewait: item.c.timewait,
             ends,
         };
-        for view in &mut self.views {
-            view.event(&line)?;
-        }
-        Ok(())
+        self.sinks.each(|view| view.event(&line))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        for view in &mut self.views {
-            view.flush()?;
-        }
-        Ok(())
+        self.sinks.each(|view| view.flush())
     }
 }

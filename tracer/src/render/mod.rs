@@ -105,4 +105,9 @@ pub trait View {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+
+    /// What the view writes to, for messages: `stdout` unless it writes a file.
+    fn target(&self) -> String {
+        "stdout".into()
+    }
 }

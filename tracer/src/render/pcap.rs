@@ -108,6 +108,10 @@ impl View for Pcap {
     fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()
     }
+
+    fn target(&self) -> String {
+        self.path.display().to_string()
+    }
 }
 
 #[cfg(test)]
