@@ -201,3 +201,48 @@ fn decode_is_strict_about_the_layer_and_names_it() {
     assert_eq!(code, 2);
     assert!(one_line(&err).contains("TCP option size"), "{err}");
 }
+
+/// As an unprivileged user holding exactly the capabilities the README names, every hook
+/// attaches; with one of them missing, the one line names it.
+#[test]
+fn the_documented_capability_set_is_enough_and_a_missing_one_is_named() {
+    assert!(
+        support::is_root(),
+        "this test loads eBPF programs: run it as root"
+    );
+    let port = support::free_port();
+    let as_nobody = |caps: &str| {
+        // The test's own mount namespace, where it (root) makes sure tracefs is mounted:
+        // mounting it is not among the capabilities needed.
+        let script = format!(
+            "mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing; \
+             exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+             --inh-caps=-all,{caps} --ambient-caps=-all,{caps} \
+             {TRACER} --json --port {port} --duration 0.3"
+        );
+        let out = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = as_nobody("+bpf,+perfmon,+net_admin,+dac_read_search");
+    assert_eq!(code, 0, "{err}");
+    let ready: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        ready["missing_layers"].as_array().unwrap().len(),
+        0,
+        "{ready}"
+    );
+    assert!(out.contains("(20/20 syscalls)"), "{out}");
+    let (code, _, err) = as_nobody("+bpf,+perfmon,+net_admin");
+    assert_eq!(code, 1);
+    assert!(
+        one_line(&err).contains("(missing: CAP_DAC_READ_SEARCH)"),
+        "{err}"
+    );
+}

@@ -17,6 +17,12 @@ pub enum TracefsError {
         "tracefs is not mounted at {TRACEFS} and mounting it failed ({0}); run: mount -t tracefs nodev {TRACEFS}"
     )]
     Mount(std::io::Error),
+    /// Mounted, but this process may not read it.
+    #[error(
+        "tracefs at {TRACEFS} is not readable by this process (the directory is mode 0700): \
+         CAP_DAC_READ_SEARCH is needed"
+    )]
+    Unreadable,
     /// A tracepoint this tool needs does not exist on this kernel.
     #[error("tracepoint {0} is not available on this kernel")]
     Missing(String),
@@ -54,8 +60,12 @@ pub enum Mounted {
 /// Makes tracefs readable at [`TRACEFS`]. Call while the process has one thread: a mount
 /// namespace of its own cannot be made later.
 pub fn ensure_mounted() -> Result<Mounted, TracefsError> {
-    if Path::new(TRACEFS).join("events").is_dir() {
-        return Ok(Mounted::Already);
+    match fs::metadata(Path::new(TRACEFS).join("events")) {
+        Ok(m) if m.is_dir() => return Ok(Mounted::Already),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(TracefsError::Unreadable);
+        }
+        _ => {}
     }
     let kind = if private_namespace() {
         Mounted::Private
