@@ -211,6 +211,7 @@ async fn trace(
         });
     }
     let mut reported_drops = 0;
+    let mut last_drop_notice = std::time::Instant::now() - Duration::from_secs(1);
     let mut demo_result = None;
     loop {
         tokio::select! {
@@ -223,10 +224,21 @@ async fn trace(
                 // Records are written without wakeups (see tracer-ebpf emit.rs): collect here.
                 collect(ring.get_mut(), pipeline);
                 pipeline.drain(monotonic_ns()).map_err(output_error)?;
+                // Drops are told as they happen, at most once a second.
                 let dropped = loaded.dropped();
-                if dropped > reported_drops && !cli.json {
-                    eprintln!("tracer: {} event(s) dropped: the ring buffer was full", dropped - reported_drops);
+                if dropped > reported_drops && last_drop_notice.elapsed() >= Duration::from_secs(1) {
+                    let new = dropped - reported_drops;
+                    if cli.json {
+                        pipeline
+                            .meta(&Meta::Dropped { total: dropped, new })
+                            .map_err(output_error)?;
+                    } else {
+                        eprintln!(
+                            "tracer: {new} event(s) dropped: the ring buffer was full ({dropped} so far)"
+                        );
+                    }
                     reported_drops = dropped;
+                    last_drop_notice = std::time::Instant::now();
                 }
             }
             _ = stop.interrupt.recv() => break,

@@ -508,6 +508,13 @@ fn a_full_ring_buffer_is_counted_as_dropped() {
     let dropped = summary["dropped"].as_u64().unwrap();
     let seen = summary["events"].as_u64().unwrap();
     assert!(dropped > 0, "nothing counted as dropped: {summary}");
+    // Told as it happened, not only at the end.
+    let notice = events
+        .iter()
+        .find(|e| e["layer"] == "meta" && e["event"] == "dropped")
+        .expect("a meta `dropped` line before the summary");
+    let told = notice["dropped"].as_u64().unwrap();
+    assert!(told > 0 && told <= dropped, "{notice}");
     // The ring held what was seen; everything else the programs produced was counted.
     let sends = events
         .iter()

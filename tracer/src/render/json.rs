@@ -223,6 +223,12 @@ impl<W: Write> Json<W> {
 impl<W: Write> View for Json<W> {
     fn meta(&mut self, meta: &Meta) -> io::Result<()> {
         match meta {
+            Meta::Dropped { total, new } => {
+                let mut o = Obj::meta(&mut self.scratch, (self.now)(), "dropped");
+                o.num("dropped", *total);
+                o.num("new", *new);
+                o.end();
+            }
             Meta::Ready {
                 hooks,
                 missing_layers,

@@ -57,6 +57,13 @@ pub enum Meta<'a> {
         /// Layers with no hook at all.
         missing_layers: &'a [&'static str],
     },
+    /// The ring buffer was full: records were lost since the last such notice.
+    Dropped {
+        /// Lost since the start.
+        total: u64,
+        /// Lost since the last notice.
+        new: u64,
+    },
 }
 
 /// The end of the run.
