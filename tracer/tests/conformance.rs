@@ -147,6 +147,47 @@ impl Drop for Namespaces {
     }
 }
 
+/// Where a scenario runs: both ends on loopback, or server and client in two namespaces.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    ns: Option<&'a Namespaces>,
+    /// The address the server listens on.
+    ip: &'a str,
+}
+
+impl<'a> Place<'a> {
+    const LOOPBACK: Place<'static> = Place {
+        ns: None,
+        ip: "127.0.0.1",
+    };
+
+    fn server(&self) -> Option<&'a str> {
+        self.ns.map(|n| n.server.as_str())
+    }
+
+    fn client(&self) -> Option<&'a str> {
+        self.ns.map(|n| n.client.as_str())
+    }
+
+    /// Where tcpdump captures: `lo`, or the server's veth.
+    fn iface(&self) -> String {
+        self.ns.map_or("lo".to_string(), |n| n.server_veth())
+    }
+
+    fn loopback(&self) -> bool {
+        self.ns.is_none()
+    }
+
+    /// `ip:port` as a URL or `connect` names it.
+    fn addr(&self, port: u16) -> String {
+        if self.ip.contains(':') {
+            format!("[{}]:{port}", self.ip)
+        } else {
+            format!("{}:{port}", self.ip)
+        }
+    }
+}
+
 /// The one pure ACK the tracer cannot see: the last ACK of the end that closed first, which
 /// the kernel sends from its TIME_WAIT mini-socket through a per-namespace control socket — not
 /// a full socket, so cgroup_skb does not run for it. On loopback nothing else captures it.
@@ -409,12 +450,12 @@ fn curl_and_http_server_across_two_namespaces_over_ipv6_match_tcpdump() {
 /// nginx (master and worker: the worker accepts on a socket the master opened) serving 1 MiB
 /// with `sendfile on`, started before the tracer (found in /proc) or after it (the worker,
 /// forked after the start, inherits the master's traced listener).
-fn nginx_sendfile(started_before: bool) {
-    let dir = workdir(if started_before {
-        "nginx-before"
-    } else {
-        "nginx-after"
-    });
+fn nginx_sendfile(place: Place, started_before: bool) {
+    let dir = workdir(&format!(
+        "nginx-{}-{}",
+        if started_before { "before" } else { "after" },
+        if place.loopback() { "lo" } else { "ns" }
+    ));
     let www = dir.join("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("one.bin"), vec![7u8; 1 << 20]).unwrap();
@@ -425,24 +466,30 @@ fn nginx_sendfile(started_before: bool) {
         format!(
             "daemon off; master_process on; worker_processes 1; pid {d}/nginx.pid;\n\
              error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-             http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{port}; root {w}; }} }}\n",
+             http {{ access_log off; sendfile on; server {{ listen {addr}; root {w}; }} }}\n",
             d = dir.display(),
-            w = www.display()
+            w = www.display(),
+            addr = place.addr(port),
         ),
     )
     .unwrap();
     let start_nginx = || {
-        let nginx = Command::new("nginx")
+        let nginx = in_ns(place.server(), "nginx")
             .args(["-c", conf.to_str().unwrap(), "-p", dir.to_str().unwrap()])
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx is installed (cargo xtask conformance installs it)");
-        wait_listening_in(None, port);
+        wait_listening_in(place.server(), port);
         nginx
     };
     let early = started_before.then(start_nginx);
     let ours = dir.join("tracer.pcap");
-    let capture = Tcpdump::start(None, "lo", port, &dir.join("tcpdump.pcap"));
+    let capture = Tcpdump::start(
+        place.server(),
+        &place.iface(),
+        port,
+        &dir.join("tcpdump.pcap"),
+    );
     let trace = support::start(&[
         "--port",
         &port.to_string(),
@@ -450,7 +497,10 @@ fn nginx_sendfile(started_before: bool) {
         ours.to_str().unwrap(),
     ]);
     let nginx = early.unwrap_or_else(start_nginx);
-    let (status, size) = curl(None, &format!("http://127.0.0.1:{port}/one.bin"));
+    let (status, size) = curl(
+        place.client(),
+        &format!("http://{}/one.bin", place.addr(port)),
+    );
     assert_eq!((status, size), (200, 1 << 20));
     std::thread::sleep(Duration::from_millis(300));
     // SIGQUIT: nginx's graceful shutdown; the master waits for its worker.
@@ -461,7 +511,7 @@ fn nginx_sendfile(started_before: bool) {
     let events = trace.stop();
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
-    conforms(&events, &tcpdump, &read_pcap(&ours), port, true);
+    conforms(&events, &tcpdump, &read_pcap(&ours), port, place.loopback());
     let sendfile: Vec<&Value> = events
         .iter()
         .filter(|e| e["name"] == "sendfile" && e["layer"] == "syscall")
@@ -475,13 +525,26 @@ fn nginx_sendfile(started_before: bool) {
 #[test]
 fn nginx_started_before_the_tracer_sends_its_file_as_tcpdump_sees_it() {
     let _one = one_at_a_time();
-    nginx_sendfile(true);
+    nginx_sendfile(Place::LOOPBACK, true);
 }
 
 #[test]
 fn nginx_started_after_the_tracer_is_followed_into_its_worker() {
     let _one = one_at_a_time();
-    nginx_sendfile(false);
+    nginx_sendfile(Place::LOOPBACK, false);
+}
+
+#[test]
+fn nginx_across_two_namespaces_matches_tcpdump_on_the_veth() {
+    let _one = one_at_a_time();
+    let ns = Namespaces::new("n", "10.202.0.1", "10.202.0.2", 24);
+    nginx_sendfile(
+        Place {
+            ns: Some(&ns),
+            ip: "10.202.0.1",
+        },
+        false,
+    );
 }
 
 /// Builds the Go echo pair (`tests/conformance/goecho`) with Debian's Go into `dir`.
@@ -511,17 +574,26 @@ fn build_goecho(dir: &Path) -> PathBuf {
 
 /// The Go echo server on a dual-stack listener (`:PORT`), talked to over IPv4: the server's
 /// socket names both ends `::ffff:127.0.0.1`, its segments carry 127.0.0.1.
-fn go_echo(filter_by_pid: bool) {
-    let dir = workdir(if filter_by_pid { "go-pid" } else { "go-port" });
+fn go_echo(place: Place, filter_by_pid: bool) {
+    let dir = workdir(&format!(
+        "go-{}-{}",
+        if filter_by_pid { "pid" } else { "port" },
+        if place.loopback() { "lo" } else { "ns" }
+    ));
     let bin = build_goecho(&dir);
     let port = support::free_port();
-    let mut server = Command::new(&bin)
+    let mut server = in_ns(place.server(), bin.to_str().unwrap())
         .args(["server", &port.to_string()])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_listening_in(None, port);
-    let capture = Tcpdump::start(None, "lo", port, &dir.join("tcpdump.pcap"));
+    wait_listening_in(place.server(), port);
+    let capture = Tcpdump::start(
+        place.server(),
+        &place.iface(),
+        port,
+        &dir.join("tcpdump.pcap"),
+    );
     let ours = dir.join("tracer.pcap");
     let (key, value) = if filter_by_pid {
         ("--pid", server.id().to_string())
@@ -530,8 +602,8 @@ fn go_echo(filter_by_pid: bool) {
     };
     let trace = support::start(&[key, &value, "--pcap", ours.to_str().unwrap()]);
     let messages = ["hello", "from", "a goroutine"];
-    let out = Command::new(&bin)
-        .args(["client", &format!("127.0.0.1:{port}")])
+    let out = in_ns(place.client(), bin.to_str().unwrap())
+        .args(["client", &place.addr(port)])
         .args(messages)
         .output()
         .unwrap();
@@ -562,8 +634,13 @@ fn go_echo(filter_by_pid: bool) {
         );
         let mut view = json_segments(&events, "out");
         view.extend(json_segments(&events, "in"));
-        same("the server's view", &tcpdump, &view, false);
-        same("the capture file", &tcpdump, &read_pcap(&ours), false);
+        same("the server's view", &tcpdump, &view, place.loopback());
+        same(
+            "the capture file",
+            &tcpdump,
+            &read_pcap(&ours),
+            place.loopback(),
+        );
         let s = conns
             .iter()
             .find(|c| c["role"] == "server")
@@ -581,7 +658,7 @@ fn go_echo(filter_by_pid: bool) {
             )
         );
     } else {
-        conforms(&events, &tcpdump, &read_pcap(&ours), port, true);
+        conforms(&events, &tcpdump, &read_pcap(&ours), port, place.loopback());
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -589,30 +666,47 @@ fn go_echo(filter_by_pid: bool) {
 #[test]
 fn go_echo_on_a_dual_stack_listener_matches_tcpdump() {
     let _one = one_at_a_time();
-    go_echo(false);
+    go_echo(Place::LOOPBACK, false);
+}
+
+#[test]
+fn go_echo_across_two_namespaces_matches_tcpdump_on_the_veth() {
+    let _one = one_at_a_time();
+    let ns = Namespaces::new("g", "10.203.0.1", "10.203.0.2", 24);
+    go_echo(
+        Place {
+            ns: Some(&ns),
+            ip: "10.203.0.1",
+        },
+        false,
+    );
 }
 
 #[test]
 fn go_echo_server_traced_by_pid_gets_every_segment_once() {
     let _one = one_at_a_time();
-    go_echo(true);
+    go_echo(Place::LOOPBACK, true);
 }
 
 /// redis-server answering redis-benchmark (several connections at once, pipelined requests).
-#[test]
-fn redis_benchmark_against_redis_server_matches_tcpdump() {
-    let _one = one_at_a_time();
-    let dir = workdir("redis");
+fn redis(place: Place) {
+    let dir = workdir(if place.loopback() {
+        "redis-lo"
+    } else {
+        "redis-ns"
+    });
     let port = support::free_port();
-    let mut server = Command::new("redis-server")
+    let mut server = in_ns(place.server(), "redis-server")
         .args([
             "--port",
             &port.to_string(),
             "--bind",
-            "127.0.0.1",
+            place.ip,
             "--save",
             "",
             "--appendonly",
+            "no",
+            "--protected-mode",
             "no",
         ])
         .arg("--dir")
@@ -621,8 +715,13 @@ fn redis_benchmark_against_redis_server_matches_tcpdump() {
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server is installed (cargo xtask conformance installs it)");
-    wait_listening_in(None, port);
-    let capture = Tcpdump::start(None, "lo", port, &dir.join("tcpdump.pcap"));
+    wait_listening_in(place.server(), port);
+    let capture = Tcpdump::start(
+        place.server(),
+        &place.iface(),
+        port,
+        &dir.join("tcpdump.pcap"),
+    );
     let ours = dir.join("tracer.pcap");
     let trace = support::start(&[
         "--port",
@@ -630,8 +729,10 @@ fn redis_benchmark_against_redis_server_matches_tcpdump() {
         "--pcap",
         ours.to_str().unwrap(),
     ]);
-    let out = Command::new("redis-benchmark")
+    let out = in_ns(place.client(), "redis-benchmark")
         .args([
+            "-h",
+            place.ip,
             "-p",
             &port.to_string(),
             "-n",
@@ -658,6 +759,22 @@ fn redis_benchmark_against_redis_server_matches_tcpdump() {
     let events = trace.stop();
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
-    conforms(&events, &tcpdump, &read_pcap(&ours), port, true);
+    conforms(&events, &tcpdump, &read_pcap(&ours), port, place.loopback());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn redis_benchmark_against_redis_server_matches_tcpdump() {
+    let _one = one_at_a_time();
+    redis(Place::LOOPBACK);
+}
+
+#[test]
+fn redis_across_two_namespaces_over_ipv6_matches_tcpdump_on_the_veth() {
+    let _one = one_at_a_time();
+    let ns = Namespaces::new("r", "fd00:204::1", "fd00:204::2", 64);
+    redis(Place {
+        ns: Some(&ns),
+        ip: "fd00:204::1",
+    });
 }

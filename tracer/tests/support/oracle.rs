@@ -244,13 +244,24 @@ pub fn differences(expected: &[Seg], got: &[Seg]) -> Vec<String> {
     out
 }
 
-/// The bytes of payload tcpdump saw from `src` to `dst`.
+/// The distinct payload bytes tcpdump saw from port `src_port` to `dst_port`: a segment sent
+/// twice (a retransmission, a loss probe) counts once, as the receiving application reads it.
 pub fn payload_bytes(segs: &[Seg], src_port: u16, dst_port: u16) -> u64 {
-    segs.iter()
+    let way: Vec<Seg> = segs
+        .iter()
         .filter(|s| {
             s.src.ends_with(&format!(":{src_port}")) && s.dst.ends_with(&format!(":{dst_port}"))
         })
-        .map(|s| u64::from(s.len))
+        .map(|s| Seg {
+            ack: 0,
+            ..s.clone()
+        })
+        .collect();
+    shape(&way)
+        .data
+        .values()
+        .flatten()
+        .map(|(a, b)| b - a)
         .sum()
 }
 
