@@ -100,6 +100,10 @@ pub const FLAG_BYTES: u8 = 2;
 pub const FLAG_ISN: u8 = 4;
 /// `Header::flags` of a [`KernelRecord`]: `write_seq` holds the stream position.
 pub const FLAG_WRITE_SEQ: u8 = 8;
+/// `Header::flags` of a [`KernelRecord`]: `ts_ns` is the start of the syscall the function ran
+/// in (just after it), not when the hook fired: a hook at the function's end (the
+/// `sock_send_length` tracepoint) fires after the segments the function sent.
+pub const FLAG_AT_SYSCALL_START: u8 = 16;
 
 /// The start of every record but [`PacketRecord`].
 #[repr(C)]

@@ -1000,3 +1000,40 @@ fn a_full_disk_under_the_pcap_is_reported_and_the_rest_goes_on() {
     assert_eq!(last["event"], "summary", "the JSON reached its summary");
     assert!(last["events"].as_u64().unwrap() > 100, "{last}");
 }
+
+/// Each message the client writes reads in causal order: its `tcp_sendmsg`, then the segment
+/// that carried it — also where the hook fires only when tcp_sendmsg returns (the
+/// tracepoint tier times it at its syscall's start, and says so).
+#[test]
+fn tcp_sendmsg_comes_before_the_segment_it_sent() {
+    let port = free_port();
+    let trace = start(&["--port", &port.to_string()]);
+    let echo = echo_session("127.0.0.1", port, &["one", "two", "three"]);
+    let events = trace.stop();
+    if !attached(&events, "tcp_sendmsg") {
+        // Tracepoint tier before Linux 6.3: no stand-in to order.
+        return;
+    }
+    let client = conn_with(&events, echo.client_pid, "CLOSE", "SYN_SENT");
+    let order: Vec<&str> = of_conn(&events, client)
+        .into_iter()
+        .filter_map(
+            |e| match (e["event"].as_str(), e["dir"].as_str(), e["len"].as_u64()) {
+                (Some("tcp_sendmsg"), _, _) => Some("tcp_sendmsg"),
+                (Some("tcp_segment"), Some("out"), Some(n)) if n > 0 => Some("segment"),
+                _ => None,
+            },
+        )
+        .collect();
+    assert_eq!(
+        order,
+        ["tcp_sendmsg", "segment"].repeat(3),
+        "{}",
+        brief(&events)
+    );
+    for e in kernel(&events, client, "tcp_sendmsg") {
+        if e["hook"] == "tracepoint:sock:sock_send_length" {
+            assert_eq!(e["ts_is"], "syscall_start", "{e}");
+        }
+    }
+}

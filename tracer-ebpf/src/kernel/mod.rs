@@ -28,7 +28,7 @@ use tracer_common::{
         SK_DADDR, SK_DPORT, SK_FAMILY, SK_NUM, SK_RCV_SADDR, SK_V6_DADDR, SK_V6_RCV_SADDR,
         SOCKLEN_FAMILY, SOCKLEN_PROTOCOL, SOCKLEN_RET, SOCKLEN_SK,
     },
-    record::{FLAG_BYTES, KernelRecord, Task, Tuple},
+    record::{FLAG_AT_SYSCALL_START, FLAG_BYTES, KernelRecord, Task, Tuple},
 };
 
 use crate::{
@@ -129,8 +129,19 @@ fn moved(sk: u64, bytes: i64, func: KernelFn, via: Via, fill: impl FnOnce(&mut K
     fill(&mut record);
     if let Some(inflight) = inflight {
         // SAFETY: a value pointer returned by the lookup above.
-        let fd = unsafe { (*inflight).record.header.fd };
+        let (fd, start) = unsafe {
+            (
+                (*inflight).record.header.fd,
+                (*inflight).record.header.ts_ns,
+            )
+        };
         record.header.fd = fd;
+        if func == KernelFn::TcpSendmsg && via == Via::Tracepoint {
+            // Its tracepoint fires when it returns, after the segments it sent: timed at
+            // the start of its syscall, it reads before them.
+            record.header.ts_ns = start + 1;
+            record.header.flags |= FLAG_AT_SYSCALL_START;
+        }
         if fd >= 0 {
             crate::fds::track(tgid, fd, sk);
         }

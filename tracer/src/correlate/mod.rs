@@ -864,6 +864,7 @@ mod tests {
                 bytes: Some(100),
                 isn: None,
                 write_seq: None,
+                at_syscall_start: false,
             };
             ev(Kind::Kernel(call), 7, fd, ts)
         };
@@ -900,6 +901,7 @@ mod tests {
             bytes: None,
             isn: None,
             write_seq: None,
+            at_syscall_start: false,
         });
         observe(&mut c, &ev(rst, 9, -1, 1));
         let e = state(tcp_state::FIN_WAIT2, tcp_state::CLOSE, 9, 2);

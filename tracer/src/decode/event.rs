@@ -59,6 +59,9 @@ pub struct KernelCall {
     pub isn: Option<u32>,
     /// `tcp_sendmsg` on the probe tiers: the stream position of the first byte.
     pub write_seq: Option<u32>,
+    /// The event's time is its syscall's start, not when the hook fired (a hook at the
+    /// function's end, which fired after the segments the function sent).
+    pub at_syscall_start: bool,
 }
 
 /// A TCP state transition, as the kernel reported it.

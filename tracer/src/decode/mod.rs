@@ -10,8 +10,8 @@ use thiserror::Error;
 use tracer_common::{
     AF_INET, AF_INET6, COMM_LEN, KernelFn, SyscallOp, Via,
     record::{
-        FLAG_BYTES, FLAG_ISN, FLAG_OWNER_GUESSED, FLAG_WRITE_SEQ, Header, KernelRecord,
-        PacketRecord, RecordKind, StateRecord, SyscallRecord, Tuple,
+        FLAG_AT_SYSCALL_START, FLAG_BYTES, FLAG_ISN, FLAG_OWNER_GUESSED, FLAG_WRITE_SEQ, Header,
+        KernelRecord, PacketRecord, RecordKind, StateRecord, SyscallRecord, Tuple,
     },
 };
 
@@ -133,6 +133,7 @@ fn kernel(r: &KernelRecord) -> Result<Event, DecodeError> {
         bytes: (flags & FLAG_BYTES != 0).then_some(r.bytes),
         isn: (flags & FLAG_ISN != 0).then_some(r.isn),
         write_seq: (flags & FLAG_WRITE_SEQ != 0).then_some(r.write_seq),
+        at_syscall_start: flags & FLAG_AT_SYSCALL_START != 0,
     };
     Ok(with_tuple(
         from_header(&r.header, Some(func), Kind::Kernel(call))?,
@@ -281,6 +282,7 @@ mod tests {
             (call.bytes, call.write_seq, call.isn),
             (Some(5), Some(77), None)
         );
+        assert!(!call.at_syscall_start);
         assert_eq!(ev.hook.to_string(), "fentry:tcp_sendmsg");
     }
 

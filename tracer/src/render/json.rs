@@ -392,6 +392,9 @@ fn write_event(
             if let Some(write_seq) = call.write_seq {
                 o.num("write_seq", write_seq);
             }
+            if call.at_syscall_start {
+                o.str("ts_is", "syscall_start");
+            }
         }
         Kind::State(change) => {
             o.str("from", tcp_state::name(change.from));
