@@ -37,6 +37,12 @@ pub const SOCKLEN_PROTOCOL: usize = 13;
 pub const SOCKLEN_RET: usize = 14;
 /// `sched_process_fork.child_pid`
 pub const FORK_CHILD_PID: usize = 15;
+/// `sk_buff.sk` (kernel BTF; the TIME_WAIT segment capture)
+pub const SKB_SK: usize = 16;
+/// `sk_buff.head`
+pub const SKB_HEAD: usize = 17;
+/// `sk_buff.network_header`: offset of the IP header from `head`
+pub const SKB_NETWORK_HEADER: usize = 18;
 /// `sock_common.skc_family` (kernel BTF; fentry/kprobe tiers)
 pub const SK_FAMILY: usize = 19;
 /// `sock_common.skc_num`: local port, host order
@@ -53,3 +59,9 @@ pub const SK_V6_RCV_SADDR: usize = 24;
 pub const SK_V6_DADDR: usize = 25;
 /// `tcp_sock.write_seq`: the next sequence number the application's bytes will get
 pub const TP_WRITE_SEQ: usize = 26;
+/// `sk_buff.dev`
+pub const SKB_DEV: usize = 27;
+/// `net_device.ifindex`
+pub const NETDEV_IFINDEX: usize = 28;
+/// `sock_common.skc_state`
+pub const SK_STATE: usize = 29;

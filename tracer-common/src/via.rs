@@ -24,11 +24,14 @@ pub enum Via {
     CgroupSkbEgress = 8,
     /// `cgroup_skb/ingress` on the cgroup2 root.
     CgroupSkbIngress = 9,
+    /// A raw tracepoint (`net:net_dev_queue`): segments leaving that no socket's cgroup_skb
+    /// program sees (those a TIME_WAIT socket sends).
+    RawTracepoint = 10,
 }
 
 impl Via {
     /// Every mechanism, in declaration order.
-    pub const ALL: [Via; 9] = [
+    pub const ALL: [Via; 10] = [
         Self::Syscalls,
         Self::Tracepoint,
         Self::SockOps,
@@ -38,6 +41,7 @@ impl Via {
         Self::Kretprobe,
         Self::CgroupSkbEgress,
         Self::CgroupSkbIngress,
+        Self::RawTracepoint,
     ];
 
     /// Decodes the raw byte written by the eBPF side.
@@ -55,6 +59,7 @@ impl Via {
             Self::Kprobe => "kprobe",
             Self::Kretprobe => "kretprobe",
             Self::CgroupSkbEgress | Self::CgroupSkbIngress => "cgroup_skb",
+            Self::RawTracepoint => "raw_tracepoint",
         }
     }
 

@@ -40,7 +40,14 @@ pub fn syscall_arg(ctx: &TracePointContext, n: usize) -> u64 {
 /// from the kernel's BTF); zero if unreadable.
 #[inline(always)]
 pub fn sk_field<T: Default>(sk: u64, index: usize) -> T {
+    kernel_field(sk, index)
+}
+
+/// Reads a `T` at kernel address `base` plus the offset at index `index` (from the kernel's
+/// BTF); zero if unreadable.
+#[inline(always)]
+pub fn kernel_field<T: Default>(base: u64, index: usize) -> T {
     // SAFETY: bpf_probe_read_kernel checks the address; a bad one reads nothing.
-    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((sk as usize + offset(index)) as *const T) }
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((base as usize + offset(index)) as *const T) }
         .unwrap_or_default()
 }

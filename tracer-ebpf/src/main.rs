@@ -5,7 +5,8 @@
 //!   programs, plus the generic stand-ins (sock_ops, tracepoints naming a socket) that the
 //!   loader points at whichever functions lack a better tier;
 //! - [`state`]: TCP state transitions from `sock:inet_sock_set_state`;
-//! - [`packets`]: the segments of traced connections (cgroup_skb).
+//! - [`packets`]: the segments of traced connections (cgroup_skb), and [`timewait`] those a
+//!   TIME_WAIT socket sends, which cgroup_skb cannot see (a raw tracepoint);
 //!
 //! Every program filters first ([`filter`], and the tracked-socket maps in [`maps`]) and only
 //! then builds a record and hands it to [`emit`].
@@ -26,6 +27,7 @@ mod packets;
 mod sockaddr;
 mod state;
 mod syscalls;
+mod timewait;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -57,8 +57,9 @@ pub fn watch_port_pair(local: u16, remote: u16) {
     let _ = PORT_PAIRS.insert(PortPair { local, remote }, 1, 0);
 }
 
+/// Whether a segment between these ports belongs to what is traced.
 #[inline(always)]
-fn wanted(cfg: &FilterConfig, sport: u16, dport: u16) -> bool {
+pub fn wanted(cfg: &FilterConfig, sport: u16, dport: u16) -> bool {
     if cfg.by_port != 0 {
         return PORTS.get_ptr(sport).is_some() || PORTS.get_ptr(dport).is_some();
     }

@@ -173,7 +173,7 @@ fn packet(raw: &PacketRecord) -> Result<Event, DecodeError> {
     };
     let captured = Captured {
         segment,
-        egress: via == Via::CgroupSkbEgress,
+        egress: via != Via::CgroupSkbIngress,
         ifindex: raw.ifindex,
         len: raw.len,
         gso_size: raw.gso_size,

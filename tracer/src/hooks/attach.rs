@@ -8,7 +8,8 @@ use aya::Ebpf;
 use aya::maps::{Array, HashMap as BpfHashMap};
 use aya::programs::trace_point::TracePointLinkId;
 use aya::programs::{
-    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, FEntry, FExit, KProbe, SockOps, TracePoint,
+    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, FEntry, FExit, KProbe, RawTracePoint,
+    SockOps, TracePoint,
 };
 use tracer_common::{KernelFn, Via, maps::TracepointFn};
 
@@ -173,6 +174,17 @@ impl<'a> Attacher<'a> {
             .map_err(|e| kept(&mut self.rejected, AttachError::load(name, e)))?;
         prog.attach(&file, ty, CgroupAttachMode::Single)
             .map_err(|e| AttachError::attach(format!("cgroup_skb on {path}"), &e))?;
+        Ok(())
+    }
+
+    /// Attaches raw tracepoint program `name` to `event`.
+    pub fn raw_tracepoint(&mut self, name: &str, event: &str) -> Result<(), AttachError> {
+        let prog: &mut RawTracePoint = program(self.ebpf, name)?;
+        prog.load()
+            .map_err(|e| kept(&mut self.rejected, AttachError::load(name, e)))?;
+        // The program keeps its link: it is detached when the programs are dropped.
+        prog.attach(event)
+            .map_err(|e| AttachError::attach(format!("raw tracepoint {event}"), &e))?;
         Ok(())
     }
 

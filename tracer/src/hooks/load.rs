@@ -12,11 +12,11 @@ use tracer_common::{
 use super::attach::{Attacher, Links, fill, map};
 use super::drops::Drops;
 use super::error::{AttachError, LoadError, MapError};
-use super::offsets::Offsets;
+use super::offsets::{Offsets, SKB_FIELDS};
 use super::status::{HookStatus, missing_layers};
 use super::table::{
     KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, PROCESS_PROGRAMS, Probe, StandIn,
-    syscall_programs,
+    TIMEWAIT_PROGRAM, syscall_programs,
 };
 use super::tier::{ProbeMode, Tiers};
 use crate::system::{cgroup, sockets};
@@ -132,8 +132,8 @@ fn filter_config(filter: &Filter) -> FilterConfig {
 pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     let mut offsets = Offsets::tracepoints()?;
     let tiers = Tiers::probe(filter.probe_mode);
-    if tiers.any_probe() {
-        offsets.add_sock_fields();
+    if tiers.any_probe() || filter.packets {
+        offsets.add_kernel_fields(tiers.any_probe(), filter.packets);
     }
     // No kernel BTF for the loader: Rust programs carry no CO-RE relocations to resolve, and
     // parsing vmlinux BTF would cost ~100 ms of startup.
@@ -162,7 +162,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
         if row.layer == Layer::State {
             hooks.extend(state.take());
             if filter.packets {
-                hooks.push(packets(&mut at));
+                hooks.push(packets(&mut at, &offsets));
             }
         } else {
             hooks.push(attach_row(&mut at, &tiers, &offsets, row));
@@ -299,18 +299,28 @@ fn syscalls(at: &mut Attacher) -> HookStatus {
     }
 }
 
-/// The packet layer: cgroup_skb egress and ingress on the cgroup2 root.
-fn packets(at: &mut Attacher) -> HookStatus {
+/// The packet layer: cgroup_skb egress and ingress on the cgroup2 root, and the raw
+/// tracepoint that sees what TIME_WAIT sockets send (when the kernel's BTF gave the `sk_buff`
+/// offsets it reads).
+fn packets(at: &mut Attacher, offsets: &Offsets) -> HookStatus {
     let [out, inward] = PACKET_PROGRAMS;
     let result = at
         .cgroup_skb(out, CgroupSkbAttachType::Egress)
         .and_then(|()| at.cgroup_skb(inward, CgroupSkbAttachType::Ingress));
+    let (program, event) = TIMEWAIT_PROGRAM;
+    let timewait = match offsets.lacking(&SKB_FIELDS) {
+        Some(why) => format!("; TIME_WAIT segments not captured: {why}"),
+        None => match at.raw_tracepoint(program, event) {
+            Ok(()) => format!(" + raw_tracepoint:{event} (TIME_WAIT segments)"),
+            Err(e) => format!("; TIME_WAIT segments not captured: {e}"),
+        },
+    };
     match result {
         Ok(()) => HookStatus::attached(
             "tcp_segments",
             Layer::Packet,
             "cgroup_skb",
-            "cgroup_skb:egress+ingress on the cgroup2 root".into(),
+            format!("cgroup_skb:egress+ingress on the cgroup2 root{timewait}"),
             Vec::new(),
         ),
         Err(e) => HookStatus::missing("tcp_segments", Layer::Packet, e, Vec::new()),

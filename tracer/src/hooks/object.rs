@@ -7,7 +7,9 @@ mod tests {
     use tracer_common::{SyscallOp, Via};
 
     use crate::hooks::load::PROGRAMS;
-    use crate::hooks::table::{KERNEL_HOOKS, PACKET_PROGRAMS, PROCESS_PROGRAMS, syscall_programs};
+    use crate::hooks::table::{
+        KERNEL_HOOKS, PACKET_PROGRAMS, PROCESS_PROGRAMS, TIMEWAIT_PROGRAM, syscall_programs,
+    };
 
     fn matches(section: &ProgramSection, via: Via) -> bool {
         matches!(
@@ -19,6 +21,7 @@ mod tests {
                 | (ProgramSection::TracePoint, Via::Tracepoint)
                 | (ProgramSection::SockOps, Via::SockOps)
                 | (ProgramSection::CgroupSkb { .. }, Via::CgroupSkbEgress)
+                | (ProgramSection::RawTracePoint, Via::RawTracepoint)
         )
     }
 
@@ -52,5 +55,6 @@ mod tests {
         for name in PACKET_PROGRAMS {
             check(name, Via::CgroupSkbEgress);
         }
+        check(TIMEWAIT_PROGRAM.0, Via::RawTracepoint);
     }
 }

@@ -30,7 +30,29 @@ pub enum SockField {
     V6Daddr,
     /// `tcp_sock.write_seq`
     WriteSeq,
+    /// `sk_buff.sk`
+    SkbSk,
+    /// `sk_buff.head`
+    SkbHead,
+    /// `sk_buff.network_header`
+    SkbNetworkHeader,
+    /// `sk_buff.dev`
+    SkbDev,
+    /// `net_device.ifindex`
+    NetdevIfindex,
+    /// `sock_common.skc_state`
+    State,
 }
+
+/// The fields the TIME_WAIT segment capture reads.
+pub const SKB_FIELDS: [SockField; 6] = [
+    SockField::SkbSk,
+    SockField::SkbHead,
+    SockField::SkbNetworkHeader,
+    SockField::SkbDev,
+    SockField::NetdevIfindex,
+    SockField::State,
+];
 
 /// The fields that make a socket's 4-tuple.
 pub const TUPLE: [SockField; 7] = [
@@ -44,7 +66,7 @@ pub const TUPLE: [SockField; 7] = [
 ];
 
 impl SockField {
-    /// Every field.
+    /// Every field the probe tiers read.
     pub const ALL: [SockField; 8] = [
         Self::Family,
         Self::Num,
@@ -67,6 +89,12 @@ impl SockField {
             Self::V6RcvSaddr => (off::SK_V6_RCV_SADDR, "sock_common", "skc_v6_rcv_saddr"),
             Self::V6Daddr => (off::SK_V6_DADDR, "sock_common", "skc_v6_daddr"),
             Self::WriteSeq => (off::TP_WRITE_SEQ, "tcp_sock", "write_seq"),
+            Self::SkbSk => (off::SKB_SK, "sk_buff", "sk"),
+            Self::SkbHead => (off::SKB_HEAD, "sk_buff", "head"),
+            Self::SkbNetworkHeader => (off::SKB_NETWORK_HEADER, "sk_buff", "network_header"),
+            Self::SkbDev => (off::SKB_DEV, "sk_buff", "dev"),
+            Self::NetdevIfindex => (off::NETDEV_IFINDEX, "net_device", "ifindex"),
+            Self::State => (off::SK_STATE, "sock_common", "skc_state"),
         }
     }
 }
@@ -125,29 +153,39 @@ impl Offsets {
         })
     }
 
-    /// Adds the `struct sock` fields and the probed functions' parameter counts from the
-    /// running kernel's BTF; a field it lacks is recorded in [`Self::missing`], and the hooks
-    /// that need it will not use their probe tiers.
-    pub fn add_sock_fields(&mut self) {
+    /// Adds kernel struct offsets from the running kernel's BTF, parsed once: with `probes`,
+    /// the `struct sock` fields and the probed functions' parameter counts; with `packets`, the
+    /// `sk_buff` fields the TIME_WAIT capture reads. A field it lacks is recorded in
+    /// [`Self::missing`], and what needs it is not attached.
+    pub fn add_kernel_fields(&mut self, probes: bool, packets: bool) {
+        let wanted: Vec<SockField> = probes
+            .then_some(SockField::ALL.as_slice())
+            .into_iter()
+            .chain(packets.then_some(SKB_FIELDS.as_slice()))
+            .flatten()
+            .copied()
+            .collect();
         let btf = match Btf::from_sys_fs() {
             Ok(btf) => btf,
             Err(e) => {
-                for field in SockField::ALL {
+                for field in wanted {
                     self.missing.insert(field, e.to_string());
                 }
                 return;
             }
         };
-        for row in &KERNEL_HOOKS {
-            if row.fentry.iter().any(|p| p.args.is_some()) {
-                let arity = btf
-                    .signature(row.func.name())
-                    .map(|s| s.params.len())
-                    .map_err(|e| format!("kernel BTF: {e}"));
-                self.arities.insert(row.func, arity);
+        if probes {
+            for row in &KERNEL_HOOKS {
+                if row.fentry.iter().any(|p| p.args.is_some()) {
+                    let arity = btf
+                        .signature(row.func.name())
+                        .map(|s| s.params.len())
+                        .map_err(|e| format!("kernel BTF: {e}"));
+                    self.arities.insert(row.func, arity);
+                }
             }
         }
-        for field in SockField::ALL {
+        for field in wanted {
             let (i, st, member) = field.spec();
             match btf.member_offset(st, member) {
                 Ok(o) => self.values[i] = o,

@@ -348,6 +348,9 @@ pub const PROCESS_PROGRAMS: [(&str, &str); 2] = [
     ("sched_process_exec", "sched_process_exec"),
 ];
 
+/// The program that captures what TIME_WAIT sockets send, and its raw tracepoint.
+pub const TIMEWAIT_PROGRAM: (&str, &str) = ("timewait_segments", "net_dev_queue");
+
 /// The packet layer's programs: egress, then ingress.
 pub const PACKET_PROGRAMS: [&str; 2] = ["packets_out", "packets_in"];
 
@@ -376,6 +379,7 @@ pub fn label(func: Option<KernelFn>, via: Via) -> HookLabel {
         (Via::Syscalls, _) => HookLabel::Fixed("tracepoint:syscalls"),
         (Via::CgroupSkbEgress, _) => HookLabel::Fixed("cgroup_skb:egress"),
         (Via::CgroupSkbIngress, _) => HookLabel::Fixed("cgroup_skb:ingress"),
+        (Via::RawTracepoint, _) => HookLabel::Fixed("raw_tracepoint:net_dev_queue"),
         (via, Some(func)) if via.is_probe() => HookLabel::Probe(via, func),
         (via, func) => HookLabel::Fixed(
             func.and_then(row)

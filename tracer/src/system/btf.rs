@@ -358,5 +358,16 @@ mod tests {
             accept.params.len() == 2 || accept.params.len() == 4,
             "{accept:?}"
         );
+        for (st, member) in [
+            ("sk_buff", "sk"),
+            ("sk_buff", "head"),
+            ("sk_buff", "network_header"),
+            ("sk_buff", "dev"),
+            ("net_device", "ifindex"),
+            ("sock_common", "skc_state"),
+        ] {
+            let o = btf.member_offset(st, member);
+            assert!(o.is_ok());
+        }
     }
 }
