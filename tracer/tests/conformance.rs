@@ -794,8 +794,7 @@ time.sleep(0.3)";
     conforms(&events, &tcpdump, &read_pcap(&ours), port);
     let last = events
         .iter()
-        .filter(|e| e["event"] == "tcp_segment")
-        .next_back()
+        .rfind(|e| e["event"] == "tcp_segment")
         .unwrap();
     assert_eq!(last["hook"], "raw_tracepoint:net_dev_queue", "{last}");
     assert_eq!(last["flags"], "A", "{last}");
