@@ -16,8 +16,24 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
+            // One line: clap's message, with what it lists on the lines after (a missing
+            // argument's name) joined to it, and without its usage block.
             let text = e.render().to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            let line = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!(
+                "{}",
+                if line.is_empty() {
+                    "error: bad arguments"
+                } else {
+                    &line
+                }
+            );
             return ExitCode::from(2);
         }
     };

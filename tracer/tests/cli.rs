@@ -246,3 +246,14 @@ fn the_documented_capability_set_is_enough_and_a_missing_one_is_named() {
         "{err}"
     );
 }
+
+/// A missing argument is named on the one line (clap lists it on the next).
+#[test]
+fn decode_without_bytes_names_what_is_missing() {
+    let (code, err) = run(&["decode"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        one_line(&err),
+        "error: the following required arguments were not provided: <HEX>..."
+    );
+}
