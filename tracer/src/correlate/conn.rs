@@ -194,9 +194,15 @@ impl Conn {
         view
     }
 
-    /// This end's state at `ts` (the first known state before any change).
+    /// This end's state at `ts`, if known. Before the first change seen, only a state every
+    /// socket starts in (CLOSE, or LISTEN for an accepted child) is assumed; a socket first
+    /// seen later in its life (open before the tracer) is in an unknown state there.
     pub fn state_at(&self, ts: u64) -> Option<u8> {
-        let mut state = self.state_log.first().map(|&(_, s)| s);
+        let mut state = self
+            .state_log
+            .first()
+            .map(|&(_, s)| s)
+            .filter(|&s| s == tcp_state::CLOSE || s == tcp_state::LISTEN);
         for &(t, s) in &self.state_log {
             if t <= ts {
                 state = Some(s);

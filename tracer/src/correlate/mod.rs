@@ -932,6 +932,25 @@ mod tests {
         assert_eq!(c.evicted, 5);
     }
 
+    /// A connection first seen late in its life (open before the tracer) has no known state
+    /// before its first change; one seen from its start has CLOSE there.
+    #[test]
+    fn a_state_before_the_first_change_is_known_only_from_the_start() {
+        let mut c = Correlator::new();
+        let (old, _) = observe(
+            &mut c,
+            &state(tcp_state::ESTABLISHED, tcp_state::CLOSE_WAIT, 1, 100),
+        );
+        let conn = c.get(old).unwrap();
+        assert_eq!(conn.state_at(50), None, "unknown, not the later CLOSE_WAIT");
+        assert_eq!(conn.state_at(100), Some(tcp_state::CLOSE_WAIT));
+        let (new, _) = observe(
+            &mut c,
+            &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 2, 100),
+        );
+        assert_eq!(c.get(new).unwrap().state_at(50), Some(tcp_state::CLOSE));
+    }
+
     #[test]
     fn a_reused_socket_address_starts_a_new_connection() {
         let mut c = Correlator::new();

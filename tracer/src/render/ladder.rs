@@ -78,10 +78,12 @@ fn title(conn: Option<&Conn>, fallback: Option<&Conn>) -> String {
     }
 }
 
+/// An end's state at `ts`: blank for an untraced end, `?` where a traced end's is unknown.
 fn state(conn: Option<&Conn>, ts: u64) -> &'static str {
-    conn.and_then(|c| c.state_at(ts))
-        .map(tcp_state::name)
-        .unwrap_or("")
+    match conn {
+        Some(c) => c.state_at(ts).map_or("?", tcp_state::name),
+        None => "",
+    }
 }
 
 /// One ladder: `left` sends rightwards. Either end may be untraced.
