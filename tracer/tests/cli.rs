@@ -257,3 +257,22 @@ fn decode_without_bytes_names_what_is_missing() {
         "error: the following required arguments were not provided: <HEX>..."
     );
 }
+
+/// An output that cannot be opened fails before anything is attached: one line naming it,
+/// no `ready`.
+#[test]
+fn an_unwritable_pcap_fails_before_attaching() {
+    assert!(
+        support::is_root(),
+        "this test loads eBPF programs: run it as root"
+    );
+    for bad in ["/nonexistent-dir/x.pcap", "/proc"] {
+        let (code, err) = run(&["--port", "1", "--duration", "5", "--pcap", bad]);
+        assert_eq!(code, 1, "{bad}");
+        let line = one_line(&err);
+        assert!(
+            line.starts_with(&format!("error: cannot write {bad}")),
+            "{line}"
+        );
+    }
+}
