@@ -238,6 +238,33 @@ fn conforms(events: &[Value], tcpdump: &[Seg], ours: &[Seg], server_port: u16) {
     let servers: Vec<&Value> = conns.iter().filter(|c| c["role"] == "server").collect();
     assert_eq!(clients.len(), syns.len(), "one client per SYN: {conns:#?}");
     assert_eq!(servers.len(), syns.len(), "one server per SYN: {conns:#?}");
+    // Each end's state path against the one RFC 793 derives from tcpdump's segments (a
+    // transition the kernel reports twice, FIN_WAIT1 after shutdown() and again at close(),
+    // counts once).
+    for c in clients.iter().chain(servers.iter()) {
+        let end = |a: &str, p: &str| {
+            let addr = c[a].as_str().unwrap();
+            format!("{}:{}", addr.strip_prefix("::ffff:").unwrap_or(addr), c[p])
+        };
+        let (local, remote) = (end("laddr", "lport"), end("raddr", "rport"));
+        let mine: Vec<Seg> = tcpdump
+            .iter()
+            .filter(|s| (s.src == local && s.dst == remote) || (s.src == remote && s.dst == local))
+            .cloned()
+            .collect();
+        let expected = oracle::state_path(&mine, &local, c["role"] == "client");
+        let mut got: Vec<String> = c["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        got.dedup();
+        assert_eq!(
+            got, expected,
+            "state path of {c}: tracer (left), from tcpdump (right)"
+        );
+    }
     for c in clients {
         let port = c["lport"].as_u64().unwrap() as u16;
         let up = payload_bytes(tcpdump, port, server_port);

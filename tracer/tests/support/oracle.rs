@@ -404,3 +404,94 @@ pub fn traced_calls(events: &[Value], pid: u32) -> Vec<(String, i64, i64)> {
         })
         .collect()
 }
+
+/// The TCP state path of the end at `end` (`addr:port`) as RFC 793 derives it from the
+/// segments it sent and received, in capture order; `client` ends start in CLOSE, accepted
+/// ones in LISTEN. Names as the tracer prints them; TIME_WAIT where the end closed first.
+pub fn state_path(segs: &[Seg], end: &str, client: bool) -> Vec<String> {
+    let mut state = if client { "CLOSE" } else { "LISTEN" };
+    let mut path = vec![state.to_string()];
+    let mut our_fin_acked_at = None;
+    for seg in segs.iter().filter(|s| s.src == end || s.dst == end) {
+        let out = seg.src == end;
+        let (syn, fin, rst, ack) = (
+            seg.flags.contains('S'),
+            seg.flags.contains('F'),
+            seg.flags.contains('R'),
+            seg.flags.contains('A'),
+        );
+        if out && fin {
+            our_fin_acked_at = Some(seg.seq.wrapping_add(seg.len).wrapping_add(1));
+        }
+        let acks_our_fin = !out && ack && our_fin_acked_at == Some(seg.ack);
+        let next: &[&'static str] = if rst && !matches!(state, "CLOSE" | "TIME_WAIT") {
+            &["CLOSE"]
+        } else {
+            match state {
+                "CLOSE" if out && syn => &["SYN_SENT"],
+                "LISTEN" if !out && syn => &["SYN_RECV"],
+                "SYN_SENT" if !out && syn && ack => &["ESTABLISHED"],
+                "SYN_RECV" if !out && ack && !syn => &["ESTABLISHED"],
+                "ESTABLISHED" if out && fin => &["FIN_WAIT1"],
+                "ESTABLISHED" if !out && fin => &["CLOSE_WAIT"],
+                "CLOSE_WAIT" if out && fin => &["LAST_ACK"],
+                "LAST_ACK" if acks_our_fin => &["CLOSE"],
+                "FIN_WAIT1" if acks_our_fin && fin => &["FIN_WAIT2", "TIME_WAIT"],
+                "FIN_WAIT1" if acks_our_fin => &["FIN_WAIT2"],
+                "FIN_WAIT1" if !out && fin => &["CLOSING"],
+                "FIN_WAIT2" if !out && fin => &["TIME_WAIT"],
+                "CLOSING" if acks_our_fin => &["TIME_WAIT"],
+                _ => &[],
+            }
+        };
+        for &n in next {
+            state = n;
+            path.push(n.to_string());
+        }
+    }
+    path
+}
+
+#[test]
+fn derives_both_ends_of_a_textbook_close() {
+    let s = |src: &str, dst: &str, flags: &str, seq: u32, ack: u32| Seg {
+        src: src.into(),
+        dst: dst.into(),
+        flags: flags.into(),
+        seq,
+        ack,
+        len: 0,
+    };
+    let (c, v) = ("c:1", "s:2");
+    let segs = [
+        s(c, v, "S", 10, 0),
+        s(v, c, "SA", 50, 11),
+        s(c, v, "A", 11, 51),
+        s(v, c, "FA", 51, 11),
+        s(c, v, "A", 11, 52),
+        s(c, v, "FA", 11, 52),
+        s(v, c, "A", 52, 12),
+    ];
+    assert_eq!(
+        state_path(&segs, c, true),
+        [
+            "CLOSE",
+            "SYN_SENT",
+            "ESTABLISHED",
+            "CLOSE_WAIT",
+            "LAST_ACK",
+            "CLOSE"
+        ]
+    );
+    assert_eq!(
+        state_path(&segs, v, false),
+        [
+            "LISTEN",
+            "SYN_RECV",
+            "ESTABLISHED",
+            "FIN_WAIT1",
+            "FIN_WAIT2",
+            "TIME_WAIT"
+        ]
+    );
+}
