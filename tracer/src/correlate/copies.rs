@@ -64,20 +64,9 @@ fn key(c: &Captured) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::tcpip::{Segment, parse_hex};
 
     fn captured(hex: &str, egress: bool, ifindex: u32) -> Captured {
-        let data = parse_hex(hex).unwrap();
-        Captured {
-            segment: Segment::decode(&data),
-            egress,
-            ifindex,
-            len: data.len() as u32,
-            gso_size: 0,
-            gso_segs: 0,
-            repeat: false,
-            data,
-        }
+        Captured::from_hex(hex, egress, ifindex)
     }
 
     /// One SYN as it left namespace A on veth-a (ifindex 5) and entered B on veth-b (4); TTL

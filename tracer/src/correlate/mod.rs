@@ -984,19 +984,9 @@ mod tests {
 
     /// A captured segment from its hex dump.
     fn packet(hex: &str, ts: u64) -> Event {
-        use crate::decode::{Captured, tcpip};
-        let data = tcpip::parse_hex(hex).unwrap();
+        use crate::decode::Captured;
         Event::blank(
-            Kind::Packet(Box::new(Captured {
-                segment: tcpip::Segment::decode(&data),
-                egress: true,
-                ifindex: 1,
-                len: data.len() as u32,
-                gso_size: 0,
-                gso_segs: 0,
-                repeat: false,
-                data,
-            })),
+            Kind::Packet(Box::new(Captured::from_hex(hex, true, 1))),
             Via::CgroupSkbEgress,
             ts,
         )

@@ -95,6 +95,25 @@ pub struct Captured {
     pub data: Vec<u8>,
 }
 
+#[cfg(test)]
+impl Captured {
+    /// A segment from its hex dump, as a test's recorded capture: not a super-segment, its
+    /// length the bytes given.
+    pub(crate) fn from_hex(hex: &str, egress: bool, ifindex: u32) -> Self {
+        let data = super::tcpip::parse_hex(hex).unwrap();
+        Self {
+            segment: super::tcpip::Segment::decode(&data),
+            egress,
+            ifindex,
+            len: data.len() as u32,
+            gso_size: 0,
+            gso_segs: 0,
+            repeat: false,
+            data,
+        }
+    }
+}
+
 /// What happened, per kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {

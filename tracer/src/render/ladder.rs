@@ -145,23 +145,12 @@ fn draw(left: Option<&Conn>, right: Option<&Conn>) -> String {
 mod tests {
     use super::*;
     use crate::correlate::Correlator;
-    use crate::decode::tcpip::{Segment, parse_hex};
     use crate::decode::{Captured, Event, Kind};
     use tracer_common::Via;
 
     fn packet_event(hex: &str, ts: u64) -> Event {
-        let data = parse_hex(hex).unwrap();
         Event::blank(
-            Kind::Packet(Box::new(Captured {
-                segment: Segment::decode(&data),
-                egress: true,
-                ifindex: 1,
-                len: 60,
-                gso_size: 0,
-                gso_segs: 0,
-                repeat: false,
-                data,
-            })),
+            Kind::Packet(Box::new(Captured::from_hex(hex, true, 1))),
             Via::CgroupSkbEgress,
             ts,
         )
