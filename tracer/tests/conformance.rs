@@ -360,7 +360,7 @@ fn curl(ns: Option<&str>, url: &str) -> (u32, u64) {
 }
 
 /// A 5 MB download and a 404 from `http.server`, traced and captured.
-fn download_and_404(ns: Option<&Namespaces>, server_ip: &str, tag: &str) {
+fn download_and_404(place: Place, tag: &str) {
     let dir = workdir(tag);
     let www = dir.join("www");
     std::fs::create_dir_all(&www).unwrap();
@@ -369,15 +369,15 @@ fn download_and_404(ns: Option<&Namespaces>, server_ip: &str, tag: &str) {
         .collect();
     std::fs::write(www.join("big.bin"), &body).unwrap();
     let port = support::free_port();
-    let (server_ns, client_ns) = match ns {
-        Some(n) => (Some(n.server.as_str()), Some(n.client.as_str())),
-        None => (None, None),
-    };
-    let iface = ns.map_or("lo".to_string(), |n| n.server_veth());
     // The server starts first: the tracer must find its listener in /proc.
     let strace_log = dir.join("strace.log");
-    let server = HttpServer::start(server_ns, server_ip, port, &www, &strace_log);
-    let capture = Tcpdump::start(server_ns, &iface, port, &dir.join("tcpdump.pcap"));
+    let server = HttpServer::start(place.server(), place.ip, port, &www, &strace_log);
+    let capture = Tcpdump::start(
+        place.server(),
+        &place.iface(),
+        port,
+        &dir.join("tcpdump.pcap"),
+    );
     let ours = dir.join("tracer.pcap");
     let trace = support::start(&[
         "--port",
@@ -385,16 +385,17 @@ fn download_and_404(ns: Option<&Namespaces>, server_ip: &str, tag: &str) {
         "--pcap",
         ours.to_str().unwrap(),
     ]);
-    let host = if server_ip.contains(':') {
-        format!("[{server_ip}]")
-    } else {
-        server_ip.to_string()
-    };
     assert_eq!(
-        curl(client_ns, &format!("http://{host}:{port}/big.bin")),
+        curl(
+            place.client(),
+            &format!("http://{}/big.bin", place.addr(port))
+        ),
         (200, 5_000_000)
     );
-    let (status, _) = curl(client_ns, &format!("http://{host}:{port}/no-such-file"));
+    let (status, _) = curl(
+        place.client(),
+        &format!("http://{}/no-such-file", place.addr(port)),
+    );
     assert_eq!(status, 404);
     std::thread::sleep(Duration::from_millis(300));
     let server_pid = server.pid;
@@ -422,7 +423,7 @@ fn download_and_404(ns: Option<&Namespaces>, server_ip: &str, tag: &str) {
         .find(|c| c["role"] == "listener")
         .expect("the listener");
     assert_eq!(listener["lport"], port);
-    assert_eq!(listener["laddr"], server_ip);
+    assert_eq!(listener["laddr"], place.ip);
     assert_eq!(listener["states"][0], "LISTEN");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -430,21 +431,33 @@ fn download_and_404(ns: Option<&Namespaces>, server_ip: &str, tag: &str) {
 #[test]
 fn curl_and_http_server_over_loopback_match_tcpdump() {
     let _one = one_at_a_time();
-    download_and_404(None, "127.0.0.1", "lo");
+    download_and_404(Place::LOOPBACK, "lo");
 }
 
 #[test]
 fn curl_and_http_server_across_two_namespaces_match_tcpdump_on_the_veth() {
     let _one = one_at_a_time();
     let ns = Namespaces::new("4", "10.201.0.1", "10.201.0.2", 24);
-    download_and_404(Some(&ns), "10.201.0.1", "ns4");
+    download_and_404(
+        Place {
+            ns: Some(&ns),
+            ip: "10.201.0.1",
+        },
+        "ns4",
+    );
 }
 
 #[test]
 fn curl_and_http_server_across_two_namespaces_over_ipv6_match_tcpdump() {
     let _one = one_at_a_time();
     let ns = Namespaces::new("6", "fd00:201::1", "fd00:201::2", 64);
-    download_and_404(Some(&ns), "fd00:201::1", "ns6");
+    download_and_404(
+        Place {
+            ns: Some(&ns),
+            ip: "fd00:201::1",
+        },
+        "ns6",
+    );
 }
 
 /// nginx (master and worker: the worker accepts on a socket the master opened) serving 1 MiB
