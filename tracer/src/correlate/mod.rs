@@ -131,6 +131,7 @@ impl Correlator {
         let id = self.find(&ev);
         let timewait = self.timewait(id, &ev);
         self.update(id, &ev, timewait);
+        self.forget_if_freed(id, &ev);
         out(Correlated {
             event: ev,
             ends: Ends::one(End {
@@ -435,10 +436,10 @@ impl Correlator {
             (Some(a), _) => a,
             (None, Some(b)) => b,
             (None, None) => {
-                match by_tuple().filter(|&id| self.live(id).is_some_and(|c| c.sk.is_none())) {
-                    Some(id) => id,
-                    None => self.create(ev),
-                }
+                let known = self.adopted_listener(ev).or_else(|| {
+                    by_tuple().filter(|&id| self.live(id).is_some_and(|c| c.sk.is_none()))
+                });
+                known.unwrap_or_else(|| self.create(ev))
             }
         };
         if ev.sock != 0 {
@@ -451,6 +452,38 @@ impl Correlator {
             self.bind_fd(ev.pid, ev.fd, id);
         }
         id
+    }
+
+    /// Once the kernel frees a socket (tcp_destroy_sock), the next one allocated — in any
+    /// process, often within microseconds under churn — may have its address: that address no
+    /// longer names this connection.
+    fn forget_if_freed(&mut self, id: ConnId, ev: &Event) {
+        let freed = matches!(&ev.kind, Kind::Kernel(k) if k.func == KernelFn::TcpDestroySock);
+        if freed && ev.sock != 0 && self.by_sock.get(&ev.sock).map(|&i| self.resolve(i)) == Some(id)
+        {
+            self.by_sock.remove(&ev.sock);
+        }
+    }
+
+    /// The listener found in /proc at start that a LISTEN → CLOSE change is about: it was
+    /// known by its fd and address only, and the change names its socket and address.
+    fn adopted_listener(&self, ev: &Event) -> Option<ConnId> {
+        // Only the listener's own end: a child's first change also leaves LISTEN (for SYN_RECV).
+        let closing = matches!(ev.kind, Kind::State(StateChange { from, to })
+            if from == tcp_state::LISTEN && to == tcp_state::CLOSE);
+        if !closing {
+            return None;
+        }
+        let local = canonical(ev.local?);
+        self.conns
+            .values()
+            .find(|c| {
+                c.role == Role::Listener
+                    && c.sk.is_none()
+                    && !c.is_closed()
+                    && c.local.map(canonical) == Some(local)
+            })
+            .map(|c| c.id)
     }
 
     /// Folds connection `b` into `a`, which keeps its id.
@@ -958,6 +991,76 @@ mod tests {
         observe(&mut c, &state(tcp_state::SYN_SENT, tcp_state::CLOSE, 5, 2));
         let again = observe(&mut c, &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 5, 3)).0;
         assert_ne!(again, first);
+    }
+
+    /// A socket freed (tcp_destroy_sock) may be reallocated at once for a new connection in
+    /// another process: the new one's events must not fold it into the finished one.
+    #[test]
+    fn a_freed_socket_reallocated_to_a_new_client_is_a_new_connection() {
+        use crate::decode::KernelCall;
+        let mut c = Correlator::new();
+        let mut old = state(tcp_state::LISTEN, tcp_state::SYN_RECV, 5, 1);
+        old.pid = 7;
+        let server = observe(&mut c, &old).0;
+        for (from, to, ts) in [
+            (tcp_state::SYN_RECV, tcp_state::ESTABLISHED, 2),
+            (tcp_state::ESTABLISHED, tcp_state::CLOSE_WAIT, 3),
+            (tcp_state::CLOSE_WAIT, tcp_state::LAST_ACK, 4),
+            (tcp_state::LAST_ACK, tcp_state::CLOSE, 5),
+        ] {
+            observe(&mut c, &state(from, to, 5, ts));
+        }
+        let destroy = Kind::Kernel(KernelCall {
+            func: KernelFn::TcpDestroySock,
+            bytes: None,
+            isn: None,
+            write_seq: None,
+            at_syscall_start: false,
+        });
+        assert_eq!(observe(&mut c, &ev(destroy, 5, -1, 6)).0, server);
+        // The same address, a new client socket.
+        let (client, _) = observe(&mut c, &ev(call(SyscallOp::Socket, 3), 0, 3, 7));
+        assert_ne!(client, server);
+        let connect = ev(call(SyscallOp::Connect, -115), 5, 3, 8);
+        assert_eq!(
+            observe(&mut c, &connect).0,
+            client,
+            "not the freed socket's"
+        );
+        let syn = state(tcp_state::CLOSE, tcp_state::SYN_SENT, 5, 8);
+        assert_eq!(observe(&mut c, &syn).0, client);
+        assert_eq!(
+            c.get(server).unwrap().states.last(),
+            Some(&tcp_state::CLOSE)
+        );
+        assert_eq!(c.total, 2);
+    }
+
+    /// A listener older than the tracer is known by its fd and address; when it closes, the
+    /// kernel's LISTEN → CLOSE names only its socket and address: the same connection.
+    #[test]
+    fn an_adopted_listener_is_closed_by_its_own_state_change() {
+        let mut c = Correlator::new();
+        let addr = endpoint(Ipv4Addr::LOCALHOST.into(), 8080);
+        c.adopt_listener(42, "server", 6, addr, 1);
+        let other = endpoint(std::net::Ipv6Addr::LOCALHOST.into(), 8080);
+        c.adopt_listener(42, "server", 7, other, 1);
+        let mut child = state(tcp_state::LISTEN, tcp_state::SYN_RECV, 8, 2);
+        child.local = Some(addr);
+        let (listener, _) = observe(&mut c, &ev(call(SyscallOp::Close, 0), 0, 6, 2));
+        assert_ne!(
+            observe(&mut c, &child).0,
+            listener,
+            "a child is not its listener"
+        );
+        let mut gone = state(tcp_state::LISTEN, tcp_state::CLOSE, 9, 3);
+        gone.local = Some(addr);
+        gone.remote = None;
+        assert_eq!(observe(&mut c, &gone).0, listener);
+        let conn = c.get(listener).unwrap();
+        assert_eq!(conn.states, [tcp_state::LISTEN, tcp_state::CLOSE]);
+        assert!(conn.is_closed());
+        assert_eq!(c.total, 3, "no connection of its own for the change");
     }
 
     #[test]
