@@ -1,5 +1,6 @@
 //! Conformance: the tracer against programs nobody here wrote (curl, Python's http.server,
-//! nginx), checked against tcpdump's capture of the same traffic taken at the same moment.
+//! nginx, redis, a Go echo pair), checked against tcpdump's capture of the same traffic and
+//! strace's log of the server's calls, taken at the same moment.
 //! Run as root with `cargo xtask conformance` (which installs the programs), over loopback and
 //! across two network namespaces joined by a veth pair.
 
@@ -7,6 +8,7 @@
 mod oracle;
 mod support;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,11 +17,52 @@ use std::time::{Duration, Instant};
 use oracle::{Seg, differences, json_segments, payload_bytes, read_pcap};
 use serde_json::Value;
 
-/// One scenario at a time: each loads the tracer and drives megabytes through loopback, and
-/// two at once on a 2-core machine would measure the machine, not the tracer.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+/// How long one scenario may take (each takes seconds): past it a program hung, and the run
+/// ends with a line naming the scenario rather than at CI's limit with no word.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(240);
+
+/// A running scenario: the only one (each loads the tracer and drives megabytes through
+/// loopback, and two at once on a 2-core machine would measure the machine, not the tracer),
+/// and bounded by [`SCENARIO_LIMIT`].
+struct Scenario {
+    _serial: std::sync::MutexGuard<'static, ()>,
+    _running: std::sync::mpsc::Sender<()>,
+}
+
+fn one_at_a_time() -> Scenario {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("a scenario")
+        .to_string();
+    let (running, ended) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if ended.recv_timeout(SCENARIO_LIMIT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            // Straight to stderr: the test harness captures `eprintln!`.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "conformance: {name} still runs after {} s: a program hung; stopping the suite",
+                SCENARIO_LIMIT.as_secs()
+            );
+            // Everything it started ends too, the tracer first among them (SIGTERM: it
+            // detaches its programs).
+            let ours = descendants(std::process::id());
+            for signal in [libc::SIGTERM, libc::SIGKILL] {
+                for &pid in &ours {
+                    // SAFETY: kill(2) on processes this test started.
+                    unsafe { libc::kill(pid as i32, signal) };
+                }
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            std::process::exit(1);
+        }
+    });
+    Scenario {
+        _serial: serial,
+        _running: running,
+    }
 }
 
 /// Everything one test leaves behind, removed at the end.
@@ -289,51 +332,131 @@ fn conforms(events: &[Value], tcpdump: &[Seg], ours: &[Seg], server_port: u16) {
     }
 }
 
-/// Python's http.server serving `dir` on `bind`:`port` in `ns`, under `strace -f` writing
-/// `log`.
-struct HttpServer {
+/// A server run in `ns` under `strace -f`, which logs its socket calls with the time each
+/// returned.
+struct Straced {
     strace: Child,
-    /// The Python process.
+    /// The server's own process (strace's child).
     pid: u32,
+    log: PathBuf,
 }
 
-impl HttpServer {
-    fn start(ns: Option<&str>, bind: &str, port: u16, dir: &Path, log: &Path) -> Self {
+impl Straced {
+    /// Starts `program args` and waits until it listens on `port`.
+    fn start<I, A>(ns: Option<&str>, program: &str, args: I, port: u16, log: &Path) -> Self
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<std::ffi::OsStr>,
+    {
         let strace = in_ns(ns, "strace")
             .args([
                 "-f",
                 "-qq",
+                "-ttt",
+                "-T",
                 "-e",
-                &format!("trace={}", oracle::TRACED_SYSCALLS),
+                &format!("trace={},clone,clone3,fork,vfork", oracle::TRACED_SYSCALLS),
                 "-o",
             ])
             .arg(log)
-            .args([
-                "python3",
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                bind,
-            ])
-            .arg("--directory")
-            .arg(dir)
+            .arg("--")
+            .arg(program)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("strace is installed (cargo xtask conformance installs it)");
         wait_listening_in(ns, port);
-        let children =
-            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id())).unwrap();
-        let pid = children.split_whitespace().next().unwrap().parse().unwrap();
-        Self { strace, pid }
+        let pid = children(strace.id())[0];
+        Self {
+            strace,
+            pid,
+            log: log.to_path_buf(),
+        }
     }
 
-    fn stop(mut self) {
-        // SAFETY: kill(2) on the Python process strace started for us.
-        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
-        let _ = self.strace.wait();
+    /// The server's process and its descendants (nginx's worker), as they are now.
+    fn processes(&self) -> Vec<u32> {
+        let mut all = vec![self.pid];
+        all.extend(descendants(self.pid));
+        all
     }
+
+    /// Sends `signal` to the server and waits until it and strace are gone; strace's log.
+    fn stop(mut self, signal: i32) -> String {
+        // SAFETY: kill(2) on the process strace started for us.
+        unsafe { libc::kill(self.pid as i32, signal) };
+        let _ = self.strace.wait();
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+/// The descendants of process `pid`, as they are now.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut all = children(pid);
+    let mut i = 0;
+    while i < all.len() {
+        all.extend(children(all[i]));
+        i += 1;
+    }
+    all
+}
+
+/// The children of process `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// The server's socket calls — accepts, and every call on a listener or an accepted socket —
+/// as the tracer showed them for `pids` and as strace logged them since `since`: the same
+/// calls with the same fds and results, as multisets (threads interleave).
+fn same_calls_as_strace(events: &[Value], strace_log: &str, since: f64, pids: &[u32]) {
+    let mut expected = oracle::strace_socket_calls(strace_log, since);
+    let mut got = oracle::traced_calls(events, pids);
+    assert!(
+        expected.iter().any(|c| c.0.starts_with("accept")),
+        "strace saw the server accept"
+    );
+    expected.sort();
+    got.sort();
+    if got != expected {
+        let mut lines = Vec::new();
+        for c in &expected {
+            if !got.contains(c) {
+                lines.push(format!("only strace: {c:?}"));
+            }
+        }
+        for c in &got {
+            if !expected.contains(c) {
+                lines.push(format!("only tracer: {c:?}"));
+            }
+        }
+        panic!(
+            "the server's syscalls differ from strace's ({} vs {}):\n{}",
+            got.len(),
+            expected.len(),
+            lines.join("\n")
+        );
+    }
+}
+
+/// Now, in seconds since the epoch (strace's `-ttt` clock).
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 /// `curl URL` in `ns`: the HTTP status and the bytes it received.
@@ -370,8 +493,21 @@ fn download_and_404(place: Place, tag: &str) {
     std::fs::write(www.join("big.bin"), &body).unwrap();
     let port = support::free_port();
     // The server starts first: the tracer must find its listener in /proc.
-    let strace_log = dir.join("strace.log");
-    let server = HttpServer::start(place.server(), place.ip, port, &www, &strace_log);
+    let server = Straced::start(
+        place.server(),
+        "python3",
+        [
+            OsStr::new("-m"),
+            OsStr::new("http.server"),
+            OsStr::new(&port.to_string()),
+            OsStr::new("--bind"),
+            OsStr::new(place.ip),
+            OsStr::new("--directory"),
+            www.as_os_str(),
+        ],
+        port,
+        &dir.join("strace.log"),
+    );
     let capture = Tcpdump::start(
         place.server(),
         &place.iface(),
@@ -385,6 +521,7 @@ fn download_and_404(place: Place, tag: &str) {
         "--pcap",
         ours.to_str().unwrap(),
     ]);
+    let since = now();
     assert_eq!(
         curl(
             place.client(),
@@ -398,24 +535,13 @@ fn download_and_404(place: Place, tag: &str) {
     );
     assert_eq!(status, 404);
     std::thread::sleep(Duration::from_millis(300));
-    let server_pid = server.pid;
-    server.stop();
+    let pids = server.processes();
+    let strace_log = server.stop(libc::SIGTERM);
     let events = trace.stop();
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
     conforms(&events, &tcpdump, &read_pcap(&ours), port);
-    // The server's syscalls on its connections, as strace saw them: same calls, fds and
-    // return values (as multisets: threads interleave).
-    let mut expected =
-        oracle::strace_calls_on_accepted(&std::fs::read_to_string(&strace_log).unwrap());
-    let mut got = oracle::traced_calls(&events, server_pid);
-    assert!(!expected.is_empty(), "strace saw the server's calls");
-    expected.sort();
-    got.sort();
-    assert_eq!(
-        got, expected,
-        "the server's syscalls, tracer (left) and strace (right)"
-    );
+    same_calls_as_strace(&events, &strace_log, since, &pids);
     // The listener that was open before the tracer: found, with its address, and LISTEN.
     let conns = conns(&events);
     let listener = conns
@@ -487,13 +613,18 @@ fn nginx_sendfile(place: Place, started_before: bool) {
     )
     .unwrap();
     let start_nginx = || {
-        let nginx = in_ns(place.server(), "nginx")
-            .args(["-c", conf.to_str().unwrap(), "-p", dir.to_str().unwrap()])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx is installed (cargo xtask conformance installs it)");
-        wait_listening_in(place.server(), port);
-        nginx
+        Straced::start(
+            place.server(),
+            "nginx",
+            [
+                OsStr::new("-c"),
+                conf.as_os_str(),
+                OsStr::new("-p"),
+                dir.as_os_str(),
+            ],
+            port,
+            &dir.join("strace.log"),
+        )
     };
     let early = started_before.then(start_nginx);
     let ours = dir.join("tracer.pcap");
@@ -509,6 +640,7 @@ fn nginx_sendfile(place: Place, started_before: bool) {
         "--pcap",
         ours.to_str().unwrap(),
     ]);
+    let since = now();
     let nginx = early.unwrap_or_else(start_nginx);
     let (status, size) = curl(
         place.client(),
@@ -516,15 +648,15 @@ fn nginx_sendfile(place: Place, started_before: bool) {
     );
     assert_eq!((status, size), (200, 1 << 20));
     std::thread::sleep(Duration::from_millis(300));
+    let pids = nginx.processes();
+    assert_eq!(pids.len(), 2, "nginx's master and worker");
     // SIGQUIT: nginx's graceful shutdown; the master waits for its worker.
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(nginx.id() as i32, libc::SIGQUIT) };
-    let mut nginx = nginx;
-    let _ = nginx.wait();
+    let strace_log = nginx.stop(libc::SIGQUIT);
     let events = trace.stop();
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
     conforms(&events, &tcpdump, &read_pcap(&ours), port);
+    same_calls_as_strace(&events, &strace_log, since, &pids);
     let sendfile: Vec<&Value> = events
         .iter()
         .filter(|e| e["name"] == "sendfile" && e["layer"] == "syscall")
@@ -595,12 +727,13 @@ fn go_echo(place: Place, filter_by_pid: bool) {
     ));
     let bin = build_goecho(&dir);
     let port = support::free_port();
-    let mut server = in_ns(place.server(), bin.to_str().unwrap())
-        .args(["server", &port.to_string()])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening_in(place.server(), port);
+    let server = Straced::start(
+        place.server(),
+        bin.to_str().unwrap(),
+        ["server", &port.to_string()],
+        port,
+        &dir.join("strace.log"),
+    );
     let capture = Tcpdump::start(
         place.server(),
         &place.iface(),
@@ -609,11 +742,12 @@ fn go_echo(place: Place, filter_by_pid: bool) {
     );
     let ours = dir.join("tracer.pcap");
     let (key, value) = if filter_by_pid {
-        ("--pid", server.id().to_string())
+        ("--pid", server.pid.to_string())
     } else {
         ("--port", port.to_string())
     };
     let trace = support::start(&[key, &value, "--pcap", ours.to_str().unwrap()]);
+    let since = now();
     let messages = ["hello", "from", "a goroutine"];
     let out = in_ns(place.client(), bin.to_str().unwrap())
         .args(["client", &place.addr(port)])
@@ -633,16 +767,17 @@ fn go_echo(place: Place, filter_by_pid: bool) {
         );
     }
     std::thread::sleep(Duration::from_millis(300));
-    server.kill().unwrap();
-    let _ = server.wait();
+    let pids = server.processes();
+    let strace_log = server.stop(libc::SIGKILL);
     let events = trace.stop();
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
+    same_calls_as_strace(&events, &strace_log, since, &pids);
     if filter_by_pid {
         // Only the server is traced: each segment once, in its view, none elsewhere.
         let conns = conns(&events);
         assert!(
-            conns.iter().all(|c| c["pid"] == server.id()),
+            conns.iter().all(|c| c["pid"] == pids[0]),
             "only the server's connections, no phantom: {conns:#?}"
         );
         let mut view = json_segments(&events, "out");
@@ -704,26 +839,37 @@ fn redis(place: Place) {
         "redis-ns"
     });
     let port = support::free_port();
-    let mut server = in_ns(place.server(), "redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            place.ip,
+    let port_arg = port.to_string();
+    let mut args = vec![
+        OsStr::new("--port"),
+        OsStr::new(&port_arg),
+        OsStr::new("--bind"),
+    ];
+    args.push(OsStr::new(place.ip));
+    if place.loopback() {
+        // A second listener, on the other family: both must be found.
+        args.push(OsStr::new("::1"));
+    }
+    args.extend(
+        [
             "--save",
             "",
             "--appendonly",
             "no",
             "--protected-mode",
             "no",
-        ])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server is installed (cargo xtask conformance installs it)");
-    wait_listening_in(place.server(), port);
+            "--dir",
+        ]
+        .map(OsStr::new),
+    );
+    args.push(dir.as_os_str());
+    let server = Straced::start(
+        place.server(),
+        "redis-server",
+        args,
+        port,
+        &dir.join("strace.log"),
+    );
     let capture = Tcpdump::start(
         place.server(),
         &place.iface(),
@@ -737,6 +883,7 @@ fn redis(place: Place) {
         "--pcap",
         ours.to_str().unwrap(),
     ]);
+    let since = now();
     let out = in_ns(place.client(), "redis-benchmark")
         .args([
             "-h",
@@ -761,13 +908,47 @@ fn redis(place: Place) {
         String::from_utf8_lossy(&out.stderr)
     );
     std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    let _ = server.wait();
+    let pids = server.processes();
+    let strace_log = server.stop(libc::SIGTERM);
     let events = trace.stop();
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
     conforms(&events, &tcpdump, &read_pcap(&ours), port);
+    same_calls_as_strace(&events, &strace_log, since, &pids);
+    // Its listeners, older than the tracer: found with their addresses, LISTEN, and closed
+    // when redis closed them — no connection of their own for the closing.
+    let conns = conns(&events);
+    let mut listeners: Vec<(String, Vec<String>, String)> = conns
+        .iter()
+        .filter(|c| c["role"] != "client" && c["role"] != "server")
+        .map(|c| {
+            (
+                format!(
+                    "{} {}",
+                    c["role"].as_str().unwrap(),
+                    c["laddr"].as_str().unwrap()
+                ),
+                serde_json::from_value(c["states"].clone()).unwrap(),
+                c["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    listeners.sort();
+    let mut expected: Vec<&str> = vec![place.ip];
+    if place.loopback() {
+        expected.push("::1");
+    }
+    let expected: Vec<(String, Vec<String>, String)> = expected
+        .iter()
+        .map(|ip| {
+            (
+                format!("listener {ip}"),
+                vec!["LISTEN".to_string(), "CLOSE".to_string()],
+                "listener closed".to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(listeners, expected, "redis's listeners");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

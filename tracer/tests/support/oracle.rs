@@ -299,19 +299,33 @@ mod tests {
 pub const TRACED_SYSCALLS: &str = "socket,bind,listen,accept,accept4,connect,read,write,readv,\
 writev,sendto,recvfrom,sendmsg,recvmsg,shutdown,close,sendfile,splice,sendmmsg,recvmmsg";
 
-/// `(syscall, fd, return value)` of every call strace logged (`strace -f -o FILE`) on a
-/// socket some `accept` returned, from the accept to its close, and of the accepts
-/// themselves. A call split by another thread (`<unfinished ...>` / `<... resumed>`) is joined.
-pub fn strace_calls_on_accepted(text: &str) -> Vec<(String, i64, i64)> {
-    use std::collections::{HashMap, HashSet};
+/// A syscall as both sides name it: its name, its fd, and what it returned — a number, or
+/// the errno's name when it failed.
+pub type Call = (String, i64, String);
+
+/// One line of `strace -f -ttt -T -o FILE`, joined when another thread split it.
+struct StraceLine {
+    tid: String,
+    /// When the call returned (seconds since the epoch).
+    returned: f64,
+    name: String,
+    args: String,
+    ret: Option<String>,
+}
+
+/// Reads `strace -f -ttt -T` output into whole calls, in the order they returned.
+fn strace_lines(text: &str) -> Vec<StraceLine> {
+    use std::collections::HashMap;
     let mut pending: HashMap<String, (String, String)> = HashMap::new();
-    let mut calls = Vec::new();
+    let mut lines = Vec::new();
     for line in text.lines() {
-        let Some((tid, rest)) = line.trim().split_once(char::is_whitespace) else {
+        let mut f = line.trim().splitn(3, char::is_whitespace);
+        let (Some(tid), Some(ts), Some(rest)) = (f.next(), f.next(), f.next()) else {
             continue;
         };
+        let Ok(ts) = ts.parse::<f64>() else { continue };
         let rest = rest.trim_start();
-        let whole = if let Some(start) = rest.strip_suffix("<unfinished ...>") {
+        let (whole, entered_here) = if let Some(start) = rest.strip_suffix("<unfinished ...>") {
             let (name, args) = start.split_once('(').unwrap_or((start, ""));
             pending.insert(tid.to_string(), (name.to_string(), args.to_string()));
             continue;
@@ -320,86 +334,187 @@ pub fn strace_calls_on_accepted(text: &str) -> Vec<(String, i64, i64)> {
                 continue;
             };
             let (_, args) = pending.remove(tid).unwrap_or_default();
-            format!("{name}({args}{tail}")
+            (format!("{name}({args}{tail}"), false)
         } else {
-            rest.to_string()
+            (rest.to_string(), true)
         };
         let Some((name, args)) = whole.split_once('(') else {
             continue;
         };
-        // strace pads the result to a column: `shutdown(4, SHUT_WR)      = 0`.
-        let Some((call, ret)) = whole.rsplit_once(" = ") else {
+        // strace pads the result to a column: `shutdown(4, SHUT_WR)      = 0 <0.000010>`.
+        let Some((call, result)) = whole.rsplit_once(" = ") else {
             continue;
         };
         if !call.trim_end().ends_with(')') {
             continue;
         }
-        let fd = args
+        let mut r = result.split_whitespace();
+        let ret = match r.next() {
+            Some("-1") => r.next().map(str::to_string),
+            Some(n) if n.parse::<i64>().is_ok() => Some(n.to_string()),
+            _ => None,
+        };
+        // A whole line is stamped when the call entered, a resumed one when it returned.
+        let took = result
+            .rsplit_once('<')
+            .and_then(|(_, t)| t.trim_end_matches('>').parse::<f64>().ok())
+            .unwrap_or(0.0);
+        lines.push(StraceLine {
+            tid: tid.to_string(),
+            returned: if entered_here { ts + took } else { ts },
+            name: name.to_string(),
+            args: args.to_string(),
+            ret,
+        });
+    }
+    lines
+}
+
+/// Every call strace logged (`strace -f -ttt -T -o FILE`) that returned after `since` on a
+/// listening socket — from its `socket()` to its close — or on one an `accept` returned.
+/// fds are followed per file table: a thread (`CLONE_FILES`) shares its creator's, a forked
+/// child gets a copy, so nginx's master and worker each close their own listener.
+pub fn strace_socket_calls(text: &str, since: f64) -> Vec<Call> {
+    use std::collections::HashMap;
+    /// One socket from the call that made it to the last close of its fd.
+    #[derive(Default)]
+    struct Socket {
+        wanted: bool,
+        /// (position in the log, when it returned, the call)
+        calls: Vec<(usize, f64, Call)>,
+    }
+    let mut sockets: Vec<Socket> = Vec::new();
+    let mut table_of: HashMap<String, usize> = HashMap::new();
+    // Each file table: fd → socket.
+    let mut tables: Vec<HashMap<i64, usize>> = Vec::new();
+    for (at, l) in strace_lines(text).into_iter().enumerate() {
+        let Some(ret) = l.ret else { continue };
+        let t = *table_of.entry(l.tid.clone()).or_insert_with(|| {
+            tables.push(HashMap::new());
+            tables.len() - 1
+        });
+        if matches!(l.name.as_str(), "clone" | "clone3" | "fork" | "vfork") {
+            if ret.parse::<i64>().is_ok_and(|child| child > 0) {
+                let copy = if l.args.contains("CLONE_FILES") {
+                    t
+                } else {
+                    tables.push(tables[t].clone());
+                    tables.len() - 1
+                };
+                table_of.insert(ret, copy);
+            }
+            continue;
+        }
+        let new_fd = ret.parse::<i64>().ok().filter(|&fd| fd >= 0);
+        if l.name == "socket" {
+            if let Some(fd) = new_fd {
+                sockets.push(Socket::default());
+                tables[t].insert(fd, sockets.len() - 1);
+                let call = (l.name, fd, ret);
+                sockets
+                    .last_mut()
+                    .unwrap()
+                    .calls
+                    .push((at, l.returned, call));
+            }
+            continue;
+        }
+        let Ok(fd) = l
+            .args
             .split([',', ')'])
             .next()
             .unwrap_or("")
             .trim()
-            .parse::<i64>();
-        let ret = ret.split_whitespace().next().unwrap_or("").parse::<i64>();
-        if let (Ok(fd), Ok(ret)) = (fd, ret) {
-            calls.push((name.to_string(), fd, ret));
-        }
-    }
-    let mut open: HashSet<i64> = HashSet::new();
-    let mut out = Vec::new();
-    for (name, fd, ret) in calls {
-        if name == "accept" || name == "accept4" {
-            if ret >= 0 {
-                open.insert(ret);
+            .parse::<i64>()
+        else {
+            continue;
+        };
+        let Some(&socket) = tables[t].get(&fd) else {
+            continue;
+        };
+        match l.name.as_str() {
+            "listen" if ret == "0" => sockets[socket].wanted = true,
+            "accept" | "accept4" => {
+                if let Some(new) = new_fd {
+                    sockets.push(Socket {
+                        wanted: true,
+                        calls: Vec::new(),
+                    });
+                    tables[t].insert(new, sockets.len() - 1);
+                }
             }
-            out.push((name, fd, ret));
-        } else if open.contains(&fd) {
-            if name == "close" {
-                open.remove(&fd);
+            "close" => {
+                tables[t].remove(&fd);
             }
-            out.push((name, fd, ret));
+            _ => {}
         }
+        sockets[socket]
+            .calls
+            .push((at, l.returned, (l.name, fd, ret)));
     }
-    out
+    let mut calls: Vec<(usize, f64, Call)> = sockets
+        .into_iter()
+        .filter(|s| s.wanted)
+        .flat_map(|s| s.calls)
+        .filter(|(_, returned, _)| *returned > since)
+        .collect();
+    calls.sort_by_key(|c| c.0);
+    calls.into_iter().map(|(_, _, call)| call).collect()
 }
 
 #[test]
-fn strace_lines_are_read_whole_and_joined_across_threads() {
-    let log = "10 accept4(3, {sa_family=AF_INET}, [16], SOCK_CLOEXEC) = 4
-11 close(4)                          = 0
-12 recvfrom(4,  <unfinished ...>
-10 close(9)                          = 0
-12 <... recvfrom resumed>\"GET /\"..., 8192, 0, NULL, NULL) = 78
-12 shutdown(4, SHUT_WR)              = 0
-12 close(4)                          = 0
-12 close(4)                          = -1 EBADF (Bad file descriptor)";
-    let calls = strace_calls_on_accepted(log);
-    assert_eq!(
-        calls,
-        vec![("accept4".to_string(), 3, 4), ("close".to_string(), 4, 0),],
-        "fd 4 closed by thread 11: what follows is another file"
-    );
-    let log2 = log.replace("11 close(4)                          = 0\n", "");
-    let calls: Vec<String> = strace_calls_on_accepted(&log2)
+fn strace_lines_are_read_whole_and_followed_per_file_table() {
+    let log = "9 0.5 socket(AF_INET, SOCK_STREAM, IPPROTO_IP) = 5 <0.000001>
+9 0.6 close(5) = 0 <0.000001>
+9 0.9 socket(AF_INET, SOCK_STREAM, IPPROTO_IP) = 3 <0.000001>
+9 1.0 listen(3, 128) = 0 <0.000001>
+9 1.6 socket(AF_INET, SOCK_STREAM, IPPROTO_IP) = 7 <0.000001>
+9 1.7 connect(7, {sa_family=AF_INET}, 16) = 0 <0.000001>
+9 1.0 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|SIGCHLD) = 10 <0.000100>
+10 2.0 accept4(3, {sa_family=AF_INET}, [16], SOCK_CLOEXEC) = 4 <0.000010>
+10 2.0 read(4, 0xc0000ca000, 4096)       = -1 EAGAIN (Resource temporarily unavailable) <0.000005>
+10 2.0 clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_THREAD}, 88) = 11 <0.000010>
+11 2.1 close(4)                          = 0 <0.000001>
+12 2.1 recvfrom(4,  <unfinished ...>
+10 2.2 close(9)                          = 0 <0.000001>
+12 2.3 <... recvfrom resumed>\"GET /\"..., 8192, 0, NULL, NULL) = 78 <0.2>
+10 2.5 close(3) = 0 <0.000001>
+9 2.6 close(3) = 0 <0.000001>";
+    let calls: Vec<String> = strace_socket_calls(log, 1.5)
         .iter()
         .map(|c| format!("{} {} {}", c.0, c.1, c.2))
         .collect();
     assert_eq!(
         calls,
-        ["accept4 3 4", "recvfrom 4 78", "shutdown 4 0", "close 4 0"]
+        [
+            "accept4 3 4",
+            "read 4 EAGAIN",
+            "close 4 0",
+            "close 3 0",
+            "close 3 0"
+        ],
+        "the listen is too early; fd 4 closed by thread 11 closes it for 10 too; \
+         tid 12 is a table of its own; the forked child and its parent close their own copy; \
+         sockets that never listen (5, 7) are not the server's"
     );
 }
 
-/// `(syscall, fd, return value)` of every completed syscall the tracer showed for `pid`.
-pub fn traced_calls(events: &[Value], pid: u32) -> Vec<(String, i64, i64)> {
+/// `(syscall, fd, return value or errno)` of every completed syscall the tracer showed for
+/// the processes `pids`.
+pub fn traced_calls(events: &[Value], pids: &[u32]) -> Vec<Call> {
     events
         .iter()
-        .filter(|e| e["layer"] == "syscall" && e["pid"] == pid)
+        .filter(|e| e["layer"] == "syscall" && pids.iter().any(|&p| e["pid"] == p))
         .map(|e| {
+            let ret = e["ret"].as_i64().unwrap();
             (
                 e["name"].as_str().unwrap().to_string(),
                 e["fd"].as_i64().unwrap(),
-                e["ret"].as_i64().unwrap(),
+                if ret < 0 {
+                    e["errno"].as_str().unwrap_or("?").to_string()
+                } else {
+                    ret.to_string()
+                },
             )
         })
         .collect()
