@@ -4,6 +4,7 @@
 //! - [`record`]: every ring-buffer record starts with a [`record::RecordKind`] tag; the payload
 //!   after it is typed per kind, no field changes meaning with the hook that filled it.
 //! - [`syscall`], [`kernel_fn`], [`via`], [`tcp_state`]: what a record's small numbers mean.
+//! - [`failure`]: why a program gave up on something, counted per reason.
 //! - [`maps`]: keys and values of the maps the loader fills and the programs read.
 //! - [`offsets`]: indexes into the offsets array the loader resolves at startup (tracefs formats,
 //!   kernel BTF), because Rust eBPF has no CO-RE relocations.
@@ -12,6 +13,7 @@
 //! side only.
 #![no_std]
 
+pub mod failure;
 pub mod kernel_fn;
 pub mod maps;
 pub mod offsets;

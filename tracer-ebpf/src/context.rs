@@ -1,7 +1,9 @@
 //! Reading fields at the offsets the loader resolved (tracefs formats, kernel BTF).
 
 use aya_ebpf::{Global, programs::TracePointContext};
-use tracer_common::offsets::OFFSETS_LEN;
+use tracer_common::{failure::Failure, offsets::OFFSETS_LEN};
+
+use crate::emit::count;
 
 /// Field offsets, indexed by `tracer_common::offsets::*`.
 #[unsafe(no_mangle)]
@@ -21,12 +23,15 @@ pub fn field<T: Default>(ctx: &TracePointContext, index: usize) -> T {
     at(ctx, offset(index))
 }
 
-/// Reads a `T` at byte `offset` of the tracepoint record; zero if unreadable.
+/// Reads a `T` at byte `offset` of the tracepoint record; zero (counted) if unreadable.
 #[inline(always)]
 pub fn at<T: Default>(ctx: &TracePointContext, offset: usize) -> T {
     // SAFETY: bpf_probe_read_kernel of the tracepoint record; a bad offset reads garbage or
     // fails, never faults.
-    unsafe { ctx.read_at::<T>(offset) }.unwrap_or_default()
+    unsafe { ctx.read_at::<T>(offset) }.unwrap_or_else(|_| {
+        count(Failure::ReadFailed);
+        T::default()
+    })
 }
 
 /// Reads syscall argument `n` (the `args[6]` array starts at byte 16 in every syscall record,
@@ -44,10 +49,15 @@ pub fn sk_field<T: Default>(sk: u64, index: usize) -> T {
 }
 
 /// Reads a `T` at kernel address `base` plus the offset at index `index` (from the kernel's
-/// BTF); zero if unreadable.
+/// BTF); zero if unreadable (counted unless `base` is null: no object, nothing to read).
 #[inline(always)]
 pub fn kernel_field<T: Default>(base: u64, index: usize) -> T {
     // SAFETY: bpf_probe_read_kernel checks the address; a bad one reads nothing.
     unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((base as usize + offset(index)) as *const T) }
-        .unwrap_or_default()
+        .unwrap_or_else(|_| {
+            if base != 0 {
+                count(Failure::ReadFailed);
+            }
+            T::default()
+        })
 }

@@ -1,6 +1,9 @@
-//! Hands finished records to user space; counts what the ring buffer could not take.
+//! Hands finished records to user space; counts what the ring buffer could not take, and
+//! every other thing a program gives up on.
 
-use crate::maps::{DROPS, EVENTS, RING_BYTES};
+use tracer_common::failure::Failure;
+
+use crate::maps::{EVENTS, FAILURES, RING_BYTES};
 
 /// `BPF_RB_NO_WAKEUP`: user space drains the ring buffer on its own clock (every 10 ms), so no
 /// record pays for waking it up; under load that saves a context switch per record.
@@ -21,10 +24,10 @@ pub fn wakeup_flags() -> u64 {
     }
 }
 
-/// Counts one record the ring buffer had no room for.
+/// Counts one thing a program gave up on, for `reason`.
 #[inline(always)]
-pub fn count_drop() {
-    if let Some(count) = DROPS.get_ptr_mut(0) {
+pub fn count(reason: Failure) {
+    if let Some(count) = FAILURES.get_ptr_mut(reason as u32) {
         // SAFETY: a value pointer from the lookup above, valid for the map's lifetime and
         // aligned for a u64; every writer adds atomically.
         unsafe {
@@ -32,6 +35,20 @@ pub fn count_drop() {
                 count, 1,
             )
         };
+    }
+}
+
+/// Counts one record the ring buffer had no room for.
+#[inline(always)]
+pub fn count_drop() {
+    count(Failure::RingFull);
+}
+
+/// Counts a map update that failed (a full map), for `reason`.
+#[inline(always)]
+pub fn count_if_refused<E>(update: Result<(), E>, reason: Failure) {
+    if update.is_err() {
+        count(reason);
     }
 }
 

@@ -5,10 +5,11 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use tracer_common::{maps::FdKey, offsets};
+use tracer_common::{failure::Failure, maps::FdKey, offsets};
 
 use crate::{
     context::field,
+    emit::count_if_refused,
     maps::{FDS, FORKED, HOLDERS},
 };
 
@@ -19,8 +20,8 @@ const GENERATIONS: usize = 3;
 /// Marks `fd` of process `tgid` as a traced socket (`sock`: the kernel socket, 0 if unknown).
 #[inline(always)]
 pub fn track(tgid: u32, fd: i32, sock: u64) {
-    let _ = FDS.insert(FdKey { tgid, fd }, sock, 0);
-    let _ = HOLDERS.insert(tgid, 1, 0);
+    count_if_refused(FDS.insert(FdKey { tgid, fd }, sock, 0), Failure::FdsFull);
+    count_if_refused(HOLDERS.insert(tgid, 1, 0), Failure::FdsFull);
 }
 
 /// The kernel socket behind `fd` of process `tgid` (0 if not known yet), if the fd is traced
@@ -56,8 +57,8 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     }
     let child: u32 = field(&ctx, offsets::FORK_CHILD_PID);
     if child != 0 && child != parent {
-        let _ = FORKED.insert(child, parent, 0);
-        let _ = HOLDERS.insert(child, 1, 0);
+        count_if_refused(FORKED.insert(child, parent, 0), Failure::FdsFull);
+        count_if_refused(HOLDERS.insert(child, 1, 0), Failure::FdsFull);
     }
     0
 }

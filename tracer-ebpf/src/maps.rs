@@ -5,6 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, RingBuf},
 };
 use tracer_common::{
+    failure::FAILURE_KINDS,
     maps::{FdKey, Inflight, MAX_PIDS, MAX_PORTS, Owner, PortPair, SOCK_OPS_SLOTS, TracepointFn},
     record::SyscallRecord,
 };
@@ -21,13 +22,14 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 /// `BPF_F_MMAPABLE` (5.5+): user space maps the array and reads it as memory.
 const MMAPABLE: u32 = 1 << 10;
 
-/// Records lost because [`EVENTS`] was full: one counter, added to atomically. User space
-/// reads it through a memory mapping, never with a map-lookup syscall: such a syscall holds
-/// the kernel's per-CPU `bpf_prog_active` guard, and on kernels where it can be preempted
-/// there (7.x) every kprobe and tracepoint program of a traced task scheduled on that CPU
-/// meanwhile is skipped. Polled every 10 ms, that lost syscall records on 7.2.
+/// What the programs gave up on, one counter per `tracer_common::failure::Failure`, added to
+/// atomically. User space reads it through a memory mapping, never with a map-lookup
+/// syscall: such a syscall holds the kernel's per-CPU `bpf_prog_active` guard, and on kernels
+/// where it can be preempted there (7.x) every kprobe and tracepoint program of a traced task
+/// scheduled on that CPU meanwhile is skipped. Polled every 10 ms, that lost syscall records
+/// on 7.2.
 #[map]
-pub static DROPS: Array<u64> = Array::with_max_entries(1, MMAPABLE);
+pub static FAILURES: Array<u64> = Array::with_max_entries(FAILURE_KINDS, MMAPABLE);
 
 /// Ports to trace (local or remote), when filtering by port.
 #[map]

@@ -13,6 +13,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Via,
+    failure::Failure,
     maps::{FilterConfig, PortPair},
     record::{PACKET_CAP, PacketRecord, RecordKind},
 };
@@ -20,7 +21,7 @@ use tracer_common::{
 const _: () = assert!(PACKET_CAP.is_power_of_two());
 
 use crate::{
-    emit::{count_drop, wakeup_flags},
+    emit::{count_drop, count_if_refused, wakeup_flags},
     filter::config,
     maps::{EVENTS, LISTENERS, PORT_PAIRS, PORTS},
 };
@@ -54,7 +55,10 @@ pub fn packets_in(ctx: SkBuffContext) -> i32 {
 /// recorded as soon as both ports are known (for `--pid`/`--comm`, which ports cannot name).
 #[inline(always)]
 pub fn watch_port_pair(local: u16, remote: u16) {
-    let _ = PORT_PAIRS.insert(PortPair { local, remote }, 1, 0);
+    count_if_refused(
+        PORT_PAIRS.insert(PortPair { local, remote }, 1, 0),
+        Failure::SocketsFull,
+    );
 }
 
 /// Whether a segment between these ports belongs to what is traced.

@@ -13,6 +13,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     AF_INET, KernelFn, SyscallOp, Via,
+    failure::Failure,
     maps::Owner,
     offsets::{
         STATE_DADDR, STATE_DADDR6, STATE_DPORT, STATE_FAMILY, STATE_NEW, STATE_OLD, STATE_PROTOCOL,
@@ -24,7 +25,7 @@ use tracer_common::{
 
 use crate::{
     context::field,
-    emit::emit,
+    emit::{count_if_refused, emit},
     filter::{config, current_comm, ports_match, ports_only, task_matches},
     maps::{INFLIGHT, LISTENERS, SOCKS},
     packets::watch_port_pair,
@@ -86,7 +87,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         watch_port_pair(sport, dport);
     }
     if new == tcp_state::LISTEN {
-        let _ = LISTENERS.insert(sport, owner, 0);
+        count_if_refused(LISTENERS.insert(sport, owner, 0), Failure::SocketsFull);
     } else if old == tcp_state::LISTEN && new == tcp_state::CLOSE {
         let _ = LISTENERS.remove(sport);
     }
@@ -157,7 +158,7 @@ fn adopt(
     } else {
         return None;
     };
-    let _ = SOCKS.insert(sk, owner, 0);
+    count_if_refused(SOCKS.insert(sk, owner, 0), Failure::SocketsFull);
     Some((owner, guessed))
 }
 

@@ -12,6 +12,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     AF_INET, AF_INET6, SyscallOp,
+    failure::Failure,
     maps::{FdKey, Inflight},
     record::{RecordKind, SyscallRecord},
     syscall::SPLICE_TO_SOCKET,
@@ -19,7 +20,7 @@ use tracer_common::{
 
 use crate::{
     context::syscall_arg,
-    emit::emit,
+    emit::{count, count_if_refused, emit},
     fds,
     filter::{config, current_comm, ports_match, task_matches},
     maps::{FDS, HELD_SOCKETS, INFLIGHT},
@@ -54,6 +55,7 @@ fn begin(op: SyscallOp, fd: i32, sock: u64) -> Inflight {
 fn stash(inflight: &Inflight) {
     let tid = inflight.record.header.task.tid;
     if INFLIGHT.insert(tid, inflight, 0).is_err() {
+        count(Failure::InflightFull);
         return;
     }
     if config().emit_enter != 0 && inflight.record.header.op != SyscallOp::Socket as u8 {
@@ -285,7 +287,7 @@ fn finish(inflight: &mut Inflight, ret: i64) {
                 fd: ret as i32,
             };
             if config().by_port != 0 {
-                let _ = HELD_SOCKETS.insert(key, *record, 0);
+                count_if_refused(HELD_SOCKETS.insert(key, *record, 0), Failure::FdsFull);
                 return;
             }
             fds::track(tgid, ret as i32, 0);

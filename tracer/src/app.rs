@@ -7,6 +7,7 @@ use std::time::Duration;
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
+use tracer_common::failure::{FAILURE_KINDS, Failure};
 
 use crate::cli::{Cli, ColorChoice};
 use crate::demo;
@@ -76,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         packets: !cli.no_packets,
         snaplen: cli.payload_snaplen(),
         probe_mode: cli.probe_mode,
+        map_entries: cli.map_entries.clone(),
     };
     let views = views(&cli)?;
     let mut loaded = hooks::load(&filter)?;
@@ -100,14 +102,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .adopt_listener(s.pid, &s.comm, s.fd, local, now);
     }
     let result = trace(&cli, &mut loaded, &mut pipeline, &missing, stop).await;
-    let dropped = loaded.dropped();
+    let failures = loaded.failures();
     let skipped = loaded.skipped();
     let finished = result.and_then(|demo| {
-        pipeline.finish(dropped, &skipped).map_err(output_error)?;
+        pipeline.finish(failures, &skipped).map_err(output_error)?;
         Ok(demo)
     });
-    if dropped > 0 {
-        eprintln!("tracer: {dropped} event(s) were dropped because the ring buffer was full");
+    for (reason, n) in Failure::ALL.iter().zip(failures) {
+        if n > 0 {
+            eprintln!("tracer: {n} {}", reason.what());
+        }
     }
     for (program, n) in &skipped {
         eprintln!(
@@ -210,7 +214,7 @@ async fn trace(
             let _ = demo_tx.send(demo::run(port).await);
         });
     }
-    let mut reported_drops = 0;
+    let mut reported = [0u64; FAILURE_KINDS as usize];
     let mut last_drop_notice = std::time::Instant::now() - Duration::from_secs(1);
     let mut demo_result = None;
     loop {
@@ -224,20 +228,23 @@ async fn trace(
                 // Records are written without wakeups (see tracer-ebpf emit.rs): collect here.
                 collect(ring.get_mut(), pipeline);
                 pipeline.drain(monotonic_ns()).map_err(output_error)?;
-                // Drops are told as they happen, at most once a second.
-                let dropped = loaded.dropped();
-                if dropped > reported_drops && last_drop_notice.elapsed() >= Duration::from_secs(1) {
-                    let new = dropped - reported_drops;
+                // Losses are told as they happen, at most once a second.
+                let total = loaded.failures();
+                if total != reported && last_drop_notice.elapsed() >= Duration::from_secs(1) {
+                    let new: [u64; FAILURE_KINDS as usize] =
+                        std::array::from_fn(|i| total[i] - reported[i]);
                     if cli.json {
                         pipeline
-                            .meta(&Meta::Dropped { total: dropped, new })
+                            .meta(&Meta::Dropped { total, new })
                             .map_err(output_error)?;
                     } else {
-                        eprintln!(
-                            "tracer: {new} event(s) dropped: the ring buffer was full ({dropped} so far)"
-                        );
+                        for ((reason, n), all) in Failure::ALL.iter().zip(new).zip(total) {
+                            if n > 0 {
+                                eprintln!("tracer: {n} {} ({all} so far)", reason.what());
+                            }
+                        }
                     }
-                    reported_drops = dropped;
+                    reported = total;
                     last_drop_notice = std::time::Instant::now();
                 }
             }

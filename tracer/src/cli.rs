@@ -83,9 +83,26 @@ pub struct Cli {
     #[arg(long)]
     pub verifier_log: bool,
 
+    /// For tests: load map NAME with N entries instead of its usual size, to make it fill.
+    #[arg(long, value_name = "NAME=N", hide = true, value_parser = map_entries)]
+    pub map_entries: Vec<(String, u32)>,
+
     /// A subcommand instead of tracing (`decode`).
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Parses `NAME=N` (N at least 1) for `--map-entries`.
+fn map_entries(s: &str) -> Result<(String, u32), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=N, got {s:?}"))?;
+    let n: u32 = n
+        .parse()
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| format!("expected a number of entries of at least 1, got {n:?}"))?;
+    Ok((name.to_string(), n))
 }
 
 /// Subcommands.

@@ -474,6 +474,38 @@ fn refused_connection_shows_econnrefused_and_syn_sent_to_close() {
     assert_eq!(sc["outcome"], "refused");
 }
 
+/// A map a program cannot add to is counted per reason, never a silent loss: with the
+/// listeners map shrunk to one entry, the second traced listener does not fit.
+#[test]
+fn a_full_map_in_the_kernel_is_counted_by_reason() {
+    let (a, b) = (free_port(), free_port());
+    let trace = start(&[
+        "--port",
+        &a.to_string(),
+        "--port",
+        &b.to_string(),
+        "--map-entries",
+        "LISTENERS=1",
+    ]);
+    let first = std::net::TcpListener::bind(("127.0.0.1", a)).unwrap();
+    let second = std::net::TcpListener::bind(("127.0.0.1", b)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop((first, second));
+    let events = trace.stop();
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    let failures = &summary["failures"];
+    assert_eq!(failures["sockets_map_full"], 1, "{summary}");
+    assert_eq!(failures["ring_full"], 0, "{summary}");
+    assert_eq!(summary["dropped"], 0);
+    // Told as it happened too.
+    let notice = events
+        .iter()
+        .find(|e| e["layer"] == "meta" && e["event"] == "dropped")
+        .expect("a meta `dropped` line before the summary");
+    assert_eq!(notice["new_failures"]["sockets_map_full"], 1, "{notice}");
+}
+
 /// Records the ring buffer had no room for are counted, not lost silently: with the tracer
 /// stopped (SIGSTOP), the kernel keeps writing until the 4 MiB ring is full, then counts.
 #[test]

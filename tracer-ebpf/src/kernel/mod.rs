@@ -23,6 +23,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     AF_INET, AF_INET6, KernelFn, Via,
+    failure::Failure,
     maps::Owner,
     offsets::{
         SK_DADDR, SK_DPORT, SK_FAMILY, SK_NUM, SK_RCV_SADDR, SK_V6_DADDR, SK_V6_RCV_SADDR,
@@ -33,7 +34,7 @@ use tracer_common::{
 
 use crate::{
     context::{field, sk_field},
-    emit::emit,
+    emit::{count_if_refused, emit},
     filter::current_comm,
     maps::{INFLIGHT, SOCKS},
 };
@@ -121,7 +122,7 @@ fn moved(sk: u64, bytes: i64, func: KernelFn, via: Via, fill: impl FnOnce(&mut K
     };
     if owner.pid == 0 {
         // The owner was guessed in softirq, or the socket just adopted; now we know it.
-        let _ = SOCKS.insert(sk, current, 0);
+        count_if_refused(SOCKS.insert(sk, current, 0), Failure::SocketsFull);
     }
     let mut record = record(sk, &current, func, via);
     record.header.flags |= FLAG_BYTES;

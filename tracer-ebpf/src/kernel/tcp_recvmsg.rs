@@ -7,10 +7,10 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::{FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
-use tracer_common::{KernelFn, Via};
+use tracer_common::{KernelFn, Via, failure::Failure};
 
 use super::{moved, sock_length, traced};
-use crate::maps::INFLIGHT;
+use crate::{emit::count_if_refused, maps::INFLIGHT};
 
 /// `tcp_recvmsg`'s socket between kprobe and kretprobe, by thread.
 #[map]
@@ -49,7 +49,7 @@ pub fn kprobe_tcp_recvmsg(ctx: ProbeContext) -> u32 {
     let sk = ctx.arg::<u64>(0).unwrap_or(0);
     let tid = bpf_get_current_pid_tgid() as u32;
     if traced(sk).is_some() || INFLIGHT.get_ptr(tid).is_some() {
-        let _ = RECV_SOCK.insert(tid, sk, 0);
+        count_if_refused(RECV_SOCK.insert(tid, sk, 0), Failure::InflightFull);
     }
     0
 }

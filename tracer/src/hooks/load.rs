@@ -10,8 +10,8 @@ use tracer_common::{
 };
 
 use super::attach::{Attacher, Links, fill, map};
-use super::drops::Drops;
 use super::error::{AttachError, LoadError, MapError};
+use super::failures::{Counts, Failures};
 use super::offsets::{Offsets, SKB_FIELDS};
 use super::status::{HookStatus, missing_layers};
 use super::table::{
@@ -42,6 +42,8 @@ pub struct Filter {
     pub snaplen: u16,
     /// Which tier the kernel-function hooks use.
     pub probe_mode: ProbeMode,
+    /// Maps loaded with another number of entries than the object says (tests fill them).
+    pub map_entries: Vec<(String, u32)>,
 }
 
 /// The loaded and attached programs. Dropping it detaches everything; [`Loaded::detach`] does
@@ -55,7 +57,7 @@ pub struct Loaded {
     pub rejected: Vec<(String, String)>,
     /// The TCP sockets traced processes held before the run (found in /proc).
     pub existing: Vec<sockets::Existing>,
-    drops: Drops,
+    failures: Failures,
 }
 
 impl Loaded {
@@ -69,9 +71,9 @@ impl Loaded {
         RingBuf::try_from(ring).map_err(|e| MapError::new("EVENTS", &e).into())
     }
 
-    /// Records the kernel could not put in the ring buffer.
-    pub fn dropped(&self) -> u64 {
-        self.drops.count()
+    /// What our programs gave up on so far, per reason (`tracer_common::failure::Failure`).
+    pub fn failures(&self) -> Counts {
+        self.failures.counts()
     }
 
     /// Runs of each program the kernel skipped, for those that had any.
@@ -137,11 +139,27 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     }
     // No kernel BTF for the loader: Rust programs carry no CO-RE relocations to resolve, and
     // parsing vmlinux BTF would cost ~100 ms of startup.
-    let mut ebpf = EbpfLoader::new()
+    let config = filter_config(filter);
+    let mut loader = EbpfLoader::new();
+    loader
         .btf(None)
-        .override_global("FILTER", &filter_config(filter), true)
-        .override_global("OFFSETS", &offsets.values, true)
-        .load(PROGRAMS)?;
+        .override_global("FILTER", &config, true)
+        .override_global("OFFSETS", &offsets.values, true);
+    for (name, entries) in &filter.map_entries {
+        loader.map_max_entries(name, *entries);
+    }
+    let mut ebpf = loader.load(PROGRAMS)?;
+    if let Some((name, _)) = filter
+        .map_entries
+        .iter()
+        .find(|(n, _)| ebpf.map(n).is_none())
+    {
+        return Err(MapError {
+            name: "--map-entries",
+            reason: format!("the programs have no map named {name}"),
+        }
+        .into());
+    }
     fill(&mut ebpf, "PORTS", &filter.ports)?;
     fill(&mut ebpf, "PIDS", &filter.pids)?;
     let existing = adopt_existing(&mut ebpf, filter)?;
@@ -170,9 +188,9 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     }
     let tracepoint_links = std::mem::take(&mut at.links);
     let rejected = std::mem::take(&mut at.rejected);
-    let drops = Drops::map(&ebpf)?;
+    let failures = Failures::map(&ebpf)?;
     Ok(Loaded {
-        drops,
+        failures,
         ebpf,
         tracepoint_links,
         hooks,

@@ -4,8 +4,8 @@
 //! table; [`status`] reports what attached and why better tiers were not used.
 
 pub mod attach;
-pub mod drops;
 pub mod error;
+pub mod failures;
 pub mod load;
 pub mod misses;
 mod object;

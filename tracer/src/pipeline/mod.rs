@@ -9,6 +9,7 @@ use std::io;
 
 use crate::correlate::{Correlated, Correlator};
 use crate::decode;
+use crate::hooks::failures::Counts;
 use crate::render::{Finish, Line, Meta, Part, View};
 use pairing::Pairing;
 use reorder::Reorder;
@@ -110,7 +111,7 @@ impl Pipeline {
     }
 
     /// Renders everything still waiting, then lets every view finish.
-    pub fn finish(&mut self, dropped: u64, skipped: &[(String, u64)]) -> io::Result<()> {
+    pub fn finish(&mut self, failures: Counts, skipped: &[(String, u64)]) -> io::Result<()> {
         self.correlate(|correlator, out| correlator.flush(out));
         self.render_until(u64::MAX)?;
         let conns = self.correlator.all();
@@ -118,7 +119,7 @@ impl Pipeline {
             conns: &conns,
             total: self.correlator.total,
             events: self.stats.events,
-            dropped,
+            failures,
             skipped,
             malformed: self.stats.malformed,
             omitted: self.correlator.evicted,

@@ -4,7 +4,9 @@
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use tracer_common::{SyscallOp, tcp_state};
+use tracer_common::{SyscallOp, failure::Failure, tcp_state};
+
+use crate::hooks::failures::Counts;
 
 use super::text::{endpoint, errno_name};
 use super::{Finish, Line, Meta, View};
@@ -74,6 +76,21 @@ impl<'a> Obj<'a> {
             self.buf.push(b'}');
         }
         self.buf.push(b']');
+    }
+
+    /// An object of counts under `key`: each failure reason's key and count.
+    fn failures(&mut self, key: &str, counts: &Counts) {
+        self.key(key);
+        self.buf.push(b'{');
+        let mut inner = Obj {
+            buf: &mut *self.buf,
+            addrs: &mut *self.addrs,
+            first: true,
+        };
+        for (reason, n) in Failure::ALL.iter().zip(counts) {
+            inner.num(reason.key(), *n);
+        }
+        self.buf.push(b'}');
     }
 
     /// An array of strings under `key`.
@@ -225,8 +242,10 @@ impl<W: Write> View for Json<W> {
         match meta {
             Meta::Dropped { total, new } => {
                 let mut o = Obj::meta(&mut self.scratch, (self.now)(), "dropped");
-                o.num("dropped", *total);
-                o.num("new", *new);
+                o.num("dropped", total[Failure::RingFull as usize]);
+                o.num("new", new[Failure::RingFull as usize]);
+                o.failures("failures", total);
+                o.failures("new_failures", new);
                 o.end();
             }
             Meta::Ready {
@@ -266,7 +285,8 @@ impl<W: Write> View for Json<W> {
         let mut o = Obj::meta(&mut self.scratch, (self.now)(), "summary");
         o.num("connections", end.total);
         o.num("events", end.events);
-        o.num("dropped", end.dropped);
+        o.num("dropped", end.dropped());
+        o.failures("failures", &end.failures);
         o.num("skipped", end.skipped_runs());
         o.objects("skipped_by", end.skipped.iter(), |o, (program, n)| {
             o.str("program", program);

@@ -16,6 +16,8 @@ use std::io;
 use crate::correlate::{Conn, SegmentView};
 use crate::decode::Event;
 use crate::hooks::HookStatus;
+use crate::hooks::failures::Counts;
+use tracer_common::failure::Failure;
 
 /// Which part of a syscall a line shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,12 +59,13 @@ pub enum Meta<'a> {
         /// Layers with no hook at all.
         missing_layers: &'a [&'static str],
     },
-    /// The ring buffer was full: records were lost since the last such notice.
+    /// Our programs gave up on something (most often: the ring buffer was full and records
+    /// were lost) since the last such notice. Counts per `tracer_common::failure::Failure`.
     Dropped {
-        /// Lost since the start.
-        total: u64,
-        /// Lost since the last notice.
-        new: u64,
+        /// Since the start.
+        total: Counts,
+        /// Since the last notice.
+        new: Counts,
     },
 }
 
@@ -74,8 +77,9 @@ pub struct Finish<'a> {
     pub total: u64,
     /// Events seen.
     pub events: u64,
-    /// Records the kernel could not put in the ring buffer.
-    pub dropped: u64,
+    /// What our programs gave up on, per `tracer_common::failure::Failure` (records the
+    /// ring buffer had no room for, full maps, failed reads).
+    pub failures: Counts,
     /// Runs of our programs the kernel skipped (its recursion guard), per program: events
     /// never recorded.
     pub skipped: &'a [(String, u64)],
@@ -87,6 +91,11 @@ pub struct Finish<'a> {
 }
 
 impl Finish<'_> {
+    /// Records the kernel could not put in the ring buffer.
+    pub fn dropped(&self) -> u64 {
+        self.failures[Failure::RingFull as usize]
+    }
+
     /// Program runs the kernel skipped, all programs together.
     pub fn skipped_runs(&self) -> u64 {
         self.skipped.iter().map(|(_, n)| n).sum()

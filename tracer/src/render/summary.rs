@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use tracer_common::tcp_state;
+use tracer_common::{failure::Failure, tcp_state};
 
 use super::text::{duration, maybe_endpoint};
 use super::{Finish, Line, View};
@@ -57,7 +57,9 @@ pub fn table(end: &Finish) -> String {
     }
     s.push_str(&format!(
         "  {} connection(s), {} event(s), {} dropped",
-        end.total, end.events, end.dropped
+        end.total,
+        end.events,
+        end.dropped()
     ));
     if end.omitted > 0 {
         s.push_str(&format!(
@@ -72,6 +74,11 @@ pub fn table(end: &Finish) -> String {
     }
     if end.malformed > 0 {
         s.push_str(&format!(", {} malformed record(s)", end.malformed));
+    }
+    for (reason, &n) in Failure::ALL.iter().zip(&end.failures).skip(1) {
+        if n > 0 {
+            s.push_str(&format!(", {n} {}", reason.what()));
+        }
     }
     s.push('\n');
     s
@@ -110,7 +117,7 @@ mod tests {
             conns: &[],
             total: 331_792,
             events: 9,
-            dropped: 0,
+            failures: [0; tracer_common::failure::FAILURE_KINDS as usize],
             skipped: &[],
             malformed: 2,
             omitted: 330_768,
