@@ -527,7 +527,18 @@ pub fn state_path(segs: &[Seg], end: &str, client: bool) -> Vec<String> {
     let mut state = if client { "CLOSE" } else { "LISTEN" };
     let mut path = vec![state.to_string()];
     let mut our_fin_acked_at = None;
-    for seg in segs.iter().filter(|s| s.src == end || s.dst == end) {
+    let mine = || segs.iter().filter(|s| s.src == end || s.dst == end);
+    // FINs that crossed: this end's FIN does not acknowledge the peer's, so it left before the
+    // peer's arrived — whatever order a capture elsewhere (the other end's veth) saw them in.
+    let our_fin = mine().find(|s| s.src == end && s.flags.contains('F'));
+    let their_fin = mine().find(|s| s.dst == end && s.flags.contains('F'));
+    let crossed = match (our_fin, their_fin) {
+        (Some(ours), Some(theirs)) => {
+            ours.ack != theirs.seq.wrapping_add(theirs.len).wrapping_add(1)
+        }
+        _ => false,
+    };
+    for seg in mine() {
         let out = seg.src == end;
         let (syn, fin, rst, ack) = (
             seg.flags.contains('S'),
@@ -548,6 +559,7 @@ pub fn state_path(segs: &[Seg], end: &str, client: bool) -> Vec<String> {
                 "SYN_SENT" if !out && syn && ack => &["ESTABLISHED"],
                 "SYN_RECV" if !out && ack && !syn => &["ESTABLISHED"],
                 "ESTABLISHED" if out && fin => &["FIN_WAIT1"],
+                "ESTABLISHED" if !out && fin && crossed => &["FIN_WAIT1", "CLOSING"],
                 "ESTABLISHED" if !out && fin => &["CLOSE_WAIT"],
                 "CLOSE_WAIT" if out && fin => &["LAST_ACK"],
                 "LAST_ACK" if acks_our_fin => &["CLOSE"],
@@ -565,6 +577,41 @@ pub fn state_path(segs: &[Seg], end: &str, client: bool) -> Vec<String> {
         }
     }
     path
+}
+
+/// A capture on the server's side sees the server's FIN before the client's, but the client's
+/// FIN does not acknowledge the server's: it was sent first, and the client closed
+/// simultaneously (FIN_WAIT1, CLOSING), as its kernel reports.
+#[test]
+fn fins_that_crossed_are_a_simultaneous_close_wherever_captured() {
+    let s = |src: &str, dst: &str, flags: &str, seq: u32, ack: u32| Seg {
+        src: src.into(),
+        dst: dst.into(),
+        flags: flags.into(),
+        seq,
+        ack,
+        len: 0,
+    };
+    let (c, v) = ("c:1", "s:2");
+    let segs = [
+        s(c, v, "S", 10, 0),
+        s(v, c, "SA", 50, 11),
+        s(c, v, "A", 11, 51),
+        s(v, c, "FA", 51, 11),
+        s(c, v, "FA", 11, 51),
+        s(v, c, "A", 52, 12),
+        s(c, v, "A", 12, 52),
+    ];
+    let both = [
+        "CLOSE",
+        "SYN_SENT",
+        "ESTABLISHED",
+        "FIN_WAIT1",
+        "CLOSING",
+        "TIME_WAIT",
+    ];
+    assert_eq!(state_path(&segs, c, true), both);
+    assert_eq!(state_path(&segs, v, false)[3..], both[3..]);
 }
 
 #[test]
