@@ -226,8 +226,15 @@ async fn trace(
             }
             _ = tick.tick() => {
                 // Records are written without wakeups (see tracer-ebpf emit.rs): collect here.
-                collect(ring.get_mut(), pipeline);
-                pipeline.drain(monotonic_ns()).map_err(output_error)?;
+                // Time moves on as far as the records read: all of them when the ring was
+                // emptied; when it was not (a backlog), only as far as the newest one read, so
+                // that nothing waiting for a record still in the ring is given up early.
+                let now = if collect(ring.get_mut(), pipeline) {
+                    monotonic_ns()
+                } else {
+                    pipeline.read_until_ns()
+                };
+                pipeline.drain(now).map_err(output_error)?;
                 // Losses are told as they happen, at most once a second.
                 let total = loaded.failures();
                 if total != reported && last_drop_notice.elapsed() >= Duration::from_secs(1) {
@@ -259,16 +266,32 @@ async fn trace(
             }
         }
     }
-    // Anything still in the ring buffer.
-    collect(ring.get_mut(), pipeline);
+    // What the ring buffer holds now (under load the programs keep writing: a ring's worth).
+    for _ in 0..RING_WORTH {
+        if collect(ring.get_mut(), pipeline) {
+            break;
+        }
+    }
     Ok(demo_result)
 }
 
-/// Hands every record waiting in the ring buffer to the pipeline.
-fn collect(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline) {
-    while let Some(item) = ring.next() {
-        pipeline.ingest(&item);
+/// Records read from the ring buffer at most before the event loop looks at its clock,
+/// signals and outputs again: a backlog must not keep it from rendering, releasing what
+/// waits, or stopping.
+const COLLECT_MAX: usize = 16384;
+/// Calls of [`collect`] that read a full ring buffer's worth of the smallest records.
+const RING_WORTH: usize = 16;
+
+/// Hands the records waiting in the ring buffer to the pipeline, at most [`COLLECT_MAX`];
+/// whether it emptied the ring.
+fn collect(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline) -> bool {
+    for _ in 0..COLLECT_MAX {
+        match ring.next() {
+            Some(item) => pipeline.ingest(&item),
+            None => return true,
+        }
     }
+    false
 }
 
 /// What the filter traces, in words.

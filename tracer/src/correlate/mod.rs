@@ -99,6 +99,17 @@ pub struct Correlator {
     retiring: VecDeque<(u64, ConnId)>,
     finished: VecDeque<Conn>,
     parked: VecDeque<Parked>,
+    /// Parked segments from each sender to each receiver: how many, and the earliest
+    /// deadline among them. A packet asks whether an earlier one of its connection waits,
+    /// once per packet.
+    parked_ends: HashMap<(Endpoint, Endpoint), (u32, u64)>,
+    /// Local ports of the live traced listeners, kept current whenever a listener changes.
+    listening: rustc_hash::FxHashSet<u16>,
+    /// Ends named for the first time since parked segments were last looked at: only a
+    /// segment between such ends can be released before its deadline.
+    named: Vec<(Endpoint, Endpoint)>,
+    /// A listener changed since parked segments were last looked at: any may be released.
+    rescan: bool,
     copies: Copies,
     next_id: ConnId,
     /// Connections seen in all.
@@ -132,6 +143,13 @@ impl Correlator {
         let timewait = self.timewait(id, &ev);
         self.update(id, &ev, timewait);
         self.forget_if_freed(id, &ev);
+        if self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.role == Role::Listener)
+        {
+            self.refresh_listening();
+        }
         out(Correlated {
             event: ev,
             ends: Ends::one(End {
@@ -144,11 +162,17 @@ impl Correlator {
         self.release_parked(0, out);
     }
 
-    /// Releases parked segments whose deadline passed by `now_ns`, and retires finished
-    /// connections (keeping a bounded history for the summary): memory stays flat under churn.
+    /// Releases parked segments whose deadline passed by `now_ns`.
     pub fn expire(&mut self, now_ns: u64, out: &mut dyn FnMut(Correlated)) {
         self.release_parked(now_ns, out);
-        self.retire(now_ns);
+    }
+
+    /// Retires the connections finished long enough before `rendered_ns` — the time up to
+    /// which every event has been rendered — keeping a bounded history for the summary:
+    /// memory stays flat under churn, and no event waiting to be rendered loses its
+    /// connection (a history that moved on under churn would not hold it any more).
+    pub fn retire_before(&mut self, rendered_ns: u64) {
+        self.retire(rendered_ns);
     }
 
     /// Releases every parked segment.
@@ -185,6 +209,8 @@ impl Correlator {
     }
 
     fn retire(&mut self, before_ns: u64) {
+        let mut gone = rustc_hash::FxHashSet::default();
+        let mut listener_gone = false;
         while let Some(&(deadline, id)) = self.retiring.front() {
             if deadline > before_ns {
                 break;
@@ -194,9 +220,8 @@ impl Correlator {
                 if conn.sk.is_some_and(|sk| self.by_sock.get(&sk) == Some(&id)) {
                     self.by_sock.remove(&conn.sk.unwrap_or_default());
                 }
-                self.by_tuple.retain(|_, v| *v != id);
-                self.by_ends.retain(|_, v| *v != id);
-                self.alias.retain(|_, v| *v != id);
+                listener_gone |= conn.role == Role::Listener;
+                gone.insert(id);
                 if self.finished.len() == FINISHED_KEPT {
                     self.finished.pop_front();
                     self.evicted += 1;
@@ -204,14 +229,43 @@ impl Correlator {
                 self.finished.push_back(conn);
             }
         }
+        // One pass over the indexes for all the connections retired now: under churn,
+        // hundreds retire per tick.
+        if !gone.is_empty() {
+            self.by_tuple.retain(|_, v| !gone.contains(v));
+            self.by_ends.retain(|_, v| !gone.contains(v));
+            self.alias.retain(|_, v| !gone.contains(v));
+        }
+        if listener_gone {
+            self.refresh_listening();
+        }
+    }
+
+    /// Recomputes [`Correlator::listening`] after a listener changed.
+    fn refresh_listening(&mut self) {
+        let now: rustc_hash::FxHashSet<u16> = self
+            .conns
+            .values()
+            .filter(|c| c.role == Role::Listener && !c.is_closed())
+            .filter_map(|c| c.local.map(|l| l.port))
+            .collect();
+        if now != self.listening {
+            self.listening = now;
+            self.rescan = true;
+        }
+    }
+
+    /// Names the connection `id` by its ends `key`; notes when that is news.
+    fn name_ends(&mut self, key: (Endpoint, Endpoint), id: ConnId) {
+        if self.by_ends.insert(key, id) != Some(id) {
+            self.named.push(key);
+        }
     }
 
     /// Whether a live traced listener has local port `port`: a segment to or from it belongs to
     /// an accepted child that may not be known yet.
     fn listening_on(&self, port: u16) -> bool {
-        self.conns.values().any(|c| {
-            c.role == Role::Listener && !c.is_closed() && c.local.is_some_and(|l| l.port == port)
-        })
+        self.listening.contains(&port)
     }
 
     /// The traced ends of the segment from `src` to `dst`, each with whether it sent it.
@@ -271,9 +325,8 @@ impl Correlator {
             .captured()
             .and_then(|c| c.segment.as_ref().ok())
             .is_some_and(|seg| seg.tcp.has(crate::decode::tcpip::flags::SYN))
-            || self.parked.iter().any(|p| {
-                seg_ends(&p.event).is_some_and(|ends| ends == (src, dst) || ends == (dst, src))
-            });
+            || self.parked_ends.contains_key(&(src, dst))
+            || self.parked_ends.contains_key(&(dst, src));
         let pending = handshake && self.awaits_child(src, dst);
         if pending || self.unclaimed(src, dst) {
             let wait = if pending {
@@ -281,13 +334,28 @@ impl Correlator {
             } else {
                 PARK_OTHER_NS
             };
+            // Behind an earlier segment of its connection, a segment waits no longer than it:
+            // a connection older than the tracer, to a traced listener, would otherwise keep
+            // each of its segments a full second, one behind the other, for ever.
+            let earlier = [(src, dst), (dst, src)]
+                .iter()
+                .filter_map(|k| self.parked_ends.get(k).map(|&(_, d)| d))
+                .min();
+            let deadline_ns = ev
+                .ts_ns
+                .saturating_add(wait)
+                .min(earlier.unwrap_or(u64::MAX));
+            let entry = self.parked_ends.entry((src, dst)).or_insert((0, u64::MAX));
+            entry.0 += 1;
+            entry.1 = entry.1.min(deadline_ns);
             self.parked.push_back(Parked {
-                deadline_ns: ev.ts_ns.saturating_add(wait),
+                deadline_ns,
                 event: ev,
             });
             if self.parked.len() > PARKED_MAX
                 && let Some(p) = self.parked.pop_front()
             {
+                self.unpark(&p.event);
                 self.attribute(p.event, out);
             }
             return;
@@ -298,9 +366,20 @@ impl Correlator {
     /// Releases parked segments whose ends are now all known, or whose deadline is before
     /// `now_ns`, in the order they arrived.
     fn release_parked(&mut self, now_ns: u64, out: &mut dyn FnMut(Correlated)) {
+        let named = std::mem::take(&mut self.named);
         if self.parked.is_empty() {
+            self.rescan = false;
             return;
         }
+        // Between deadlines, look only when a parked segment's ends were just named: under
+        // churn every new connection names ends, and thousands of segments may be parked.
+        let waiting = |(a, b): &(Endpoint, Endpoint)| {
+            self.parked_ends.contains_key(&(*a, *b)) || self.parked_ends.contains_key(&(*b, *a))
+        };
+        if now_ns == 0 && !self.rescan && !named.iter().any(waiting) {
+            return;
+        }
+        self.rescan = false;
         let mut i = 0;
         while i < self.parked.len() {
             let p = &self.parked[i];
@@ -310,10 +389,23 @@ impl Correlator {
                 });
             if ready {
                 if let Some(p) = self.parked.remove(i) {
+                    self.unpark(&p.event);
                     self.attribute(p.event, out);
                 }
             } else {
                 i += 1;
+            }
+        }
+    }
+
+    /// Forgets that `ev` is parked.
+    fn unpark(&mut self, ev: &Event) {
+        if let Some(ends) = seg_ends(ev)
+            && let Some((n, _)) = self.parked_ends.get_mut(&ends)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.parked_ends.remove(&ends);
             }
         }
     }
@@ -342,8 +434,7 @@ impl Correlator {
                 conn.remote = Some(remote);
                 conn.family = ev.family;
             }
-            self.by_ends
-                .insert((canonical(local), canonical(remote)), id);
+            self.name_ends((canonical(local), canonical(remote)), id);
             if to_sender {
                 sender = Some(id);
             } else {
@@ -586,6 +677,7 @@ impl Correlator {
             conn.states.push(tcp_state::LISTEN);
         }
         self.bind_fd(pid, fd, id);
+        self.refresh_listening();
     }
 
     fn bind_fd(&mut self, pid: u32, fd: i32, id: ConnId) {
@@ -716,7 +808,10 @@ impl Correlator {
             && r.port != 0
             && !l.addr.is_unspecified()
         {
-            self.by_ends.insert((canonical(l), canonical(r)), id);
+            let key = (canonical(l), canonical(r));
+            if self.by_ends.insert(key, id) != Some(id) {
+                self.named.push(key);
+            }
             if conn.role == Role::Server {
                 // Some kernels (6.1) report a child's SYN_RECV before its peer address is
                 // set: it becomes joinable by accept() once any event names both ends.
@@ -960,6 +1055,7 @@ mod tests {
             );
         }
         c.expire(u64::MAX, &mut |_| {});
+        c.retire_before(u64::MAX);
         assert_eq!(c.total, n);
         assert_eq!(c.all().len(), FINISHED_KEPT);
         assert_eq!(c.evicted, 5);

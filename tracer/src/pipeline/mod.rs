@@ -32,6 +32,9 @@ pub struct Stats {
     pub events: u64,
     /// Records that could not be decoded, and segments whose headers could not.
     pub malformed: u64,
+    /// Events counted in `events` but not shown: their connection had been forgotten before
+    /// their turn came (records read very late, under a backlog).
+    pub unshown: u64,
 }
 
 /// The user-space half of the data flow.
@@ -44,6 +47,8 @@ pub struct Pipeline {
     /// What went through so far.
     pub stats: Stats,
     ready: Vec<Correlated>,
+    /// The newest record time read so far.
+    read_until_ns: u64,
 }
 
 impl Pipeline {
@@ -58,6 +63,7 @@ impl Pipeline {
             sinks: Sinks::new(views),
             stats: Stats::default(),
             ready: Vec::new(),
+            read_until_ns: 0,
         }
     }
 
@@ -66,10 +72,19 @@ impl Pipeline {
         &self.sinks.failed
     }
 
+    /// The newest record time read so far: with records still waiting in the ring buffer,
+    /// as far as the run's clock may be taken to have moved.
+    pub fn read_until_ns(&self) -> u64 {
+        self.read_until_ns
+    }
+
     /// Takes one raw ring-buffer record.
     pub fn ingest(&mut self, bytes: &[u8]) {
         match decode::decode(bytes) {
-            Ok(ev) => self.correlate(|correlator, out| correlator.observe(ev, out)),
+            Ok(ev) => {
+                self.read_until_ns = self.read_until_ns.max(ev.ts_ns);
+                self.correlate(|correlator, out| correlator.observe(ev, out))
+            }
             Err(_) => self.stats.malformed += 1,
         }
     }
@@ -106,6 +121,7 @@ impl Pipeline {
             limit = limit.min(parked.saturating_sub(1));
         }
         self.render_until(limit)?;
+        self.correlator.retire_before(limit);
         self.pairing.prune(now_ns, 10 * REORDER_WINDOW_NS);
         self.flush()
     }
@@ -122,6 +138,7 @@ impl Pipeline {
             failures,
             skipped,
             malformed: self.stats.malformed,
+            unshown: self.stats.unshown,
             omitted: self.correlator.evicted,
         };
         self.sinks.each(|view| view.finish(&finish))
@@ -145,6 +162,9 @@ impl Pipeline {
                 .correlator
                 .get(end.conn)
                 .map(|conn| (conn, end.segment.as_ref()));
+            if slot.is_none() && item.part != Part::Enter {
+                self.stats.unshown += 1;
+            }
         }
         let line = Line {
             event: &item.c.event,

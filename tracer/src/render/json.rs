@@ -293,6 +293,7 @@ impl<W: Write> View for Json<W> {
             o.num("runs", *n);
         });
         o.num("malformed", end.malformed);
+        o.num("unshown", end.unshown);
         if self.conns {
             o.objects("conns", end.conns.iter(), |o, c| summary_conn(o, c));
             o.num("conns_omitted", end.omitted);

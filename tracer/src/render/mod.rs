@@ -85,6 +85,8 @@ pub struct Finish<'a> {
     pub skipped: &'a [(String, u64)],
     /// Records and segments that could not be decoded.
     pub malformed: u64,
+    /// Events counted but not shown: their connection had been forgotten first.
+    pub unshown: u64,
     /// Finished connections not in `conns`: only the last
     /// [`crate::correlate::FINISHED_KEPT`] are kept.
     pub omitted: u64,

@@ -75,6 +75,12 @@ pub fn table(end: &Finish) -> String {
     if end.malformed > 0 {
         s.push_str(&format!(", {} malformed record(s)", end.malformed));
     }
+    if end.unshown > 0 {
+        s.push_str(&format!(
+            ", {} event(s) not shown (read after their connection was forgotten)",
+            end.unshown
+        ));
+    }
     for (reason, &n) in Failure::ALL.iter().zip(&end.failures).skip(1) {
         if n > 0 {
             s.push_str(&format!(", {n} {}", reason.what()));
@@ -120,6 +126,7 @@ mod tests {
             failures: [0; tracer_common::failure::FAILURE_KINDS as usize],
             skipped: &[],
             malformed: 2,
+            unshown: 0,
             omitted: 330_768,
         };
         let text = table(&end);
