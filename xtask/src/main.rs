@@ -3,6 +3,7 @@
 mod bench;
 mod bootstrap;
 mod conformance;
+mod soak;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -52,6 +53,20 @@ enum Cmd {
         /// VMs booted at once (default: 2, or 1 on a one-core machine).
         #[arg(long)]
         jobs: Option<usize>,
+    },
+    /// Abuse the tracer while traffic flows (churn, ping-pong, kills mid-connection, resets,
+    /// refused and half-closed connections), restarting it; check it ends cleanly, counts
+    /// every event line and drop, keeps its memory flat and leaves nothing in the kernel.
+    Soak {
+        /// How long, in minutes.
+        #[arg(long, default_value_t = 5.0)]
+        minutes: f64,
+        /// Tracer runs one after another while the traffic goes on.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Accept records lost to a full ring buffer (still counted and told).
+        #[arg(long)]
+        allow_drops: bool,
     },
     /// Measure overhead, capacity, startup and memory against bpftrace; rewrite BENCHMARKS.md.
     Bench {
@@ -113,6 +128,27 @@ fn run(args: Args) -> anyhow::Result<()> {
                 bail!("the benchmarks load eBPF programs: run `sudo -E cargo xtask bench`");
             }
             bench::run(&root, quick)
+        }
+        Cmd::Soak {
+            minutes,
+            runs,
+            allow_drops,
+        } => {
+            build(&root)?;
+            if !is_root() {
+                bail!("the soak loads eBPF programs: run `sudo -E cargo xtask soak`");
+            }
+            if !(minutes > 0.0 && minutes <= 24.0 * 60.0) || runs == 0 {
+                bail!("--minutes must be above 0 and at most a day, --runs at least 1");
+            }
+            soak::run(
+                &root,
+                &soak::Options {
+                    secs: minutes * 60.0,
+                    runs,
+                    allow_drops,
+                },
+            )
         }
         Cmd::Conformance => {
             build(&root)?;

@@ -1,7 +1,8 @@
 //! Load for `cargo xtask bench`, on loopback, bounded in time:
 //!
-//! - `tracer-loadgen pingpong --port P --secs S [--conns N]`: N connections each doing 64-byte
-//!   request/response round trips; prints `round_trips_per_sec=<f64>`.
+//! - `tracer-loadgen pingpong --port P --secs S [--conns N] [--rate R]`: N connections each
+//!   doing 64-byte request/response round trips (at most R a second each when R > 0); prints
+//!   `round_trips_per_sec=<f64>`.
 //! - `tracer-loadgen churn --port P --secs S [--clients N]`: N clients each doing connect, 64
 //!   bytes each way, close, as fast as they can; prints `connections_per_sec=<f64>`.
 //!
@@ -35,6 +36,9 @@ enum Mode {
         secs: f64,
         #[arg(long, default_value_t = 1)]
         conns: usize,
+        /// Round trips per second per connection at most (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
     },
     /// Short connections: connect, exchange, close.
     Churn {
@@ -99,18 +103,28 @@ fn main() -> ExitCode {
     };
     std::thread::spawn(move || serve(listener));
     match args.mode {
-        Mode::Pingpong { secs, conns, .. } => {
+        Mode::Pingpong {
+            secs, conns, rate, ..
+        } => {
+            let pace = (rate > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(rate)));
             let rate = run(conns, secs, move |stop, count| {
                 let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
                     return;
                 };
                 let _ = s.set_nodelay(true);
                 let mut buf = [7u8; MESSAGE];
+                let start = Instant::now();
+                let mut done = 0u32;
                 while !stop.load(Ordering::Relaxed) {
                     if s.write_all(&buf).is_err() || s.read_exact(&mut buf).is_err() {
                         return;
                     }
                     count.fetch_add(1, Ordering::Relaxed);
+                    done += 1;
+                    if let Some(pace) = pace {
+                        let due = start + pace * done;
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    }
                 }
             });
             println!("round_trips_per_sec={rate:.1}");
