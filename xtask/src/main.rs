@@ -31,8 +31,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build, check formatting and lints, run every test (as root: they load eBPF), then the
-    /// live tests again on Debian's kernel under QEMU in every probe tier.
+    /// Build, check formatting and lints, run every test (as root: they load eBPF) and a short
+    /// soak, then the live tests again on Debian's kernel under QEMU in every probe tier.
     Test,
     /// Run the conformance suite (as root): curl, Python's http.server and nginx traced while
     /// tcpdump captures the same traffic, over loopback and across two network namespaces.
@@ -179,6 +179,16 @@ fn run(args: Args) -> anyhow::Result<()> {
             // The conformance suite is one of the test binaries: what it drives comes first.
             conformance::install()?;
             cargo(&root, &["test", "--release"])?;
+            // A short soak: the long one is `cargo xtask soak`. On a 2-core machine the
+            // traffic alone saturates it, so drops are allowed here (still counted and told).
+            soak::run(
+                &root,
+                &soak::Options {
+                    secs: 30.0,
+                    runs: 2,
+                    allow_drops: true,
+                },
+            )?;
             // The same live tests on every kernel of the matrix, in every probe mode.
             let opts = vm::Options {
                 kernels: Vec::new(),
