@@ -319,8 +319,11 @@ fn strace_lines(text: &str) -> Vec<StraceLine> {
     let mut pending: HashMap<String, (String, String)> = HashMap::new();
     let mut lines = Vec::new();
     for line in text.lines() {
-        let mut f = line.trim().splitn(3, char::is_whitespace);
-        let (Some(tid), Some(ts), Some(rest)) = (f.next(), f.next(), f.next()) else {
+        // strace pads a short pid to a column: `630   1795731234.770203 accept4(...`.
+        let Some((tid, rest)) = line.trim().split_once(char::is_whitespace) else {
+            continue;
+        };
+        let Some((ts, rest)) = rest.trim_start().split_once(char::is_whitespace) else {
             continue;
         };
         let Ok(ts) = ts.parse::<f64>() else { continue };
@@ -464,7 +467,7 @@ pub fn strace_socket_calls(text: &str, since: f64) -> Vec<Call> {
 
 #[test]
 fn strace_lines_are_read_whole_and_followed_per_file_table() {
-    let log = "9 0.5 socket(AF_INET, SOCK_STREAM, IPPROTO_IP) = 5 <0.000001>
+    let log = "9     0.5 socket(AF_INET, SOCK_STREAM, IPPROTO_IP) = 5 <0.000001>
 9 0.6 close(5) = 0 <0.000001>
 9 0.9 socket(AF_INET, SOCK_STREAM, IPPROTO_IP) = 3 <0.000001>
 9 1.0 listen(3, 128) = 0 <0.000001>
