@@ -184,7 +184,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             soak::run(
                 &root,
                 &soak::Options {
-                    secs: 30.0,
+                    secs: 40.0,
                     runs: 2,
                     allow_drops: true,
                 },

@@ -275,11 +275,14 @@ fn one_run(tracer: &Path, port_args: &[String], length: Duration) -> anyhow::Res
                 .sum()
         })
         .unwrap_or(0);
-    // Warm: the first sample past a third of the run.
+    // Warm: the most it used in the middle third of the run (a backlog under saturation
+    // takes a few seconds to reach its plateau); the end must not be far above it.
     let warm = rss
         .iter()
-        .find(|(t, _)| *t >= length / 3)
-        .map_or(0, |&(_, kib)| kib);
+        .filter(|(t, _)| *t >= length / 3 && *t <= length * 2 / 3)
+        .map(|&(_, kib)| kib)
+        .max()
+        .unwrap_or(0);
     Ok(Report {
         lines: counted.lines,
         events: num("events"),
