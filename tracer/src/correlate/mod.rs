@@ -167,14 +167,6 @@ impl Correlator {
         self.release_parked(now_ns, out);
     }
 
-    /// Retires the connections finished long enough before `rendered_ns` — the time up to
-    /// which every event has been rendered — keeping a bounded history for the summary:
-    /// memory stays flat under churn, and no event waiting to be rendered loses its
-    /// connection (a history that moved on under churn would not hold it any more).
-    pub fn retire_before(&mut self, rendered_ns: u64) {
-        self.retire(rendered_ns);
-    }
-
     /// Releases every parked segment.
     pub fn flush(&mut self, out: &mut dyn FnMut(Correlated)) {
         self.release_parked(u64::MAX, out);
@@ -208,11 +200,15 @@ impl Correlator {
         id
     }
 
-    fn retire(&mut self, before_ns: u64) {
+    /// Retires the connections finished long enough before `rendered_ns` — the time up to
+    /// which every event has been rendered — keeping a bounded history for the summary:
+    /// memory stays flat under churn, and no event waiting to be rendered loses its
+    /// connection (a history that moved on under churn would not hold it any more).
+    pub fn retire_before(&mut self, rendered_ns: u64) {
         let mut gone = rustc_hash::FxHashSet::default();
         let mut listener_gone = false;
         while let Some(&(deadline, id)) = self.retiring.front() {
-            if deadline > before_ns {
+            if deadline > rendered_ns {
                 break;
             }
             self.retiring.pop_front();

@@ -582,28 +582,33 @@ pub fn state_path(segs: &[Seg], end: &str, client: bool) -> Vec<String> {
     path
 }
 
-/// A capture on the server's side sees the server's FIN before the client's, but the client's
-/// FIN does not acknowledge the server's: it was sent first, and the client closed
-/// simultaneously (FIN_WAIT1, CLOSING), as its kernel reports.
-#[test]
-fn fins_that_crossed_are_a_simultaneous_close_wherever_captured() {
-    let s = |src: &str, dst: &str, flags: &str, seq: u32, ack: u32| Seg {
+/// A control segment (no payload) for the state-path tests.
+#[cfg(test)]
+fn control(src: &str, dst: &str, flags: &str, seq: u32, ack: u32) -> Seg {
+    Seg {
         src: src.into(),
         dst: dst.into(),
         flags: flags.into(),
         seq,
         ack,
         len: 0,
-    };
+    }
+}
+
+/// A capture on the server's side sees the server's FIN before the client's, but the client's
+/// FIN does not acknowledge the server's: it was sent first, and the client closed
+/// simultaneously (FIN_WAIT1, CLOSING), as its kernel reports.
+#[test]
+fn fins_that_crossed_are_a_simultaneous_close_wherever_captured() {
     let (c, v) = ("c:1", "s:2");
     let segs = [
-        s(c, v, "S", 10, 0),
-        s(v, c, "SA", 50, 11),
-        s(c, v, "A", 11, 51),
-        s(v, c, "FA", 51, 11),
-        s(c, v, "FA", 11, 51),
-        s(v, c, "A", 52, 12),
-        s(c, v, "A", 12, 52),
+        control(c, v, "S", 10, 0),
+        control(v, c, "SA", 50, 11),
+        control(c, v, "A", 11, 51),
+        control(v, c, "FA", 51, 11),
+        control(c, v, "FA", 11, 51),
+        control(v, c, "A", 52, 12),
+        control(c, v, "A", 12, 52),
     ];
     let both = [
         "CLOSE",
@@ -619,23 +624,15 @@ fn fins_that_crossed_are_a_simultaneous_close_wherever_captured() {
 
 #[test]
 fn derives_both_ends_of_a_textbook_close() {
-    let s = |src: &str, dst: &str, flags: &str, seq: u32, ack: u32| Seg {
-        src: src.into(),
-        dst: dst.into(),
-        flags: flags.into(),
-        seq,
-        ack,
-        len: 0,
-    };
     let (c, v) = ("c:1", "s:2");
     let segs = [
-        s(c, v, "S", 10, 0),
-        s(v, c, "SA", 50, 11),
-        s(c, v, "A", 11, 51),
-        s(v, c, "FA", 51, 11),
-        s(c, v, "A", 11, 52),
-        s(c, v, "FA", 11, 52),
-        s(v, c, "A", 52, 12),
+        control(c, v, "S", 10, 0),
+        control(v, c, "SA", 50, 11),
+        control(c, v, "A", 11, 51),
+        control(v, c, "FA", 51, 11),
+        control(c, v, "A", 11, 52),
+        control(c, v, "FA", 11, 52),
+        control(v, c, "A", 52, 12),
     ];
     assert_eq!(
         state_path(&segs, c, true),
