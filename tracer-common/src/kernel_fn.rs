@@ -24,13 +24,18 @@ pub enum KernelFn {
     TcpSendReset = 8,
     /// The socket's memory is released (`tcp_v4_destroy_sock`).
     TcpDestroySock = 9,
-    /// A segment is retransmitted (`tcp_retransmit_skb`).
+    /// A segment is retransmitted (`tcp_retransmit_skb`): a `congestion` record.
     TcpRetransmitSkb = 10,
+    /// An ACK (or any segment) arrived on an established connection (`tcp_rcv_established`):
+    /// a rate-limited `congestion` sample of cwnd, ssthresh, RTT and windows.
+    TcpRcvEstablished = 11,
+    /// The congestion state changes (`tcp_set_ca_state`): a `congestion` record.
+    TcpSetCaState = 12,
 }
 
 impl KernelFn {
     /// Every function, in declaration order.
-    pub const ALL: [KernelFn; 10] = [
+    pub const ALL: [KernelFn; 12] = [
         Self::TcpConnect,
         Self::InetCskAccept,
         Self::TcpSendmsg,
@@ -41,6 +46,8 @@ impl KernelFn {
         Self::TcpSendReset,
         Self::TcpDestroySock,
         Self::TcpRetransmitSkb,
+        Self::TcpRcvEstablished,
+        Self::TcpSetCaState,
     ];
 
     /// Decodes the raw byte written by the eBPF side.
@@ -61,6 +68,8 @@ impl KernelFn {
             Self::TcpSendReset => "tcp_send_reset",
             Self::TcpDestroySock => "tcp_destroy_sock",
             Self::TcpRetransmitSkb => "tcp_retransmit_skb",
+            Self::TcpRcvEstablished => "tcp_rcv_established",
+            Self::TcpSetCaState => "tcp_set_ca_state",
         }
     }
 
@@ -77,6 +86,8 @@ impl KernelFn {
             Self::TcpSendReset => "RST sent",
             Self::TcpDestroySock => "socket freed",
             Self::TcpRetransmitSkb => "segment retransmitted",
+            Self::TcpRcvEstablished => "ACK processed",
+            Self::TcpSetCaState => "congestion state change",
         }
     }
 }

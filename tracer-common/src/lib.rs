@@ -13,6 +13,7 @@
 //! side only.
 #![no_std]
 
+pub mod ca_state;
 pub mod failure;
 pub mod kernel_fn;
 pub mod maps;

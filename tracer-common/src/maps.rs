@@ -56,6 +56,22 @@ pub struct TracepointFn {
     pub sk_offset: u16,
 }
 
+/// The last congestion sample taken of a socket (the `SAMPLED` map's value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sampled {
+    /// When, `bpf_ktime_get_ns()`.
+    pub ts_ns: u64,
+    /// Congestion window then.
+    pub cwnd: u32,
+    /// Slow-start threshold then.
+    pub ssthresh: u32,
+    /// Congestion state then.
+    pub ca_state: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 7],
+}
+
 /// Filter switches handed to the programs as one read-only global.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -78,6 +94,9 @@ pub struct FilterConfig {
     pub _pad: u8,
     /// Payload bytes to copy after the TCP header (0: headers only).
     pub snaplen: u16,
+    /// Least time between two congestion samples of one connection whose congestion state
+    /// and ssthresh did not change, in microseconds.
+    pub sample_gap_us: u32,
 }
 
 /// How many sock_ops callbacks `SOCK_OPS_FUNCS` can map (indexed by `BPF_SOCK_OPS_*_CB`).
@@ -85,6 +104,7 @@ pub const SOCK_OPS_SLOTS: u32 = 32;
 
 const _: () = assert!(core::mem::size_of::<FdKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Inflight>() == 128);
-const _: () = assert!(core::mem::size_of::<FilterConfig>() == 28);
+const _: () = assert!(core::mem::size_of::<FilterConfig>() == 32);
 const _: () = assert!(core::mem::size_of::<PortPair>() == 4);
 const _: () = assert!(core::mem::size_of::<TracepointFn>() == 4);
+const _: () = assert!(core::mem::size_of::<Sampled>() == 24);

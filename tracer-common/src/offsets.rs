@@ -3,7 +3,7 @@
 //! `struct sock` fields from the running kernel's BTF. Nothing here is compiled in.
 
 /// Length of the offsets array.
-pub const OFFSETS_LEN: usize = 32;
+pub const OFFSETS_LEN: usize = 64;
 
 /// `inet_sock_set_state.skaddr`
 pub const STATE_SKADDR: usize = 0;
@@ -65,3 +65,47 @@ pub const SKB_DEV: usize = 27;
 pub const NETDEV_IFINDEX: usize = 28;
 /// `sock_common.skc_state`
 pub const SK_STATE: usize = 29;
+/// `tcp_sock.snd_cwnd`
+pub const TP_SND_CWND: usize = 30;
+/// `tcp_sock.snd_ssthresh`
+pub const TP_SND_SSTHRESH: usize = 31;
+/// `tcp_sock.srtt_us`: smoothed RTT in microseconds, shifted left by 3
+pub const TP_SRTT_US: usize = 32;
+/// `tcp_sock.mdev_us`: RTT mean deviation in microseconds, shifted left by 2
+pub const TP_MDEV_US: usize = 33;
+/// `tcp_sock.packets_out`
+pub const TP_PACKETS_OUT: usize = 34;
+/// `tcp_sock.retrans_out`
+pub const TP_RETRANS_OUT: usize = 35;
+/// `tcp_sock.total_retrans`
+pub const TP_TOTAL_RETRANS: usize = 36;
+/// `tcp_sock.snd_una`
+pub const TP_SND_UNA: usize = 37;
+/// `tcp_sock.snd_nxt`
+pub const TP_SND_NXT: usize = 38;
+/// `tcp_sock.snd_wnd`: the peer's advertised window, scaled
+pub const TP_SND_WND: usize = 39;
+/// `tcp_sock.rcv_wnd`: the window this end advertises
+pub const TP_RCV_WND: usize = 40;
+/// `tcp_sock.mss_cache`
+pub const TP_MSS_CACHE: usize = 41;
+/// `inet_connection_sock.icsk_rto`, in jiffies
+pub const ICSK_RTO: usize = 42;
+/// `inet_connection_sock.icsk_ca_ops`
+pub const ICSK_CA_OPS: usize = 43;
+/// The byte holding the `inet_connection_sock.icsk_ca_state` bit field
+pub const ICSK_CA_STATE_BYTE: usize = 44;
+/// Not an offset: the bit field's shift within that byte
+pub const ICSK_CA_STATE_SHIFT: usize = 45;
+/// `tcp_congestion_ops.name`
+pub const CA_OPS_NAME: usize = 46;
+/// `sk_buff.cb`: `struct tcp_skb_cb` (`seq`, then `end_seq`) while TCP owns the buffer
+pub const SKB_CB: usize = 47;
+/// `tcp_retransmit_skb.skbaddr`
+pub const RETRANS_SKBADDR: usize = 48;
+/// `tcp_retransmit_skb.state`
+pub const RETRANS_STATE: usize = 49;
+/// `tcp_retransmit_skb.err` (6.x on); 0 where the tracepoint has none
+pub const RETRANS_ERR: usize = 50;
+/// `tcp_cong_state_set.cong_state`: the state being entered
+pub const CONG_STATE: usize = 51;

@@ -8,6 +8,7 @@
 //! | `Kernel`        | [`KernelRecord`]  | fentry/kprobe programs and their stand-ins       |
 //! | `State`         | [`StateRecord`]   | `sock:inet_sock_set_state`                        |
 //! | `Packet`        | [`PacketRecord`]  | cgroup_skb egress/ingress                         |
+//! | `Congestion`    | [`CongestionRecord`] | `tcp:` tracepoints: retransmit, ACK samples, congestion state |
 
 use crate::COMM_LEN;
 
@@ -25,6 +26,8 @@ pub enum RecordKind {
     State = 4,
     /// A TCP segment: [`PacketRecord`].
     Packet = 5,
+    /// What TCP did about loss and congestion, with its numbers: [`CongestionRecord`].
+    Congestion = 6,
 }
 
 impl RecordKind {
@@ -36,6 +39,7 @@ impl RecordKind {
             3 => Self::Kernel,
             4 => Self::State,
             5 => Self::Packet,
+            6 => Self::Congestion,
             _ => return None,
         })
     }
@@ -223,6 +227,78 @@ pub struct StateRecord {
     pub _pad: [u8; 6],
 }
 
+/// TCP's view of a traced connection when it retransmitted, processed an ACK or changed its
+/// congestion state: the numbers `ss -ti` shows, read from the socket at that moment.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CongestionRecord {
+    /// Kind `Congestion`, op the [`crate::KernelFn`] whose hook fired.
+    pub header: Header,
+    /// `tcp_retransmit_skb`: the resent segment's first sequence number; otherwise `snd_una`.
+    pub seq: u32,
+    /// `tcp_retransmit_skb`: the sequence number after the segment; otherwise `snd_nxt`.
+    pub end_seq: u32,
+    /// Congestion window, in segments.
+    pub cwnd: u32,
+    /// Slow-start threshold, in segments (`0x7fffffff`: not set yet).
+    pub ssthresh: u32,
+    /// Smoothed RTT, microseconds shifted left by 3 (as the kernel keeps it).
+    pub srtt_us8: u32,
+    /// RTT mean deviation, microseconds shifted left by 2.
+    pub mdev_us4: u32,
+    /// Retransmission timeout, in jiffies.
+    pub rto_jiffies: u32,
+    /// Segments in flight (sent, not yet acknowledged).
+    pub packets_out: u32,
+    /// Retransmitted segments in flight.
+    pub retrans_out: u32,
+    /// Segments retransmitted over the connection's life.
+    pub total_retrans: u32,
+    /// The peer's receive window.
+    pub snd_wnd: u32,
+    /// The window this end advertises.
+    pub rcv_wnd: u32,
+    /// Current MSS.
+    pub mss: u32,
+    /// `tcp_retransmit_skb`: the transmission's result (6.x on), 0 otherwise.
+    pub err: i32,
+    /// Congestion state: the one in force (`tcp_set_ca_state`: the one entered).
+    pub ca_state: u8,
+    /// TCP state of the socket.
+    pub sk_state: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 6],
+    /// The congestion-control algorithm, NUL-padded (`cubic`, `bbr`).
+    pub ca_name: [u8; 16],
+}
+
+impl CongestionRecord {
+    /// An empty record for `func` seen through `via`.
+    pub const fn new(func: crate::KernelFn, via: crate::Via) -> Self {
+        Self {
+            header: Header::new(RecordKind::Congestion, via, func as u8),
+            seq: 0,
+            end_seq: 0,
+            cwnd: 0,
+            ssthresh: 0,
+            srtt_us8: 0,
+            mdev_us4: 0,
+            rto_jiffies: 0,
+            packets_out: 0,
+            retrans_out: 0,
+            total_retrans: 0,
+            snd_wnd: 0,
+            rcv_wnd: 0,
+            mss: 0,
+            err: 0,
+            ca_state: 0,
+            sk_state: 0,
+            _pad: [0; 6],
+            ca_name: [0; 16],
+        }
+    }
+}
+
 /// Bytes of a packet a [`PacketRecord`] can hold: IP + TCP headers (at most 120) and payload.
 pub const PACKET_CAP: usize = 256;
 
@@ -257,4 +333,5 @@ const _: () = assert!(core::mem::size_of::<Header>() == 48);
 const _: () = assert!(core::mem::size_of::<SyscallRecord>() == 120);
 const _: () = assert!(core::mem::size_of::<KernelRecord>() == 104);
 const _: () = assert!(core::mem::size_of::<StateRecord>() == 96);
+const _: () = assert!(core::mem::size_of::<CongestionRecord>() == 128);
 const _: () = assert!(core::mem::size_of::<PacketRecord>() == 24 + PACKET_CAP);

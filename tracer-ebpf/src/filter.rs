@@ -17,6 +17,7 @@ static FILTER: Global<FilterConfig> = Global::new(FilterConfig {
     capture: 0,
     _pad: 0,
     snaplen: 0,
+    sample_gap_us: 0,
 });
 
 /// The filter configuration.

@@ -6,7 +6,10 @@ use aya_ebpf::{
 };
 use tracer_common::{
     failure::FAILURE_KINDS,
-    maps::{FdKey, Inflight, MAX_PIDS, MAX_PORTS, Owner, PortPair, SOCK_OPS_SLOTS, TracepointFn},
+    maps::{
+        FdKey, Inflight, MAX_PIDS, MAX_PORTS, Owner, PortPair, SOCK_OPS_SLOTS, Sampled,
+        TracepointFn,
+    },
     record::SyscallRecord,
 };
 
@@ -83,3 +86,8 @@ pub static SOCK_OPS_FNS: Array<u32> = Array::with_max_entries(SOCK_OPS_SLOTS, 0)
 /// Filled by the loader from its hook table and the tracepoints' tracefs formats.
 #[map]
 pub static TRACEPOINT_FNS: HashMap<u32, TracepointFn> = HashMap::with_max_entries(64, 0);
+
+/// The last congestion sample of each traced socket: when, and the values whose change
+/// makes the next one due at once.
+#[map]
+pub static SAMPLED: LruHashMap<u64, Sampled> = LruHashMap::with_max_entries(16384, 0);

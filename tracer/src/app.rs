@@ -76,6 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         emit_enter: !cli.json,
         packets: !cli.no_packets,
         snaplen: cli.payload_snaplen(),
+        sample_gap_us: cli.sample_ms.saturating_mul(1000),
         probe_mode: cli.probe_mode,
         map_entries: cli.map_entries.clone(),
     };

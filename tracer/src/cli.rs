@@ -75,6 +75,11 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = ProbeMode::Auto)]
     pub probe_mode: ProbeMode,
 
+    /// Least time between two congestion samples (cwnd, ssthresh, RTT, windows) of one
+    /// connection, in milliseconds; a change of congestion state or ssthresh is always sampled.
+    #[arg(long, value_name = "MS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=3_600_000))]
+    pub sample_ms: u32,
+
     /// Print a ladder diagram of each connection's segments at exit.
     #[arg(long)]
     pub ladder: bool,

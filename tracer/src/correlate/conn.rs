@@ -71,6 +71,8 @@ pub struct Conn {
     pub reset_sent: bool,
     /// Retransmitted segments.
     pub retransmits: u32,
+    /// What the congestion layer saw: retransmissions by kind, RTT, cwnd, recovery.
+    pub congestion: super::congestion::CongestionStats,
     /// The last `connect` error, as a negative errno.
     pub connect_error: Option<i64>,
     /// Events seen.
@@ -112,6 +114,7 @@ impl Conn {
             reset_received: false,
             reset_sent: false,
             retransmits: 0,
+            congestion: Default::default(),
             connect_error: None,
             events: 0,
             packets: 0,

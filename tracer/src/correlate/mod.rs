@@ -8,6 +8,7 @@
 //! whose 4-tuple it carries. Each connection gets a small id in order of first sight; kernel
 //! socket addresses never leave this module.
 
+mod congestion;
 mod conn;
 mod copies;
 mod segments;
@@ -18,6 +19,7 @@ use std::net::IpAddr;
 use rustc_hash::FxHashMap as HashMap;
 use tracer_common::{KernelFn, SyscallOp, tcp_state};
 
+pub use congestion::CongestionStats;
 pub use conn::{Conn, ConnId, Role};
 pub use segments::{LadderRow, SegmentView};
 
@@ -609,6 +611,7 @@ impl Correlator {
             conn.reset_received |= old.reset_received;
             conn.reset_sent |= old.reset_sent;
             conn.retransmits += old.retransmits;
+            conn.congestion.merge(old.congestion);
             conn.events += old.events;
             conn.closed |= old.closed;
             conn.sk = conn.sk.or(old.sk);
@@ -757,9 +760,14 @@ impl Correlator {
                     KernelFn::TcpRecvmsg => conn.bytes_received += unaccounted,
                     KernelFn::TcpReceiveReset => conn.reset_received = true,
                     KernelFn::TcpSendReset => conn.reset_sent = true,
-                    KernelFn::TcpRetransmitSkb => conn.retransmits += 1,
                     _ => {}
                 }
+            }
+            Kind::Congestion(c) => {
+                if c.retransmit.is_some() {
+                    conn.retransmits += 1;
+                }
+                conn.congestion.add(ev.ts_ns, c);
             }
             Kind::Syscall(call) if call.exit.is_some() => {
                 let op = call.op;

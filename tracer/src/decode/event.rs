@@ -125,6 +125,8 @@ pub enum Kind {
     State(StateChange),
     /// A TCP segment on the wire.
     Packet(Box<Captured>),
+    /// What TCP did about loss and congestion, with its numbers.
+    Congestion(Box<super::Congestion>),
 }
 
 /// A decoded record.
@@ -164,6 +166,7 @@ impl Event {
         let func = match &kind {
             Kind::Kernel(k) => Some(k.func),
             Kind::State(_) => Some(KernelFn::TcpSetState),
+            Kind::Congestion(c) => Some(c.func),
             _ => None,
         };
         Self {
@@ -183,13 +186,15 @@ impl Event {
         }
     }
 
-    /// The layer name used in every output: `syscall`, `kernel`, `state` or `packet`.
+    /// The layer name used in every output: `syscall`, `kernel`, `state`, `packet` or
+    /// `congestion`.
     pub fn layer(&self) -> &'static str {
         match self.kind {
             Kind::Syscall(_) => "syscall",
             Kind::Kernel(_) => "kernel",
             Kind::State(_) => "state",
             Kind::Packet(_) => "packet",
+            Kind::Congestion(_) => "congestion",
         }
     }
 
@@ -200,6 +205,7 @@ impl Event {
             Kind::Kernel(k) => k.func.name(),
             Kind::State(_) => KernelFn::TcpSetState.name(),
             Kind::Packet(_) => "tcp_segment",
+            Kind::Congestion(c) => c.func.name(),
         }
     }
 

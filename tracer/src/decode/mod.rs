@@ -1,6 +1,7 @@
 //! Decoding: raw ring-buffer records into typed [`Event`]s, one match on the record's kind
 //! tag; and the TCP/IP headers of captured segments ([`tcpip`]).
 
+mod congestion;
 mod event;
 pub mod tcpip;
 
@@ -10,11 +11,13 @@ use thiserror::Error;
 use tracer_common::{
     AF_INET, AF_INET6, COMM_LEN, KernelFn, SyscallOp, Via,
     record::{
-        FLAG_AT_SYSCALL_START, FLAG_BYTES, FLAG_ISN, FLAG_OWNER_GUESSED, FLAG_WRITE_SEQ, Header,
-        KernelRecord, PacketRecord, RecordKind, StateRecord, SyscallRecord, Tuple,
+        CongestionRecord, FLAG_AT_SYSCALL_START, FLAG_BYTES, FLAG_ISN, FLAG_OWNER_GUESSED,
+        FLAG_WRITE_SEQ, Header, KernelRecord, PacketRecord, RecordKind, StateRecord, SyscallRecord,
+        Tuple,
     },
 };
 
+pub use congestion::{Congestion, RetransmitKind};
 pub use event::{Captured, Endpoint, Event, Exit, KernelCall, Kind, StateChange, Syscall};
 use tcpip::Segment;
 
@@ -69,6 +72,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         RecordKind::Kernel => kernel(&read::<KernelRecord>(bytes, "kernel")?),
         RecordKind::State => state(&read::<StateRecord>(bytes, "state")?),
         RecordKind::Packet => packet(&read::<PacketRecord>(bytes, "packet")?),
+        RecordKind::Congestion => congestion(&read::<CongestionRecord>(bytes, "congestion")?),
     }
 }
 
@@ -139,6 +143,12 @@ fn kernel(r: &KernelRecord) -> Result<Event, DecodeError> {
         from_header(&r.header, Some(func), Kind::Kernel(call))?,
         &r.tuple,
     ))
+}
+
+fn congestion(r: &CongestionRecord) -> Result<Event, DecodeError> {
+    let func = KernelFn::from_u8(r.header.op).ok_or(unknown("kernel function", r.header.op))?;
+    let kind = Kind::Congestion(Box::new(Congestion::from_record(r, func)));
+    from_header(&r.header, Some(func), kind)
 }
 
 fn state(r: &StateRecord) -> Result<Event, DecodeError> {

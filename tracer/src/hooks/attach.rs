@@ -14,7 +14,7 @@ use aya::programs::{
 use tracer_common::{KernelFn, Via, maps::TracepointFn};
 
 use super::error::{AttachError, MapError};
-use super::table::{Probe, SOCK_OPS_PROGRAM};
+use super::table::{Probe, SOCK_OPS_PROGRAM, StandIn};
 use crate::system::tracefs::{self, Format};
 
 /// Tracepoint links by program, kept to detach them in parallel.
@@ -119,21 +119,27 @@ impl<'a> Attacher<'a> {
     /// where the socket is in its record goes into `TRACEPOINT_FNS` first.
     pub fn sock_tracepoint(
         &mut self,
-        name: &str,
         func: KernelFn,
-        category: &str,
-        event: &str,
-        sk_field: &str,
-        forget: bool,
+        stand_in: &StandIn,
     ) -> Result<String, AttachError> {
+        let &StandIn::SockTracepoint {
+            program: name,
+            category,
+            name: event,
+            sk_field,
+            forget,
+            since,
+            ..
+        } = stand_in
+        else {
+            return Err(AttachError::NoStandIn("not a socket tracepoint"));
+        };
         let no_tracepoint = || AttachError::NoTracepoint {
             name: format!("{category}:{event}"),
-            since: None,
+            since,
         };
         let format = Format::read(category, event).map_err(|_| no_tracepoint())?;
-        let sk_offset = format
-            .offset(sk_field)
-            .map_err(|e| AttachError::attach(format!("tracepoint {category}:{event}"), &e))?;
+        let sk_offset = format.offset(sk_field).map_err(|_| no_tracepoint())?;
         let map_error = |e: &dyn std::error::Error| AttachError::attach("map TRACEPOINT_FNS", e);
         let map = self
             .ebpf

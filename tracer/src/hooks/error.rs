@@ -89,6 +89,9 @@ pub enum AttachError {
     /// The function has no stand-in; why.
     #[error("{0}")]
     NoStandIn(&'static str),
+    /// The kernel lacks a field its program reads; which, and why.
+    #[error("{0}")]
+    Lacking(String),
     /// A forced tier could not attach it.
     #[error("--probe-mode {mode} could not attach it: {why}")]
     Forced {

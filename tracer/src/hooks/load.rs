@@ -40,6 +40,9 @@ pub struct Filter {
     pub packets: bool,
     /// Payload bytes to keep per segment.
     pub snaplen: u16,
+    /// Least time between two congestion samples of a connection whose congestion state did
+    /// not change, in microseconds.
+    pub sample_gap_us: u32,
     /// Which tier the kernel-function hooks use.
     pub probe_mode: ProbeMode,
     /// Maps loaded with another number of entries than the object says (tests fill them).
@@ -127,6 +130,7 @@ fn filter_config(filter: &Filter) -> FilterConfig {
         capture: u8::from(filter.packets),
         _pad: 0,
         snaplen: filter.snaplen,
+        sample_gap_us: filter.sample_gap_us,
     }
 }
 
@@ -134,9 +138,8 @@ fn filter_config(filter: &Filter) -> FilterConfig {
 pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     let mut offsets = Offsets::tracepoints()?;
     let tiers = Tiers::probe(filter.probe_mode);
-    if tiers.any_probe() || filter.packets {
-        offsets.add_kernel_fields(tiers.any_probe(), filter.packets);
-    }
+    // The congestion layer reads `tcp_sock` fields on every tier.
+    offsets.add_kernel_fields(tiers.any_probe(), filter.packets);
     // No kernel BTF for the loader: Rust programs carry no CO-RE relocations to resolve, and
     // parsing vmlinux BTF would cost ~100 ms of startup.
     let config = filter_config(filter);
@@ -253,6 +256,11 @@ fn attach_row(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets, row: &KernelH
             return HookStatus::missing(name, row.layer, error, skipped);
         }
     }
+    if !row.has_probes()
+        && let Some(why) = offsets.lacking(row.sock_fields)
+    {
+        return HookStatus::missing(name, row.layer, AttachError::Lacking(why), skipped);
+    }
     let result = match row.stand_in {
         StandIn::SockOps { callback, label } => {
             at.sock_ops(callback, row.func).map(|()| label.to_string())
@@ -264,14 +272,7 @@ fn attach_row(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets, row: &KernelH
             since,
             ..
         } => at.tracepoint(program, category, name, since),
-        StandIn::SockTracepoint {
-            program,
-            category,
-            name,
-            sk_field,
-            forget,
-            ..
-        } => at.sock_tracepoint(program, row.func, category, name, sk_field, forget),
+        StandIn::SockTracepoint { .. } => at.sock_tracepoint(row.func, &row.stand_in),
         StandIn::None(why) => Err(AttachError::NoStandIn(why)),
     };
     match result {

@@ -42,7 +42,63 @@ pub enum SockField {
     NetdevIfindex,
     /// `sock_common.skc_state`
     State,
+    /// `tcp_sock.snd_cwnd`
+    SndCwnd,
+    /// `tcp_sock.snd_ssthresh`
+    SndSsthresh,
+    /// `tcp_sock.srtt_us`
+    SrttUs,
+    /// `tcp_sock.mdev_us`
+    MdevUs,
+    /// `tcp_sock.packets_out`
+    PacketsOut,
+    /// `tcp_sock.retrans_out`
+    RetransOut,
+    /// `tcp_sock.total_retrans`
+    TotalRetrans,
+    /// `tcp_sock.snd_una`
+    SndUna,
+    /// `tcp_sock.snd_nxt`
+    SndNxt,
+    /// `tcp_sock.snd_wnd`
+    SndWnd,
+    /// `tcp_sock.rcv_wnd`
+    RcvWnd,
+    /// `tcp_sock.mss_cache`
+    MssCache,
+    /// `inet_connection_sock.icsk_rto`
+    IcskRto,
+    /// `inet_connection_sock.icsk_ca_ops`
+    IcskCaOps,
+    /// `inet_connection_sock.icsk_ca_state`, a bit field: its byte and shift
+    IcskCaState,
+    /// `tcp_congestion_ops.name`
+    CaOpsName,
+    /// `sk_buff.cb`
+    SkbCb,
 }
+
+/// The fields the congestion records read (`tracer-ebpf/src/kernel/congestion.rs`).
+pub const CONGESTION_FIELDS: [SockField; 18] = [
+    SockField::SndCwnd,
+    SockField::SndSsthresh,
+    SockField::SrttUs,
+    SockField::MdevUs,
+    SockField::PacketsOut,
+    SockField::RetransOut,
+    SockField::TotalRetrans,
+    SockField::SndUna,
+    SockField::SndNxt,
+    SockField::SndWnd,
+    SockField::RcvWnd,
+    SockField::MssCache,
+    SockField::IcskRto,
+    SockField::IcskCaOps,
+    SockField::IcskCaState,
+    SockField::CaOpsName,
+    SockField::SkbCb,
+    SockField::State,
+];
 
 /// The fields the TIME_WAIT segment capture reads.
 pub const SKB_FIELDS: [SockField; 6] = [
@@ -95,6 +151,27 @@ impl SockField {
             Self::SkbDev => (off::SKB_DEV, "sk_buff", "dev"),
             Self::NetdevIfindex => (off::NETDEV_IFINDEX, "net_device", "ifindex"),
             Self::State => (off::SK_STATE, "sock_common", "skc_state"),
+            Self::SndCwnd => (off::TP_SND_CWND, "tcp_sock", "snd_cwnd"),
+            Self::SndSsthresh => (off::TP_SND_SSTHRESH, "tcp_sock", "snd_ssthresh"),
+            Self::SrttUs => (off::TP_SRTT_US, "tcp_sock", "srtt_us"),
+            Self::MdevUs => (off::TP_MDEV_US, "tcp_sock", "mdev_us"),
+            Self::PacketsOut => (off::TP_PACKETS_OUT, "tcp_sock", "packets_out"),
+            Self::RetransOut => (off::TP_RETRANS_OUT, "tcp_sock", "retrans_out"),
+            Self::TotalRetrans => (off::TP_TOTAL_RETRANS, "tcp_sock", "total_retrans"),
+            Self::SndUna => (off::TP_SND_UNA, "tcp_sock", "snd_una"),
+            Self::SndNxt => (off::TP_SND_NXT, "tcp_sock", "snd_nxt"),
+            Self::SndWnd => (off::TP_SND_WND, "tcp_sock", "snd_wnd"),
+            Self::RcvWnd => (off::TP_RCV_WND, "tcp_sock", "rcv_wnd"),
+            Self::MssCache => (off::TP_MSS_CACHE, "tcp_sock", "mss_cache"),
+            Self::IcskRto => (off::ICSK_RTO, "inet_connection_sock", "icsk_rto"),
+            Self::IcskCaOps => (off::ICSK_CA_OPS, "inet_connection_sock", "icsk_ca_ops"),
+            Self::IcskCaState => (
+                off::ICSK_CA_STATE_BYTE,
+                "inet_connection_sock",
+                "icsk_ca_state",
+            ),
+            Self::CaOpsName => (off::CA_OPS_NAME, "tcp_congestion_ops", "name"),
+            Self::SkbCb => (off::SKB_CB, "sk_buff", "cb"),
         }
     }
 }
@@ -146,6 +223,15 @@ impl Offsets {
         if let Ok(f) = Format::read("sched", "sched_process_fork") {
             values[off::FORK_CHILD_PID] = f.offset("child_pid").unwrap_or(0);
         }
+        if let Ok(f) = Format::read("tcp", "tcp_retransmit_skb") {
+            values[off::RETRANS_SKBADDR] = f.offset("skbaddr").unwrap_or(0);
+            values[off::RETRANS_STATE] = f.offset("state").unwrap_or(0);
+            // 0, never a real field's offset, says the kernel reports no result.
+            values[off::RETRANS_ERR] = f.offset("err").unwrap_or(0);
+        }
+        if let Ok(f) = Format::read("tcp", "tcp_cong_state_set") {
+            values[off::CONG_STATE] = f.offset("cong_state").unwrap_or(0);
+        }
         Ok(Self {
             values,
             missing: HashMap::new(),
@@ -162,6 +248,7 @@ impl Offsets {
             .then_some(SockField::ALL.as_slice())
             .into_iter()
             .chain(packets.then_some(SKB_FIELDS.as_slice()))
+            .chain(Some(CONGESTION_FIELDS.as_slice()))
             .flatten()
             .copied()
             .collect();
@@ -187,8 +274,12 @@ impl Offsets {
         }
         for field in wanted {
             let (i, st, member) = field.spec();
-            match btf.member_offset(st, member) {
-                Ok(o) => self.values[i] = o,
+            match btf.member_bit_offset(st, member) {
+                Ok(bits) if field == SockField::IcskCaState => {
+                    self.values[i] = bits / 8;
+                    self.values[off::ICSK_CA_STATE_SHIFT] = bits % 8;
+                }
+                Ok(bits) => self.values[i] = bits / 8,
                 Err(e) => {
                     self.missing.insert(field, e.to_string());
                 }

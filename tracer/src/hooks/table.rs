@@ -13,7 +13,7 @@ use std::fmt;
 
 use tracer_common::{KernelFn, SyscallOp, Via};
 
-use super::offsets::{SockField, TUPLE};
+use super::offsets::{CONGESTION_FIELDS, SockField, TUPLE};
 
 /// Which layer a hook's records belong to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub enum Layer {
     State,
     /// Segments on the wire.
     Packet,
+    /// What TCP does about loss and congestion, and its numbers.
+    Congestion,
 }
 
 impl Layer {
@@ -36,6 +38,7 @@ impl Layer {
             Self::Kernel => "kernel",
             Self::State => "state",
             Self::Packet => "packet",
+            Self::Congestion => "congestion",
         }
     }
 }
@@ -92,6 +95,9 @@ pub enum StandIn {
         sk_field: &'static str,
         /// The socket is gone after it: forget it.
         forget: bool,
+        /// The kernel version that added it (with a socket field), for the message where it
+        /// is missing.
+        since: Option<&'static str>,
     },
     /// Nothing stands in for it; why.
     None(&'static str),
@@ -209,6 +215,7 @@ macro_rules! sock_tracepoint {
             label: concat!("tracepoint:", $category, ":", $name),
             sk_field: "skaddr",
             forget: $forget,
+            since: None,
         }
     };
 }
@@ -219,7 +226,7 @@ const TCP_CONNECT_CB: u32 = 3;
 const PASSIVE_ESTABLISHED_CB: u32 = 5;
 
 /// The kernel functions, in display order.
-pub const KERNEL_HOOKS: [KernelHook; 10] = [
+pub const KERNEL_HOOKS: [KernelHook; 12] = [
     KernelHook {
         func: KernelFn::TcpConnect,
         layer: Layer::Kernel,
@@ -317,13 +324,47 @@ pub const KERNEL_HOOKS: [KernelHook; 10] = [
         stand_in: sock_tracepoint!("tcp", "tcp_destroy_sock", forget: true),
         sock_fields: &[],
     },
+    // The congestion layer: tracepoints on every tier, each record with the socket's numbers
+    // (`tracer-ebpf/src/kernel/congestion.rs`).
     KernelHook {
         func: KernelFn::TcpRetransmitSkb,
-        layer: Layer::Kernel,
+        layer: Layer::Congestion,
         fentry: &[],
         kprobes: &[],
         stand_in: sock_tracepoint!("tcp", "tcp_retransmit_skb", forget: false),
-        sock_fields: &[],
+        sock_fields: &CONGESTION_FIELDS,
+    },
+    KernelHook {
+        func: KernelFn::TcpSetCaState,
+        layer: Layer::Congestion,
+        fentry: &[],
+        kprobes: &[],
+        stand_in: StandIn::SockTracepoint {
+            program: "tcp_cong_state_set",
+            category: "tcp",
+            name: "tcp_cong_state_set",
+            label: "tracepoint:tcp:tcp_cong_state_set",
+            sk_field: "skaddr",
+            forget: false,
+            since: Some("6.3"),
+        },
+        sock_fields: &CONGESTION_FIELDS,
+    },
+    KernelHook {
+        func: KernelFn::TcpRcvEstablished,
+        layer: Layer::Congestion,
+        fentry: &[],
+        kprobes: &[],
+        stand_in: StandIn::SockTracepoint {
+            program: "tcp_probe",
+            category: "tcp",
+            name: "tcp_probe",
+            label: "tracepoint:tcp:tcp_probe",
+            sk_field: "skaddr",
+            forget: false,
+            since: Some("6.x (its skaddr field)"),
+        },
+        sock_fields: &CONGESTION_FIELDS,
     },
 ];
 

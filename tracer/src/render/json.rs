@@ -4,14 +4,15 @@
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use tracer_common::{SyscallOp, failure::Failure, tcp_state};
+use tracer_common::{SyscallOp, ca_state, failure::Failure, tcp_state};
 
 use crate::hooks::failures::Counts;
 
 use super::text::{endpoint, errno_name};
 use super::{Finish, Line, Meta, View};
-use crate::correlate::{Conn, SegmentView};
-use crate::decode::{Event, Kind};
+use crate::correlate::{CongestionStats, Conn, SegmentView};
+use crate::decode::{Congestion, Event, Kind, RetransmitKind};
+use crate::system::hz::jiffies_to_us;
 
 /// Reusable state of the JSON writer: the line buffer, and addresses already formatted
 /// (a connection's addresses appear on every one of its lines).
@@ -90,6 +91,19 @@ impl<'a> Obj<'a> {
         for (reason, n) in Failure::ALL.iter().zip(counts) {
             inner.num(reason.key(), *n);
         }
+        self.buf.push(b'}');
+    }
+
+    /// An object under `key`, its members written by `f`.
+    fn object(&mut self, key: &str, f: impl FnOnce(&mut Obj)) {
+        self.key(key);
+        self.buf.push(b'{');
+        let mut inner = Obj {
+            buf: &mut *self.buf,
+            addrs: &mut *self.addrs,
+            first: true,
+        };
+        f(&mut inner);
         self.buf.push(b'}');
     }
 
@@ -326,8 +340,54 @@ fn summary_conn(o: &mut Obj, c: &Conn) {
     o.num("bytes_received", c.bytes_received);
     o.opt_num("handshake_ns", c.handshake_ns);
     o.num("retransmits", c.retransmits);
+    if c.congestion.is_empty() {
+        o.null("congestion");
+    } else {
+        o.object("congestion", |o| summary_congestion(o, &c.congestion));
+    }
     o.strs("states", c.states.iter().map(|&s| tcp_state::name(s)));
     o.str("outcome", c.outcome().unwrap_or("open"));
+}
+
+/// A connection's congestion history in the summary.
+fn summary_congestion(o: &mut Obj, s: &CongestionStats) {
+    o.opt_str("algorithm", s.algorithm.as_deref());
+    o.object("retransmits", |o| {
+        for kind in RetransmitKind::ALL {
+            o.num(kind.key(), s.retransmits.get(&kind).copied().unwrap_or(0));
+        }
+    });
+    o.num("bytes_retransmitted", s.bytes_retransmitted);
+    o.opt_num("srtt_min_us", s.srtt_min_us);
+    o.opt_num("srtt_avg_us", s.srtt_avg_us());
+    o.opt_num("srtt_max_us", s.srtt_max_us);
+    o.num("cwnd_max", s.cwnd_max);
+    o.num("recovery_ns", s.recovering_ns);
+    o.num("state_changes", s.state_changes);
+    if let Some((ts, last)) = &s.last {
+        o.object("last", |o| {
+            o.num("ts_ns", *ts);
+            congestion_numbers(o, last);
+        });
+    }
+}
+
+/// The numbers every congestion record carries.
+fn congestion_numbers(o: &mut Obj, c: &Congestion) {
+    o.str("ca_state", ca_state::name(c.ca_state));
+    o.str("state", tcp_state::name(c.sk_state));
+    o.num("cwnd", c.cwnd);
+    o.opt_num("ssthresh", c.ssthresh);
+    o.opt_num("srtt_us", c.srtt_us);
+    o.num("rttvar_us", c.rttvar_us);
+    o.opt_num("rto_us", jiffies_to_us(c.rto_jiffies));
+    o.num("packets_out", c.packets_out);
+    o.num("retrans_out", c.retrans_out);
+    o.num("total_retrans", c.total_retrans);
+    o.num("snd_wnd", c.snd_wnd);
+    o.num("rcv_wnd", c.rcv_wnd);
+    o.num("mss", c.mss);
+    o.str("algorithm", &c.algorithm);
 }
 
 /// Writes `ev`, which belongs to `conn`, as one JSON line into `scratch`; `seg` is a packet
@@ -425,6 +485,22 @@ fn write_event(
             } else {
                 o.str("to", tcp_state::name(change.to));
             }
+        }
+        Kind::Congestion(c) => {
+            if let Some((kind, seq, end)) = c.retransmit {
+                o.str("retransmit", kind.key());
+                o.num("seq", seq);
+                o.num("end_seq", end);
+                o.opt_num("rel_seq", conn.isn[0].map(|isn| seq.wrapping_sub(isn)));
+                o.num("len", end.wrapping_sub(seq));
+            } else {
+                o.num("snd_una", c.snd_una);
+                o.num("snd_nxt", c.snd_nxt);
+            }
+            if let Some(err) = c.err {
+                o.num("err", err);
+            }
+            congestion_numbers(&mut o, c);
         }
         Kind::Packet(captured) => {
             if let Some(view) = seg {

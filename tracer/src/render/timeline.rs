@@ -5,14 +5,15 @@
 
 use std::io::{self, Write};
 
-use tracer_common::{KernelFn, SyscallOp, tcp_state};
+use tracer_common::{KernelFn, SyscallOp, ca_state, tcp_state};
 
 use super::text::{
     duration, endpoint, family_name, maybe_endpoint, shutdown_how, socket_type, syscall_ret,
 };
 use super::{Line, Part, View};
 use crate::correlate::{Conn, ConnId, Role, SegmentView};
-use crate::decode::{Event, KernelCall, Kind, Syscall};
+use crate::decode::{Congestion, Event, KernelCall, Kind, Syscall};
+use crate::system::hz::jiffies_to_us;
 
 /// ANSI styles, or none.
 #[derive(Clone, Copy)]
@@ -75,11 +76,12 @@ impl<W: Write> Timeline<W> {
             "syscall" => "36",
             "kernel" => "35",
             "packet" => "32",
+            "congestion" => "31",
             _ => "33",
         };
         let (text, tail) = match seg {
             Some(view) => (packet(ev, view), String::new()),
-            None => describe(ev, part, timewait),
+            None => describe(ev, conn, part, timewait),
         };
         let hook = match &ev.kind {
             Kind::Syscall(s) => format!("syscalls:sys_*_{}", s.op.tracepoint()),
@@ -185,8 +187,9 @@ pub fn packet(ev: &Event, view: &SegmentView) -> String {
 }
 
 /// The event's text and a right-hand note (duration).
-fn describe(ev: &Event, part: Part, timewait: bool) -> (String, String) {
+fn describe(ev: &Event, conn: &Conn, part: Part, timewait: bool) -> (String, String) {
     match &ev.kind {
+        Kind::Congestion(c) => (congestion(c, conn), String::new()),
         Kind::Syscall(call) => syscall(ev, call, part),
         Kind::Kernel(call) => (kernel(ev, call), String::new()),
         Kind::State(change) => {
@@ -251,6 +254,52 @@ fn syscall(ev: &Event, call: &Syscall, part: Part) -> (String, String) {
         Part::Return => (format!("{name} = {ret}"), duration(call.duration_ns())),
         Part::Whole => (format!("{text} = {ret}"), duration(call.duration_ns())),
     }
+}
+
+/// `fast retransmit seq 14481:15929 (1448 B) in Recovery · cwnd 7 ssthresh 7 srtt 0.41 ms ...`
+fn congestion(c: &Congestion, conn: &Conn) -> String {
+    let head = match c.retransmit {
+        Some((kind, seq, end)) => {
+            let rel = conn.isn[0].map_or(seq, |isn| seq.wrapping_sub(isn));
+            let mut s = format!(
+                "{}  seq {rel}:{} ({} B) in {}",
+                kind.name(),
+                rel.wrapping_add(end.wrapping_sub(seq)),
+                end.wrapping_sub(seq),
+                ca_state::name(c.ca_state),
+            );
+            if let Some(err) = c.err {
+                s.push_str(&format!(", failed: {}", syscall_ret(i64::from(err))));
+            }
+            s
+        }
+        None if c.func == KernelFn::TcpSetCaState => {
+            format!("congestion state -> {}", ca_state::name(c.ca_state))
+        }
+        None => format!("ACK: {}", ca_state::name(c.ca_state)),
+    };
+    let ms = |us: u64| format!("{}.{:02} ms", us / 1000, (us % 1000) / 10);
+    let mut s = format!("{head} · cwnd {}", c.cwnd);
+    match c.ssthresh {
+        Some(t) => s.push_str(&format!(" ssthresh {t}")),
+        None => s.push_str(" ssthresh -"),
+    }
+    if let Some(srtt) = c.srtt_us {
+        s.push_str(&format!(
+            " srtt {} rttvar {}",
+            ms(u64::from(srtt)),
+            ms(u64::from(c.rttvar_us))
+        ));
+    }
+    if let Some(rto) = jiffies_to_us(c.rto_jiffies) {
+        s.push_str(&format!(" rto {}", ms(rto)));
+    }
+    s.push_str(&format!(" in flight {}", c.packets_out));
+    if c.retrans_out > 0 {
+        s.push_str(&format!(" ({} resent)", c.retrans_out));
+    }
+    s.push_str(&format!(" wnd {}/{}", c.snd_wnd, c.rcv_wnd));
+    s
 }
 
 fn kernel(ev: &Event, call: &KernelCall) -> String {

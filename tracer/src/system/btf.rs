@@ -225,12 +225,16 @@ impl Btf {
     /// Byte offset of `member` in `struct name`, looking through anonymous struct and union
     /// members (where `sock_common` keeps most of its fields).
     pub fn member_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
+        self.member_bit_offset(name, member).map(|bits| bits / 8)
+    }
+
+    /// Bit offset of `member` in `struct name` (a bit field need not start on a byte).
+    pub fn member_bit_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
         let id = *self
             .by_name
             .get(&(KIND_STRUCT, name.to_string()))
             .ok_or_else(|| BtfError::NoStruct(name.to_string()))?;
         self.find_member(id, member, 0)
-            .map(|bits| bits / 8)
             .ok_or_else(|| BtfError::NoMember(name.to_string(), member.to_string()))
     }
 

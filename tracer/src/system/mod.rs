@@ -5,6 +5,7 @@
 pub mod btf;
 pub mod cgroup;
 pub mod features;
+pub mod hz;
 pub mod limits;
 pub mod privileges;
 pub mod sockets;

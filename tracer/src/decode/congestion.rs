@@ -1,0 +1,190 @@
+//! Congestion records decoded: TCP's numbers at a retransmission, a congestion-state change or
+//! an ACK, and why a segment was sent again.
+
+use tracer_common::{KernelFn, ca_state, record::CongestionRecord, tcp_state};
+
+/// Why a segment was sent again, told by the state the connection was in when it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RetransmitKind {
+    /// The handshake's SYN, unanswered (its timer fired).
+    Syn,
+    /// The retransmission timer fired: everything in flight is presumed lost (`Loss` state).
+    Timeout,
+    /// Duplicate ACKs or SACKs showed a hole (`Recovery` state).
+    Fast,
+    /// The tail-loss probe: the last segment sent again when no ACK came for ~2 RTT, to
+    /// provoke the ACK that starts fast recovery without waiting for the timeout.
+    LossProbe,
+}
+
+impl RetransmitKind {
+    /// Every kind, in the order the summary lists them.
+    pub const ALL: [RetransmitKind; 4] = [Self::Syn, Self::Timeout, Self::Fast, Self::LossProbe];
+
+    /// The kind of a retransmission made in TCP state `sk_state` and congestion state
+    /// `ca_state`. A tail-loss probe is sent only in the Open or CWR states (the kernel's
+    /// `tcp_schedule_loss_probe`); fast retransmits happen in Recovery; the timeout moves the
+    /// connection to Loss before it resends.
+    pub fn classify(sk_state: u8, ca: u8) -> Self {
+        match (sk_state, ca) {
+            (tcp_state::SYN_SENT, _) => Self::Syn,
+            (_, ca_state::LOSS) => Self::Timeout,
+            (_, ca_state::RECOVERY) => Self::Fast,
+            _ => Self::LossProbe,
+        }
+    }
+
+    /// The name in JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Syn => "syn",
+            Self::Timeout => "timeout",
+            Self::Fast => "fast",
+            Self::LossProbe => "loss_probe",
+        }
+    }
+
+    /// The name in the timeline and summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Syn => "SYN retransmit",
+            Self::Timeout => "timeout retransmit (RTO)",
+            Self::Fast => "fast retransmit",
+            Self::LossProbe => "tail-loss probe",
+        }
+    }
+}
+
+/// TCP's numbers for a connection at one moment, and what moment it was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Congestion {
+    /// Which hook: `tcp_retransmit_skb`, `tcp_set_ca_state` or `tcp_rcv_established`.
+    pub func: KernelFn,
+    /// A retransmission: its kind and the segment resent (`seq`, `end_seq`, absolute).
+    pub retransmit: Option<(RetransmitKind, u32, u32)>,
+    /// The transmission's result when the kernel reports it and it failed (negative errno).
+    pub err: Option<i32>,
+    /// Congestion state (for `tcp_set_ca_state`: the one entered).
+    pub ca_state: u8,
+    /// TCP state.
+    pub sk_state: u8,
+    /// Congestion window, segments.
+    pub cwnd: u32,
+    /// Slow-start threshold, segments; `None` while unset (infinite).
+    pub ssthresh: Option<u32>,
+    /// Smoothed RTT, microseconds; `None` before the first sample.
+    pub srtt_us: Option<u32>,
+    /// RTT variation, microseconds.
+    pub rttvar_us: u32,
+    /// Retransmission timeout, in jiffies (see [`crate::system::hz`]).
+    pub rto_jiffies: u32,
+    /// Segments in flight.
+    pub packets_out: u32,
+    /// Retransmitted segments in flight.
+    pub retrans_out: u32,
+    /// Segments retransmitted over the connection's life.
+    pub total_retrans: u32,
+    /// Oldest unacknowledged and next sequence numbers (absolute).
+    pub snd_una: u32,
+    /// Next sequence number to send.
+    pub snd_nxt: u32,
+    /// The peer's window.
+    pub snd_wnd: u32,
+    /// The window this end advertises.
+    pub rcv_wnd: u32,
+    /// Current MSS.
+    pub mss: u32,
+    /// Congestion-control algorithm.
+    pub algorithm: String,
+}
+
+/// `snd_ssthresh` before the first reduction (`TCP_INFINITE_SSTHRESH`).
+const INFINITE_SSTHRESH: u32 = 0x7fff_ffff;
+
+impl Congestion {
+    /// The typed form of a raw record for `func`.
+    pub fn from_record(r: &CongestionRecord, func: KernelFn) -> Self {
+        let retransmit = (func == KernelFn::TcpRetransmitSkb).then(|| {
+            (
+                RetransmitKind::classify(r.sk_state, r.ca_state),
+                r.seq,
+                r.end_seq,
+            )
+        });
+        let (snd_una, snd_nxt) = if retransmit.is_some() {
+            (0, 0)
+        } else {
+            (r.seq, r.end_seq)
+        };
+        let end = r.ca_name.iter().position(|&b| b == 0).unwrap_or(16);
+        Self {
+            func,
+            retransmit,
+            err: (r.err < 0).then_some(r.err),
+            ca_state: r.ca_state,
+            sk_state: r.sk_state,
+            cwnd: r.cwnd,
+            ssthresh: (r.ssthresh < INFINITE_SSTHRESH).then_some(r.ssthresh),
+            srtt_us: (r.srtt_us8 > 0).then_some(r.srtt_us8 >> 3),
+            rttvar_us: r.mdev_us4 >> 2,
+            rto_jiffies: r.rto_jiffies,
+            packets_out: r.packets_out,
+            retrans_out: r.retrans_out,
+            total_retrans: r.total_retrans,
+            snd_una,
+            snd_nxt,
+            snd_wnd: r.snd_wnd,
+            rcv_wnd: r.rcv_wnd,
+            mss: r.mss,
+            algorithm: String::from_utf8_lossy(&r.ca_name[..end])
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect(),
+        }
+    }
+
+    /// Bytes of the resent segment.
+    pub fn retransmitted_bytes(&self) -> u32 {
+        self.retransmit
+            .map_or(0, |(_, seq, end)| end.wrapping_sub(seq))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retransmissions_are_named_by_the_state_they_happen_in() {
+        use RetransmitKind::*;
+        let est = tcp_state::ESTABLISHED;
+        assert_eq!(
+            RetransmitKind::classify(tcp_state::SYN_SENT, ca_state::LOSS),
+            Syn
+        );
+        assert_eq!(RetransmitKind::classify(est, ca_state::LOSS), Timeout);
+        assert_eq!(RetransmitKind::classify(est, ca_state::RECOVERY), Fast);
+        assert_eq!(RetransmitKind::classify(est, ca_state::OPEN), LossProbe);
+        assert_eq!(RetransmitKind::classify(est, ca_state::CWR), LossProbe);
+    }
+
+    #[test]
+    fn a_record_decodes_to_its_numbers() {
+        let mut r =
+            CongestionRecord::new(KernelFn::TcpRetransmitSkb, tracer_common::Via::Tracepoint);
+        r.seq = 1000;
+        r.end_seq = 2448;
+        r.sk_state = tcp_state::ESTABLISHED;
+        r.ca_state = ca_state::RECOVERY;
+        r.ssthresh = INFINITE_SSTHRESH;
+        r.srtt_us8 = 800;
+        r.mdev_us4 = 400;
+        r.ca_name[..5].copy_from_slice(b"cubic");
+        let c = Congestion::from_record(&r, KernelFn::TcpRetransmitSkb);
+        assert_eq!(c.retransmit, Some((RetransmitKind::Fast, 1000, 2448)));
+        assert_eq!(c.retransmitted_bytes(), 1448);
+        assert_eq!((c.ssthresh, c.srtt_us, c.rttvar_us), (None, Some(100), 100));
+        assert_eq!(c.algorithm, "cubic");
+        assert_eq!(c.err, None);
+    }
+}
