@@ -101,11 +101,7 @@ pub const ICSK_CA_STATE_SHIFT: usize = 45;
 pub const CA_OPS_NAME: usize = 46;
 /// `sk_buff.cb`: `struct tcp_skb_cb` (`seq`, then `end_seq`) while TCP owns the buffer
 pub const SKB_CB: usize = 47;
-/// `tcp_retransmit_skb.skbaddr`
-pub const RETRANS_SKBADDR: usize = 48;
-/// `tcp_retransmit_skb.state`
-pub const RETRANS_STATE: usize = 49;
-/// `tcp_retransmit_skb.err` (6.x on); 0 where the tracepoint has none
-pub const RETRANS_ERR: usize = 50;
-/// `tcp_cong_state_set.cong_state`: the state being entered
-pub const CONG_STATE: usize = 51;
+/// Not an offset: 1 when the `tcp_retransmit_skb` tracepoint passes the transmission's result
+/// as a third argument (6.x; it then fires for failed attempts too), 0 when it fires only for
+/// segments sent
+pub const RETRANS_HAS_ERR: usize = 48;

@@ -8,7 +8,7 @@
 //! | `Kernel`        | [`KernelRecord`]  | fentry/kprobe programs and their stand-ins       |
 //! | `State`         | [`StateRecord`]   | `sock:inet_sock_set_state`                        |
 //! | `Packet`        | [`PacketRecord`]  | cgroup_skb egress/ingress                         |
-//! | `Congestion`    | [`CongestionRecord`] | `tcp:` tracepoints: retransmit, ACK samples, congestion state |
+//! | `Congestion`    | [`CongestionRecord`] | `tcp:` raw tracepoints: retransmit, ACK samples, congestion state |
 
 use crate::COMM_LEN;
 
@@ -260,7 +260,8 @@ pub struct CongestionRecord {
     pub rcv_wnd: u32,
     /// Current MSS.
     pub mss: u32,
-    /// `tcp_retransmit_skb`: the transmission's result (6.x on), 0 otherwise.
+    /// `tcp_retransmit_skb`: why the attempt failed (a negative errno; `-EBUSY`: the original
+    /// is still queued on this host), 0 when it was sent.
     pub err: i32,
     /// Congestion state: the one in force (`tcp_set_ca_state`: the one entered).
     pub ca_state: u8,

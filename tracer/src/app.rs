@@ -66,10 +66,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
     }
     let filter = Filter {
-        ports: if cli.demo && cli.ports.is_empty() {
-            vec![cli.demo_port()]
-        } else {
-            cli.ports.clone()
+        ports: {
+            // The demo's ports are traced whatever else is.
+            let mut ports = cli.ports.clone();
+            if cli.demo.is_some() {
+                ports.extend(cli.demo_ports());
+                ports.sort_unstable();
+                ports.dedup();
+            }
+            ports
         },
         pids: cli.pids.clone(),
         comm: cli.comm.clone(),
@@ -209,10 +214,15 @@ async fn trace(
     let until = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(u32::MAX as u64)));
     tokio::pin!(until);
     let (demo_tx, mut demo_rx) = tokio::sync::oneshot::channel();
-    if cli.demo {
+    if let Some(which) = cli.demo {
         let port = cli.demo_port();
+        let impairment = cli.impairment();
         tokio::spawn(async move {
-            let _ = demo_tx.send(demo::run(port).await);
+            let result = match which {
+                demo::Demo::Echo => demo::run(port).await,
+                demo::Demo::Loss => demo::loss::run_lab(port, &impairment).await,
+            };
+            let _ = demo_tx.send(result);
         });
     }
     let mut reported = [0u64; FAILURE_KINDS as usize];
@@ -259,7 +269,7 @@ async fn trace(
             _ = stop.interrupt.recv() => break,
             _ = stop.terminate.recv() => break,
             _ = &mut until => break,
-            result = &mut demo_rx, if cli.demo && demo_result.is_none() => {
+            result = &mut demo_rx, if cli.demo.is_some() && demo_result.is_none() => {
                 demo_result = Some(result.unwrap_or(Err("demo task ended".into())));
                 // Let the last state changes and records arrive; collected below.
                 tokio::time::sleep(Duration::from_millis(200)).await;

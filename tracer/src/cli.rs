@@ -5,6 +5,8 @@ use std::path::Path;
 
 use clap::{Parser, ValueEnum};
 
+use crate::demo::Demo;
+use crate::demo::loss::Impairment;
 use crate::hooks::ProbeMode;
 
 /// When to colour the human view.
@@ -43,9 +45,24 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     pub duration: Option<f64>,
 
-    /// Also start the echo server and a scripted echo client on the (first) port, 8080 if none.
-    #[arg(long)]
-    pub demo: bool,
+    /// Also start the echo server and a scripted echo client on the (first) port, 8080 if none;
+    /// `--demo loss`: the same and a bulk transfer (next port) through a lossy path between two
+    /// private network namespaces.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "echo", value_name = "DEMO")]
+    pub demo: Option<Demo>,
+
+    /// Loss lab: drop these data segments (numbered from 1 as they reach the client, resent
+    /// ones included), each once. Default with `--demo loss`: 2,300.
+    #[arg(long, value_name = "N,N...", value_delimiter = ',', value_parser = parse_segment, requires = "demo")]
+    pub drop: Vec<u32>,
+
+    /// Loss lab: drop this percentage of data segments at random (0.01 to 50).
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent, requires = "demo")]
+    pub loss: Option<f64>,
+
+    /// Loss lab: limit the server's sending rate (`tc` units: 20mbit, 500kbit).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, requires = "demo")]
+    pub rate: Option<String>,
 
     /// Colour the timeline.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
@@ -176,6 +193,54 @@ impl Cli {
     /// The port the demo runs on.
     pub fn demo_port(&self) -> u16 {
         self.ports.first().copied().unwrap_or(8080)
+    }
+
+    /// The ports the demo uses: the echo demo's, and the bulk transfer's after it in the lab.
+    pub fn demo_ports(&self) -> Vec<u16> {
+        let port = self.demo_port();
+        match self.demo {
+            Some(Demo::Loss) => vec![port, port.saturating_add(1)],
+            _ => vec![port],
+        }
+    }
+
+    /// The loss lab's impairment: as asked, or one segment of each connection dropped.
+    pub fn impairment(&self) -> Impairment {
+        let asked = !self.drop.is_empty() || self.loss.is_some() || self.rate.is_some();
+        Impairment {
+            drop: if asked {
+                self.drop.clone()
+            } else {
+                vec![2, 300]
+            },
+            loss_percent: self.loss,
+            rate: self.rate.clone(),
+        }
+    }
+}
+
+fn parse_segment(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n @ 1..=1_000_000) => Ok(n),
+        _ => Err("segments are numbered from 1 (at most 1000000)".into()),
+    }
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.01..=50.0).contains(&p) => Ok(p),
+        _ => Err("a loss rate is a percentage from 0.01 to 50".into()),
+    }
+}
+
+fn parse_rate(s: &str) -> Result<String, String> {
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &s[digits.len()..];
+    let number_ok = digits.parse::<f64>().is_ok_and(|v| v > 0.0);
+    if number_ok && ["bit", "kbit", "mbit", "gbit"].contains(&unit) {
+        Ok(s.to_string())
+    } else {
+        Err("a rate is a number and a unit: bit, kbit, mbit or gbit (e.g. 20mbit)".into())
     }
 }
 

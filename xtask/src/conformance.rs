@@ -1,6 +1,7 @@
 //! `cargo xtask conformance`: the tracer against third-party programs (curl, Python's
 //! http.server, nginx, redis, a Go echo pair), compared with tcpdump and tshark on the same traffic
-//! (`tracer/tests/conformance.rs`). Installs the programs it drives from Debian's packages.
+//! (`tracer/tests/conformance.rs`); and the loss lab against tshark and the kernel's counters
+//! (`tracer/tests/loss_lab.rs`). Installs the programs it drives from Debian's packages.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,6 +20,7 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("go", "golang-go"),
     ("redis-server", "redis-server"),
     ("redis-benchmark", "redis-tools"),
+    ("nft", "nftables"),
 ];
 
 /// Installs whatever of [`PROGRAMS`] is missing.
@@ -59,7 +61,17 @@ pub fn install() -> anyhow::Result<()> {
 /// Runs the suite (after [`install`]).
 pub fn run(root: &Path) -> anyhow::Result<()> {
     install()?;
-    crate::cargo(root, &["test", "--release", "--test", "conformance"])
+    crate::cargo(
+        root,
+        &[
+            "test",
+            "--release",
+            "--test",
+            "conformance",
+            "--test",
+            "loss_lab",
+        ],
+    )
 }
 
 fn on_path(cmd: &str) -> bool {

@@ -3,33 +3,47 @@
 //! a congestion-state change (`tcp_cong_state_set`, 6.3+), and a sample of the numbers when an
 //! ACK arrives (`tcp_probe`), rate-limited per connection.
 //!
+//! They are attached as raw tracepoints: their arguments are the socket itself, and the kernel
+//! guards each raw tracepoint program on its own. A perf-attached tracepoint program is
+//! skipped whenever any other such program runs on that CPU, and these fire in softirq, which
+//! interrupts the syscall layer's programs: `tcp_probe` lost samples that way.
+//!
 //! Each record carries the socket's numbers at that moment, read at offsets from the kernel's
 //! BTF: cwnd, ssthresh, RTT, RTO, what is in flight, both windows, and the algorithm's name.
 //! Why a retransmission happened is told by the congestion state it happened in; user space
 //! names it.
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::raw_tracepoint, programs::RawTracePointContext};
 use tracer_common::{
     KernelFn, Via,
+    failure::Failure,
     maps::{Owner, Sampled},
     offsets::{
-        CA_OPS_NAME, CONG_STATE, ICSK_CA_OPS, ICSK_CA_STATE_BYTE, ICSK_CA_STATE_SHIFT, ICSK_RTO,
-        RETRANS_ERR, RETRANS_SKBADDR, RETRANS_STATE, SK_STATE, SKB_CB, TP_MDEV_US, TP_MSS_CACHE,
-        TP_PACKETS_OUT, TP_RCV_WND, TP_RETRANS_OUT, TP_SND_CWND, TP_SND_NXT, TP_SND_SSTHRESH,
-        TP_SND_UNA, TP_SND_WND, TP_SRTT_US, TP_TOTAL_RETRANS,
+        CA_OPS_NAME, ICSK_CA_OPS, ICSK_CA_STATE_BYTE, ICSK_CA_STATE_SHIFT, ICSK_RTO,
+        RETRANS_HAS_ERR, SK_STATE, SKB_CB, TP_MDEV_US, TP_MSS_CACHE, TP_PACKETS_OUT, TP_RCV_WND,
+        TP_RETRANS_OUT, TP_SND_CWND, TP_SND_NXT, TP_SND_SSTHRESH, TP_SND_UNA, TP_SND_WND,
+        TP_SRTT_US, TP_TOTAL_RETRANS,
     },
     record::CongestionRecord,
 };
 
-use super::tracepoints::sock_of as tracepoint_sock;
+use super::traced;
 use crate::{
-    context::{field, kernel_field, offset, sk_field},
+    context::{kernel_field, offset, sk_field},
     emit::{count_if_refused, emit},
     filter::config,
     maps::SAMPLED,
 };
-use aya_ebpf::helpers::bpf_ktime_get_ns;
-use tracer_common::failure::Failure;
+
+/// The traced socket in a `tcp:` raw tracepoint's first argument, and its owner.
+#[inline(always)]
+fn traced_sock(ctx: &RawTracePointContext) -> Option<(u64, Owner)> {
+    let sk: u64 = ctx.arg(0);
+    if sk == 0 {
+        return None;
+    }
+    Some((sk, traced(sk)?))
+}
 
 /// The congestion state in force, from its bit field.
 #[inline(always)]
@@ -42,7 +56,7 @@ fn ca_state(sk: u64) -> u8 {
 /// A record of `func` for traced `sk` with the socket's numbers now.
 #[inline(always)]
 fn snapshot(sk: u64, owner: &Owner, func: KernelFn) -> CongestionRecord {
-    let mut r = CongestionRecord::new(func, Via::Tracepoint);
+    let mut r = CongestionRecord::new(func, Via::RawTracepoint);
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     r.header.ts_ns = unsafe { bpf_ktime_get_ns() };
     r.header.sock = sk;
@@ -67,44 +81,45 @@ fn snapshot(sk: u64, owner: &Owner, func: KernelFn) -> CongestionRecord {
     r
 }
 
-/// `tracepoint:tcp:tcp_retransmit_skb`: the segment resent, and the state it was resent in.
-#[tracepoint]
-pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
-    let Some((sk, owner, _)) = tracepoint_sock(&ctx, KernelFn::TcpRetransmitSkb) else {
+/// `raw_tracepoint:tcp_retransmit_skb(sk, skb[, err])`: the segment resent, the state it was
+/// resent in, and (6.x) whether it could be sent.
+#[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
+    let Some((sk, owner)) = traced_sock(&ctx) else {
         return 0;
     };
     let mut r = snapshot(sk, &owner, KernelFn::TcpRetransmitSkb);
-    let skb: u64 = field(&ctx, RETRANS_SKBADDR);
+    let skb: u64 = ctx.arg(1);
     // `struct tcp_skb_cb` starts with the segment's `seq` and `end_seq`.
     let cb: [u32; 2] = kernel_field(skb, SKB_CB);
     r.seq = cb[0];
     r.end_seq = cb[1];
-    r.sk_state = field::<i32>(&ctx, RETRANS_STATE) as u8;
-    if offset(RETRANS_ERR) != 0 {
-        r.err = field(&ctx, RETRANS_ERR);
+    if offset(RETRANS_HAS_ERR) != 0 {
+        r.err = ctx.arg::<u64>(2) as i32;
     }
     emit(&r);
     0
 }
 
-/// `tracepoint:tcp:tcp_cong_state_set`: the congestion state about to be entered.
-#[tracepoint]
-pub fn tcp_cong_state_set(ctx: TracePointContext) -> u32 {
-    let Some((sk, owner, _)) = tracepoint_sock(&ctx, KernelFn::TcpSetCaState) else {
+/// `raw_tracepoint:tcp_cong_state_set(sk, ca_state)`: the congestion state about to be
+/// entered.
+#[raw_tracepoint(tracepoint = "tcp_cong_state_set")]
+pub fn tcp_cong_state_set(ctx: RawTracePointContext) -> i32 {
+    let Some((sk, owner)) = traced_sock(&ctx) else {
         return 0;
     };
     let mut r = snapshot(sk, &owner, KernelFn::TcpSetCaState);
-    r.ca_state = field(&ctx, CONG_STATE);
+    r.ca_state = ctx.arg::<u64>(1) as u8;
     emit(&r);
     0
 }
 
-/// `tracepoint:tcp:tcp_probe`: a segment arrived on an established connection. A sample is
-/// taken when the congestion state or ssthresh changed, or cwnd changed and the connection's
-/// last sample is at least `sample_gap_us` old.
-#[tracepoint]
-pub fn tcp_probe(ctx: TracePointContext) -> u32 {
-    let Some((sk, owner, _)) = tracepoint_sock(&ctx, KernelFn::TcpRcvEstablished) else {
+/// `raw_tracepoint:tcp_probe(sk, skb)`: a segment arrived on an established connection. A
+/// sample is taken when the congestion state or ssthresh changed, or cwnd changed and the
+/// connection's last sample is at least `sample_gap_us` old.
+#[raw_tracepoint(tracepoint = "tcp_probe")]
+pub fn tcp_probe(ctx: RawTracePointContext) -> i32 {
+    let Some((sk, owner)) = traced_sock(&ctx) else {
         return 0;
     };
     // SAFETY: bpf_ktime_get_ns has no preconditions.

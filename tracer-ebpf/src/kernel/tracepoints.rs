@@ -31,7 +31,7 @@ fn sock_tracepoint(ctx: &TracePointContext, func: KernelFn) -> u32 {
 /// The traced socket a tracepoint standing in for `func` names, its owner, and whether it is
 /// gone after it; `None` if the socket is not traced.
 #[inline(always)]
-pub(super) fn sock_of(
+fn sock_of(
     ctx: &TracePointContext,
     func: KernelFn,
 ) -> Option<(u64, tracer_common::maps::Owner, bool)> {

@@ -36,7 +36,7 @@ pub struct CongestionStats {
 impl CongestionStats {
     /// Adds a record seen at `ts_ns`.
     pub fn add(&mut self, ts_ns: u64, c: &Congestion) {
-        if let Some((kind, _, _)) = c.retransmit {
+        if let Some(kind) = c.resent() {
             *self.retransmits.entry(kind).or_default() += 1;
             self.bytes_retransmitted += u64::from(c.retransmitted_bytes());
         }

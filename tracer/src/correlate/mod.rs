@@ -764,7 +764,7 @@ impl Correlator {
                 }
             }
             Kind::Congestion(c) => {
-                if c.retransmit.is_some() {
+                if c.resent().is_some() {
                     conn.retransmits += 1;
                 }
                 conn.congestion.add(ev.ts_ns, c);

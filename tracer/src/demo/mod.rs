@@ -1,6 +1,8 @@
-//! `--demo`: the echo server and a scripted echo client, started once every hook is attached.
+//! `--demo`: the echo server and a scripted echo client, started once every hook is attached;
+//! `--demo loss`: the same, and a bulk transfer, through a lossy path ([`loss`]).
 
 pub mod echo;
+pub mod loss;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +14,16 @@ use crate::system::sockets::is_listening;
 /// The messages the scripted client sends before `Q`.
 pub const MESSAGES: [&str; 3] = ["hello", "from code", "to packet capture"];
 
+/// Which demo `--demo` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Demo {
+    /// The echo session on loopback.
+    Echo,
+    /// The loss lab: the echo session and a bulk transfer through an impaired path.
+    Loss,
+}
+
+/// The binary `name` next to this one.
 fn sibling(name: &str) -> PathBuf {
     std::env::current_exe()
         .ok()

@@ -194,6 +194,24 @@ impl<'a> Attacher<'a> {
         Ok(())
     }
 
+    /// Attaches raw tracepoint program `name` to `event` of `category`, which the kernel added
+    /// in version `since`: its absence is told as such.
+    pub fn raw_tracepoint_of(
+        &mut self,
+        name: &str,
+        category: &str,
+        event: &str,
+        since: Option<&'static str>,
+    ) -> Result<(), AttachError> {
+        if !tracefs::exists(category, event) {
+            return Err(AttachError::NoTracepoint {
+                name: format!("{category}:{event}"),
+                since,
+            });
+        }
+        self.raw_tracepoint(name, event)
+    }
+
     /// Attaches fentry/fexit `probe` to kernel function `function`.
     pub fn fentry(
         &mut self,

@@ -273,6 +273,15 @@ fn attach_row(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets, row: &KernelH
             ..
         } => at.tracepoint(program, category, name, since),
         StandIn::SockTracepoint { .. } => at.sock_tracepoint(row.func, &row.stand_in),
+        StandIn::RawTracepoint {
+            program,
+            category,
+            name,
+            label,
+            since,
+        } => at
+            .raw_tracepoint_of(program, category, name, since)
+            .map(|()| label.to_string()),
         StandIn::None(why) => Err(AttachError::NoStandIn(why)),
     };
     match result {

@@ -224,14 +224,9 @@ impl Offsets {
             values[off::FORK_CHILD_PID] = f.offset("child_pid").unwrap_or(0);
         }
         if let Ok(f) = Format::read("tcp", "tcp_retransmit_skb") {
-            values[off::RETRANS_SKBADDR] = f.offset("skbaddr").unwrap_or(0);
-            values[off::RETRANS_STATE] = f.offset("state").unwrap_or(0);
-            // 0, never a real field's offset, says the kernel reports no result.
-            values[off::RETRANS_ERR] = f.offset("err").unwrap_or(0);
+            values[off::RETRANS_HAS_ERR] = u32::from(f.offset("err").is_ok());
         }
-        if let Ok(f) = Format::read("tcp", "tcp_cong_state_set") {
-            values[off::CONG_STATE] = f.offset("cong_state").unwrap_or(0);
-        }
+
         Ok(Self {
             values,
             missing: HashMap::new(),

@@ -99,6 +99,19 @@ pub enum StandIn {
         /// is missing.
         since: Option<&'static str>,
     },
+    /// A raw tracepoint whose first argument is the socket, with a program of its own.
+    RawTracepoint {
+        /// The program's name in the object.
+        program: &'static str,
+        /// The category its tracefs event is listed under.
+        category: &'static str,
+        /// The tracepoint's name.
+        name: &'static str,
+        /// The hook label: `raw_tracepoint:name`.
+        label: &'static str,
+        /// The kernel version that added it, for the message where it is missing.
+        since: Option<&'static str>,
+    },
     /// Nothing stands in for it; why.
     None(&'static str),
 }
@@ -109,7 +122,8 @@ impl StandIn {
         match self {
             Self::SockOps { label, .. }
             | Self::Tracepoint { label, .. }
-            | Self::SockTracepoint { label, .. } => label,
+            | Self::SockTracepoint { label, .. }
+            | Self::RawTracepoint { label, .. } => label,
             Self::None(_) => "none",
         }
     }
@@ -146,6 +160,7 @@ impl KernelHook {
             StandIn::SockOps { .. } => Some((SOCK_OPS_PROGRAM, Via::SockOps)),
             StandIn::Tracepoint { program, .. } => Some((program, Via::Tracepoint)),
             StandIn::SockTracepoint { program, .. } => Some((program, Via::Tracepoint)),
+            StandIn::RawTracepoint { program, .. } => Some((program, Via::RawTracepoint)),
             StandIn::None(_) => None,
         };
         self.fentry
@@ -200,6 +215,19 @@ macro_rules! tracepoint {
             category: $category,
             name: $name,
             label: concat!("tracepoint:", $category, ":", $name),
+            since: $since,
+        }
+    };
+}
+
+/// A `tcp:` raw tracepoint whose first argument is the socket; its program has its name.
+macro_rules! raw_tracepoint {
+    ($name:literal, $since:expr) => {
+        StandIn::RawTracepoint {
+            program: $name,
+            category: "tcp",
+            name: $name,
+            label: concat!("raw_tracepoint:", $name),
             since: $since,
         }
     };
@@ -331,7 +359,7 @@ pub const KERNEL_HOOKS: [KernelHook; 12] = [
         layer: Layer::Congestion,
         fentry: &[],
         kprobes: &[],
-        stand_in: sock_tracepoint!("tcp", "tcp_retransmit_skb", forget: false),
+        stand_in: raw_tracepoint!("tcp_retransmit_skb", None),
         sock_fields: &CONGESTION_FIELDS,
     },
     KernelHook {
@@ -339,15 +367,7 @@ pub const KERNEL_HOOKS: [KernelHook; 12] = [
         layer: Layer::Congestion,
         fentry: &[],
         kprobes: &[],
-        stand_in: StandIn::SockTracepoint {
-            program: "tcp_cong_state_set",
-            category: "tcp",
-            name: "tcp_cong_state_set",
-            label: "tracepoint:tcp:tcp_cong_state_set",
-            sk_field: "skaddr",
-            forget: false,
-            since: Some("6.3"),
-        },
+        stand_in: raw_tracepoint!("tcp_cong_state_set", Some("after 5.10")),
         sock_fields: &CONGESTION_FIELDS,
     },
     KernelHook {
@@ -355,15 +375,7 @@ pub const KERNEL_HOOKS: [KernelHook; 12] = [
         layer: Layer::Congestion,
         fentry: &[],
         kprobes: &[],
-        stand_in: StandIn::SockTracepoint {
-            program: "tcp_probe",
-            category: "tcp",
-            name: "tcp_probe",
-            label: "tracepoint:tcp:tcp_probe",
-            sk_field: "skaddr",
-            forget: false,
-            since: Some("6.x (its skaddr field)"),
-        },
+        stand_in: raw_tracepoint!("tcp_probe", None),
         sock_fields: &CONGESTION_FIELDS,
     },
 ];
@@ -420,7 +432,7 @@ pub fn label(func: Option<KernelFn>, via: Via) -> HookLabel {
         (Via::Syscalls, _) => HookLabel::Fixed("tracepoint:syscalls"),
         (Via::CgroupSkbEgress, _) => HookLabel::Fixed("cgroup_skb:egress"),
         (Via::CgroupSkbIngress, _) => HookLabel::Fixed("cgroup_skb:ingress"),
-        (Via::RawTracepoint, _) => HookLabel::Fixed("raw_tracepoint:net_dev_queue"),
+        (Via::RawTracepoint, None) => HookLabel::Fixed("raw_tracepoint:net_dev_queue"),
         (via, Some(func)) if via.is_probe() => HookLabel::Probe(via, func),
         (via, func) => HookLabel::Fixed(
             func.and_then(row)

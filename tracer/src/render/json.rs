@@ -493,12 +493,13 @@ fn write_event(
                 o.num("end_seq", end);
                 o.opt_num("rel_seq", conn.isn[0].map(|isn| seq.wrapping_sub(isn)));
                 o.num("len", end.wrapping_sub(seq));
+                if let Some(err) = c.err {
+                    o.num("err", err);
+                    o.opt_str("errno", errno_name(-i64::from(err)));
+                }
             } else {
                 o.num("snd_una", c.snd_una);
                 o.num("snd_nxt", c.snd_nxt);
-            }
-            if let Some(err) = c.err {
-                o.num("err", err);
             }
             congestion_numbers(&mut o, c);
         }

@@ -6,6 +6,7 @@ use tracer_common::{failure::Failure, tcp_state};
 
 use super::text::{duration, maybe_endpoint};
 use super::{Finish, Line, View};
+use crate::correlate::CongestionStats;
 use crate::correlate::Conn;
 
 /// The state path as `CLOSE > SYN_SENT > ESTABLISHED ...`.
@@ -53,6 +54,9 @@ pub fn table(end: &Finish) -> String {
         ));
         if !c.states.is_empty() {
             s.push_str(&format!("             states {}\n", state_path(c)));
+        }
+        if let Some(line) = congestion_line(&c.congestion) {
+            s.push_str(&format!("             {line}\n"));
         }
     }
     s.push_str(&format!(
@@ -111,6 +115,42 @@ impl<W: Write> View for Summary<W> {
         writeln!(self.out, "{}", table(end))?;
         self.out.flush()
     }
+}
+
+/// `tcp: bbr, 2 retransmits (fast 1, tail-loss probe 1), 1472 B resent, srtt 0.04/0.11/0.30 ms
+/// (min/avg/max), cwnd max 156, 0.03 ms recovering`
+fn congestion_line(c: &CongestionStats) -> Option<String> {
+    if c.is_empty() {
+        return None;
+    }
+    let ms = |us: u64| format!("{}.{:02}", us / 1000, (us % 1000) / 10);
+    let mut s = format!("tcp: {}", c.algorithm.as_deref().unwrap_or("?"));
+    let total = c.total_retransmits();
+    if total > 0 {
+        let kinds: Vec<String> = c
+            .retransmits
+            .iter()
+            .map(|(kind, n)| format!("{} {n}", kind.name()))
+            .collect();
+        s.push_str(&format!(
+            ", {total} retransmit(s) ({}), {} B resent",
+            kinds.join(", "),
+            c.bytes_retransmitted
+        ));
+    }
+    if let (Some(min), Some(avg), Some(max)) = (c.srtt_min_us, c.srtt_avg_us(), c.srtt_max_us) {
+        s.push_str(&format!(
+            ", srtt {}/{}/{} ms (min/avg/max)",
+            ms(u64::from(min)),
+            ms(avg),
+            ms(u64::from(max))
+        ));
+    }
+    s.push_str(&format!(", cwnd max {}", c.cwnd_max));
+    if c.recovering_ns > 0 {
+        s.push_str(&format!(", {} recovering", duration(c.recovering_ns)));
+    }
+    Some(s)
 }
 
 #[cfg(test)]

@@ -269,14 +269,14 @@ fn congestion(c: &Congestion, conn: &Conn) -> String {
                 ca_state::name(c.ca_state),
             );
             if let Some(err) = c.err {
-                s.push_str(&format!(", failed: {}", syscall_ret(i64::from(err))));
+                s.push_str(&format!(", not sent: {}", syscall_ret(i64::from(err))));
             }
             s
         }
         None if c.func == KernelFn::TcpSetCaState => {
             format!("congestion state -> {}", ca_state::name(c.ca_state))
         }
-        None => format!("ACK: {}", ca_state::name(c.ca_state)),
+        None => format!("ACK in {}", ca_state::name(c.ca_state)),
     };
     let ms = |us: u64| format!("{}.{:02} ms", us / 1000, (us % 1000) / 10);
     let mut s = format!("{head} · cwnd {}", c.cwnd);

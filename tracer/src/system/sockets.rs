@@ -102,15 +102,16 @@ fn tcp_sockets_of(proc_dir: &str) -> HashMap<u64, Row> {
     tcp
 }
 
-/// Every TCP socket of this host's namespace by inode.
-fn tcp_sockets() -> HashMap<u64, Row> {
-    tcp_sockets_of("/proc/self")
-}
-
 /// Whether something listens on TCP `port` (read from /proc, so no probe connection shows up
 /// in a trace).
 pub fn is_listening(port: u16) -> bool {
-    tcp_sockets()
+    is_listening_in("/proc/self", port)
+}
+
+/// Whether something listens on TCP `port` in the network namespace of `/proc/<pid>`
+/// (`proc_dir`).
+pub fn is_listening_in(proc_dir: &str, port: u16) -> bool {
+    tcp_sockets_of(proc_dir)
         .values()
         .any(|row| row.listening && row.lport == port)
 }

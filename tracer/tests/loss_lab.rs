@@ -1,0 +1,459 @@
+//! Loss and recovery, against independent truth: segments are dropped on a veth path between
+//! two network namespaces (an nftables rule in the client's namespace), and what the tracer
+//! says TCP did is compared with a capture on the sender's veth (read by tshark) and with the
+//! kernel's own counters for the sender's namespace (`nstat`). Also: `--demo loss` end to
+//! end, and that it leaves nothing behind.
+//!
+//! Needs root, iproute2, nftables, tcpdump and tshark (`cargo xtask conformance` installs them).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BULK: &str = env!("CARGO_BIN_EXE_bulk");
+const SERVER: &str = "198.51.100.1";
+const CLIENT: &str = "198.51.100.2";
+
+/// Two namespaces joined by a veth pair with one segment per packet; deleted when dropped.
+struct Path2 {
+    server: String,
+    client: String,
+}
+
+impl Path2 {
+    fn new(tag: &str) -> Self {
+        let pid = std::process::id();
+        let p = Path2 {
+            server: format!("tl{pid}{tag}s"),
+            client: format!("tl{pid}{tag}c"),
+        };
+        for ns in [&p.server, &p.client] {
+            run(Command::new("ip").args(["netns", "add", ns]));
+        }
+        run(Command::new("ip").args([
+            "link",
+            "add",
+            "vs",
+            "netns",
+            &p.server,
+            "gso_max_segs",
+            "1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vc",
+            "netns",
+            &p.client,
+            "gso_max_segs",
+            "1",
+        ]));
+        for (ns, dev, addr) in [(&p.server, "vs", SERVER), (&p.client, "vc", CLIENT)] {
+            run(Command::new("ip").args([
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                dev,
+            ]));
+            run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
+            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
+        }
+        p
+    }
+
+    fn exec(&self, ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+
+    /// Drops, in the client's namespace, the data segments from server port `port` numbered
+    /// `nth` (from 1, in arrival order), each once.
+    fn drop_segments(&self, port: u16, nth: &[u32]) {
+        let set: Vec<String> = nth.iter().map(|n| (n - 1).to_string()).collect();
+        let rules = format!(
+            "table ip t {{\n chain c {{\n  type filter hook prerouting priority raw; policy accept;\n  \
+             ip saddr {SERVER} tcp sport {port} tcp doff 8 ip length > 52 \
+             numgen inc mod 1000000000 {{ {} }} counter drop\n }}\n}}\n",
+            set.join(", ")
+        );
+        let mut child = self
+            .exec(&self.client, "nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nft (nftables) is installed");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "nft rejected {rules}");
+    }
+
+    /// The kernel's TCP counters of namespace `ns`, absolute (the namespace is new: they
+    /// started at zero).
+    fn nstat(&self, ns: &str) -> BTreeMap<String, u64> {
+        let out = self
+            .exec(ns, "nstat")
+            .args(["-a", "-z", "-s"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                Some((f.next()?.to_string(), f.next()?.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Path2 {
+    fn drop(&mut self) {
+        for ns in [&self.server, &self.client] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// tcpdump on `iface` in `ns`, writing `file`.
+fn tcpdump(path: &Path2, ns: &str, iface: &str, file: &Path) -> Child {
+    let mut child = path
+        .exec(ns, "tcpdump")
+        .args(["-B", "32768", "-U", "-n", "-i", iface, "-w"])
+        .arg(file)
+        .arg("tcp")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("tcpdump is installed");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "tcpdump: {line}");
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    child
+}
+
+fn stop(mut child: Child) {
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait();
+}
+
+/// Data segments sent again in a capture taken on the sender's side: (source port, raw seq) of
+/// every copy after the first, as tshark dissects the frames. On the sender's side nothing
+/// reorders, so a repeat is a retransmission; tshark's own analysis agrees, though it calls
+/// a copy sent within a (sub-millisecond) RTT "out-of-order".
+fn repeats_in_capture(file: &Path) -> Vec<(u64, u64)> {
+    let fields = |filter: &str| {
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(file)
+            .args([
+                "-Y",
+                filter,
+                "-T",
+                "fields",
+                "-e",
+                "tcp.srcport",
+                "-e",
+                "tcp.seq_raw",
+            ])
+            .output()
+            .expect("tshark is installed");
+        assert!(
+            out.status.success(),
+            "tshark: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut rows: Vec<(u64, u64)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (port, seq) = l.split_once('\t')?;
+                Some((port.trim().parse().ok()?, seq.trim().parse().ok()?))
+            })
+            .collect();
+        rows.sort_unstable();
+        rows
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut repeats: Vec<(u64, u64)> = fields("tcp.len > 0")
+        .into_iter()
+        .filter(|row| !seen.insert(*row))
+        .collect();
+    repeats.sort_unstable();
+    let flagged = fields(
+        "tcp.analysis.retransmission || tcp.analysis.fast_retransmission \
+         || tcp.analysis.spurious_retransmission || tcp.analysis.out_of_order",
+    );
+    assert_eq!(
+        repeats, flagged,
+        "tshark's analysis flags other frames than the repeats"
+    );
+    repeats
+}
+
+/// The tracer's retransmissions: (local port, seq, kind).
+fn traced_retransmissions(events: &[Value]) -> Vec<(u64, u64, String)> {
+    let mut found: Vec<(u64, u64, String)> = events
+        .iter()
+        .filter(|e| {
+            // An attempt that failed (the original still queued here) sent nothing.
+            e["layer"] == "congestion" && e["retransmit"].is_string() && e.get("err").is_none()
+        })
+        .map(|e| {
+            (
+                e["lport"].as_u64().unwrap(),
+                e["seq"].as_u64().unwrap(),
+                e["retransmit"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn retransmissions_agree_with_tshark_and_the_kernels_counters() {
+    let path = Path2::new("a");
+    let bulk_port = support::free_port();
+    let echo_port = loop {
+        let p = support::free_port();
+        if p != bulk_port {
+            break p;
+        }
+    };
+    // The echo server's second reply (a lone segment: a tail-loss probe resends it), and two
+    // segments in the middle of the bulk transfer (fast retransmits).
+    path.drop_segments(echo_port, &[2]);
+    path.drop_segments(bulk_port, &[20, 300]);
+    let capture = std::env::temp_dir().join(format!("tracer-loss-lab-{}.pcap", std::process::id()));
+    let trace = support::start(&[
+        "--port",
+        &bulk_port.to_string(),
+        "--port",
+        &echo_port.to_string(),
+    ]);
+    let dump = tcpdump(&path, &path.server, "vs", &capture);
+    let mut echo = path
+        .exec(&path.server, support::ECHO_SERVER)
+        .args(["--port", &echo_port.to_string()])
+        .spawn()
+        .unwrap();
+    let mut bulk = path
+        .exec(&path.server, BULK)
+        .args([
+            "serve",
+            "--port",
+            &bulk_port.to_string(),
+            "--bytes",
+            "1048576",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let listening = |port: u16| {
+        let out = path
+            .exec(&path.server, "ss")
+            .args(["-Hltn", &format!("sport = :{port}")])
+            .output()
+            .unwrap();
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    };
+    while !(listening(echo_port) && listening(bulk_port)) {
+        assert!(Instant::now() < deadline, "the servers never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let echoed = path
+        .exec(&path.client, support::ECHO_CLIENT)
+        .args(["--addr", &format!("{SERVER}:{echo_port}")])
+        .args(["--message", "one", "--message", "two", "--message", "three"])
+        .output()
+        .unwrap();
+    assert!(echoed.status.success(), "echo-client failed");
+    let fetched = path
+        .exec(&path.client, BULK)
+        .args(["fetch", "--addr", &format!("{SERVER}:{bulk_port}")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&fetched.stdout).trim(), "1048576");
+    let _ = bulk.wait();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(echo.id() as i32, libc::SIGTERM) };
+    let _ = echo.wait();
+    stop(dump);
+    let events = trace.stop();
+    let counters = path.nstat(&path.server);
+    let client_counters = path.nstat(&path.client);
+    let tshark = repeats_in_capture(&capture);
+    if std::env::var_os("KEEP_CAPTURE").is_none() {
+        let _ = std::fs::remove_file(&capture);
+    }
+
+    let traced = traced_retransmissions(&events);
+    let seen: Vec<(u64, u64)> = traced.iter().map(|(p, s, _)| (*p, *s)).collect();
+    let unmatched: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["retransmit"].is_string()
+                && !tshark.contains(&(e["lport"].as_u64().unwrap(), e["seq"].as_u64().unwrap()))
+        })
+        .collect();
+    assert_eq!(
+        seen, tshark,
+        "retransmitted segments (port, seq): the tracer's vs the capture's on the server's veth; \
+         the tracer's alone: {unmatched:?}"
+    );
+    // The capture on the server's veth holds both directions; the kernel counts per namespace.
+    let servers = [u64::from(echo_port), u64::from(bulk_port)];
+    let (server_side, client_side): (Vec<_>, Vec<_>) =
+        traced.iter().partition(|(p, _, _)| servers.contains(p));
+    let count = |kind: &str| server_side.iter().filter(|(_, _, k)| k == kind).count() as u64;
+    let tcp = |c: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
+        c.iter()
+            .filter(|(k, _)| k.starts_with("Tcp"))
+            .map(|(k, v)| (k.clone(), *v))
+            .filter(|(_, v)| *v > 0)
+            .collect()
+    };
+    let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
+    let why = format!("{traced:?} {:?}", tcp(&counters));
+    assert_eq!(server_side.len() as u64, counter("TcpRetransSegs"), "{why}");
+    assert_eq!(count("fast"), counter("TcpExtTCPFastRetrans"), "{why}");
+    assert_eq!(count("loss_probe"), counter("TcpExtTCPLossProbes"), "{why}");
+    assert_eq!(
+        client_side.len() as u64,
+        client_counters.get("TcpRetransSegs").copied().unwrap_or(0),
+        "the client's retransmissions: {traced:?} {:?}",
+        tcp(&client_counters)
+    );
+    // Every drop was recovered: the echo reply by a probe, the bulk holes by retransmissions.
+    let on = |port: u16| {
+        traced
+            .iter()
+            .filter(|(p, _, _)| *p == u64::from(port))
+            .count()
+    };
+    assert!(on(echo_port) >= 1 && on(bulk_port) >= 2, "{traced:?}");
+    // The probe resent exactly the lost reply: the second, after the first's 18 bytes.
+    let probe = events
+        .iter()
+        .find(|e| e["retransmit"] == "loss_probe" && e["lport"] == echo_port)
+        .expect("a tail-loss probe of the echo reply");
+    assert_eq!(probe["rel_seq"], 19, "{probe}");
+    assert_eq!(probe["len"], 18, "{probe}");
+
+    // The summary adds them up per connection, by kind.
+    let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+    let server_conns: Vec<&Value> = summary["conns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["role"] == "server")
+        .collect();
+    let summed: u64 = server_conns
+        .iter()
+        .map(|c| c["retransmits"].as_u64().unwrap())
+        .sum();
+    assert_eq!(summed, server_side.len() as u64, "{summary}");
+    for c in &server_conns {
+        let cc = &c["congestion"];
+        assert!(cc["algorithm"].is_string(), "{c}");
+        assert!(cc["cwnd_max"].as_u64().unwrap() >= 10, "{c}");
+        let by_kind: u64 = ["syn", "timeout", "fast", "loss_probe"]
+            .iter()
+            .map(|k| cc["retransmits"][k].as_u64().unwrap())
+            .sum();
+        assert_eq!(by_kind, c["retransmits"].as_u64().unwrap(), "{c}");
+    }
+}
+
+#[test]
+fn the_loss_demo_shows_a_probe_and_a_fast_retransmit_and_leaves_nothing_behind() {
+    assert!(support::is_root(), "run as root");
+    let port = support::free_port();
+    let child = Command::new(support::TRACER)
+        .args(["--demo", "loss", "--json", "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Read its output while it runs: a full pipe would stop it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, which has not been reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("the loss demo did not finish within 120 s");
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tracer --demo loss failed: {stderr}");
+    assert!(stderr.contains("the lab dropped 2 segment(s)"), "{stderr}");
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let traced = traced_retransmissions(&events);
+    // The second reply ("your message isfrom code", 24 bytes after the first's 20) is lost
+    // and probed; the bulk transfer's hole is filled by a fast retransmit.
+    let probe = events
+        .iter()
+        .find(|e| e["retransmit"] == "loss_probe" && e["lport"] == port)
+        .unwrap_or_else(|| panic!("no probe of the echo reply: {traced:?}"));
+    assert_eq!(
+        (probe["rel_seq"].as_u64(), probe["len"].as_u64()),
+        (Some(21), Some(24))
+    );
+    assert!(
+        traced
+            .iter()
+            .any(|(p, _, k)| *p == u64::from(port) + 1 && k == "fast"),
+        "no fast retransmit in the bulk transfer: {traced:?}"
+    );
+    // Samples and state changes are on the same connections' timelines.
+    assert!(events.iter().any(|e| e["event"] == "tcp_rcv_established"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "tcp_set_ca_state" && e["ca_state"] == "Recovery")
+    );
+    // Nothing of the lab is left.
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("tracer-lab-{pid}-")))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
