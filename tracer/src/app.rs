@@ -14,7 +14,7 @@ use crate::demo;
 use crate::hooks::{self, Filter};
 use crate::pipeline::Pipeline;
 use crate::render::{
-    Meta, View, banner, json::Json, ladder::Ladder, pcap::Pcap, summary::Summary,
+    Meta, View, banner, json::Json, ladder::Ladder, pcap::Pcap, plot::Plot, summary::Summary,
     timeline::Timeline,
 };
 use crate::system::{privileges, tracefs};
@@ -186,6 +186,11 @@ fn views(cli: &Cli) -> anyhow::Result<Vec<Box<dyn View>>> {
         let pcap = Pcap::create(path, realtime_offset_ns())
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         views.push(Box::new(pcap));
+    }
+    if let Some(path) = &cli.plot {
+        let plot = Plot::create(path)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        views.push(Box::new(plot));
     }
     Ok(views)
 }

@@ -80,6 +80,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<std::path::PathBuf>,
 
+    /// At exit, draw FILE.svg: per connection that sent data, its time-sequence graph (with
+    /// retransmissions) and its cwnd, ssthresh, in-flight and srtt over time.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
+
     /// Also capture payload bytes (up to --snaplen); by default only headers are copied.
     #[arg(long)]
     pub payload: bool,

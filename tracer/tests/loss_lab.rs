@@ -395,8 +395,17 @@ fn retransmissions_agree_with_tshark_and_the_kernels_counters() {
 fn the_loss_demo_shows_a_probe_and_a_fast_retransmit_and_leaves_nothing_behind() {
     assert!(support::is_root(), "run as root");
     let port = support::free_port();
+    let plot = std::env::temp_dir().join(format!("tracer-loss-plot-{port}.svg"));
     let child = Command::new(support::TRACER)
-        .args(["--demo", "loss", "--json", "--port", &port.to_string()])
+        .args([
+            "--demo",
+            "loss",
+            "--json",
+            "--port",
+            &port.to_string(),
+            "--plot",
+        ])
+        .arg(&plot)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -456,4 +465,77 @@ fn the_loss_demo_shows_a_probe_and_a_fast_retransmit_and_leaves_nothing_behind()
         })
         .unwrap_or_default();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
+
+    // The picture: both connections that sent data, with their series, drawn by a browser.
+    let doc = std::fs::read_to_string(&plot).unwrap();
+    let _ = std::fs::remove_file(&plot);
+    for series in ["sent", "retransmitted", "acked", "cwnd", "srtt"] {
+        assert!(
+            doc.matches(&format!("-{series}\"")).count() >= 2,
+            "series {series} missing from the plot"
+        );
+    }
+    let colors = screenshot_colors(&doc);
+    for (name, rgb) in [
+        ("data sent (blue)", [0x1f, 0x5f, 0xbf]),
+        ("sent again (red)", [0xd6, 0x27, 0x28]),
+        ("acknowledged (green)", [0x2c, 0xa0, 0x2c]),
+        ("ssthresh (orange)", [0xff, 0x7f, 0x0e]),
+        ("srtt (purple)", [0x94, 0x67, 0xbd]),
+    ] {
+        // Anti-aliased edges blend into white: count pixels close to the colour.
+        let n: usize = colors
+            .iter()
+            .filter(|(c, _)| c.iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 24))
+            .map(|(_, n)| n)
+            .sum();
+        assert!(n >= 20, "the rendered plot has {n} pixels of {name}");
+    }
+}
+
+/// Renders an SVG document in headless Chromium and counts the pixels of each colour of the
+/// screenshot, right of the legends' colour squares (x < 85) so that only series count.
+fn screenshot_colors(doc: &str) -> std::collections::HashMap<[u8; 3], usize> {
+    let dir = std::env::temp_dir().join(format!("tracer-plot-shot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("plot.svg");
+    let png = dir.join("plot.png");
+    std::fs::write(&svg, doc).unwrap();
+    let height = doc
+        .split("height=\"")
+        .nth(1)
+        .and_then(|h| h.split('"').next())
+        .unwrap_or("2000")
+        .to_string();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            &format!("--window-size=960,{height}"),
+            &format!("--user-data-dir={}", dir.join("profile").display()),
+            &format!("--screenshot={}", png.display()),
+        ])
+        .arg(format!("file://{}", svg.display()))
+        .output()
+        .expect("chromium is installed (cargo xtask conformance installs it)");
+    assert!(
+        png.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoder = png::Decoder::new(std::fs::File::open(&png).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let mut counts = std::collections::HashMap::new();
+    for row in buf[..info.buffer_size()].chunks(info.line_size) {
+        for px in row.chunks(channels).skip(85) {
+            *counts.entry([px[0], px[1], px[2]]).or_insert(0) += 1;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    counts
 }

@@ -21,19 +21,30 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("redis-server", "redis-server"),
     ("redis-benchmark", "redis-tools"),
     ("nft", "nftables"),
+    ("chromium", "chromium"),
 ];
 
 /// Installs whatever of [`PROGRAMS`] is missing.
 pub fn install() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PROGRAMS
+    install_programs(PROGRAMS, "the conformance suite")
+}
+
+/// What `tracer --demo loss` runs to build its lab.
+pub const LAB_PROGRAMS: &[(&str, &str)] =
+    &[("ip", "iproute2"), ("tc", "iproute2"), ("nft", "nftables")];
+
+/// Installs the Debian package of each command of `programs` not on the path, for `purpose`.
+pub fn install_programs(programs: &[(&str, &str)], purpose: &str) -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = programs
         .iter()
         .filter(|(cmd, _)| !on_path(cmd))
         .map(|&(_, package)| package)
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("conformance: installing {}", missing.join(" "));
+    eprintln!("xtask: installing {} for {purpose}", missing.join(" "));
     let install = || {
         Command::new("apt-get")
             .args(["install", "-y", "-qq"])
@@ -50,7 +61,7 @@ pub fn install() -> anyhow::Result<()> {
     };
     if !(install() || (updated() && install())) {
         bail!(
-            "the conformance suite needs {}: `apt-get install {}` failed",
+            "{purpose} needs {}: `apt-get install {}` failed",
             missing.join(", "),
             missing.join(" ")
         );

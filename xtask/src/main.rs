@@ -93,6 +93,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Build => build(&root),
         Cmd::Run { args } => {
             build(&root)?;
+            let loss_demo = args.windows(2).any(|w| w[0] == "--demo" && w[1] == "loss")
+                || args.iter().any(|a| a == "--demo=loss");
+            if loss_demo {
+                conformance::install_programs(conformance::LAB_PROGRAMS, "--demo loss")?;
+            }
             let tracer = root.join("target/release/tracer");
             let mut cmd = if is_root() {
                 Command::new(&tracer)

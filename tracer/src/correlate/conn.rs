@@ -129,6 +129,15 @@ impl Conn {
         }
     }
 
+    /// A connection with only an id and a role, for other modules' tests.
+    #[cfg(test)]
+    pub fn new_for_test(id: ConnId, role: Role) -> Self {
+        Self {
+            role,
+            ..Self::new(id, 0)
+        }
+    }
+
     /// How the connection ended, or `None` while it is open.
     pub fn outcome(&self) -> Option<&'static str> {
         if !self.closed {

@@ -21,7 +21,7 @@ use tracer_common::{KernelFn, SyscallOp, tcp_state};
 
 pub use congestion::CongestionStats;
 pub use conn::{Conn, ConnId, Role};
-pub use segments::{LadderRow, SegmentView};
+pub use segments::{LADDER_ROWS, LadderRow, SegmentView};
 
 use crate::decode::tcpip::Segment;
 use crate::decode::{Endpoint, Event, Kind, StateChange};
@@ -298,15 +298,6 @@ impl Correlator {
             } else if !c.egress {
                 c.repeat = self.copies.entered(c);
             }
-            if c.repeat {
-                // Both ends had it when it left: only the capture file's count of copies.
-                out(Correlated {
-                    event: ev,
-                    ends: Ends::default(),
-                    timewait: false,
-                });
-                return;
-            }
         }
         let Some((src, dst)) = seg_ends(&ev) else {
             // Undecodable: no connection claims it (the capture file still gets it).
@@ -414,15 +405,18 @@ impl Correlator {
         let Some((src, dst)) = seg_ends(&ev) else {
             return;
         };
-        // A segment leaving is shown to both traced ends; one arriving only to its receiver,
-        // unless this host already captured it leaving another of its namespaces (a veth
-        // pair): each end sees each segment once. The copy leaving is the one to keep: the
-        // copy arriving is not captured when it reaches a TIME_WAIT mini-socket.
+        let (mut sender, mut receiver) = self.ends_of(src, dst);
+        // Each end sees the copy it had: the sender the one leaving, the receiver the one
+        // arriving — a segment lost on the way (a veth pair between two of this host's
+        // namespaces, in the loss lab) is never shown as received. Two exceptions take the copy
+        // leaving for both ends: loopback, captured once (ingress skips it), and a receiver in
+        // TIME_WAIT, whose arriving segments reach a mini-socket cgroup_skb never runs for.
         let (to_sender, to_receiver) = match ev.captured() {
-            Some(c) => (c.egress, true),
+            Some(c) if c.egress && c.ifindex == LOOPBACK_IFINDEX => (true, true),
+            Some(c) if c.egress => (true, receiver.is_some_and(|id| self.in_time_wait(id))),
+            Some(_) => (false, true),
             None => (true, true),
         };
-        let (mut sender, mut receiver) = self.ends_of(src, dst);
         if sender.is_none() && receiver.is_none() {
             // Nobody traced claims it: a connection of its own, for the end this copy shows.
             let (local, remote) = if to_sender { (src, dst) } else { (dst, src) };
@@ -475,6 +469,12 @@ impl Correlator {
 
     fn live(&self, id: ConnId) -> Option<&Conn> {
         self.conns.get(&id)
+    }
+
+    /// Whether connection `id` is in TIME_WAIT.
+    fn in_time_wait(&self, id: ConnId) -> bool {
+        self.live(id)
+            .is_some_and(|c| c.states.last() == Some(&tcp_state::TIME_WAIT))
     }
 
     fn find(&mut self, ev: &Event) -> ConnId {

@@ -36,4 +36,4 @@ pub struct SegmentView {
 }
 
 /// Segments kept per connection for the ladder.
-pub(super) const LADDER_ROWS: usize = 400;
+pub const LADDER_ROWS: usize = 400;

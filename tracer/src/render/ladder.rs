@@ -8,7 +8,7 @@ use tracer_common::tcp_state;
 
 use super::text::maybe_endpoint;
 use super::{Finish, Line, View};
-use crate::correlate::{Conn, LadderRow, Role};
+use crate::correlate::{Conn, LADDER_ROWS, LadderRow, Role};
 
 const ARROW: usize = 44;
 const STATE: usize = 12;
@@ -86,17 +86,63 @@ fn state(conn: Option<&Conn>, ts: u64) -> &'static str {
     }
 }
 
-/// One ladder: `left` sends rightwards. Either end may be untraced.
+/// Every segment either traced end sent, seen from the left, in time order, each with
+/// whether the other end received it. Each copy the peer received is matched with the latest
+/// copy sent before it (same flags, numbers and length: a retransmission repeats them); a copy
+/// nothing matched never arrived — lost on the way — unless the peer's ladder was already
+/// full then.
+fn both_ends(l: &Conn, r: &Conn) -> Vec<(LadderRow, bool)> {
+    let same = |a: &LadderRow, b: &LadderRow| {
+        a.flags == b.flags && a.rel_seq == b.rel_seq && a.rel_ack == b.rel_ack && a.len == b.len
+    };
+    let mut rows = Vec::new();
+    for (from, to, flip) in [(l, r, false), (r, l, true)] {
+        let sent: Vec<&LadderRow> = from.ladder.iter().filter(|row| row.out).collect();
+        let mut arrived = vec![false; sent.len()];
+        for got in to.ladder.iter().filter(|row| !row.out) {
+            let latest = (0..sent.len())
+                .filter(|&i| !arrived[i] && sent[i].ts_ns <= got.ts_ns && same(sent[i], got))
+                .max_by_key(|&i| sent[i].ts_ns);
+            if let Some(i) = latest {
+                arrived[i] = true;
+            }
+        }
+        let full_after = if to.ladder.len() >= LADDER_ROWS {
+            to.ladder.last().map_or(0, |row| row.ts_ns)
+        } else {
+            u64::MAX
+        };
+        for (row, arrived) in sent.into_iter().zip(arrived) {
+            let row = LadderRow {
+                out: !flip,
+                ..row.clone()
+            };
+            let arrived = arrived || row.ts_ns > full_after;
+            rows.push((row, arrived));
+        }
+    }
+    rows.sort_by_key(|(row, _)| row.ts_ns);
+    rows
+}
+
+/// One ladder: `left` sends rightwards. Either end may be untraced; with both traced, a
+/// segment one sent and the other never received is drawn lost: `-- P. seq 1:9 ----X`.
 fn draw(left: Option<&Conn>, right: Option<&Conn>) -> String {
-    // Rows as seen from the left end.
-    let rows: Vec<LadderRow> = match (left, right) {
-        (Some(l), _) if !l.ladder.is_empty() => l.ladder.clone(),
+    // Rows as seen from the left end, and whether each arrived.
+    let rows: Vec<(LadderRow, bool)> = match (left, right) {
+        (Some(l), Some(r)) if !l.ladder.is_empty() && !r.ladder.is_empty() => both_ends(l, r),
+        (Some(l), _) if !l.ladder.is_empty() => {
+            l.ladder.iter().map(|row| (row.clone(), true)).collect()
+        }
         (_, Some(r)) => r
             .ladder
             .iter()
-            .map(|row| LadderRow {
-                out: !row.out,
-                ..row.clone()
+            .map(|row| {
+                let row = LadderRow {
+                    out: !row.out,
+                    ..row.clone()
+                };
+                (row, true)
             })
             .collect(),
         _ => Vec::new(),
@@ -106,12 +152,13 @@ fn draw(left: Option<&Conn>, right: Option<&Conn>) -> String {
         title(left, right),
         title(right, left)
     );
-    for (i, row) in rows.iter().enumerate() {
+    let mut resent = false;
+    for (i, (row, arrived)) in rows.iter().enumerate() {
         // The sender's state when it sent, the receiver's once it has processed the segment:
         // shortly after (loopback delivers within microseconds), and before the next one.
         let next = rows
             .get(i + 1)
-            .map(|n| n.ts_ns.saturating_sub(1))
+            .map(|(n, _)| n.ts_ns.saturating_sub(1))
             .unwrap_or(u64::MAX);
         let after = next.min(row.ts_ns + RECEIPT_NS);
         let (lstate, rstate) = if row.out {
@@ -128,15 +175,33 @@ fn draw(left: Option<&Conn>, right: Option<&Conn>) -> String {
         }
         let label = format!(" {label} ");
         let fill = ARROW.saturating_sub(label.len() + 5);
-        let arrow = if row.out {
-            format!("|--{label}{}->|", "-".repeat(fill))
-        } else {
-            format!("|<-{}{label}--|", "-".repeat(fill))
+        let arrow = match (row.out, arrived) {
+            (true, true) => format!("|--{label}{}->|", "-".repeat(fill)),
+            (false, true) => format!("|<-{}{label}--|", "-".repeat(fill)),
+            // Lost on the way: the arrow stops short of the receiver.
+            (true, false) => format!("|--{label}{}X  |", "-".repeat(fill.saturating_sub(2))),
+            (false, false) => format!("|  X{}{label}--|", "-".repeat(fill.saturating_sub(2))),
         };
+        // A data segment (or SYN/FIN) its sender had already sent: a retransmission.
+        let again = (row.len > 0 || row.flags.contains(['S', 'F']))
+            && rows[..i].iter().any(|(r, _)| {
+                r.out == row.out
+                    && r.rel_seq == row.rel_seq
+                    && r.flags == row.flags
+                    && r.len == row.len
+            });
+        let mark = if again { "*" } else { " " };
+        resent |= again;
         s.push_str(&format!(
-            "  {lstate:<STATE$} {:>3} {arrow} {rstate}\n",
+            "  {lstate:<STATE$} {:>3}{mark}{arrow} {rstate}\n",
             i + 1
         ));
+    }
+    if rows.iter().any(|(_, arrived)| !arrived) {
+        s.push_str("  X: lost on the way (sent, never received)\n");
+    }
+    if resent {
+        s.push_str("  *: sent again (a retransmission)\n");
     }
     s
 }
@@ -187,6 +252,42 @@ mod tests {
             "{text}"
         );
         assert!(lines[3].contains(" . seq 1 ack 1 "), "{text}");
+        assert!(lines.iter().all(|l| l.chars().count() <= 80), "{text}");
+    }
+
+    /// Both ends traced on two namespaces of this host: the second data segment left the
+    /// server and never reached the client; its retransmission did.
+    #[test]
+    fn a_segment_one_end_sent_and_the_other_never_received_is_drawn_lost() {
+        let row = |ts: u64, out: bool, seq: u32| LadderRow {
+            ts_ns: ts,
+            out,
+            flags: "P.".into(),
+            rel_seq: seq,
+            rel_ack: Some(1),
+            len: 10,
+        };
+        let mut client = Conn::new_for_test(1, Role::Client);
+        let mut server = Conn::new_for_test(2, Role::Server);
+        server.ladder = vec![row(10, true, 1), row(20, true, 11), row(30, true, 11)];
+        client.ladder = vec![row(11, false, 1), row(31, false, 11)];
+        let text = draw(Some(&client), Some(&server));
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(lines[3].starts_with("  X: lost") && lines[4].starts_with("  *: sent again"));
+        assert!(
+            lines[0].contains("|<-") && lines[0].contains("seq 1:11"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("|  X") && lines[1].contains("seq 11:21"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("|<-") && lines[2].contains("seq 11:21"),
+            "{text}"
+        );
+        assert!(lines[2].contains("  3*|"), "{text}");
         assert!(lines.iter().all(|l| l.chars().count() <= 80), "{text}");
     }
 }

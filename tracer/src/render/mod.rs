@@ -7,6 +7,7 @@ pub mod banner;
 pub mod json;
 pub mod ladder;
 pub mod pcap;
+pub mod plot;
 pub mod summary;
 pub mod text;
 pub mod timeline;
