@@ -84,6 +84,9 @@ pub struct Conn {
     pub isn: [Option<u32>; 2],
     /// Window-scale shifts announced in the SYNs by this end and by the peer.
     pub wscale: [Option<u8>; 2],
+    /// The last pure ACK of this end and of the peer (ack, raw window), and how many times in a
+    /// row it was repeated.
+    last_ack: [Option<(u32, u16, u32)>; 2],
     /// State changes with their times, for the ladder.
     pub state_log: Vec<(u64, u8)>,
     /// Segments, for the ladder (kept only when asked for, bounded).
@@ -120,6 +123,7 @@ impl Conn {
             packets: 0,
             isn: [None, None],
             wscale: [None, None],
+            last_ack: [None, None],
             state_log: Vec::new(),
             ladder: Vec::new(),
             closed: false,
@@ -186,12 +190,32 @@ impl Conn {
             }
             _ => u32::from(tcp.window),
         };
+        let pure_ack = tcp.has(flags::ACK)
+            && seg.payload_len == 0
+            && !tcp.has(flags::SYN)
+            && !tcp.has(flags::FIN)
+            && !tcp.has(flags::RST);
+        let dup_ack = if pure_ack {
+            let repeats = match self.last_ack[me] {
+                Some((ack, win, n)) if ack == tcp.ack && win == tcp.window => n + 1,
+                _ => 0,
+            };
+            self.last_ack[me] = Some((tcp.ack, tcp.window, repeats));
+            repeats
+        } else {
+            if tcp.has(flags::ACK) {
+                self.last_ack[me] = Some((tcp.ack, tcp.window, 0));
+            }
+            0
+        };
         let view = SegmentView {
             conn: self.id,
             out,
             rel_seq: tcp.seq.wrapping_sub(base),
             rel_ack,
             window,
+            dup_ack,
+            zero_window: tcp.window == 0 && !tcp.has(flags::RST) && !tcp.has(flags::SYN),
         };
         if keep && self.ladder.len() < LADDER_ROWS {
             self.ladder.push(LadderRow {
@@ -226,5 +250,51 @@ impl Conn {
     /// Whether the socket reached CLOSE or TIME_WAIT.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::tcpip::parse_hex;
+
+    /// An IPv4 segment 10.0.0.2:8080 -> 10.0.0.1:41000 with `flags`, ack 1000, `window` and
+    /// `payload` bytes.
+    fn segment(flags: u8, window: u16, payload: usize) -> Segment {
+        let total = 40 + payload;
+        let hex = format!(
+            "4500{total:04x} 00004000 40060000 0a000002 0a000001 \
+             1f90a028 00000064 000003e8 50{flags:02x}{window:04x} 00000000{}",
+            "00".repeat(payload)
+        );
+        Segment::decode(&parse_hex(&hex).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn repeated_pure_acks_are_counted_and_a_zero_window_is_flagged() {
+        let mut conn = Conn::new_for_test(1, Role::Client);
+        let ack = segment(0x10, 500, 0);
+        let seen: Vec<u32> = (0..4)
+            .map(|i| conn.see_segment(&ack, false, i, false).dup_ack)
+            .collect();
+        assert_eq!(seen, [0, 1, 2, 3]);
+        // Data is no duplicate, and starts a new run (RFC 5681: an ACK is a duplicate of the
+        // last acknowledgment received, data-carrying or not); a new window ends a run.
+        assert_eq!(
+            conn.see_segment(&segment(0x18, 500, 10), false, 5, false)
+                .dup_ack,
+            0
+        );
+        assert_eq!(conn.see_segment(&ack, false, 6, false).dup_ack, 1);
+        assert_eq!(
+            conn.see_segment(&segment(0x10, 400, 0), false, 7, false)
+                .dup_ack,
+            0
+        );
+        // This end's own ACKs are counted apart from the peer's.
+        assert_eq!(conn.see_segment(&ack, true, 8, false).dup_ack, 0);
+        let full = conn.see_segment(&segment(0x10, 0, 0), false, 9, false);
+        assert!(full.zero_window);
+        assert!(!conn.see_segment(&ack, false, 10, false).zero_window);
     }
 }

@@ -33,6 +33,13 @@ pub struct SegmentView {
     pub rel_ack: Option<u32>,
     /// The window in bytes: scaled once both ends announced window scaling.
     pub window: u32,
+    /// A duplicate ACK (RFC 5681: no data, no SYN/FIN, the same ack and window as its
+    /// sender's previous acknowledgment): which one in a row, from 1; 0 when it is not one. Three in a row is the classic
+    /// signal of a lost segment.
+    pub dup_ack: u32,
+    /// The sender advertises a zero window: the receiver's buffer is full, and the other end
+    /// must stop sending.
+    pub zero_window: bool,
 }
 
 /// Segments kept per connection for the ladder.

@@ -163,6 +163,12 @@ impl<'a> Obj<'a> {
         }
     }
 
+    fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.buf
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
     fn null(&mut self, key: &str) {
         self.key(key);
         self.buf.extend_from_slice(b"null");
@@ -514,6 +520,12 @@ fn write_event(
                         o.num("rel_seq", view.rel_seq);
                         o.opt_num("rel_ack", view.rel_ack);
                         o.num("win", view.window);
+                        if view.dup_ack > 0 {
+                            o.num("dup_ack", view.dup_ack);
+                        }
+                        if view.zero_window {
+                            o.bool("zero_window", true);
+                        }
                         o.num("len", s.payload_len);
                         if captured.gso_size > 0 {
                             o.num("gso_size", captured.gso_size);

@@ -175,6 +175,12 @@ pub fn packet(ev: &Event, view: &SegmentView) -> String {
         s.push_str(&format!(" <{}>", tcp.options_text_relative(base)));
     }
     s.push_str(&format!(", length {}", seg.payload_len));
+    if view.dup_ack > 0 {
+        s.push_str(&format!(" [dup ack #{}]", view.dup_ack));
+    }
+    if view.zero_window {
+        s.push_str(" [zero window]");
+    }
     if captured.gso_size > 0 && seg.payload_len > usize::from(captured.gso_size) {
         // One super-segment: the wire carries it as gso_segs segments of gso_size bytes.
         s.push_str(&format!(
