@@ -1,6 +1,10 @@
 //! The loss lab's bulk transfer: `bulk serve --port P --bytes N` accepts one connection, sends
 //! it N bytes and closes; `bulk fetch --addr HOST:P` reads until the server closes and prints
 //! how many bytes arrived.
+//!
+//! With `serve --hold-ms T` and `fetch --ping`, the connection stays open once the bytes are
+//! across: the client sends one byte, the server reads it and waits T ms before closing — a
+//! quiet, established connection whose numbers can be read (`ss -tin`).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
@@ -28,15 +32,21 @@ enum Mode {
         bind: IpAddr,
         #[arg(long, default_value_t = 1 << 20)]
         bytes: usize,
+        /// After sending, wait for one byte from the client, then this long before closing.
+        #[arg(long)]
+        hold_ms: Option<u64>,
     },
     /// Connect, read until the server closes, print the byte count.
     Fetch {
         #[arg(long)]
         addr: String,
+        /// With `serve --hold-ms`: read this many bytes, then send one byte back.
+        #[arg(long)]
+        ping_after: Option<u64>,
     },
 }
 
-fn serve(bind: IpAddr, port: u16, bytes: usize) -> std::io::Result<()> {
+fn serve(bind: IpAddr, port: u16, bytes: usize, hold_ms: Option<u64>) -> std::io::Result<()> {
     let listener = TcpListener::bind((bind, port))?;
     let (mut stream, _) = listener.accept()?;
     let chunk = vec![b'x'; 64 << 10];
@@ -46,25 +56,40 @@ fn serve(bind: IpAddr, port: u16, bytes: usize) -> std::io::Result<()> {
         stream.write_all(&chunk[..n])?;
         left -= n;
     }
+    if let Some(ms) = hold_ms {
+        let mut ping = [0u8; 1];
+        stream.read_exact(&mut ping)?;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     Ok(())
 }
 
-fn fetch(addr: &str) -> std::io::Result<u64> {
+fn fetch(addr: &str, ping_after: Option<u64>) -> std::io::Result<u64> {
     let mut stream = TcpStream::connect(addr)?;
     let mut buf = vec![0u8; 64 << 10];
     let mut total = 0u64;
+    let mut pinged = false;
     loop {
         match stream.read(&mut buf)? {
             0 => return Ok(total),
             n => total += n as u64,
+        }
+        if !pinged && ping_after.is_some_and(|after| total >= after) {
+            stream.write_all(b"!")?;
+            pinged = true;
         }
     }
 }
 
 fn main() -> ExitCode {
     let result = match Args::parse().mode {
-        Mode::Serve { port, bind, bytes } => serve(bind, port, bytes),
-        Mode::Fetch { addr } => fetch(&addr).map(|n| println!("{n}")),
+        Mode::Serve {
+            port,
+            bind,
+            bytes,
+            hold_ms,
+        } => serve(bind, port, bytes, hold_ms),
+        Mode::Fetch { addr, ping_after } => fetch(&addr, ping_after).map(|n| println!("{n}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
