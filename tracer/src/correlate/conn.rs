@@ -69,8 +69,6 @@ pub struct Conn {
     pub reset_received: bool,
     /// A RST was sent.
     pub reset_sent: bool,
-    /// Retransmitted segments.
-    pub retransmits: u32,
     /// What the congestion layer saw: retransmissions by kind, RTT, cwnd, recovery.
     pub congestion: super::congestion::CongestionStats,
     /// The last `connect` error, as a negative errno.
@@ -116,7 +114,6 @@ impl Conn {
             handshake_ns: None,
             reset_received: false,
             reset_sent: false,
-            retransmits: 0,
             congestion: Default::default(),
             connect_error: None,
             events: 0,
@@ -140,6 +137,11 @@ impl Conn {
             role,
             ..Self::new(id, 0)
         }
+    }
+
+    /// Segments retransmitted (sent again, every kind).
+    pub fn retransmits(&self) -> u32 {
+        self.congestion.total_retransmits()
     }
 
     /// How the connection ended, or `None` while it is open.

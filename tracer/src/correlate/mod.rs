@@ -610,7 +610,6 @@ impl Correlator {
             conn.handshake_ns = conn.handshake_ns.or(old.handshake_ns);
             conn.reset_received |= old.reset_received;
             conn.reset_sent |= old.reset_sent;
-            conn.retransmits += old.retransmits;
             conn.congestion.merge(old.congestion);
             conn.events += old.events;
             conn.closed |= old.closed;
@@ -763,12 +762,7 @@ impl Correlator {
                     _ => {}
                 }
             }
-            Kind::Congestion(c) => {
-                if c.resent().is_some() {
-                    conn.retransmits += 1;
-                }
-                conn.congestion.add(ev.ts_ns, c);
-            }
+            Kind::Congestion(c) => conn.congestion.add(ev.ts_ns, c),
             Kind::Syscall(call) if call.exit.is_some() => {
                 let op = call.op;
                 let ret = call.ret();

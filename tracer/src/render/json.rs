@@ -81,17 +81,11 @@ impl<'a> Obj<'a> {
 
     /// An object of counts under `key`: each failure reason's key and count.
     fn failures(&mut self, key: &str, counts: &Counts) {
-        self.key(key);
-        self.buf.push(b'{');
-        let mut inner = Obj {
-            buf: &mut *self.buf,
-            addrs: &mut *self.addrs,
-            first: true,
-        };
-        for (reason, n) in Failure::ALL.iter().zip(counts) {
-            inner.num(reason.key(), *n);
-        }
-        self.buf.push(b'}');
+        self.object(key, |o| {
+            for (reason, n) in Failure::ALL.iter().zip(counts) {
+                o.num(reason.key(), *n);
+            }
+        });
     }
 
     /// An object under `key`, its members written by `f`.
@@ -345,7 +339,7 @@ fn summary_conn(o: &mut Obj, c: &Conn) {
     o.num("bytes_sent", c.bytes_sent);
     o.num("bytes_received", c.bytes_received);
     o.opt_num("handshake_ns", c.handshake_ns);
-    o.num("retransmits", c.retransmits);
+    o.num("retransmits", c.retransmits());
     if c.congestion.is_empty() {
         o.null("congestion");
     } else {

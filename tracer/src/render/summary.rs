@@ -49,7 +49,7 @@ pub fn table(end: &Finish) -> String {
             c.bytes_sent,
             c.bytes_received,
             c.handshake_ns.map(duration).unwrap_or_else(|| "-".into()),
-            c.retransmits,
+            c.retransmits(),
             c.outcome().unwrap_or("still open"),
         ));
         if !c.states.is_empty() {
