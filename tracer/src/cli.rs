@@ -99,6 +99,7 @@ pub struct Cli {
 
     /// Least time between two congestion samples (cwnd, ssthresh, RTT, windows) of one
     /// connection, in milliseconds; a change of congestion state or ssthresh is always sampled.
+    /// 0 samples at every arriving segment.
     #[arg(long, value_name = "MS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=3_600_000))]
     pub sample_ms: u32,
 

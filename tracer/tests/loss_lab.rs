@@ -102,6 +102,25 @@ impl Path2 {
         assert!(child.wait().unwrap().success(), "nft rejected {rules}");
     }
 
+    /// Waits until something listens on `port` in the server's namespace.
+    fn wait_listening(&self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self
+            .ss(&self.server, &["-Hltn", &format!("sport = :{port}")])
+            .is_empty()
+        {
+            assert!(Instant::now() < deadline, "nothing listened on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `ss ARGS` in namespace `ns`: its output, trimmed.
+    fn ss(&self, ns: &str, args: &[&str]) -> String {
+        let out = self.exec(ns, "ss").args(args).output().unwrap();
+        assert!(out.status.success(), "ss {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// The kernel's TCP counters of namespace `ns`, absolute (the namespace is new: they
     /// started at zero).
     fn nstat(&self, ns: &str) -> BTreeMap<String, u64> {
@@ -274,19 +293,8 @@ fn retransmissions_agree_with_tshark_and_the_kernels_counters() {
         ])
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let listening = |port: u16| {
-        let out = path
-            .exec(&path.server, "ss")
-            .args(["-Hltn", &format!("sport = :{port}")])
-            .output()
-            .unwrap();
-        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
-    };
-    while !(listening(echo_port) && listening(bulk_port)) {
-        assert!(Instant::now() < deadline, "the servers never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    path.wait_listening(echo_port);
+    path.wait_listening(bulk_port);
     let echoed = path
         .exec(&path.client, support::ECHO_CLIENT)
         .args(["--addr", &format!("{SERVER}:{echo_port}")])
@@ -389,6 +397,99 @@ fn retransmissions_agree_with_tshark_and_the_kernels_counters() {
             .sum();
         assert_eq!(by_kind, c["retransmits"].as_u64().unwrap(), "{c}");
     }
+}
+
+/// `ss -tin`'s description of one socket as (key, value) pairs; the congestion-control
+/// algorithm, a bare word just before `wscale:`, under the key `algorithm`.
+fn ss_fields(line: &str) -> BTreeMap<String, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let mut fields: BTreeMap<String, String> = words
+        .iter()
+        .filter_map(|w| w.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Some(i) = words.iter().position(|w| w.starts_with("wscale:")) {
+        fields.insert("algorithm".into(), words[i.saturating_sub(1)].to_string());
+    }
+    fields
+}
+
+/// ss prints times in milliseconds (`%g` of microseconds / 1000); back to microseconds.
+fn ss_us(ms: &str) -> u64 {
+    (ms.parse::<f64>().unwrap() * 1000.0).round() as u64
+}
+
+#[test]
+fn congestion_numbers_agree_with_ss() {
+    let path = Path2::new("b");
+    let port = support::free_port();
+    path.drop_segments(port, &[20, 300]);
+    let trace = support::start(&["--port", &port.to_string(), "--sample-ms", "0"]);
+    let mut bulk = path
+        .exec(&path.server, BULK)
+        .args(["serve", "--port", &port.to_string(), "--hold-ms", "2000"])
+        // cubic sets ssthresh at a loss (bbr, these machines' default, leaves it infinite).
+        .args(["--congestion", "cubic"])
+        .spawn()
+        .unwrap();
+    path.wait_listening(port);
+    // Everything read, a quiet half second (the last ACKs reach the server alone), then one
+    // byte: the server samples its numbers as that byte arrives, and nothing changes them
+    // after (no data of its own in flight, nothing to acknowledge).
+    let mut fetch = path
+        .exec(&path.client, BULK)
+        .args(["fetch", "--addr", &format!("{SERVER}:{port}")])
+        .args(["--ping-after", "1048576", "--quiet-ms", "500"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let line = loop {
+        let out = path.ss(
+            &path.server,
+            &["-Htin", "state", "established", &format!("sport = :{port}")],
+        );
+        if out.contains("bytes_received:1 ") {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "the ping never arrived: {out}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(fetch.wait().unwrap().success());
+    assert!(bulk.wait().unwrap().success());
+    let events = trace.stop();
+
+    let ss = ss_fields(&line);
+    let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+    let conn = summary["conns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["role"] == "server" && c["lport"] == port)
+        .unwrap_or_else(|| panic!("no server connection on {port}: {summary}"));
+    let last = &conn["congestion"]["last"];
+    let why = format!("ss: {line}\ntracer: {last}");
+    let ss_num = |key: &str| -> u64 { ss[key].parse().unwrap() };
+    assert_eq!(last["algorithm"], ss["algorithm"].as_str(), "{why}");
+    assert_eq!(last["cwnd"], ss_num("cwnd"), "{why}");
+    assert_eq!(last["mss"], ss_num("mss"), "{why}");
+    // ss shows ssthresh only once it is finite; a loss made it so.
+    assert_eq!(last["ssthresh"], ss_num("ssthresh"), "{why}");
+    let (rtt, rttvar) = ss["rtt"].split_once('/').unwrap();
+    assert_eq!(last["srtt_us"], ss_us(rtt), "{why}");
+    assert_eq!(last["rttvar_us"], ss_us(rttvar), "{why}");
+    assert_eq!(last["rto_us"], ss_us(&ss["rto"]), "{why}");
+    let total_retrans: u64 = ss["retrans"].split_once('/').unwrap().1.parse().unwrap();
+    assert!(total_retrans >= 2, "{why}");
+    assert_eq!(last["total_retrans"], total_retrans, "{why}");
+    assert_eq!(conn["retransmits"], total_retrans, "{conn}");
+    assert_eq!(last["packets_out"], 0, "{why}");
+    assert_eq!(last["snd_wnd"], ss_num("snd_wnd"), "{why}");
+    assert_eq!(
+        conn["congestion"]["bytes_retransmitted"],
+        ss_num("bytes_retrans"),
+        "{conn}\n{line}"
+    );
 }
 
 #[test]

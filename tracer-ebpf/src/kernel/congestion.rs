@@ -116,7 +116,8 @@ pub fn tcp_cong_state_set(ctx: RawTracePointContext) -> i32 {
 
 /// `raw_tracepoint:tcp_probe(sk, skb)`: a segment arrived on an established connection. A
 /// sample is taken when the congestion state or ssthresh changed, or cwnd changed and the
-/// connection's last sample is at least `sample_gap_us` old.
+/// connection's last sample is at least `sample_gap_us` old; with a gap of 0, at every
+/// segment (RTT and windows change without cwnd: a user comparing with `ss -ti` wants them).
 #[raw_tracepoint(tracepoint = "tcp_probe")]
 pub fn tcp_probe(ctx: RawTracePointContext) -> i32 {
     let Some((sk, owner)) = traced_sock(&ctx) else {
@@ -127,9 +128,13 @@ pub fn tcp_probe(ctx: RawTracePointContext) -> i32 {
     let cwnd: u32 = sk_field(sk, TP_SND_CWND);
     let ssthresh: u32 = sk_field(sk, TP_SND_SSTHRESH);
     let state = ca_state(sk);
+    let gap = u64::from(config().sample_gap_us) * 1000;
     // SAFETY: a value pointer returned by the lookup, copied out at once.
-    if let Some(last) = SAMPLED.get_ptr(sk).map(|p| unsafe { *p }) {
-        let gap = u64::from(config().sample_gap_us) * 1000;
+    if let Some(last) = SAMPLED
+        .get_ptr(sk)
+        .map(|p| unsafe { *p })
+        .filter(|_| gap > 0)
+    {
         let changed = last.ca_state != state || last.ssthresh != ssthresh;
         if !changed && (last.cwnd == cwnd || now.wrapping_sub(last.ts_ns) < gap) {
             return 0;

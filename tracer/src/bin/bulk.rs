@@ -2,9 +2,10 @@
 //! it N bytes and closes; `bulk fetch --addr HOST:P` reads until the server closes and prints
 //! how many bytes arrived.
 //!
-//! With `serve --hold-ms T` and `fetch --ping`, the connection stays open once the bytes are
-//! across: the client sends one byte, the server reads it and waits T ms before closing — a
-//! quiet, established connection whose numbers can be read (`ss -tin`).
+//! With `serve --hold-ms T` and `fetch --ping-after N [--quiet-ms Q]`, the connection stays
+//! open once the bytes are across: the client waits Q ms (its last ACKs go out on their own),
+//! sends one byte, the server reads it and waits T ms before closing — a quiet, established
+//! connection whose numbers can be read (`ss -tin`).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
@@ -35,6 +36,10 @@ enum Mode {
         /// After sending, wait for one byte from the client, then this long before closing.
         #[arg(long)]
         hold_ms: Option<u64>,
+        /// The congestion-control algorithm of the connection (`TCP_CONGESTION`), when not
+        /// the namespace's default.
+        #[arg(long)]
+        congestion: Option<String>,
     },
     /// Connect, read until the server closes, print the byte count.
     Fetch {
@@ -43,12 +48,24 @@ enum Mode {
         /// With `serve --hold-ms`: read this many bytes, then send one byte back.
         #[arg(long)]
         ping_after: Option<u64>,
+        /// Wait this long before sending that byte.
+        #[arg(long, default_value_t = 0)]
+        quiet_ms: u64,
     },
 }
 
-fn serve(bind: IpAddr, port: u16, bytes: usize, hold_ms: Option<u64>) -> std::io::Result<()> {
+fn serve(
+    bind: IpAddr,
+    port: u16,
+    bytes: usize,
+    hold_ms: Option<u64>,
+    congestion: Option<&str>,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind((bind, port))?;
     let (mut stream, _) = listener.accept()?;
+    if let Some(name) = congestion {
+        set_congestion(&stream, name)?;
+    }
     let chunk = vec![b'x'; 64 << 10];
     let mut left = bytes;
     while left > 0 {
@@ -64,7 +81,28 @@ fn serve(bind: IpAddr, port: u16, bytes: usize, hold_ms: Option<u64>) -> std::io
     Ok(())
 }
 
-fn fetch(addr: &str, ping_after: Option<u64>) -> std::io::Result<u64> {
+/// `setsockopt(TCP_CONGESTION)`: one not in `tcp_allowed_congestion_control` needs
+/// CAP_NET_ADMIN.
+fn set_congestion(stream: &TcpStream, name: &str) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the pointer and length describe `name`'s bytes, alive for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn fetch(addr: &str, ping_after: Option<u64>, quiet_ms: u64) -> std::io::Result<u64> {
     let mut stream = TcpStream::connect(addr)?;
     let mut buf = vec![0u8; 64 << 10];
     let mut total = 0u64;
@@ -75,6 +113,7 @@ fn fetch(addr: &str, ping_after: Option<u64>) -> std::io::Result<u64> {
             n => total += n as u64,
         }
         if !pinged && ping_after.is_some_and(|after| total >= after) {
+            std::thread::sleep(std::time::Duration::from_millis(quiet_ms));
             stream.write_all(b"!")?;
             pinged = true;
         }
@@ -88,8 +127,13 @@ fn main() -> ExitCode {
             bind,
             bytes,
             hold_ms,
-        } => serve(bind, port, bytes, hold_ms),
-        Mode::Fetch { addr, ping_after } => fetch(&addr, ping_after).map(|n| println!("{n}")),
+            congestion,
+        } => serve(bind, port, bytes, hold_ms, congestion.as_deref()),
+        Mode::Fetch {
+            addr,
+            ping_after,
+            quiet_ms,
+        } => fetch(&addr, ping_after, quiet_ms).map(|n| println!("{n}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
