@@ -17,10 +17,12 @@ pub enum Failure {
     InflightFull = 3,
     /// A kernel or tracepoint field could not be read: a record carries zero there.
     ReadFailed = 4,
+    /// A child of a traced process could not be followed: its sockets are not traced.
+    PidsFull = 5,
 }
 
 /// How many reasons there are: the length of the `FAILURES` array.
-pub const FAILURE_KINDS: u32 = 5;
+pub const FAILURE_KINDS: u32 = 6;
 
 impl Failure {
     /// Every reason, by index.
@@ -30,6 +32,7 @@ impl Failure {
         Self::FdsFull,
         Self::InflightFull,
         Self::ReadFailed,
+        Self::PidsFull,
     ];
 
     /// The JSON key for this count.
@@ -40,6 +43,7 @@ impl Failure {
             Self::FdsFull => "fds_map_full",
             Self::InflightFull => "syscalls_map_full",
             Self::ReadFailed => "read_failed",
+            Self::PidsFull => "pids_map_full",
         }
     }
 
@@ -51,6 +55,7 @@ impl Failure {
             Self::FdsFull => "fd(s) or process(es) not remembered: an fd map was full",
             Self::InflightFull => "syscall(s) not shown: the in-flight syscall map was full",
             Self::ReadFailed => "kernel field read(s) failed (zero recorded instead)",
+            Self::PidsFull => "child process(es) not followed: the process map was full",
         }
     }
 }

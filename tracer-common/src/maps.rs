@@ -6,8 +6,12 @@ use crate::record::SyscallRecord;
 /// Most `--port` values the in-kernel filter holds (the size of the `PORTS` map).
 pub const MAX_PORTS: u32 = 64;
 
-/// Most `--pid` values the in-kernel filter holds (the size of the `PIDS` map).
+/// Most `--pid` values the in-kernel filter holds.
 pub const MAX_PIDS: u32 = 64;
+
+/// The size of the `PIDS` map: the `--pid` values and, when children are followed, every
+/// live descendant of a traced process.
+pub const PIDS_CAPACITY: u32 = 16384;
 
 /// Key of the `(tgid, fd)` → socket map.
 #[repr(C)]
@@ -90,8 +94,9 @@ pub struct FilterConfig {
     pub comm: [u8; COMM_LEN],
     /// Non-zero to capture the TCP segments of traced connections.
     pub capture: u8,
-    /// Explicit padding.
-    pub _pad: u8,
+    /// Non-zero to add every process a traced process forks to `PIDS` (and remove it when it
+    /// exits).
+    pub follow: u8,
     /// Payload bytes to copy after the TCP header (0: headers only).
     pub snaplen: u16,
     /// Least time between two congestion samples of one connection whose congestion state

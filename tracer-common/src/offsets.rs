@@ -105,3 +105,7 @@ pub const SKB_CB: usize = 47;
 /// as a third argument (6.x; it then fires for failed attempts too), 0 when it fires only for
 /// segments sent
 pub const RETRANS_HAS_ERR: usize = 48;
+/// `task_struct.pid` (the thread's id)
+pub const TASK_PID: usize = 49;
+/// `task_struct.tgid` (the process's id)
+pub const TASK_TGID: usize = 50;

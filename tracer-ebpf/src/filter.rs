@@ -15,7 +15,7 @@ static FILTER: Global<FilterConfig> = Global::new(FilterConfig {
     self_tgid: 0,
     comm: [0; COMM_LEN],
     capture: 0,
-    _pad: 0,
+    follow: 0,
     snaplen: 0,
     sample_gap_us: 0,
 });

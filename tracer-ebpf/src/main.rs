@@ -21,6 +21,7 @@ mod context;
 mod emit;
 mod fds;
 mod filter;
+mod follow;
 mod kernel;
 mod maps;
 mod packets;

@@ -7,7 +7,7 @@ use aya_ebpf::{
 use tracer_common::{
     failure::FAILURE_KINDS,
     maps::{
-        FdKey, Inflight, MAX_PIDS, MAX_PORTS, Owner, PortPair, SOCK_OPS_SLOTS, Sampled,
+        FdKey, Inflight, MAX_PORTS, Owner, PIDS_CAPACITY, PortPair, SOCK_OPS_SLOTS, Sampled,
         TracepointFn,
     },
     record::SyscallRecord,
@@ -40,7 +40,7 @@ pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
 
 /// Processes to trace, when filtering by pid.
 #[map]
-pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PIDS, 0);
+pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(PIDS_CAPACITY, 0);
 
 /// Traced kernel sockets and their owners. LRU so that sockets whose destruction was missed
 /// (created before the tracer started) cannot fill it.

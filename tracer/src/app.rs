@@ -1,7 +1,9 @@
 //! The tracer run: preflight, load, banner, event loop, summary. A closed stdout (`tracer |
-//! head`) ends the run like Ctrl-C: everything is detached and the exit code is 0.
+//! head`) ends the run like Ctrl-C: everything is detached and the exit code is 0. With a
+//! command (`tracer -- CMD`), the run is the command's: it starts once everything is attached,
+//! the run ends when it exits, and its exit status is the tracer's.
 
-use std::io::{self, BufWriter, IsTerminal};
+use std::io::{self, BufWriter};
 use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
@@ -14,9 +16,10 @@ use crate::demo;
 use crate::hooks::{self, Filter};
 use crate::pipeline::Pipeline;
 use crate::render::{
-    Meta, View, banner, json::Json, ladder::Ladder, pcap::Pcap, plot::Plot, summary::Summary,
-    timeline::Timeline,
+    Meta, View, banner, json::Json, ladder::Ladder, output::Output, pcap::Pcap, plot::Plot,
+    summary::Summary, timeline::Timeline,
 };
+use crate::system::command::{self, Running};
 use crate::system::{privileges, tracefs};
 
 /// The kernel's monotonic clock, the one `bpf_ktime_get_ns` reads.
@@ -39,9 +42,9 @@ fn realtime_offset_ns() -> i128 {
     wall - i128::from(monotonic_ns())
 }
 
-/// Runs the tracer until Ctrl-C, SIGTERM, `--duration`, the end of `--demo`, or a closed
-/// stdout.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the tracer until Ctrl-C, SIGTERM, `--duration`, the end of `--demo` or of the
+/// command, or a closed stdout. Returns the exit code: 0, or the command's.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     // First of all: a SIGINT or SIGTERM that arrives while the programs load (seconds on a
     // busy machine) is kept and ends the run once tracing starts, cleanly. Without a handler
     // yet, a process started with SIGINT ignored (a script's background job) would lose it.
@@ -65,7 +68,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracefs::TRACEFS
         ),
     }
-    let filter = Filter {
+    let mut filter = Filter {
         ports: {
             // The demo's ports are traced whatever else is.
             let mut ports = cli.ports.clone();
@@ -84,16 +87,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         sample_gap_us: cli.sample_ms.saturating_mul(1000),
         probe_mode: cli.probe_mode,
         map_entries: cli.map_entries.clone(),
+        follow: cli.follow_children,
     };
     let views = views(&cli)?;
+    // The command is forked now, held until everything is attached: its pid is in the filter
+    // from the start, and the kernel adds each process it starts.
+    let held = match cli.run.as_slice() {
+        [] => None,
+        argv => {
+            let user = command::invoking_user()?;
+            let held = command::spawn_held(argv, user.as_ref())?;
+            filter.pids.push(held.pid());
+            filter.follow = true;
+            Some((held, user))
+        }
+    };
     let mut loaded = hooks::load(&filter)?;
     let missing = loaded.missing_layers();
-    banner::write(
-        &mut io::stderr().lock(),
-        &what(&filter),
-        &loaded.hooks,
-        &missing,
-    );
+    let what = match &held {
+        Some((held, user)) => format!(
+            "{} (pid {}{}) and every process it starts",
+            crate::render::text::visible(&cli.run[0].to_string_lossy()),
+            held.pid(),
+            user.as_ref()
+                .map(|u| format!(", as uid {}", u.uid))
+                .unwrap_or_default()
+        ),
+        None => what(&filter),
+    };
+    banner::write(&mut io::stderr().lock(), &what, &loaded.hooks, &missing);
     if cli.verifier_log {
         for (program, log) in &loaded.rejected {
             eprintln!("tracer: verifier log of {program}:\n{}", log.trim_end());
@@ -107,12 +129,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .correlator
             .adopt_listener(s.pid, &s.comm, s.fd, local, now);
     }
-    let result = trace(&cli, &mut loaded, &mut pipeline, &missing, stop).await;
+    let result = trace(&cli, &mut loaded, &mut pipeline, &missing, stop, held).await;
     let failures = loaded.failures();
     let skipped = loaded.skipped();
-    let finished = result.and_then(|demo| {
+    let finished = result.and_then(|end| {
         pipeline.finish(failures, &skipped).map_err(output_error)?;
-        Ok(demo)
+        Ok(end)
     });
     for (reason, n) in Failure::ALL.iter().zip(failures) {
         if n > 0 {
@@ -134,18 +156,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
     match finished {
-        Ok(Some(Err(e))) => anyhow::bail!(e),
-        Ok(_) => Ok(()),
+        Ok(End {
+            demo: Some(Err(e)), ..
+        }) => anyhow::bail!(e),
+        Ok(end) => Ok(end.command.unwrap_or(0)),
         // `tracer | head`: the reader has what it wanted.
         Err(e)
             if e.root_cause()
                 .downcast_ref::<io::Error>()
                 .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
         {
-            Ok(())
+            Ok(0)
         }
         Err(e) => Err(e),
     }
+}
+
+/// How the event loop ended, besides an error.
+#[derive(Default)]
+struct End {
+    /// The demo's result, when it ran to its end.
+    demo: Option<Result<(), String>>,
+    /// The command's exit code, when it ran to its end.
+    command: Option<u8>,
 }
 
 /// The signals that end a run, listened to from the start.
@@ -161,25 +194,36 @@ fn output_error(e: io::Error) -> anyhow::Error {
 
 /// The views the options ask for, in the order they write at the end.
 fn views(cli: &Cli) -> anyhow::Result<Vec<Box<dyn View>>> {
+    // A command keeps stdout for its own output.
+    let target = match &cli.output {
+        Some(path) => Output::create(path)?,
+        None if !cli.run.is_empty() => Output::Stderr(io::stderr()),
+        None => Output::Stdout(io::stdout()),
+    };
     let color = match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        ColorChoice::Auto => target.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
-    let out = || BufWriter::with_capacity(1 << 16, io::stdout());
+    let handle = || -> anyhow::Result<Output> {
+        target
+            .handle()
+            .map_err(|e| anyhow::anyhow!("cannot write the output: {e}"))
+    };
+    let out = || handle().map(|h| BufWriter::with_capacity(1 << 16, h));
     let mut views: Vec<Box<dyn View>> = Vec::new();
     if cli.json {
-        let mut json = Json::new(out(), monotonic_ns);
+        let mut json = Json::new(out()?, monotonic_ns);
         json.conns = !cli.no_summary;
         json.ladders = cli.ladder;
         views.push(Box::new(json));
     } else {
-        views.push(Box::new(Timeline::new(out(), color)));
+        views.push(Box::new(Timeline::new(out()?, color)));
         if cli.ladder {
-            views.push(Box::new(Ladder::new(io::stdout())));
+            views.push(Box::new(Ladder::new(handle()?)));
         }
         if !cli.no_summary {
-            views.push(Box::new(Summary::new(io::stdout())));
+            views.push(Box::new(Summary::new(handle()?)));
         }
     }
     if let Some(path) = &cli.pcap {
@@ -202,7 +246,8 @@ async fn trace(
     pipeline: &mut Pipeline,
     missing: &[&'static str],
     mut stop: Stop,
-) -> anyhow::Result<Option<Result<(), String>>> {
+    held: Option<(command::Held, Option<command::Credentials>)>,
+) -> anyhow::Result<End> {
     pipeline
         .meta(&Meta::Ready {
             hooks: &loaded.hooks,
@@ -230,9 +275,16 @@ async fn trace(
             let _ = demo_tx.send(result);
         });
     }
+    // Everything is attached: the command may run.
+    let command: Option<Running> = held.map(|(held, _)| held.release()).transpose()?;
+    let mut exited = match command {
+        Some(running) => tokio::task::spawn_blocking(move || running.wait()),
+        None => tokio::task::spawn(std::future::pending()),
+    };
+    let mut end = End::default();
+    let mut interrupts = 0;
     let mut reported = [0u64; FAILURE_KINDS as usize];
     let mut last_drop_notice = std::time::Instant::now() - Duration::from_secs(1);
-    let mut demo_result = None;
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -271,12 +323,32 @@ async fn trace(
                     last_drop_notice = std::time::Instant::now();
                 }
             }
-            _ = stop.interrupt.recv() => break,
-            _ = stop.terminate.recv() => break,
+            // With a command, Ctrl-C reached it too (one process group): the run ends when it
+            // exits. A second one ends the run now, leaving it running.
+            _ = stop.interrupt.recv() => {
+                interrupts += 1;
+                if command.is_none() || interrupts > 1 {
+                    break;
+                }
+                eprintln!("tracer: waiting for the command to exit (Ctrl-C again to stop tracing now)");
+            }
+            // A SIGTERM meant for the run is passed on to the command, whose end ends it.
+            _ = stop.terminate.recv() => {
+                interrupts += 1;
+                match command {
+                    Some(running) if interrupts == 1 => running.signal(libc::SIGTERM),
+                    _ => break,
+                }
+            }
             _ = &mut until => break,
-            result = &mut demo_rx, if cli.demo.is_some() && demo_result.is_none() => {
-                demo_result = Some(result.unwrap_or(Err("demo task ended".into())));
+            result = &mut demo_rx, if cli.demo.is_some() && end.demo.is_none() => {
+                end.demo = Some(result.unwrap_or(Err("demo task ended".into())));
                 // Let the last state changes and records arrive; collected below.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                break;
+            }
+            code = &mut exited, if command.is_some() && end.command.is_none() => {
+                end.command = Some(code.unwrap_or(1));
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 break;
             }
@@ -288,7 +360,7 @@ async fn trace(
             break;
         }
     }
-    Ok(demo_result)
+    Ok(end)
 }
 
 /// Records read from the ring buffer at most before the event loop looks at its clock,

@@ -33,6 +33,21 @@ pub struct Cli {
     #[arg(long = "pid", value_name = "PID", value_parser = parse_pid)]
     pub pids: Vec<u32>,
 
+    /// With --pid: also trace the processes they fork from now on, and theirs.
+    #[arg(long, requires = "pids")]
+    pub follow_children: bool,
+
+    /// Write the trace (timeline or JSON, ladder, summary) to FILE instead of stdout (with a
+    /// command: instead of stderr).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+
+    /// Run CMD (after `--`) once every hook is attached, trace it and every process it starts,
+    /// stop when it exits, and exit with its status. Under sudo it runs as the invoking user.
+    /// The trace goes to stderr (or -o FILE), leaving CMD's output alone.
+    #[arg(last = true, value_name = "CMD", conflicts_with = "demo")]
+    pub run: Vec<std::ffi::OsString>,
+
     /// Trace sockets of processes with this command name (as in /proc/PID/comm).
     #[arg(long, value_name = "NAME", value_parser = parse_comm)]
     pub comm: Option<String>,

@@ -60,10 +60,14 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(tracer::app::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // A command that could not run exits as a shell would say (127, 126).
+            match e.downcast_ref::<tracer::system::command::CommandError>() {
+                Some(e) => ExitCode::from(e.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

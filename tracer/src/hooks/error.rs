@@ -151,4 +151,7 @@ pub enum LoadError {
     /// A tracepoint's format could not be read.
     #[error(transparent)]
     Tracefs(#[from] crate::system::tracefs::TracefsError),
+    /// Children of traced processes were to be followed and cannot be.
+    #[error("cannot follow the traced processes' children: {0}")]
+    Follow(String),
 }

@@ -12,11 +12,11 @@ use tracer_common::{
 use super::attach::{Attacher, Links, fill, map};
 use super::error::{AttachError, LoadError, MapError};
 use super::failures::{Counts, Failures};
-use super::offsets::{Offsets, SKB_FIELDS};
+use super::offsets::{Offsets, SKB_FIELDS, TASK_FIELDS};
 use super::status::{HookStatus, missing_layers};
 use super::table::{
-    KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, PROCESS_PROGRAMS, Probe, StandIn,
-    TIMEWAIT_PROGRAM, syscall_programs,
+    FOLLOW_PROGRAMS, KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, PROCESS_PROGRAMS, Probe,
+    StandIn, TIMEWAIT_PROGRAM, syscall_programs,
 };
 use super::tier::{ProbeMode, Tiers};
 use crate::system::{cgroup, sockets};
@@ -47,6 +47,8 @@ pub struct Filter {
     pub probe_mode: ProbeMode,
     /// Maps loaded with another number of entries than the object says (tests fill them).
     pub map_entries: Vec<(String, u32)>,
+    /// Trace the processes that traced processes fork, from their start.
+    pub follow: bool,
 }
 
 /// The loaded and attached programs. Dropping it detaches everything; [`Loaded::detach`] does
@@ -128,7 +130,7 @@ fn filter_config(filter: &Filter) -> FilterConfig {
         self_tgid: std::process::id(),
         comm,
         capture: u8::from(filter.packets),
-        _pad: 0,
+        follow: u8::from(filter.follow),
         snaplen: filter.snaplen,
         sample_gap_us: filter.sample_gap_us,
     }
@@ -168,6 +170,9 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     let existing = adopt_existing(&mut ebpf, filter)?;
 
     let mut at = Attacher::new(&mut ebpf, cgroup::cgroup2_mount());
+    if filter.follow {
+        follow(&mut at, &offsets)?;
+    }
     // The state hook goes first: it is what decides which sockets are traced.
     let state_row = KERNEL_HOOKS
         .iter()
@@ -200,6 +205,19 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
         rejected,
         existing,
     })
+}
+
+/// The programs that add the children of traced processes to the filter, attached before
+/// anything a child could do: without them a command's children would go untraced.
+fn follow(at: &mut Attacher, offsets: &Offsets) -> Result<(), LoadError> {
+    if let Some(why) = offsets.lacking(&TASK_FIELDS) {
+        return Err(LoadError::Follow(why));
+    }
+    for (program, event) in FOLLOW_PROGRAMS {
+        at.raw_tracepoint(program, event)
+            .map_err(|e| LoadError::Follow(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// The fentry/fexit program among `probes` built for a function of `arity` parameters (as

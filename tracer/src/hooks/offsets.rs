@@ -76,7 +76,15 @@ pub enum SockField {
     CaOpsName,
     /// `sk_buff.cb`
     SkbCb,
+    /// `task_struct.pid`
+    TaskPid,
+    /// `task_struct.tgid`
+    TaskTgid,
 }
+
+/// The fields the programs following a traced process's children read
+/// (`tracer-ebpf/src/follow.rs`).
+pub const TASK_FIELDS: [SockField; 2] = [SockField::TaskPid, SockField::TaskTgid];
 
 /// The fields the congestion records read (`tracer-ebpf/src/kernel/congestion.rs`).
 pub const CONGESTION_FIELDS: [SockField; 18] = [
@@ -172,6 +180,8 @@ impl SockField {
             ),
             Self::CaOpsName => (off::CA_OPS_NAME, "tcp_congestion_ops", "name"),
             Self::SkbCb => (off::SKB_CB, "sk_buff", "cb"),
+            Self::TaskPid => (off::TASK_PID, "task_struct", "pid"),
+            Self::TaskTgid => (off::TASK_TGID, "task_struct", "tgid"),
         }
     }
 }
@@ -244,6 +254,7 @@ impl Offsets {
             .into_iter()
             .chain(packets.then_some(SKB_FIELDS.as_slice()))
             .chain(Some(CONGESTION_FIELDS.as_slice()))
+            .chain(Some(TASK_FIELDS.as_slice()))
             .flatten()
             .copied()
             .collect();

@@ -401,6 +401,13 @@ pub const PROCESS_PROGRAMS: [(&str, &str); 2] = [
     ("sched_process_exec", "sched_process_exec"),
 ];
 
+/// Programs that add the processes traced processes fork to the filter, and take them out
+/// when they exit: `(program, raw tracepoint)`.
+pub const FOLLOW_PROGRAMS: [(&str, &str); 2] = [
+    ("follow_fork", "sched_process_fork"),
+    ("follow_exit", "sched_process_exit"),
+];
+
 /// The program that captures what TIME_WAIT sockets send, and its raw tracepoint.
 pub const TIMEWAIT_PROGRAM: (&str, &str) = ("timewait_segments", "net_dev_queue");
 

@@ -6,6 +6,7 @@
 pub mod banner;
 pub mod json;
 pub mod ladder;
+pub mod output;
 pub mod pcap;
 pub mod plot;
 pub mod summary;

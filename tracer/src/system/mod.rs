@@ -4,6 +4,7 @@
 
 pub mod btf;
 pub mod cgroup;
+pub mod command;
 pub mod features;
 pub mod hz;
 pub mod limits;

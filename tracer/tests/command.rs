@@ -1,0 +1,372 @@
+//! `tracer -- CMD`: the command starts only once everything is attached, it and every process
+//! it starts are traced (followed in the kernel at fork), the run ends when it exits, the
+//! tracer exits with its status, its stdout stays its own, and under sudo it runs as the
+//! invoking user. Also `--pid N --follow-children`. Programs nobody here wrote are driven
+//! (sh, curl, id) and their own accounts are the oracle: curl's exit code and byte counts, a
+//! server's count of what it read and wrote.
+//!
+//! Needs root and curl (`cargo xtask test` installs it).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A JSON trace file, removed when dropped.
+struct TraceFile(PathBuf);
+
+impl TraceFile {
+    fn new(tag: &str) -> Self {
+        TraceFile(
+            std::env::temp_dir().join(format!("tracer-command-{tag}-{}.jsonl", std::process::id())),
+        )
+    }
+
+    fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.0)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    }
+}
+
+impl Drop for TraceFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `tracer --json -o FILE [extra] -- CMD...`, to its end (bounded).
+fn run_traced(file: &TraceFile, extra: &[&str], cmd: &[&str], env: &[(&str, &str)]) -> Output {
+    assert!(support::is_root(), "run as root");
+    let mode = std::env::var("TRACER_PROBE_MODE").unwrap_or_else(|_| "auto".into());
+    let mut child = Command::new(support::TRACER)
+        .args(["--json", "--probe-mode", &mode, "-o"])
+        .arg(&file.0)
+        .args(extra)
+        .arg("--")
+        .args(cmd)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = child.stdout.take().unwrap().read_to_end(&mut out);
+        let mut err = Vec::new();
+        let _ = child.stderr.take().unwrap().read_to_end(&mut err);
+        let status = child.wait().unwrap();
+        let _ = tx.send(Output {
+            status,
+            stdout: out,
+            stderr: err,
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            // SAFETY: kill(2) on our own child, not reaped yet.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("tracer -- {cmd:?} did not end within 60 s");
+        })
+}
+
+/// The connections of the summary.
+fn conns(events: &[Value]) -> Vec<Value> {
+    events
+        .iter()
+        .find(|e| e["event"] == "summary")
+        .expect("a summary line")["conns"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The syscall names of connection `conn`, in order, with their results.
+fn syscalls(events: &[Value], conn: u64) -> Vec<String> {
+    support::of_conn(events, conn)
+        .iter()
+        .filter(|e| e["layer"] == "syscall")
+        .map(|e| e["name"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+#[test]
+fn a_command_and_its_grandchildren_are_traced_and_its_status_is_returned() {
+    let port = support::free_port();
+    let mut server = support::echo_server(
+        std::path::Path::new(support::ECHO_SERVER),
+        "127.0.0.1",
+        port,
+    );
+    support::wait_listening(port);
+    let file = TraceFile::new("tree");
+    // sh runs sh, which runs the client: the client is the command's grandchild.
+    let script = format!(
+        "sh -c '{} --addr 127.0.0.1:{port} --message one --message three'; exit 3",
+        support::ECHO_CLIENT
+    );
+    let out = run_traced(&file, &[], &["sh", "-c", &script], &[]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    // The command's stdout is its own: the replies, nothing of the tracer's.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["your message isone", "your message isthree"],
+        "{stderr}"
+    );
+    assert!(stderr.contains("and every process it starts"), "{stderr}");
+
+    let events = file.events();
+    assert_eq!(
+        events[0]["event"], "ready",
+        "the trace starts before the command"
+    );
+    let conns = conns(&events);
+    // Only the command's tree is traced: the server (not in it) has no connection here.
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    let c = &conns[0];
+    assert_eq!(c["comm"], "echo-client");
+    assert_eq!(c["role"], "client");
+    assert_eq!(c["rport"], port);
+    assert_eq!(c["bytes_sent"], 3 + 5);
+    assert_eq!(c["bytes_received"], 18 + 20);
+    // From its first call on: nothing it did before the attach could be missed.
+    let calls = syscalls(&events, c["conn"].as_u64().unwrap());
+    assert_eq!(
+        calls.first().map(String::as_str),
+        Some("socket"),
+        "{calls:?}"
+    );
+    assert!(calls.iter().any(|c| c == "connect"), "{calls:?}");
+    assert_eq!(calls.last().map(String::as_str), Some("close"), "{calls:?}");
+}
+
+/// A tiny HTTP/1.0 server: answers one request with `body`, and reports how many bytes it
+/// read (up to the end of the request's headers) and wrote.
+fn http_once(body: &'static str) -> (u16, std::thread::JoinHandle<(usize, usize)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut buf).unwrap() {
+                0 => break,
+                n => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let response = format!(
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).unwrap();
+        (request.len(), response.len())
+    });
+    (port, handle)
+}
+
+#[test]
+fn curl_is_traced_from_start_to_end_and_its_exit_code_is_kept() {
+    let (port, server) = http_once("hello from the test\n");
+    let file = TraceFile::new("curl");
+    let url = format!("http://127.0.0.1:{port}/x");
+    let out = run_traced(
+        &file,
+        &[],
+        &["curl", "-s", "-w", "%{size_request} %{size_download}", &url],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let (read, written) = server.join().unwrap();
+    // curl's own account (request size; body size) and the server's.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("hello from the test\n"), "{stdout}");
+    assert_eq!(
+        stdout.trim_start_matches("hello from the test\n"),
+        format!("{read} 20")
+    );
+
+    let events = file.events();
+    let conns = conns(&events);
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    let c = &conns[0];
+    assert_eq!(c["comm"], "curl");
+    assert_eq!(c["bytes_sent"], read);
+    assert_eq!(c["bytes_received"], written);
+    let states = support::states(&events, c["conn"].as_u64().unwrap());
+    assert_eq!(
+        states.first(),
+        Some(&("CLOSE".to_string(), "SYN_SENT".to_string()))
+    );
+
+    // A refused connection: curl says 7, so does the tracer, and the refusal is on record.
+    let refused = TraceFile::new("curl-refused");
+    let closed = support::free_port();
+    let out = run_traced(
+        &refused,
+        &[],
+        &["curl", "-s", &format!("http://127.0.0.1:{closed}/")],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = refused.events();
+    // curl connects without blocking: EINPROGRESS, then the RST refuses it.
+    let story: Vec<String> = events
+        .iter()
+        .filter(|e| e["conn"] == 1)
+        .filter_map(|e| match e["layer"].as_str()? {
+            "syscall" => Some(format!(
+                "{} {}",
+                e["name"].as_str()?,
+                e["errno"].as_str().unwrap_or("ok")
+            )),
+            "state" => Some(format!("{} > {}", e["from"].as_str()?, e["to"].as_str()?)),
+            "kernel" => Some(e["event"].as_str()?.to_string()),
+            "packet" => Some(format!("{} {}", e["dir"].as_str()?, e["flags"].as_str()?)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "socket ok",
+            "connect EINPROGRESS",
+            "CLOSE > SYN_SENT",
+            "tcp_connect",
+            "out S",
+            "in RA",
+            "tcp_reset",
+            "SYN_SENT > CLOSE",
+            "close ok",
+            "tcp_destroy_sock"
+        ],
+        "{}",
+        support::brief(&events)
+    );
+}
+
+#[test]
+fn under_sudo_the_command_runs_as_the_invoking_user() {
+    let file = TraceFile::new("sudo");
+    // What sudo sets; nobody (65534) exists on Debian.
+    let env = [
+        ("SUDO_UID", "65534"),
+        ("SUDO_GID", "65534"),
+        ("SUDO_USER", "nobody"),
+    ];
+    let out = run_traced(&file, &[], &["sh", "-c", "id -u; id -g; echo $HOME"], &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let expected_home = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(':').nth(2) == Some("65534"))
+        .and_then(|l| l.split(':').nth(5).map(str::to_string))
+        .expect("a user 65534 in /etc/passwd");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        ["65534", "65534", expected_home.as_str()]
+    );
+    assert!(stderr.contains("as uid 65534"), "{stderr}");
+}
+
+#[test]
+fn a_command_that_cannot_run_exits_as_a_shell_would() {
+    let file = TraceFile::new("missing");
+    let out = run_traced(&file, &[], &["no-such-command-anywhere"], &[]);
+    assert_eq!(out.status.code(), Some(127));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "error: no-such-command-anywhere: command not found"
+    );
+}
+
+#[test]
+fn a_pid_with_follow_children_traces_what_it_starts_later() {
+    let port = support::free_port();
+    let mut server = support::echo_server(
+        std::path::Path::new(support::ECHO_SERVER),
+        "127.0.0.1",
+        port,
+    );
+    support::wait_listening(port);
+    // A shell that starts the client when told (a line on its stdin).
+    let mut parent = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "read go; {} --addr 127.0.0.1:{port} --message hi",
+                support::ECHO_CLIENT
+            ),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let trace = support::start(&["--pid", &parent.id().to_string(), "--follow-children"]);
+    parent.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let reply = BufReader::new(parent.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply, "your message ishi");
+    assert!(parent.wait().unwrap().success());
+    let events = trace.stop();
+    let _ = server.kill();
+    let _ = server.wait();
+    let found = conns(&events);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["comm"], "echo-client");
+    assert_eq!(found[0]["bytes_sent"], 2);
+
+    // Without --follow-children the same child is not traced.
+    let mut parent = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "read go; {} --addr 127.0.0.1:{port} --message hi",
+                support::ECHO_CLIENT
+            ),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = support::echo_server(
+        std::path::Path::new(support::ECHO_SERVER),
+        "127.0.0.1",
+        port,
+    );
+    support::wait_listening(port);
+    let trace = support::start(&["--pid", &parent.id().to_string()]);
+    parent.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(parent.wait().unwrap().success());
+    let events = trace.stop();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(conns(&events).is_empty(), "{}", support::brief(&events));
+}
