@@ -1,6 +1,8 @@
-//! The guest: an initramfs holding busybox, the tracer, the echo demo, the `live` test binary
-//! and every shared library they need, each at its host path (the test binary has the others'
-//! paths compiled in). `/init` reads its plan from the kernel command line
+//! The guest: an initramfs holding busybox, the tracer, the echo demo and the loss lab's bulk
+//! transfer, the `live` and `loss_lab` test binaries, the host's iproute2 and nftables tools,
+//! and every shared library they need, each at its host path (the test binaries have the
+//! others' paths compiled in). `/init` loads the kernel modules appended for its kernel
+//! ([`super::modules`]), reads its plan from the kernel command line
 //! (`vmtest.modes=auto,kprobe vmtest.repeat=3`), runs the tests per mode and repeat between
 //! `VMTEST begin`/`VMTEST end` lines, and powers off. One initramfs serves every kernel.
 
@@ -35,6 +37,34 @@ pub const CORE_TESTS: &[&str] = &[
     "pid_filter",
 ];
 
+/// Tests of the `loss_lab` binary run in auto and kprobe modes: the loss lab (two namespaces,
+/// a veth pair, nftables drops) with the kernel's counters and `ss` as oracles, and the
+/// `--demo loss` end to end (its plot checked in the SVG; no browser in the guest).
+pub const LAB_TESTS: &[&str] = &[
+    "retransmissions_agree_with_the_kernels_counters",
+    "congestion_numbers_agree_with_ss",
+    "the_loss_demo_shows_a_probe_and_a_fast_retransmit",
+];
+
+/// Tests of the `command` binary run in auto mode: `tracer -- CMD` following a process tree
+/// in the kernel (its fork tracepoints), and `--pid --follow-children`.
+pub const COMMAND_TESTS: &[&str] = &[
+    "a_command_and_its_grandchildren_are_traced_and_its_status_is_returned",
+    "a_command_that_cannot_run_exits_as_a_shell_would",
+    "a_pid_with_follow_children_traces_what_it_starts_later",
+];
+
+/// Modes whose runs include [`LAB_TESTS`].
+const LAB_MODES: &[&str] = &["auto", "kprobe"];
+
+/// Host tools the lab runs, put in the guest's `/bin` (in place of busybox's `ip`).
+const LAB_TOOLS: &[&str] = &[
+    "/usr/sbin/ip",
+    "/usr/sbin/nft",
+    "/usr/bin/ss",
+    "/usr/bin/nstat",
+];
+
 /// The tier every kernel function must get in `mode` on Debian's kernels, which have both
 /// fentry and kprobes: auto must pick the best.
 fn expected_tier(mode: &str) -> &str {
@@ -44,8 +74,15 @@ fn expected_tier(mode: &str) -> &str {
     }
 }
 
-/// The `live` integration test binary, built.
-fn live_test_binary(root: &Path) -> anyhow::Result<PathBuf> {
+/// The integration test binaries the guest runs.
+struct TestBinaries {
+    live: PathBuf,
+    lab: PathBuf,
+    command: PathBuf,
+}
+
+/// The `live`, `loss_lab` and `command` integration test binaries, built.
+fn test_binaries(root: &Path) -> anyhow::Result<TestBinaries> {
     let out = sh(Command::new(env!("CARGO"))
         .args([
             "test",
@@ -54,18 +91,31 @@ fn live_test_binary(root: &Path) -> anyhow::Result<PathBuf> {
             "tracer",
             "--test",
             "live",
+            "--test",
+            "loss_lab",
+            "--test",
+            "command",
             "--no-run",
             "--message-format=json",
         ])
         .current_dir(root))?;
-    out.lines()
-        .filter(|l| l.contains("\"compiler-artifact\"") && l.contains("\"name\":\"live\""))
-        .find_map(|l| {
-            let at = l.find("\"executable\":\"")? + "\"executable\":\"".len();
-            let end = l[at..].find('"')?;
-            Some(PathBuf::from(&l[at..at + end]))
-        })
-        .context("cargo did not report the live test binary")
+    let binary = |name: &str| {
+        out.lines()
+            .filter(|l| {
+                l.contains("\"compiler-artifact\"") && l.contains(&format!("\"name\":\"{name}\""))
+            })
+            .find_map(|l| {
+                let at = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+                let end = l[at..].find('"')?;
+                Some(PathBuf::from(&l[at..at + end]))
+            })
+            .with_context(|| format!("cargo did not report the {name} test binary"))
+    };
+    Ok(TestBinaries {
+        live: binary("live")?,
+        lab: binary("loss_lab")?,
+        command: binary("command")?,
+    })
 }
 
 /// Copies `path` into `guest` at the same absolute path.
@@ -91,7 +141,7 @@ fn libraries(bin: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .collect())
 }
 
-fn init_script(live: &Path, tracer: &Path) -> String {
+fn init_script(tests: &TestBinaries, tracer: &Path) -> String {
     let mut s = String::from(
         "#!/bin/busybox sh\n\
          export PATH=/bin\n\
@@ -100,6 +150,7 @@ fn init_script(live: &Path, tracer: &Path) -> String {
          /bin/busybox mount -t devtmpfs dev /dev\n\
          /bin/busybox mount -t tracefs nodev /sys/kernel/tracing\n\
          /bin/busybox mount -t cgroup2 none /sys/fs/cgroup\n\
+         /bin/busybox mount -t tmpfs none /run\n\
          /bin/busybox ip link set lo up\n\
          echo \"VMTEST kernel $(uname -r)\"\n\
          MODES=auto; REPEAT=1\n\
@@ -110,44 +161,67 @@ fn init_script(live: &Path, tracer: &Path) -> String {
          \x20 esac\n\
          done\n",
     );
+    // The modules appended for this kernel, dependencies first.
+    s.push_str(&format!(
+        "for m in $(cat /{dir}/order 2>/dev/null); do\n\
+         \x20 /bin/busybox insmod /{dir}/$m.ko || echo \"VMTEST insmod $m failed\"\n\
+         done\n",
+        dir = super::modules::GUEST_DIR
+    ));
     // A shell snippet to run in the guest first, for debugging (`VMTEST_EXTRA`).
     if let Ok(extra) = std::env::var("VMTEST_EXTRA") {
         s.push_str(&extra);
         s.push('\n');
     }
     let tracer = tracer.display();
-    let live = live.display();
+    let live = tests.live.display();
+    let lab = tests.lab.display();
+    let command = tests.command.display();
     s.push_str(&format!(
         "for mode in $MODES; do\n\
-         \x20 case $mode in auto) EXPECT={auto}; TESTS=\"{auto_tests}\" ;; *) EXPECT=$mode; TESTS=\"{core_tests}\" ;; esac\n\
+         \x20 case $mode in auto) EXPECT={auto}; TESTS=\"{auto_tests}\"; CMD=\"{command_tests}\" ;; *) EXPECT=$mode; TESTS=\"{core_tests}\"; CMD= ;; esac\n\
+         \x20 case \" {lab_modes} \" in *\" $mode \"*) LAB=\"{lab_tests}\" ;; *) LAB= ;; esac\n\
          \x20 # The banner (to the console log) and the ready line (for the report) of this mode.\n\
          \x20 {tracer} --probe-mode $mode --port 1 --duration 0.1 2>&1 >/dev/null\n\
          \x20 echo \"VMTEST tiers mode=$mode $({tracer} --json --probe-mode $mode --port 1 --duration 0.1 2>/dev/null | head -n 1)\"\n\
          \x20 for run in $(seq 1 $REPEAT); do\n\
          \x20   echo \"VMTEST begin mode=$mode run=$run\"\n\
          \x20   TRACER_PROBE_MODE=$mode TRACER_EXPECT_TIER=$EXPECT {live} --test-threads=1 $TESTS 2>&1\n\
-         \x20   echo \"VMTEST end mode=$mode run=$run rc=$?\"\n\
+         \x20   rc=$?\n\
+         \x20   if [ -n \"$CMD\" ]; then\n\
+         \x20     TRACER_PROBE_MODE=$mode {command} --test-threads=1 $CMD 2>&1 || rc=1\n\
+         \x20   fi\n\
+         \x20   if [ -n \"$LAB\" ]; then\n\
+         \x20     TRACER_PROBE_MODE=$mode TRACER_NO_BROWSER=1 {lab} --test-threads=1 $LAB 2>&1 || rc=1\n\
+         \x20   fi\n\
+         \x20   echo \"VMTEST end mode=$mode run=$run rc=$rc\"\n\
          \x20 done\n\
          done\n\
          /bin/busybox poweroff -f\n",
         auto = expected_tier("auto"),
         auto_tests = AUTO_TESTS.join(" "),
         core_tests = CORE_TESTS.join(" "),
+        lab_modes = LAB_MODES.join(" "),
+        lab_tests = LAB_TESTS.join(" "),
+        command_tests = COMMAND_TESTS.join(" "),
     ));
     s
 }
 
 /// Builds the initramfs into `work/initrd.gz`.
 pub fn build(root: &Path, work: &Path) -> anyhow::Result<PathBuf> {
-    let live = live_test_binary(root)?;
+    let tests = test_binaries(root)?;
     let guest = work.join("root");
     let _ = fs::remove_dir_all(&guest);
-    for dir in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+    for dir in ["bin", "proc", "sys", "dev", "tmp", "etc", "run", "var"] {
         fs::create_dir_all(guest.join(dir))?;
     }
+    // iproute2 keeps named network namespaces in /var/run/netns.
+    std::os::unix::fs::symlink("../run", guest.join("var/run"))?;
     fs::copy("/bin/busybox", guest.join("bin/busybox")).context("copying busybox")?;
     let applets = [
-        "sh", "mount", "ip", "poweroff", "uname", "cat", "sleep", "head", "tr", "seq", "echo",
+        "sh", "mount", "poweroff", "uname", "cat", "sleep", "head", "tr", "seq", "echo", "insmod",
+        "sysctl", "id",
     ];
     for applet in applets {
         std::os::unix::fs::symlink("busybox", guest.join("bin").join(applet))?;
@@ -157,7 +231,10 @@ pub fn build(root: &Path, work: &Path) -> anyhow::Result<PathBuf> {
         release.join("tracer"),
         release.join("echo-server"),
         release.join("echo-client"),
-        live.clone(),
+        release.join("bulk"),
+        tests.live.clone(),
+        tests.lab.clone(),
+        tests.command.clone(),
     ];
     for bin in &bins {
         copy_in(&guest, bin)?;
@@ -165,8 +242,20 @@ pub fn build(root: &Path, work: &Path) -> anyhow::Result<PathBuf> {
             copy_in(&guest, &lib)?;
         }
     }
+    for tool in LAB_TOOLS.iter().map(Path::new) {
+        let name = tool.file_name().context("a tool's file name")?;
+        fs::copy(tool, guest.join("bin").join(name)).with_context(|| {
+            format!(
+                "copying {} (vm-test installs iproute2 and nftables)",
+                tool.display()
+            )
+        })?;
+        for lib in libraries(tool)? {
+            copy_in(&guest, &lib)?;
+        }
+    }
     let init = guest.join("init");
-    fs::write(&init, init_script(&live, &release.join("tracer")))?;
+    fs::write(&init, init_script(&tests, &release.join("tracer")))?;
     fs::set_permissions(&init, fs::Permissions::from_mode(0o755))?;
     let initrd = work.join("initrd.gz");
     let status = Command::new("sh")
@@ -187,25 +276,39 @@ pub fn build(root: &Path, work: &Path) -> anyhow::Result<PathBuf> {
 mod tests {
     use super::*;
 
-    /// A renamed test must not silently drop out of the guest: every filter names at least one
-    /// `#[test]` of `tracer/tests/live.rs`.
-    #[test]
-    fn every_guest_filter_matches_a_live_test() {
-        let live = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tracer/tests/live.rs"),
+    /// The `#[test]` functions of `tracer/tests/<file>`.
+    fn tests_in(file: &str) -> Vec<String> {
+        let source = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tracer/tests")
+                .join(file),
         )
         .unwrap();
-        let tests: Vec<&str> = live
+        source
             .split("#[test]\nfn ")
             .skip(1)
             .filter_map(|rest| rest.split('(').next())
-            .collect();
-        assert!(tests.len() > 5, "{tests:?}");
-        for filter in AUTO_TESTS.iter().chain(CORE_TESTS) {
-            assert!(
-                tests.iter().any(|t| t.contains(filter)),
-                "{filter} matches no test in tracer/tests/live.rs"
-            );
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A renamed test must not silently drop out of the guest: every filter names at least one
+    /// `#[test]` of its binary.
+    #[test]
+    fn every_guest_filter_matches_a_test() {
+        for (file, filters) in [
+            ("live.rs", [AUTO_TESTS, CORE_TESTS].concat()),
+            ("loss_lab.rs", LAB_TESTS.to_vec()),
+            ("command.rs", COMMAND_TESTS.to_vec()),
+        ] {
+            let tests = tests_in(file);
+            assert!(tests.len() >= filters.len().min(3), "{tests:?}");
+            for filter in filters {
+                assert!(
+                    tests.iter().any(|t| t.contains(filter)),
+                    "{filter} matches no test in tracer/tests/{file}"
+                );
+            }
         }
     }
 }

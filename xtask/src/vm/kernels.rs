@@ -126,6 +126,8 @@ pub struct Kernel {
     pub name: String,
     /// The unpacked kernel image.
     pub vmlinuz: PathBuf,
+    /// Its modules (`lib/modules/<abi>`), when the package holds them.
+    pub modules: Option<PathBuf>,
 }
 
 /// apt options that use the repository's own sources list and keep lists and downloads in
@@ -235,6 +237,7 @@ pub fn fetch(root: &Path, cache: &Path, k: &Pinned) -> anyhow::Result<Kernel> {
     Ok(Kernel {
         name: k.name.to_string(),
         vmlinuz: image(&dir)?,
+        modules: modules(&dir),
     })
 }
 
@@ -258,6 +261,7 @@ pub fn from_deb(cache: &Path, deb: &Path) -> anyhow::Result<Kernel> {
     Ok(Kernel {
         name: stem.split('_').next().unwrap_or(&stem).to_string(),
         vmlinuz,
+        modules: modules(&dir),
     })
 }
 
@@ -290,4 +294,14 @@ fn image(dir: &Path) -> anyhow::Result<PathBuf> {
         .map(|abi| abi.path().join("vmlinuz"))
         .find(|p| p.is_file())
         .context("no vmlinuz in the kernel package")
+}
+
+/// The modules directory of an unpacked package, `(usr/)lib/modules/<abi>`, when it holds a
+/// `kernel/` tree (Debian 14's `linux-binary-*` ships them in another package).
+fn modules(dir: &Path) -> Option<PathBuf> {
+    ["usr/lib/modules", "lib/modules"]
+        .iter()
+        .flat_map(|m| fs::read_dir(dir.join(m)).into_iter().flatten().flatten())
+        .map(|abi| abi.path())
+        .find(|p| p.join("kernel").is_dir())
 }

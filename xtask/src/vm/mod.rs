@@ -8,6 +8,7 @@
 
 mod guest;
 mod kernels;
+mod modules;
 mod report;
 
 use std::fs;
@@ -47,27 +48,36 @@ pub(crate) fn sh(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// What the host needs: QEMU, the guest's shell, the archive tools, and the loss lab's tools
+/// copied into the guest (iproute2, nftables) with xz for Debian's compressed modules.
+const PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "curl",
+    "iproute2",
+    "nftables",
+    "xz-utils",
+];
+
 fn ensure_packages() -> anyhow::Result<()> {
     let have = |bin: &str| Path::new(bin).exists();
     if have("/usr/bin/qemu-system-x86_64")
         && have("/bin/busybox")
         && have("/usr/bin/cpio")
         && have("/usr/bin/curl")
+        && have("/usr/sbin/ip")
+        && have("/usr/bin/nstat")
+        && have("/usr/sbin/nft")
+        && have("/usr/bin/xz")
     {
         return Ok(());
     }
-    eprintln!("vm-test: installing qemu-system-x86, busybox-static, cpio, curl");
+    eprintln!("vm-test: installing {}", PACKAGES.join(" "));
     let install = || {
         Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "qemu-system-x86",
-                "busybox-static",
-                "cpio",
-                "curl",
-            ])
+            .args(["install", "-y", "-qq"])
+            .args(PACKAGES)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .stdout(Stdio::null())
             .status()
@@ -76,7 +86,7 @@ fn ensure_packages() -> anyhow::Result<()> {
     if !install() {
         let _ = Command::new("apt-get").args(["update", "-qq"]).status();
         if !install() {
-            bail!("apt-get install qemu-system-x86 busybox-static cpio curl failed");
+            bail!("apt-get install {} failed", PACKAGES.join(" "));
         }
     }
     Ok(())
@@ -214,7 +224,18 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
                                 k.vmlinuz.display(),
                                 job.repeat
                             );
-                            boot(&k.vmlinuz, &initrd, &modes, job.repeat, &log)
+                            // Without the lab's modules the lab's tests fail in the guest
+                            // and say so (no veth): the kernel is still booted.
+                            let initrd = match &k.modules {
+                                Some(dir) => {
+                                    modules::initrd_with_lab(&initrd, dir, &work, &job.name)
+                                }
+                                None => Ok(initrd.clone()),
+                            };
+                            initrd
+                                .and_then(|initrd| {
+                                    boot(&k.vmlinuz, &initrd, &modes, job.repeat, &log)
+                                })
                                 .map_err(|e| format!("{e:#}"))
                         }
                     };
