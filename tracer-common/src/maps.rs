@@ -9,6 +9,9 @@ pub const MAX_PORTS: u32 = 64;
 /// Most `--pid` values the in-kernel filter holds.
 pub const MAX_PIDS: u32 = 64;
 
+/// The size of the `CGROUPS` map: the `--cgroup` directory and its descendants.
+pub const MAX_CGROUPS: u32 = 4096;
+
 /// The size of the `PIDS` map: the `--pid` values and, when children are followed, every
 /// live descendant of a traced process.
 pub const PIDS_CAPACITY: u32 = 16384;
@@ -102,6 +105,10 @@ pub struct FilterConfig {
     /// Least time between two congestion samples of one connection whose congestion state
     /// and ssthresh did not change, in microseconds.
     pub sample_gap_us: u32,
+    /// Non-zero when `CGROUPS` holds the cgroup v2 ids whose tasks are traced.
+    pub by_cgroup: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 3],
 }
 
 /// How many sock_ops callbacks `SOCK_OPS_FUNCS` can map (indexed by `BPF_SOCK_OPS_*_CB`).
@@ -109,7 +116,7 @@ pub const SOCK_OPS_SLOTS: u32 = 32;
 
 const _: () = assert!(core::mem::size_of::<FdKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Inflight>() == 128);
-const _: () = assert!(core::mem::size_of::<FilterConfig>() == 32);
+const _: () = assert!(core::mem::size_of::<FilterConfig>() == 36);
 const _: () = assert!(core::mem::size_of::<PortPair>() == 4);
 const _: () = assert!(core::mem::size_of::<TracepointFn>() == 4);
 const _: () = assert!(core::mem::size_of::<Sampled>() == 24);

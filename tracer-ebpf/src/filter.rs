@@ -1,9 +1,12 @@
 //! The in-kernel filter: which tasks and ports are traced. Set by the loader before load.
 
-use aya_ebpf::{Global, helpers::bpf_get_current_comm};
+use aya_ebpf::{
+    Global,
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm},
+};
 use tracer_common::{COMM_LEN, maps::FilterConfig};
 
-use crate::maps::{PIDS, PORTS};
+use crate::maps::{CGROUPS, PIDS, PORTS};
 
 /// Filter switches; read-only after load, so the verifier prunes the disabled branches.
 #[unsafe(no_mangle)]
@@ -18,6 +21,8 @@ static FILTER: Global<FilterConfig> = Global::new(FilterConfig {
     follow: 0,
     snaplen: 0,
     sample_gap_us: 0,
+    by_cgroup: 0,
+    _pad: [0; 3],
 });
 
 /// The filter configuration.
@@ -26,7 +31,8 @@ pub fn config() -> FilterConfig {
     FILTER.load()
 }
 
-/// Whether the task `tgid` (running as `comm`) passes the pid and comm filters.
+/// Whether the task `tgid` (running as `comm`, the current task) passes the pid, comm and
+/// cgroup filters.
 #[inline(always)]
 pub fn task_matches(cfg: &FilterConfig, tgid: u32, comm: &[u8; COMM_LEN]) -> bool {
     if tgid == cfg.self_tgid {
@@ -36,6 +42,15 @@ pub fn task_matches(cfg: &FilterConfig, tgid: u32, comm: &[u8; COMM_LEN]) -> boo
         return false;
     }
     if cfg.by_comm != 0 && *comm != cfg.comm {
+        return false;
+    }
+    // SAFETY: bpf_get_current_cgroup_id has no preconditions (the cgroup v2 id of the current
+    // task; callers run in the task's context, as for its tgid).
+    if cfg.by_cgroup != 0
+        && CGROUPS
+            .get_ptr(unsafe { bpf_get_current_cgroup_id() })
+            .is_none()
+    {
         return false;
     }
     true
@@ -51,7 +66,7 @@ pub fn ports_match(cfg: &FilterConfig, lport: u16, rport: u16) -> bool {
 /// owner (a connection already open when the tracer started).
 #[inline(always)]
 pub fn ports_only(cfg: &FilterConfig) -> bool {
-    cfg.by_pid == 0 && cfg.by_comm == 0
+    cfg.by_pid == 0 && cfg.by_comm == 0 && cfg.by_cgroup == 0
 }
 
 /// The running task's comm, or zeros.

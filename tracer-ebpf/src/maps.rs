@@ -7,8 +7,8 @@ use aya_ebpf::{
 use tracer_common::{
     failure::FAILURE_KINDS,
     maps::{
-        FdKey, Inflight, MAX_PORTS, Owner, PIDS_CAPACITY, PortPair, SOCK_OPS_SLOTS, Sampled,
-        TracepointFn,
+        FdKey, Inflight, MAX_CGROUPS, MAX_PORTS, Owner, PIDS_CAPACITY, PortPair, SOCK_OPS_SLOTS,
+        Sampled, TracepointFn,
     },
     record::SyscallRecord,
 };
@@ -37,6 +37,11 @@ pub static FAILURES: Array<u64> = Array::with_max_entries(FAILURE_KINDS, MMAPABL
 /// Ports to trace (local or remote), when filtering by port.
 #[map]
 pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
+
+/// Cgroup v2 ids whose tasks are traced, when filtering by cgroup (the loader keeps the
+/// subtree's new cgroups added).
+#[map]
+pub static CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_CGROUPS, 0);
 
 /// Processes to trace, when filtering by pid.
 #[map]

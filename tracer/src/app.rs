@@ -88,6 +88,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         probe_mode: cli.probe_mode,
         map_entries: cli.map_entries.clone(),
         follow: cli.follow_children,
+        cgroup: match &cli.cgroup {
+            Some(path) => {
+                let mount = crate::system::cgroup::cgroup2_mount()
+                    .ok_or(crate::system::cgroup::ScopeError::NoHierarchy)?;
+                Some(crate::system::cgroup::Scope::resolve(path, &mount)?)
+            }
+            None => None,
+        },
     };
     let views = views(&cli)?;
     // The command is forked now, held until everything is attached: its pid is in the filter
@@ -129,7 +137,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             .correlator
             .adopt_listener(s.pid, &s.comm, s.fd, local, now);
     }
-    let result = trace(&cli, &mut loaded, &mut pipeline, &missing, stop, held).await;
+    let scope = filter.cgroup.clone();
+    let result = trace(
+        &cli,
+        &mut loaded,
+        &mut pipeline,
+        &missing,
+        stop,
+        held,
+        scope,
+    )
+    .await;
     let failures = loaded.failures();
     let skipped = loaded.skipped();
     let finished = result.and_then(|end| {
@@ -247,6 +265,7 @@ async fn trace(
     missing: &[&'static str],
     mut stop: Stop,
     held: Option<(command::Held, Option<command::Credentials>)>,
+    scope: Option<crate::system::cgroup::Scope>,
 ) -> anyhow::Result<End> {
     pipeline
         .meta(&Meta::Ready {
@@ -284,6 +303,8 @@ async fn trace(
     let mut end = End::default();
     let mut interrupts = 0;
     let mut reported = [0u64; FAILURE_KINDS as usize];
+    // Cgroups created below --cgroup's after the start join the filter within a second.
+    let mut cgroups_seen = std::time::Instant::now();
     let mut last_drop_notice = std::time::Instant::now() - Duration::from_secs(1);
     loop {
         tokio::select! {
@@ -303,6 +324,12 @@ async fn trace(
                     pipeline.read_until_ns()
                 };
                 pipeline.drain(now).map_err(output_error)?;
+                if let Some(scope) = &scope
+                    && cgroups_seen.elapsed() >= Duration::from_secs(1)
+                {
+                    loaded.refresh_cgroups(scope)?;
+                    cgroups_seen = std::time::Instant::now();
+                }
                 // Losses are told as they happen, at most once a second.
                 let total = loaded.failures();
                 if total != reported && last_drop_notice.elapsed() >= Duration::from_secs(1) {
@@ -393,6 +420,12 @@ fn what(filter: &Filter) -> String {
     }
     if let Some(c) = &filter.comm {
         what.push(format!("comm {}", crate::render::text::visible(c)));
+    }
+    if let Some(scope) = &filter.cgroup {
+        what.push(format!(
+            "cgroup {}",
+            crate::render::text::visible(&scope.path)
+        ));
     }
     if what.is_empty() {
         "all TCP".to_string()

@@ -33,6 +33,11 @@ pub struct Cli {
     #[arg(long = "pid", value_name = "PID", value_parser = parse_pid)]
     pub pids: Vec<u32>,
 
+    /// Trace sockets of processes in this cgroup v2 or below it (a directory of the cgroup2
+    /// mount, absolute or relative to it: a container's, a systemd unit's).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<std::path::PathBuf>,
+
     /// With --pid: also trace the processes they fork from now on, and theirs.
     #[arg(long, requires = "pids")]
     pub follow_children: bool,

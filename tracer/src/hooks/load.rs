@@ -49,6 +49,8 @@ pub struct Filter {
     pub map_entries: Vec<(String, u32)>,
     /// Trace the processes that traced processes fork, from their start.
     pub follow: bool,
+    /// Trace only tasks in this cgroup or below it.
+    pub cgroup: Option<cgroup::Scope>,
 }
 
 /// The loaded and attached programs. Dropping it detaches everything; [`Loaded::detach`] does
@@ -84,6 +86,21 @@ impl Loaded {
     /// Runs of each program the kernel skipped, for those that had any.
     pub fn skipped(&self) -> Vec<(String, u64)> {
         super::misses::skipped(&self.ebpf)
+    }
+
+    /// Adds the cgroups created below `scope` since the start to the in-kernel filter; how
+    /// many were new.
+    pub fn refresh_cgroups(&mut self, scope: &cgroup::Scope) -> Result<usize, LoadError> {
+        let mut map: BpfHashMap<_, u64, u8> = map(&mut self.ebpf, "CGROUPS")?;
+        let mut added = 0;
+        for id in scope.ids() {
+            if map.get(&id, 0).is_err() {
+                map.insert(id, 1, 0)
+                    .map_err(|e| MapError::new("CGROUPS", &e))?;
+                added += 1;
+            }
+        }
+        Ok(added)
     }
 
     /// Layers with no hook attached at all.
@@ -133,6 +150,8 @@ fn filter_config(filter: &Filter) -> FilterConfig {
         follow: u8::from(filter.follow),
         snaplen: filter.snaplen,
         sample_gap_us: filter.sample_gap_us,
+        by_cgroup: u8::from(filter.cgroup.is_some()),
+        _pad: [0; 3],
     }
 }
 
@@ -167,6 +186,9 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     }
     fill(&mut ebpf, "PORTS", &filter.ports)?;
     fill(&mut ebpf, "PIDS", &filter.pids)?;
+    if let Some(scope) = &filter.cgroup {
+        fill(&mut ebpf, "CGROUPS", &scope.ids())?;
+    }
     let existing = adopt_existing(&mut ebpf, filter)?;
 
     let mut at = Attacher::new(&mut ebpf, cgroup::cgroup2_mount());
@@ -381,6 +403,7 @@ fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<Vec<sockets::Exist
         pid != me
             && (filter.pids.is_empty() || filter.pids.contains(&pid))
             && filter.comm.as_deref().is_none_or(|c| c == comm)
+            && filter.cgroup.as_ref().is_none_or(|s| s.holds(pid))
             && (filter.ports.is_empty()
                 || filter.ports.contains(&lport)
                 || filter.ports.contains(&rport))

@@ -37,25 +37,53 @@ pub const CORE_TESTS: &[&str] = &[
     "pid_filter",
 ];
 
-/// Tests of the `loss_lab` binary run in auto and kprobe modes: the loss lab (two namespaces,
-/// a veth pair, nftables drops) with the kernel's counters and `ss` as oracles, and the
-/// `--demo loss` end to end (its plot checked in the SVG; no browser in the guest).
-pub const LAB_TESTS: &[&str] = &[
-    "retransmissions_agree_with_the_kernels_counters",
-    "congestion_numbers_agree_with_ss",
-    "the_loss_demo_shows_a_probe_and_a_fast_retransmit",
-];
+/// Another test binary the guest runs after `live`: its tests, the modes it runs in, and
+/// environment it needs.
+pub struct Suite {
+    /// The integration test binary (`tracer/tests/<binary>.rs`).
+    pub binary: &'static str,
+    /// The tests it runs (libtest filters).
+    pub tests: &'static [&'static str],
+    /// The probe modes whose runs include it.
+    pub modes: &'static [&'static str],
+    /// `NAME=VALUE` words put before the command.
+    pub env: &'static str,
+}
 
-/// Tests of the `command` binary run in auto mode: `tracer -- CMD` following a process tree
-/// in the kernel (its fork tracepoints), and `--pid --follow-children`.
-pub const COMMAND_TESTS: &[&str] = &[
-    "a_command_and_its_grandchildren_are_traced_and_its_status_is_returned",
-    "a_command_that_cannot_run_exits_as_a_shell_would",
-    "a_pid_with_follow_children_traces_what_it_starts_later",
+/// The suites besides `live`.
+pub const SUITES: &[Suite] = &[
+    // `tracer -- CMD` following a process tree in the kernel (its fork tracepoints), and
+    // `--pid --follow-children`.
+    Suite {
+        binary: "command",
+        tests: &[
+            "a_command_and_its_grandchildren_are_traced_and_its_status_is_returned",
+            "a_command_that_cannot_run_exits_as_a_shell_would",
+            "a_pid_with_follow_children_traces_what_it_starts_later",
+        ],
+        modes: &["auto"],
+        env: "",
+    },
+    // `--cgroup`: the current task's cgroup id checked in every program.
+    Suite {
+        binary: "cgroup",
+        tests: &["only_the_named_cgroup_and_its_descendants_are_traced"],
+        modes: &["auto"],
+        env: "",
+    },
+    // The loss lab (two namespaces, a veth pair, nftables drops) with the kernel's counters and
+    // `ss` as oracles, and `--demo loss` end to end (its plot checked in the SVG; no browser).
+    Suite {
+        binary: "loss_lab",
+        tests: &[
+            "retransmissions_agree_with_the_kernels_counters",
+            "congestion_numbers_agree_with_ss",
+            "the_loss_demo_shows_a_probe_and_a_fast_retransmit",
+        ],
+        modes: &["auto", "kprobe"],
+        env: "TRACER_NO_BROWSER=1",
+    },
 ];
-
-/// Modes whose runs include [`LAB_TESTS`].
-const LAB_MODES: &[&str] = &["auto", "kprobe"];
 
 /// Host tools the lab runs, put in the guest's `/bin` (in place of busybox's `ip`).
 const LAB_TOOLS: &[&str] = &[
@@ -74,30 +102,21 @@ fn expected_tier(mode: &str) -> &str {
     }
 }
 
-/// The integration test binaries the guest runs.
+/// The integration test binaries the guest runs: `live`, then one per suite.
 struct TestBinaries {
     live: PathBuf,
-    lab: PathBuf,
-    command: PathBuf,
+    suites: Vec<PathBuf>,
 }
 
-/// The `live`, `loss_lab` and `command` integration test binaries, built.
+/// The `live` and the suites' integration test binaries, built.
 fn test_binaries(root: &Path) -> anyhow::Result<TestBinaries> {
-    let out = sh(Command::new(env!("CARGO"))
-        .args([
-            "test",
-            "--release",
-            "--package",
-            "tracer",
-            "--test",
-            "live",
-            "--test",
-            "loss_lab",
-            "--test",
-            "command",
-            "--no-run",
-            "--message-format=json",
-        ])
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["test", "--release", "--package", "tracer", "--test", "live"]);
+    for suite in SUITES {
+        cargo.args(["--test", suite.binary]);
+    }
+    let out = sh(cargo
+        .args(["--no-run", "--message-format=json"])
         .current_dir(root))?;
     let binary = |name: &str| {
         out.lines()
@@ -113,8 +132,10 @@ fn test_binaries(root: &Path) -> anyhow::Result<TestBinaries> {
     };
     Ok(TestBinaries {
         live: binary("live")?,
-        lab: binary("loss_lab")?,
-        command: binary("command")?,
+        suites: SUITES
+            .iter()
+            .map(|s| binary(s.binary))
+            .collect::<anyhow::Result<_>>()?,
     })
 }
 
@@ -175,12 +196,23 @@ fn init_script(tests: &TestBinaries, tracer: &Path) -> String {
     }
     let tracer = tracer.display();
     let live = tests.live.display();
-    let lab = tests.lab.display();
-    let command = tests.command.display();
+    // Each suite in the modes it runs in; any failure fails the run.
+    let suites: String = SUITES
+        .iter()
+        .zip(&tests.suites)
+        .map(|(suite, path)| {
+            format!(
+                "\x20   case \" {modes} \" in *\" $mode \"*) TRACER_PROBE_MODE=$mode {env} {path} --test-threads=1 {tests} 2>&1 || rc=1 ;; esac\n",
+                modes = suite.modes.join(" "),
+                env = suite.env,
+                path = path.display(),
+                tests = suite.tests.join(" "),
+            )
+        })
+        .collect();
     s.push_str(&format!(
         "for mode in $MODES; do\n\
-         \x20 case $mode in auto) EXPECT={auto}; TESTS=\"{auto_tests}\"; CMD=\"{command_tests}\" ;; *) EXPECT=$mode; TESTS=\"{core_tests}\"; CMD= ;; esac\n\
-         \x20 case \" {lab_modes} \" in *\" $mode \"*) LAB=\"{lab_tests}\" ;; *) LAB= ;; esac\n\
+         \x20 case $mode in auto) EXPECT={auto}; TESTS=\"{auto_tests}\" ;; *) EXPECT=$mode; TESTS=\"{core_tests}\" ;; esac\n\
          \x20 # The banner (to the console log) and the ready line (for the report) of this mode.\n\
          \x20 {tracer} --probe-mode $mode --port 1 --duration 0.1 2>&1 >/dev/null\n\
          \x20 echo \"VMTEST tiers mode=$mode $({tracer} --json --probe-mode $mode --port 1 --duration 0.1 2>/dev/null | head -n 1)\"\n\
@@ -188,12 +220,7 @@ fn init_script(tests: &TestBinaries, tracer: &Path) -> String {
          \x20   echo \"VMTEST begin mode=$mode run=$run\"\n\
          \x20   TRACER_PROBE_MODE=$mode TRACER_EXPECT_TIER=$EXPECT {live} --test-threads=1 $TESTS 2>&1\n\
          \x20   rc=$?\n\
-         \x20   if [ -n \"$CMD\" ]; then\n\
-         \x20     TRACER_PROBE_MODE=$mode {command} --test-threads=1 $CMD 2>&1 || rc=1\n\
-         \x20   fi\n\
-         \x20   if [ -n \"$LAB\" ]; then\n\
-         \x20     TRACER_PROBE_MODE=$mode TRACER_NO_BROWSER=1 {lab} --test-threads=1 $LAB 2>&1 || rc=1\n\
-         \x20   fi\n\
+         {suites}\
          \x20   echo \"VMTEST end mode=$mode run=$run rc=$rc\"\n\
          \x20 done\n\
          done\n\
@@ -201,9 +228,6 @@ fn init_script(tests: &TestBinaries, tracer: &Path) -> String {
         auto = expected_tier("auto"),
         auto_tests = AUTO_TESTS.join(" "),
         core_tests = CORE_TESTS.join(" "),
-        lab_modes = LAB_MODES.join(" "),
-        lab_tests = LAB_TESTS.join(" "),
-        command_tests = COMMAND_TESTS.join(" "),
     ));
     s
 }
@@ -233,10 +257,8 @@ pub fn build(root: &Path, work: &Path) -> anyhow::Result<PathBuf> {
         release.join("echo-client"),
         release.join("bulk"),
         tests.live.clone(),
-        tests.lab.clone(),
-        tests.command.clone(),
     ];
-    for bin in &bins {
+    for bin in bins.iter().chain(&tests.suites) {
         copy_in(&guest, bin)?;
         for lib in libraries(bin)? {
             copy_in(&guest, &lib)?;
@@ -296,12 +318,15 @@ mod tests {
     /// `#[test]` of its binary.
     #[test]
     fn every_guest_filter_matches_a_test() {
-        for (file, filters) in [
-            ("live.rs", [AUTO_TESTS, CORE_TESTS].concat()),
-            ("loss_lab.rs", LAB_TESTS.to_vec()),
-            ("command.rs", COMMAND_TESTS.to_vec()),
-        ] {
-            let tests = tests_in(file);
+        for (file, filters) in [("live.rs".to_string(), [AUTO_TESTS, CORE_TESTS].concat())]
+            .into_iter()
+            .chain(
+                SUITES
+                    .iter()
+                    .map(|s| (format!("{}.rs", s.binary), s.tests.to_vec())),
+            )
+        {
+            let tests = tests_in(&file);
             assert!(tests.len() >= filters.len().min(3), "{tests:?}");
             for filter in filters {
                 assert!(
