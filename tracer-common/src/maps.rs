@@ -107,8 +107,12 @@ pub struct FilterConfig {
     pub sample_gap_us: u32,
     /// Non-zero when `CGROUPS` holds the cgroup v2 ids whose tasks are traced.
     pub by_cgroup: u8,
+    /// Non-zero to trace only sockets (and tasks) of the network namespace `netns`.
+    pub by_netns: u8,
     /// Explicit padding.
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
+    /// The network namespace's inode number (`ls -L -i /proc/PID/ns/net`), with `by_netns`.
+    pub netns: u32,
 }
 
 /// How many sock_ops callbacks `SOCK_OPS_FUNCS` can map (indexed by `BPF_SOCK_OPS_*_CB`).
@@ -116,7 +120,7 @@ pub const SOCK_OPS_SLOTS: u32 = 32;
 
 const _: () = assert!(core::mem::size_of::<FdKey>() == 8);
 const _: () = assert!(core::mem::size_of::<Inflight>() == 128);
-const _: () = assert!(core::mem::size_of::<FilterConfig>() == 36);
+const _: () = assert!(core::mem::size_of::<FilterConfig>() == 40);
 const _: () = assert!(core::mem::size_of::<PortPair>() == 4);
 const _: () = assert!(core::mem::size_of::<TracepointFn>() == 4);
 const _: () = assert!(core::mem::size_of::<Sampled>() == 24);

@@ -109,3 +109,13 @@ pub const RETRANS_HAS_ERR: usize = 48;
 pub const TASK_PID: usize = 49;
 /// `task_struct.tgid` (the process's id)
 pub const TASK_TGID: usize = 50;
+/// `task_struct.nsproxy`
+pub const TASK_NSPROXY: usize = 51;
+/// `nsproxy.net_ns`
+pub const NSPROXY_NET_NS: usize = 52;
+/// `net.ns` (a `struct ns_common`)
+pub const NET_NS: usize = 53;
+/// `ns_common.inum`
+pub const NS_INUM: usize = 54;
+/// `sock_common.skc_net` (a `possible_net_t`, whose first member is the `struct net *`)
+pub const SK_NET: usize = 55;

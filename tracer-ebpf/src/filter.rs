@@ -2,11 +2,18 @@
 
 use aya_ebpf::{
     Global,
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm},
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_task},
 };
-use tracer_common::{COMM_LEN, maps::FilterConfig};
+use tracer_common::{
+    COMM_LEN,
+    maps::FilterConfig,
+    offsets::{NET_NS, NS_INUM, NSPROXY_NET_NS, SK_NET, TASK_NSPROXY},
+};
 
-use crate::maps::{CGROUPS, PIDS, PORTS};
+use crate::{
+    context::{kernel_field, offset},
+    maps::{CGROUPS, PIDS, PORTS},
+};
 
 /// Filter switches; read-only after load, so the verifier prunes the disabled branches.
 #[unsafe(no_mangle)]
@@ -22,7 +29,9 @@ static FILTER: Global<FilterConfig> = Global::new(FilterConfig {
     snaplen: 0,
     sample_gap_us: 0,
     by_cgroup: 0,
-    _pad: [0; 3],
+    by_netns: 0,
+    _pad: [0; 2],
+    netns: 0,
 });
 
 /// The filter configuration.
@@ -53,7 +62,38 @@ pub fn task_matches(cfg: &FilterConfig, tgid: u32, comm: &[u8; COMM_LEN]) -> boo
     {
         return false;
     }
+    if cfg.by_netns != 0 && current_netns() != cfg.netns {
+        return false;
+    }
     true
+}
+
+/// The inode number of network namespace `net` (a `struct net *`); 0 if unreadable.
+#[inline(always)]
+fn net_inum(net: u64) -> u32 {
+    if net == 0 {
+        return 0;
+    }
+    kernel_field(net + offset(NET_NS) as u64, NS_INUM)
+}
+
+/// The network namespace of the current task (0 while it exits: its nsproxy is gone).
+#[inline(always)]
+fn current_netns() -> u32 {
+    // SAFETY: bpf_get_current_task has no preconditions; the pointer is only read through
+    // bpf_probe_read_kernel.
+    let task = unsafe { bpf_get_current_task() };
+    let nsproxy: u64 = kernel_field(task, TASK_NSPROXY);
+    if nsproxy == 0 {
+        return 0;
+    }
+    net_inum(kernel_field(nsproxy, NSPROXY_NET_NS))
+}
+
+/// Whether socket `sk` lives in the traced network namespace (always, without `--netns`).
+#[inline(always)]
+pub fn netns_matches(cfg: &FilterConfig, sk: u64) -> bool {
+    cfg.by_netns == 0 || net_inum(kernel_field(sk, SK_NET)) == cfg.netns
 }
 
 /// Whether a socket with these ports passes the port filter (either end may match).
@@ -66,7 +106,7 @@ pub fn ports_match(cfg: &FilterConfig, lport: u16, rport: u16) -> bool {
 /// owner (a connection already open when the tracer started).
 #[inline(always)]
 pub fn ports_only(cfg: &FilterConfig) -> bool {
-    cfg.by_pid == 0 && cfg.by_comm == 0 && cfg.by_cgroup == 0
+    cfg.by_pid == 0 && cfg.by_comm == 0 && cfg.by_cgroup == 0 && cfg.by_netns == 0
 }
 
 /// The running task's comm, or zeros.

@@ -67,7 +67,8 @@ pub fn wanted(cfg: &FilterConfig, sport: u16, dport: u16) -> bool {
     if cfg.by_port != 0 {
         return PORTS.get_ptr(sport).is_some() || PORTS.get_ptr(dport).is_some();
     }
-    if cfg.by_pid != 0 || cfg.by_comm != 0 {
+    // Filters that name tasks or namespaces, not ports: the traced sockets' ports.
+    if cfg.by_pid != 0 || cfg.by_comm != 0 || cfg.by_cgroup != 0 || cfg.by_netns != 0 {
         return PORT_PAIRS
             .get_ptr(PortPair {
                 local: sport,

@@ -26,7 +26,7 @@ use tracer_common::{
 use crate::{
     context::field,
     emit::{count_if_refused, emit},
-    filter::{config, current_comm, ports_match, ports_only, task_matches},
+    filter::{config, current_comm, netns_matches, ports_match, ports_only, task_matches},
     maps::{INFLIGHT, LISTENERS, SOCKS},
     packets::watch_port_pair,
 };
@@ -127,7 +127,9 @@ fn adopt(
     pid_tgid: u64,
 ) -> Option<(Owner, bool)> {
     let cfg = config();
-    if !ports_match(&cfg, sport, dport) {
+    // The socket's own namespace: a child (created in softirq) is checked too, and two
+    // listeners on one port in two namespaces share a LISTENERS entry.
+    if !ports_match(&cfg, sport, dport) || !netns_matches(&cfg, sk) {
         return None;
     }
     let (owner, guessed) = if new == tcp_state::SYN_RECV {

@@ -96,6 +96,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             None => None,
         },
+        netns: cli
+            .netns
+            .as_deref()
+            .map(crate::system::netns::resolve)
+            .transpose()?,
     };
     let views = views(&cli)?;
     // The command is forked now, held until everything is attached: its pid is in the filter
@@ -130,6 +135,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
     }
     let mut pipeline = Pipeline::new(views, cli.ladder);
+    pipeline.correlator.drop_strays = filter.netns.is_some() || filter.cgroup.is_some();
     let now = monotonic_ns();
     for s in loaded.existing.iter().filter(|s| s.listening) {
         let local = crate::correlate::endpoint(s.laddr, s.lport);
@@ -420,6 +426,9 @@ fn what(filter: &Filter) -> String {
     }
     if let Some(c) = &filter.comm {
         what.push(format!("comm {}", crate::render::text::visible(c)));
+    }
+    if let Some(netns) = filter.netns {
+        what.push(format!("netns {netns}"));
     }
     if let Some(scope) = &filter.cgroup {
         what.push(format!(

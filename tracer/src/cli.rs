@@ -38,6 +38,11 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<std::path::PathBuf>,
 
+    /// Trace sockets of this network namespace only: /run/netns/NAME (`ip netns`),
+    /// /proc/PID/ns/net, or a pid.
+    #[arg(long, value_name = "PATH|PID")]
+    pub netns: Option<String>,
+
     /// With --pid: also trace the processes they fork from now on, and theirs.
     #[arg(long, requires = "pids")]
     pub follow_children: bool,

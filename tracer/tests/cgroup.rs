@@ -121,7 +121,7 @@ fn only_the_named_cgroup_and_its_descendants_are_traced() {
     let server_a = inner.echo_server(pa);
     let server_b = b.echo_server(pb);
 
-    let trace = support::start(&["--cgroup", a.0.to_str().unwrap(), "--no-packets"]);
+    let trace = support::start(&["--cgroup", a.0.to_str().unwrap()]);
     talk(pa, "to a");
     talk(pb, "to b");
     // A cgroup made below the traced one after the start: picked up within a second.

@@ -313,15 +313,14 @@ fn a_pid_with_follow_children_traces_what_it_starts_later() {
         port,
     );
     support::wait_listening(port);
-    // A shell that starts the client when told (a line on its stdin).
+    // A shell that starts the client when told (a line on its stdin); not as its last
+    // command, which a shell may exec in its own process (busybox does).
+    let script = format!(
+        "read go; {} --addr 127.0.0.1:{port} --message hi; exit 0",
+        support::ECHO_CLIENT
+    );
     let mut parent = Command::new("sh")
-        .args([
-            "-c",
-            &format!(
-                "read go; {} --addr 127.0.0.1:{port} --message hi",
-                support::ECHO_CLIENT
-            ),
-        ])
+        .args(["-c", &script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -345,13 +344,7 @@ fn a_pid_with_follow_children_traces_what_it_starts_later() {
 
     // Without --follow-children the same child is not traced.
     let mut parent = Command::new("sh")
-        .args([
-            "-c",
-            &format!(
-                "read go; {} --addr 127.0.0.1:{port} --message hi",
-                support::ECHO_CLIENT
-            ),
-        ])
+        .args(["-c", &script])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -93,6 +93,12 @@ pub struct Correlator {
     by_ends: HashMap<(Endpoint, Endpoint), ConnId>,
     /// Keep segments for the ladder diagram.
     pub keep_ladder: bool,
+    /// Drop segments no traced end claims instead of giving them a connection of their own:
+    /// with `--netns`/`--cgroup` they belong to what is not traced (the packet filter lets
+    /// through every segment to a traced listener's port, whatever namespace it is in).
+    pub drop_strays: bool,
+    /// Segments dropped so.
+    pub strays: u64,
     conns: HashMap<ConnId, Conn>,
     by_sock: HashMap<u64, ConnId>,
     by_fd: HashMap<(u32, i32), ConnId>,
@@ -417,6 +423,10 @@ impl Correlator {
             Some(_) => (false, true),
             None => (true, true),
         };
+        if sender.is_none() && receiver.is_none() && self.drop_strays {
+            self.strays += 1;
+            return;
+        }
         if sender.is_none() && receiver.is_none() {
             // Nobody traced claims it: a connection of its own, for the end this copy shows.
             let (local, remote) = if to_sender { (src, dst) } else { (dst, src) };

@@ -151,6 +151,9 @@ pub enum LoadError {
     /// A tracepoint's format could not be read.
     #[error(transparent)]
     Tracefs(#[from] crate::system::tracefs::TracefsError),
+    /// `--netns` needs kernel fields this kernel's BTF does not place.
+    #[error("cannot filter by network namespace: {0}")]
+    Netns(String),
     /// Children of traced processes were to be followed and cannot be.
     #[error("cannot follow the traced processes' children: {0}")]
     Follow(String),

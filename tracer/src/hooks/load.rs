@@ -12,7 +12,7 @@ use tracer_common::{
 use super::attach::{Attacher, Links, fill, map};
 use super::error::{AttachError, LoadError, MapError};
 use super::failures::{Counts, Failures};
-use super::offsets::{Offsets, SKB_FIELDS, TASK_FIELDS};
+use super::offsets::{NETNS_FIELDS, Offsets, SKB_FIELDS, TASK_FIELDS};
 use super::status::{HookStatus, missing_layers};
 use super::table::{
     FOLLOW_PROGRAMS, KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, PROCESS_PROGRAMS, Probe,
@@ -51,6 +51,8 @@ pub struct Filter {
     pub follow: bool,
     /// Trace only tasks in this cgroup or below it.
     pub cgroup: Option<cgroup::Scope>,
+    /// Trace only sockets (and tasks) of this network namespace (its inode number).
+    pub netns: Option<u32>,
 }
 
 /// The loaded and attached programs. Dropping it detaches everything; [`Loaded::detach`] does
@@ -151,7 +153,9 @@ fn filter_config(filter: &Filter) -> FilterConfig {
         snaplen: filter.snaplen,
         sample_gap_us: filter.sample_gap_us,
         by_cgroup: u8::from(filter.cgroup.is_some()),
-        _pad: [0; 3],
+        by_netns: u8::from(filter.netns.is_some()),
+        _pad: [0; 2],
+        netns: filter.netns.unwrap_or(0),
     }
 }
 
@@ -161,6 +165,11 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     let tiers = Tiers::probe(filter.probe_mode);
     // The congestion layer reads `tcp_sock` fields on every tier.
     offsets.add_kernel_fields(tiers.any_probe(), filter.packets);
+    if filter.netns.is_some()
+        && let Some(why) = offsets.lacking(&NETNS_FIELDS)
+    {
+        return Err(LoadError::Netns(why));
+    }
     // No kernel BTF for the loader: Rust programs carry no CO-RE relocations to resolve, and
     // parsing vmlinux BTF would cost ~100 ms of startup.
     let config = filter_config(filter);
@@ -404,6 +413,9 @@ fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<Vec<sockets::Exist
             && (filter.pids.is_empty() || filter.pids.contains(&pid))
             && filter.comm.as_deref().is_none_or(|c| c == comm)
             && filter.cgroup.as_ref().is_none_or(|s| s.holds(pid))
+            && filter
+                .netns
+                .is_none_or(|n| crate::system::netns::of_pid(pid) == Some(n))
             && (filter.ports.is_empty()
                 || filter.ports.contains(&lport)
                 || filter.ports.contains(&rport))

@@ -80,7 +80,26 @@ pub enum SockField {
     TaskPid,
     /// `task_struct.tgid`
     TaskTgid,
+    /// `task_struct.nsproxy`
+    TaskNsproxy,
+    /// `nsproxy.net_ns`
+    NsproxyNetNs,
+    /// `net.ns`
+    NetNs,
+    /// `ns_common.inum`
+    NsInum,
+    /// `sock_common.skc_net`
+    SkNet,
 }
+
+/// The fields the `--netns` filter reads: the current task's namespace and a socket's.
+pub const NETNS_FIELDS: [SockField; 5] = [
+    SockField::TaskNsproxy,
+    SockField::NsproxyNetNs,
+    SockField::NetNs,
+    SockField::NsInum,
+    SockField::SkNet,
+];
 
 /// The fields the programs following a traced process's children read
 /// (`tracer-ebpf/src/follow.rs`).
@@ -182,6 +201,11 @@ impl SockField {
             Self::SkbCb => (off::SKB_CB, "sk_buff", "cb"),
             Self::TaskPid => (off::TASK_PID, "task_struct", "pid"),
             Self::TaskTgid => (off::TASK_TGID, "task_struct", "tgid"),
+            Self::TaskNsproxy => (off::TASK_NSPROXY, "task_struct", "nsproxy"),
+            Self::NsproxyNetNs => (off::NSPROXY_NET_NS, "nsproxy", "net_ns"),
+            Self::NetNs => (off::NET_NS, "net", "ns"),
+            Self::NsInum => (off::NS_INUM, "ns_common", "inum"),
+            Self::SkNet => (off::SK_NET, "sock_common", "skc_net"),
         }
     }
 }
@@ -255,6 +279,7 @@ impl Offsets {
             .chain(packets.then_some(SKB_FIELDS.as_slice()))
             .chain(Some(CONGESTION_FIELDS.as_slice()))
             .chain(Some(TASK_FIELDS.as_slice()))
+            .chain(Some(NETNS_FIELDS.as_slice()))
             .flatten()
             .copied()
             .collect();

@@ -8,6 +8,7 @@ pub mod command;
 pub mod features;
 pub mod hz;
 pub mod limits;
+pub mod netns;
 pub mod privileges;
 pub mod sockets;
 pub mod tracefs;

@@ -71,6 +71,13 @@ pub const SUITES: &[Suite] = &[
         modes: &["auto"],
         env: "",
     },
+    // `--netns`: the socket's and the task's namespace read at BTF offsets.
+    Suite {
+        binary: "netns",
+        tests: &["only_the_named_network_namespace_is_traced"],
+        modes: &["auto"],
+        env: "",
+    },
     // The loss lab (two namespaces, a veth pair, nftables drops) with the kernel's counters and
     // `ss` as oracles, and `--demo loss` end to end (its plot checked in the SVG; no browser).
     Suite {

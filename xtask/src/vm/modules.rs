@@ -15,8 +15,18 @@ use anyhow::{Context as _, bail};
 pub const GUEST_DIR: &str = "lib/modules/vmtest";
 
 /// What the loss lab needs: a veth pair, nftables with `numgen` and counters, `tbf` for
-/// `--rate`. A name missing from the package is built in.
-pub const LAB: &[&str] = &["veth", "nf_tables", "nft_numgen", "nft_counter", "sch_tbf"];
+/// `--rate`. A name missing from the package is built in. `crc32c_generic` first: nf_tables
+/// needs libcrc32c, whose init asks the crypto API for a `crc32c` implementation (a soft
+/// dependency `.modinfo` does not list as `depends`; the kernel would `modprobe` it, and the
+/// guest has no modprobe).
+pub const LAB: &[&str] = &[
+    "crc32c_generic",
+    "veth",
+    "nf_tables",
+    "nft_numgen",
+    "nft_counter",
+    "sch_tbf",
+];
 
 /// A module's name as the kernel spells it: file name without `.ko*`, dashes as underscores.
 fn module_name(file: &str) -> Option<String> {
