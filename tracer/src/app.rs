@@ -16,8 +16,14 @@ use crate::demo;
 use crate::hooks::{self, Filter};
 use crate::pipeline::Pipeline;
 use crate::render::{
-    Meta, View, banner, json::Json, ladder::Ladder, output::Output, pcap::Pcap, plot::Plot,
-    summary::Summary, timeline::Timeline,
+    Meta, View, banner,
+    json::Json,
+    ladder::Ladder,
+    output::{Named, Output},
+    pcap::Pcap,
+    plot::Plot,
+    summary::Summary,
+    timeline::Timeline,
 };
 use crate::system::command::{self, Running};
 use crate::system::{privileges, tracefs};
@@ -235,6 +241,11 @@ fn views(cli: &Cli) -> anyhow::Result<Vec<Box<dyn View>>> {
             .map_err(|e| anyhow::anyhow!("cannot write the output: {e}"))
     };
     let out = || handle().map(|h| BufWriter::with_capacity(1 << 16, h));
+    let named = match (&cli.output, cli.run.is_empty()) {
+        (Some(path), _) => Some(path.display().to_string()),
+        (None, false) => Some("stderr".to_string()),
+        (None, true) => None,
+    };
     let mut views: Vec<Box<dyn View>> = Vec::new();
     if cli.json {
         let mut json = Json::new(out()?, monotonic_ns);
@@ -249,6 +260,12 @@ fn views(cli: &Cli) -> anyhow::Result<Vec<Box<dyn View>>> {
         if !cli.no_summary {
             views.push(Box::new(Summary::new(handle()?)));
         }
+    }
+    if let Some(target) = named {
+        views = views
+            .into_iter()
+            .map(|v| Box::new(Named::new(v, target.clone())) as Box<dyn View>)
+            .collect();
     }
     if let Some(path) = &cli.pcap {
         let pcap = Pcap::create(path, realtime_offset_ns())

@@ -363,3 +363,54 @@ fn a_pid_with_follow_children_traces_what_it_starts_later() {
     let _ = server.wait();
     assert!(conns(&events).is_empty(), "{}", support::brief(&events));
 }
+
+/// `-o FILE` on a full filesystem: the message names the file (not "stdout"), the command
+/// still runs to its end, and the exit code says the trace is incomplete.
+#[test]
+fn a_full_disk_under_the_trace_file_is_named() {
+    let dir = std::env::temp_dir().join(format!("tracer-full-o-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4k", "tracer-full-o"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a 4 KiB tmpfs");
+    let port = support::free_port();
+    let mut server = support::echo_server(
+        std::path::Path::new(support::ECHO_SERVER),
+        "127.0.0.1",
+        port,
+    );
+    let file = TraceFile(dir.join("trace.jsonl"));
+    let mut cmd = vec![
+        support::ECHO_CLIENT.to_string(),
+        "--addr".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    for i in 0..40 {
+        cmd.extend(["--message".to_string(), format!("message number {i}")]);
+    }
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let out = run_traced(&file, &[], &cmd, &[]);
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(file);
+    let _ = Command::new("umount").arg(&dir).status();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        40,
+        "the command ran to its end"
+    );
+    let name = dir.join("trace.jsonl").display().to_string();
+    assert!(
+        err.contains(&format!(
+            "tracer: cannot write {name}: No space left on device"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("error: the output is incomplete"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+}

@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 
+use super::{Finish, Line, Meta, View};
+
 /// One handle on the trace's destination.
 #[derive(Debug)]
 pub enum Output {
@@ -58,6 +60,42 @@ impl Write for Output {
             Self::Stderr(e) => e.flush(),
             Self::File(f) => f.flush(),
         }
+    }
+}
+
+/// A view writing to a named destination (`-o FILE`, stderr): messages about a failed write
+/// name it instead of `stdout`.
+pub struct Named {
+    inner: Box<dyn View>,
+    target: String,
+}
+
+impl Named {
+    /// `inner`, which writes to `target`.
+    pub fn new(inner: Box<dyn View>, target: String) -> Self {
+        Named { inner, target }
+    }
+}
+
+impl View for Named {
+    fn meta(&mut self, meta: &Meta) -> io::Result<()> {
+        self.inner.meta(meta)
+    }
+
+    fn event(&mut self, line: &Line) -> io::Result<()> {
+        self.inner.event(line)
+    }
+
+    fn finish(&mut self, end: &Finish) -> io::Result<()> {
+        self.inner.finish(end)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+
+    fn target(&self) -> String {
+        self.target.clone()
     }
 }
 
