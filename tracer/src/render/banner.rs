@@ -22,9 +22,9 @@ pub fn write(err: &mut impl Write, what: &str, hooks: &[HookStatus], missing_lay
 fn hook_line(h: &HookStatus) -> String {
     let layer = h.layer.name();
     match (&h.tier, &h.via) {
-        (Some(tier), Some(via)) => format!("  {layer:<8} {:<19} {tier:<11} {via}", h.name),
+        (Some(tier), Some(via)) => format!("  {layer:<10} {:<19} {tier:<11} {via}", h.name),
         _ => format!(
-            "  {layer:<8} {:<19} {:<11} {}",
+            "  {layer:<10} {:<19} {:<11} {}",
             h.name,
             "MISSING",
             h.error
