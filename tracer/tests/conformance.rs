@@ -9,10 +9,11 @@ mod oracle;
 mod support;
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::capture::Tcpdump;
 
 use oracle::{Seg, differences, json_segments, payload_bytes, read_pcap};
 use serde_json::Value;
@@ -93,36 +94,6 @@ fn run(cmd: &mut Command) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A running tcpdump writing `path`.
-struct Tcpdump(Child);
-
-impl Tcpdump {
-    /// Captures TCP port `port` on `iface` (in `ns`), once tcpdump says it listens.
-    fn start(ns: Option<&str>, iface: &str, port: u16, path: &Path) -> Self {
-        let mut child = in_ns(ns, "tcpdump")
-            .args(["-B", "32768", "-U", "-n", "-i", iface, "-w"])
-            .arg(path)
-            .args(["tcp", "port", &port.to_string()])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("tcpdump is installed (cargo xtask conformance installs it)");
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).unwrap();
-        assert!(line.contains("listening on"), "tcpdump: {line}");
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        Self(child)
-    }
-
-    fn stop(mut self) {
-        std::thread::sleep(Duration::from_millis(300));
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
-        let _ = self.0.wait();
-    }
 }
 
 /// Waits until something in `ns` listens on `port`.
@@ -525,7 +496,7 @@ fn download_and_404(place: Place, tag: &str) {
     let capture = Tcpdump::start(
         place.server(),
         &place.iface(),
-        port,
+        &["tcp", "port", &port.to_string()],
         &dir.join("tcpdump.pcap"),
     );
     let ours = dir.join("tracer.pcap");
@@ -645,7 +616,7 @@ fn nginx_sendfile(place: Place, started_before: bool) {
     let capture = Tcpdump::start(
         place.server(),
         &place.iface(),
-        port,
+        &["tcp", "port", &port.to_string()],
         &dir.join("tcpdump.pcap"),
     );
     let trace = support::start(&[
@@ -751,7 +722,7 @@ fn go_echo(place: Place, filter_by_pid: bool) {
     let capture = Tcpdump::start(
         place.server(),
         &place.iface(),
-        port,
+        &["tcp", "port", &port.to_string()],
         &dir.join("tcpdump.pcap"),
     );
     let ours = dir.join("tracer.pcap");
@@ -887,7 +858,7 @@ fn redis(place: Place) {
     let capture = Tcpdump::start(
         place.server(),
         &place.iface(),
-        port,
+        &["tcp", "port", &port.to_string()],
         &dir.join("tcpdump.pcap"),
     );
     let ours = dir.join("tracer.pcap");
@@ -993,7 +964,12 @@ fn the_last_ack_of_a_time_wait_socket_is_seen_like_tcpdump_sees_it() {
     let _one = one_at_a_time();
     let dir = workdir("timewait");
     let port = support::free_port();
-    let capture = Tcpdump::start(None, "lo", port, &dir.join("tcpdump.pcap"));
+    let capture = Tcpdump::start(
+        None,
+        "lo",
+        &["tcp", "port", &port.to_string()],
+        &dir.join("tcpdump.pcap"),
+    );
     let ours = dir.join("tracer.pcap");
     let trace = support::start(&[
         "--port",

@@ -9,10 +9,11 @@
 
 mod support;
 
+use support::capture::Tcpdump;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -157,32 +158,6 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// tcpdump on `iface` in `ns`, writing `file`.
-fn tcpdump(path: &Path2, ns: &str, iface: &str, file: &Path) -> Child {
-    let mut child = path
-        .exec(ns, "tcpdump")
-        .args(["-B", "32768", "-U", "-n", "-i", iface, "-w"])
-        .arg(file)
-        .arg("tcp")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("tcpdump is installed");
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "tcpdump: {line}");
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    child
-}
-
-fn stop(mut child: Child) {
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let _ = child.wait();
-}
-
 /// Data segments sent again in a capture taken on the sender's side: (source port, raw seq) of
 /// every copy after the first, as tshark dissects the frames. On the sender's side nothing
 /// reorders, so a repeat is a retransmission; tshark's own analysis agrees, though it calls
@@ -291,7 +266,7 @@ fn retransmission_lab(tag: &str, capture: bool) {
         "--port",
         &echo_port.to_string(),
     ]);
-    let dump = capture.then(|| tcpdump(&path, &path.server, "vs", &pcap));
+    let dump = capture.then(|| Tcpdump::start(Some(&path.server), "vs", &["tcp"], &pcap));
     let mut echo = path
         .exec(&path.server, support::ECHO_SERVER)
         .args(["--port", &echo_port.to_string()])
@@ -328,7 +303,7 @@ fn retransmission_lab(tag: &str, capture: bool) {
     unsafe { libc::kill(echo.id() as i32, libc::SIGTERM) };
     let _ = echo.wait();
     if let Some(dump) = dump {
-        stop(dump);
+        dump.stop();
     }
     let events = trace.stop();
     let counters = path.nstat(&path.server);

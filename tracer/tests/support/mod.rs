@@ -2,6 +2,8 @@
 //! drives real sockets with the echo demo, and hands back the parsed events.
 #![allow(dead_code)]
 
+pub mod capture;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
