@@ -414,3 +414,90 @@ fn a_full_disk_under_the_trace_file_is_named() {
     assert!(err.contains("error: the output is incomplete"), "{err}");
     assert_eq!(out.status.code(), Some(1), "{err}");
 }
+
+/// A prefork server written with Python's `os.fork`: the master listens, forks two workers and
+/// closes its copy of the listener; each worker accepts one connection on the inherited
+/// socket and answers with its pid. Every connection is attributed to the worker that served
+/// it (the pid it names itself), bytes exact.
+#[test]
+fn a_prefork_servers_workers_each_own_the_connection_they_accepted() {
+    let port = support::free_port();
+    let script = format!(
+        r#"
+import os, socket
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", {port}))
+ls.listen(8)
+workers = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        conn, _ = ls.accept()
+        data = conn.recv(100)
+        conn.sendall(b"worker %d got " % os.getpid() + data)
+        conn.close()
+        os._exit(0)
+    workers.append(pid)
+ls.close()
+for pid in workers:
+    os.waitpid(pid, 0)
+"#
+    );
+    let file = TraceFile::new("prefork");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let file_path = file.0.clone();
+    let runner = std::thread::spawn(move || {
+        let traced = TraceFile(file_path);
+        let out = run_traced(&traced, &[], &["python3", "-c", &script], &[]);
+        std::mem::forget(traced);
+        let _ = tx.send(());
+        out
+    });
+    support::wait_listening(port);
+    let mut replies = Vec::new();
+    for message in ["first!", "second one"] {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(message.as_bytes()).unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        replies.push((message, reply));
+    }
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("python exited");
+    let out = runner.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let events = file.events();
+    let mut servers: Vec<(u64, u64, u64)> = conns(&events)
+        .iter()
+        .filter(|c| c["role"] == "server")
+        .map(|c| {
+            (
+                c["pid"].as_u64().unwrap(),
+                c["bytes_received"].as_u64().unwrap(),
+                c["bytes_sent"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    servers.sort();
+    // What each worker said it was, and the bytes each connection carried.
+    let mut expected: Vec<(u64, u64, u64)> = replies
+        .iter()
+        .map(|(message, reply)| {
+            let pid: u64 = reply
+                .strip_prefix("worker ")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("reply {reply:?}"));
+            (pid, message.len() as u64, reply.len() as u64)
+        })
+        .collect();
+    expected.sort();
+    assert_ne!(expected[0].0, expected[1].0, "two workers served");
+    assert_eq!(servers, expected, "{}", support::brief(&events));
+}

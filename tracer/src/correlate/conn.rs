@@ -39,8 +39,13 @@ impl Role {
 pub struct Conn {
     /// Its id.
     pub id: ConnId,
-    /// Owner process id (0 while unknown).
+    /// Owner process id (0 while unknown): the process whose syscall first named the
+    /// connection (it connected or accepted it), else the socket's owner as the kernel side
+    /// recorded it (for an accepted socket, its listener's: a guess a prefork worker's
+    /// `accept` corrects).
     pub pid: u32,
+    /// Whether `pid` comes from a syscall: then it stays.
+    pub owner_by_syscall: bool,
     /// Owner command name.
     pub comm: String,
     /// `AF_INET`/`AF_INET6`, 0 while unknown.
@@ -100,6 +105,7 @@ impl Conn {
         Self {
             id,
             pid: 0,
+            owner_by_syscall: false,
             comm: String::new(),
             family: 0,
             local: None,

@@ -718,9 +718,17 @@ impl Correlator {
         conn.events += 1;
         conn.last_ns = conn.last_ns.max(ev.end_ns());
         conn.first_ns = conn.first_ns.min(ev.ts_ns);
-        if ev.pid != 0 && (conn.pid == 0 || !ev.owner_guessed) {
+        // Who made the connection: the first syscall on it says (a prefork worker accepts
+        // on a listener its master opened, and the kernel side names the master); until one
+        // does, the kernel side's owner.
+        let from_syscall = matches!(ev.kind, Kind::Syscall(_));
+        if ev.pid != 0
+            && !conn.owner_by_syscall
+            && (from_syscall || conn.pid == 0 || !ev.owner_guessed)
+        {
             conn.pid = ev.pid;
             conn.comm.clone_from(&ev.comm);
+            conn.owner_by_syscall = from_syscall;
         }
         if ev.family != 0 {
             conn.family = ev.family;
@@ -958,6 +966,34 @@ mod tests {
         assert_eq!(conn.handshake_ns, Some(3));
         assert_eq!(conn.local.unwrap().port, 41000);
         assert_eq!(c.total, 1);
+    }
+
+    #[test]
+    fn the_process_whose_syscall_named_a_connection_owns_it() {
+        let mut c = Correlator::new();
+        // A prefork server: the kernel side names the master (its listener's owner) for the
+        // accepted child; the worker's read is the first syscall on it.
+        let master = |mut e: Event| {
+            e.pid = 7;
+            e.comm = "master".into();
+            e
+        };
+        let (a, _) = observe(
+            &mut c,
+            &master(state(tcp_state::LISTEN, tcp_state::SYN_RECV, 0xabc, 1)),
+        );
+        assert_eq!(c.get(a).unwrap().pid, 7);
+        let mut read = ev(call(SyscallOp::Recvfrom, 3), 0xabc, 4, 3);
+        read.pid = 9;
+        read.comm = "worker".into();
+        observe(&mut c, &read);
+        // The kernel side keeps naming the master; the worker stays the owner.
+        observe(
+            &mut c,
+            &master(state(tcp_state::ESTABLISHED, tcp_state::FIN_WAIT1, 0xabc, 5)),
+        );
+        let conn = c.get(a).unwrap();
+        assert_eq!((conn.pid, conn.comm.as_str()), (9, "worker"));
     }
 
     #[test]
