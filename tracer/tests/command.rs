@@ -52,6 +52,9 @@ fn run_traced(file: &TraceFile, extra: &[&str], cmd: &[&str], env: &[(&str, &str
         .args(extra)
         .arg("--")
         .args(cmd)
+        // Run by sudo or not, the command runs as the test says.
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

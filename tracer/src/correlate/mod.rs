@@ -990,7 +990,12 @@ mod tests {
         // The kernel side keeps naming the master; the worker stays the owner.
         observe(
             &mut c,
-            &master(state(tcp_state::ESTABLISHED, tcp_state::FIN_WAIT1, 0xabc, 5)),
+            &master(state(
+                tcp_state::ESTABLISHED,
+                tcp_state::FIN_WAIT1,
+                0xabc,
+                5,
+            )),
         );
         let conn = c.get(a).unwrap();
         assert_eq!((conn.pid, conn.comm.as_str()), (9, "worker"));
