@@ -638,3 +638,81 @@ fn screenshot_colors(doc: &str) -> std::collections::HashMap<[u8; 3], usize> {
     let _ = std::fs::remove_dir_all(&dir);
     counts
 }
+
+/// Flow control against tshark: a receiver with a tiny buffer that reads late makes the
+/// sender fill its window; the segments the tracer marks `window_full` are exactly those
+/// tshark's analysis flags `tcp.analysis.window_full` in the tracer's own capture file of the
+/// same traffic (the same segments in the same order: on loopback a sender's data and the
+/// receiver's window update can pass tcpdump's hook in the other order than ours, and a
+/// window is full or not depending on which came first).
+#[test]
+fn window_full_segments_agree_with_tshark() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let small: libc::c_int = 4096;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live int of that size.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const small).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    let port = listener.local_addr().unwrap().port();
+    let pcap = std::env::temp_dir().join(format!("tracer-window-{}.pcap", std::process::id()));
+    let trace = support::start(&[
+        "--port",
+        &port.to_string(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+    ]);
+    let reader = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).unwrap();
+        all.len()
+    });
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client.write_all(&vec![b'x'; 300_000]).unwrap();
+    drop(client);
+    assert_eq!(reader.join().unwrap(), 300_000);
+    let events = trace.stop();
+
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-Y", "tcp.analysis.window_full", "-T", "fields"])
+        .args(["-e", "tcp.srcport", "-e", "tcp.seq_raw"])
+        .output()
+        .expect("tshark is installed");
+    let _ = std::fs::remove_file(&pcap);
+    assert!(out.status.success());
+    let mut flagged: Vec<(u64, u64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (port, seq) = l.split_once('\t')?;
+            Some((port.trim().parse().ok()?, seq.trim().parse().ok()?))
+        })
+        .collect();
+    flagged.sort_unstable();
+    let mut ours: Vec<(u64, u64)> = events
+        .iter()
+        .filter(|e| e["layer"] == "packet" && e["dir"] == "out" && e["window_full"] == true)
+        .map(|e| (e["lport"].as_u64().unwrap(), e["seq"].as_u64().unwrap()))
+        .collect();
+    ours.sort_unstable();
+    assert!(!flagged.is_empty(), "the sender never filled the window");
+    let only_ours: Vec<_> = ours.iter().filter(|x| !flagged.contains(x)).collect();
+    let only_tshark: Vec<_> = flagged.iter().filter(|x| !ours.contains(x)).collect();
+    assert!(
+        only_ours.is_empty() && only_tshark.is_empty(),
+        "window-full segments ({} flagged by tshark): only the tracer's {only_ours:?}, only \
+         tshark's {only_tshark:?}",
+        flagged.len()
+    );
+}

@@ -87,6 +87,11 @@ pub struct Conn {
     pub isn: [Option<u32>; 2],
     /// Window-scale shifts announced in the SYNs by this end and by the peer.
     pub wscale: [Option<u8>; 2],
+    /// Whether the SYN of this end and of the peer was seen (their window scaling is known).
+    saw_syn: [bool; 2],
+    /// The right edge of the window this end and the peer last advertised (ack + window in
+    /// bytes): a segment reaching the peer's fills its window.
+    right_edge: [Option<u32>; 2],
     /// The last pure ACK of this end and of the peer (ack, raw window), and how many times in a
     /// row it was repeated.
     last_ack: [Option<(u32, u16, u32)>; 2],
@@ -126,6 +131,8 @@ impl Conn {
             packets: 0,
             isn: [None, None],
             wscale: [None, None],
+            saw_syn: [false, false],
+            right_edge: [None, None],
             last_ack: [None, None],
             state_log: Vec::new(),
             ladder: Vec::new(),
@@ -185,6 +192,7 @@ impl Conn {
         if tcp.has(flags::SYN) {
             self.isn[me] = Some(tcp.seq);
             self.wscale[me] = tcp.window_scale();
+            self.saw_syn[me] = true;
         }
         // Mid-stream: number from the first segment seen, as if its SYN had come just before.
         let base = *self.isn[me].get_or_insert(tcp.seq.wrapping_sub(1));
@@ -216,6 +224,17 @@ impl Conn {
             }
             0
         };
+        // Wireshark's "window full": data (no SYN, FIN or RST) ending exactly at the right
+        // edge of the window the peer last advertised, its scaling known from its SYN.
+        let window_full = seg.payload_len > 0
+            && !tcp.has(flags::SYN)
+            && !tcp.has(flags::FIN)
+            && !tcp.has(flags::RST)
+            && self.saw_syn[peer]
+            && self.right_edge[peer] == Some(tcp.seq.wrapping_add(seg.payload_len as u32));
+        if tcp.has(flags::ACK) {
+            self.right_edge[me] = Some(tcp.ack.wrapping_add(window));
+        }
         let view = SegmentView {
             conn: self.id,
             out,
@@ -224,6 +243,7 @@ impl Conn {
             window,
             dup_ack,
             zero_window: tcp.window == 0 && !tcp.has(flags::RST) && !tcp.has(flags::SYN),
+            window_full,
         };
         if keep && self.ladder.len() < LADDER_ROWS {
             self.ladder.push(LadderRow {
@@ -269,13 +289,46 @@ mod tests {
     /// An IPv4 segment 10.0.0.2:8080 -> 10.0.0.1:41000 with `flags`, ack 1000, `window` and
     /// `payload` bytes.
     fn segment(flags: u8, window: u16, payload: usize) -> Segment {
+        segment_at(flags, 0x64, 0x3e8, window, payload)
+    }
+
+    fn segment_at(flags: u8, seq: u32, ack: u32, window: u16, payload: usize) -> Segment {
         let total = 40 + payload;
         let hex = format!(
             "4500{total:04x} 00004000 40060000 0a000002 0a000001 \
-             1f90a028 00000064 000003e8 50{flags:02x}{window:04x} 00000000{}",
+             1f90a028 {seq:08x} {ack:08x} 50{flags:02x}{window:04x} 00000000{}",
             "00".repeat(payload)
         );
         Segment::decode(&parse_hex(&hex).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn data_reaching_the_peers_advertised_edge_fills_its_window() {
+        let mut conn = Conn::new_for_test(1, Role::Client);
+        // Unknown scaling (no SYN of the peer seen): never flagged, as Wireshark does.
+        conn.see_segment(&segment_at(0x10, 5000, 1000, 100, 0), false, 1, false);
+        let out = |seq, len| segment_at(0x18, seq, 5000, 500, len);
+        assert!(
+            !conn
+                .see_segment(&out(1000, 100), true, 2, false)
+                .window_full
+        );
+        // The peer's SYN-ACK, then its ACK advertising 100 bytes from 1000.
+        conn.see_segment(&segment_at(0x12, 4999, 1000, 100, 0), false, 3, false);
+        conn.see_segment(&segment_at(0x10, 5000, 1000, 100, 0), false, 4, false);
+        assert!(!conn.see_segment(&out(1000, 50), true, 5, false).window_full);
+        assert!(conn.see_segment(&out(1050, 50), true, 6, false).window_full);
+        // A FIN never fills a window; the peer's own data is judged against our edge.
+        assert!(
+            !conn
+                .see_segment(&segment_at(0x19, 1050, 5000, 500, 50), true, 7, false)
+                .window_full
+        );
+        assert!(
+            !conn
+                .see_segment(&segment_at(0x18, 5000, 1100, 100, 10), false, 8, false)
+                .window_full
+        );
     }
 
     #[test]

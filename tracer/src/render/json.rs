@@ -520,6 +520,9 @@ fn write_event(
                         if view.zero_window {
                             o.bool("zero_window", true);
                         }
+                        if view.window_full {
+                            o.bool("window_full", true);
+                        }
                         o.num("len", s.payload_len);
                         if captured.gso_size > 0 {
                             o.num("gso_size", captured.gso_size);

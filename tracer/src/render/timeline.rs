@@ -181,6 +181,9 @@ pub fn packet(ev: &Event, view: &SegmentView) -> String {
     if view.zero_window {
         s.push_str(" [zero window]");
     }
+    if view.window_full {
+        s.push_str(" [window full]");
+    }
     if captured.gso_size > 0 && seg.payload_len > usize::from(captured.gso_size) {
         // One super-segment: the wire carries it as gso_segs segments of gso_size bytes.
         s.push_str(&format!(
