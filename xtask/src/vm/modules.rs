@@ -15,7 +15,8 @@ use anyhow::{Context as _, bail};
 pub const GUEST_DIR: &str = "lib/modules/vmtest";
 
 /// What the loss lab needs: a veth pair, nftables with `numgen` and counters, `tbf` for
-/// `--rate`. A name missing from the package is built in. `crc32c_generic` first: nf_tables
+/// `--rate`, and `tcp_diag` for `ss -i` (without it ss falls back to /proc/net/tcp, which has
+/// no TCP info). A name missing from the package is built in. `crc32c_generic` first: nf_tables
 /// needs libcrc32c, whose init asks the crypto API for a `crc32c` implementation (a soft
 /// dependency `.modinfo` does not list as `depends`; the kernel would `modprobe` it, and the
 /// guest has no modprobe).
@@ -26,6 +27,7 @@ pub const LAB: &[&str] = &[
     "nft_numgen",
     "nft_counter",
     "sch_tbf",
+    "tcp_diag",
 ];
 
 /// A module's name as the kernel spells it: file name without `.ko*`, dashes as underscores.
