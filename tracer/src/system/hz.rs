@@ -45,7 +45,9 @@ fn timer_list_hz(text: &str) -> Option<u32> {
         .lines()
         .find_map(|l| l.trim().strip_prefix(".last_jiffies"))
         .and_then(|v| v.trim_start_matches([' ', ':']).trim().parse().ok())?;
-    let since_start = jiffies.checked_sub(1 << 32)? as f64;
+    // Negative in the first 300 s after boot (a fresh VM, a container's host just booted):
+    // both sides are then negative, and the ratio still HZ.
+    let since_start = jiffies as f64 - (1u64 << 32) as f64;
     let seconds = now_ns as f64 / 1e9 - 300.0;
     if seconds.abs() < 10.0 {
         return None;
@@ -78,5 +80,12 @@ mod tests {
             (1u64 << 32) + (3600 - 300) * 1000
         );
         assert_eq!(timer_list_hz(&list), Some(1000));
+        // 250 Hz, two minutes after boot: jiffies still below 2^32.
+        let list = format!(
+            "now at {} nsecs\n .last_jiffies : {}\n",
+            120_000_000_000u64,
+            (1u64 << 32) - (300 - 120) * 250
+        );
+        assert_eq!(timer_list_hz(&list), Some(250));
     }
 }

@@ -227,9 +227,9 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
                             // Without the lab's modules the lab's tests fail in the guest
                             // and say so (no veth): the kernel is still booted.
                             let initrd = match &k.modules {
-                                Some(dir) => {
-                                    modules::initrd_with_lab(&initrd, dir, &work, &job.name)
-                                }
+                                Some(dir) => modules::initrd_with_lab(
+                                    &initrd, dir, &k.vmlinuz, &work, &job.name,
+                                ),
                                 None => Ok(initrd.clone()),
                             };
                             initrd

@@ -126,11 +126,14 @@ fn resolve(
     Ok(order)
 }
 
-/// `initrd` followed by an archive of the lab's modules from `modules_dir`, written to
+/// `initrd` followed by an archive of the lab's modules from `modules_dir` and the kernel's
+/// build configuration (`/boot/config-<release>`, next to `vmlinuz`, where a Debian system has
+/// it: the tracer reads CONFIG_HZ there to convert the RTO), written to
 /// `work/initrd-<kernel>.gz`.
 pub fn initrd_with_lab(
     initrd: &Path,
     modules_dir: &Path,
+    vmlinuz: &Path,
     work: &Path,
     kernel: &str,
 ) -> anyhow::Result<PathBuf> {
@@ -148,6 +151,24 @@ pub fn initrd_with_lab(
         list.push('\n');
     }
     fs::write(dir.join("order"), list)?;
+    let configs = vmlinuz
+        .parent()
+        .map(|boot| fs::read_dir(boot).into_iter().flatten().flatten())
+        .into_iter()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("config-"))
+        });
+    for config in configs {
+        fs::create_dir_all(root.join("boot"))?;
+        fs::copy(
+            &config,
+            root.join("boot")
+                .join(config.file_name().unwrap_or_default()),
+        )?;
+    }
     let archive = work.join(format!("modules-{kernel}.cpio.gz"));
     let status = Command::new("sh")
         .arg("-c")
