@@ -46,7 +46,7 @@ impl Drop for TraceFile {
 fn run_traced(file: &TraceFile, extra: &[&str], cmd: &[&str], env: &[(&str, &str)]) -> Output {
     assert!(support::is_root(), "run as root");
     let mode = std::env::var("TRACER_PROBE_MODE").unwrap_or_else(|_| "auto".into());
-    let mut child = Command::new(support::TRACER)
+    let child = Command::new(support::TRACER)
         .args(["--json", "--probe-mode", &mode, "-o"])
         .arg(&file.0)
         .args(extra)
@@ -61,26 +61,21 @@ fn run_traced(file: &TraceFile, extra: &[&str], cmd: &[&str], env: &[(&str, &str
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = child.stdout.take().unwrap().read_to_end(&mut out);
-        let mut err = Vec::new();
-        let _ = child.stderr.take().unwrap().read_to_end(&mut err);
-        let status = child.wait().unwrap();
-        let _ = tx.send(Output {
-            status,
-            stdout: out,
-            stderr: err,
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            // SAFETY: kill(2) on our own child, not reaped yet.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("tracer -- {cmd:?} did not end within 60 s");
-        })
+    support::output_within(
+        child,
+        Duration::from_secs(60),
+        &format!("tracer -- {cmd:?}"),
+    )
+}
+
+/// The echo demo's server on 127.0.0.1:`port` (not traced: outside the command's tree),
+/// listening.
+fn echo_server(port: u16) -> std::process::Child {
+    support::echo_server(
+        std::path::Path::new(support::ECHO_SERVER),
+        "127.0.0.1",
+        port,
+    )
 }
 
 /// The connections of the summary.
@@ -106,12 +101,7 @@ fn syscalls(events: &[Value], conn: u64) -> Vec<String> {
 #[test]
 fn a_command_and_its_grandchildren_are_traced_and_its_status_is_returned() {
     let port = support::free_port();
-    let mut server = support::echo_server(
-        std::path::Path::new(support::ECHO_SERVER),
-        "127.0.0.1",
-        port,
-    );
-    support::wait_listening(port);
+    let mut server = echo_server(port);
     let file = TraceFile::new("tree");
     // sh runs sh, which runs the client: the client is the command's grandchild.
     let script = format!(
@@ -310,12 +300,7 @@ fn a_command_that_cannot_run_exits_as_a_shell_would() {
 #[test]
 fn a_pid_with_follow_children_traces_what_it_starts_later() {
     let port = support::free_port();
-    let mut server = support::echo_server(
-        std::path::Path::new(support::ECHO_SERVER),
-        "127.0.0.1",
-        port,
-    );
-    support::wait_listening(port);
+    let mut server = echo_server(port);
     // A shell that starts the client when told (a line on its stdin); not as its last
     // command, which a shell may exec in its own process (busybox does).
     let script = format!(
@@ -352,12 +337,7 @@ fn a_pid_with_follow_children_traces_what_it_starts_later() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let mut server = support::echo_server(
-        std::path::Path::new(support::ECHO_SERVER),
-        "127.0.0.1",
-        port,
-    );
-    support::wait_listening(port);
+    let mut server = echo_server(port);
     let trace = support::start(&["--pid", &parent.id().to_string()]);
     parent.stdin.take().unwrap().write_all(b"go\n").unwrap();
     assert!(parent.wait().unwrap().success());
@@ -380,11 +360,7 @@ fn a_full_disk_under_the_trace_file_is_named() {
         .unwrap();
     assert!(mounted.success(), "mount a 4 KiB tmpfs");
     let port = support::free_port();
-    let mut server = support::echo_server(
-        std::path::Path::new(support::ECHO_SERVER),
-        "127.0.0.1",
-        port,
-    );
+    let mut server = echo_server(port);
     let file = TraceFile(dir.join("trace.jsonl"));
     let mut cmd = vec![
         support::ECHO_CLIENT.to_string(),

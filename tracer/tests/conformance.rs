@@ -87,15 +87,6 @@ fn in_ns(ns: Option<&str>, program: &str) -> Command {
     }
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Waits until something in `ns` listens on `port`.
 fn wait_listening_in(ns: Option<&str>, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -142,12 +133,14 @@ impl Namespaces {
         };
         let (vs, vc) = (format!("vs{tag}{id}"), format!("vc{tag}{id}"));
         for n in [&ns.server, &ns.client] {
-            run(Command::new("ip").args(["netns", "add", n]));
-            run(Command::new("ip").args(["-n", n, "link", "set", "lo", "up"]));
+            support::run(Command::new("ip").args(["netns", "add", n]));
+            support::run(Command::new("ip").args(["-n", n, "link", "set", "lo", "up"]));
         }
-        run(Command::new("ip").args(["link", "add", &vs, "type", "veth", "peer", "name", &vc]));
+        support::run(
+            Command::new("ip").args(["link", "add", &vs, "type", "veth", "peer", "name", &vc]),
+        );
         for (v, n, ip) in [(&vs, &ns.server, server_ip), (&vc, &ns.client, client_ip)] {
-            run(Command::new("ip").args(["link", "set", v, "netns", n]));
+            support::run(Command::new("ip").args(["link", "set", v, "netns", n]));
             let mut add = vec!["-n", n, "addr", "add"];
             let cidr = format!("{ip}/{len}");
             add.push(&cidr);
@@ -155,8 +148,8 @@ impl Namespaces {
             if ip.contains(':') {
                 add.push("nodad");
             }
-            run(Command::new("ip").args(&add));
-            run(Command::new("ip").args(["-n", n, "link", "set", v, "up"]));
+            support::run(Command::new("ip").args(&add));
+            support::run(Command::new("ip").args(["-n", n, "link", "set", v, "up"]));
         }
         ns
     }

@@ -36,9 +36,9 @@ impl Path2 {
             client: format!("tl{pid}{tag}c"),
         };
         for ns in [&p.server, &p.client] {
-            run(Command::new("ip").args(["netns", "add", ns]));
+            support::run(Command::new("ip").args(["netns", "add", ns]));
         }
-        run(Command::new("ip").args([
+        support::run(Command::new("ip").args([
             "link",
             "add",
             "vs",
@@ -57,7 +57,7 @@ impl Path2 {
             "1",
         ]));
         for (ns, dev, addr) in [(&p.server, "vs", SERVER), (&p.client, "vc", CLIENT)] {
-            run(Command::new("ip").args([
+            support::run(Command::new("ip").args([
                 "-n",
                 ns,
                 "addr",
@@ -66,8 +66,8 @@ impl Path2 {
                 "dev",
                 dev,
             ]));
-            run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
-            run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
+            support::run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
+            support::run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
         }
         p
     }
@@ -147,15 +147,6 @@ impl Drop for Path2 {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Data segments sent again in a capture taken on the sender's side: (source port, raw seq) of
@@ -506,19 +497,7 @@ fn the_loss_demo_shows_a_probe_and_a_fast_retransmit_and_leaves_nothing_behind()
         .spawn()
         .unwrap();
     let pid = child.id();
-    // Read its output while it runs: a full pipe would stop it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            // SAFETY: kill(2) on our own child, which has not been reaped.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("the loss demo did not finish within 120 s");
-        }
-    };
+    let out = support::output_within(child, Duration::from_secs(120), "the loss demo");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "tracer --demo loss failed: {stderr}");
     assert!(stderr.contains("the lab dropped 2 segment(s)"), "{stderr}");

@@ -18,8 +18,8 @@ struct Netns(String);
 
 impl Netns {
     fn new(name: String) -> Self {
-        run(Command::new("ip").args(["netns", "add", &name]));
-        run(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]));
+        support::run(Command::new("ip").args(["netns", "add", &name]));
+        support::run(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]));
         Netns(name)
     }
 
@@ -76,15 +76,6 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn stop(mut child: Child) {

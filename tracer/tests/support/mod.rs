@@ -98,6 +98,35 @@ impl Trace {
     }
 }
 
+/// Runs `cmd` to its end; fails the test, with its stderr, unless it succeeds.
+pub fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What `child` (stdout and stderr piped) printed and how it ended, read while it runs (a
+/// full pipe would stop it); it is killed and the test fails if it has not ended within
+/// `limit`.
+pub fn output_within(child: Child, limit: Duration, what: &str) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, which has not been reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{what} did not end within {} s", limit.as_secs());
+        }
+    }
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
