@@ -14,8 +14,10 @@ pub struct Run {
     pub rc: Option<i32>,
     /// Tests that passed.
     pub passed: usize,
-    /// Names of the tests that failed.
+    /// Names of the tests that failed (twice: a failed test binary is run again).
     pub failed: Vec<String>,
+    /// Names of the tests that failed, then passed when run again.
+    pub flaky: Vec<String>,
 }
 
 /// What one kernel's VM reported.
@@ -29,7 +31,12 @@ pub struct Outcome {
     pub tiers: BTreeMap<String, Vec<(String, String)>>,
     /// Why the guest did not finish: a panic, a fault, a timeout.
     pub crash: Option<String>,
+    /// What each failed test said first (its panic message, a few lines), by name.
+    pub messages: BTreeMap<String, String>,
 }
+
+/// Lines of a failed test's panic message kept for the report.
+const MESSAGE_LINES: usize = 8;
 
 impl Outcome {
     /// Whether every planned run ended with every test passing and nothing crashed.
@@ -64,7 +71,31 @@ fn tier_cell(hook: &Value) -> String {
 pub fn parse(console: &str) -> Outcome {
     let mut out = Outcome::default();
     let mut current: Option<Run> = None;
+    let mut retrying = false;
+    // The failed test whose output libtest is printing, and whether its panic began.
+    let mut quoting: Option<(String, bool)> = None;
     for line in console.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(name) = line
+            .strip_prefix("---- ")
+            .and_then(|l| l.strip_suffix(" stdout ----"))
+        {
+            quoting = Some((name.to_string(), false));
+            continue;
+        }
+        if let Some((name, panicked)) = quoting.as_mut() {
+            if line.starts_with("note: run with") || line == "failures:" {
+                quoting = None;
+            } else {
+                *panicked |= line.contains("panicked at");
+                let said = out.messages.entry(name.clone()).or_default();
+                if *panicked && said.lines().count() < MESSAGE_LINES && !retrying {
+                    let cut: String = line.chars().take(300).collect();
+                    said.push_str(&cut);
+                    said.push('\n');
+                }
+                continue;
+            }
+        }
         // The console may put terminal escapes before the guest's first line.
         let line = line.find("VMTEST ").map_or(line, |at| &line[at..]);
         if let Some(release) = line.strip_prefix("VMTEST kernel ") {
@@ -88,6 +119,10 @@ pub fn parse(console: &str) -> Outcome {
                 mode: mode.to_string(),
                 ..Run::default()
             });
+        } else if line.starts_with("VMTEST retry") {
+            retrying = true;
+        } else if line.starts_with("test result: ") {
+            retrying = false;
         } else if line.starts_with("VMTEST end ") {
             if let Some(mut run) = current.take() {
                 run.rc = line
@@ -96,9 +131,17 @@ pub fn parse(console: &str) -> Outcome {
                 out.runs.push(run);
             }
         } else if let (Some(run), Some(rest)) = (current.as_mut(), line.strip_prefix("test ")) {
-            if rest.ends_with(" ... ok") {
-                run.passed += 1;
-            } else if let Some(name) = rest.strip_suffix(" ... FAILED") {
+            if let Some(name) = rest.strip_suffix(" ... ok") {
+                if !retrying {
+                    run.passed += 1;
+                } else if let Some(at) = run.failed.iter().position(|f| f == name) {
+                    run.failed.remove(at);
+                    run.flaky.push(name.to_string());
+                    run.passed += 1;
+                }
+            } else if let Some(name) = rest.strip_suffix(" ... FAILED")
+                && !run.failed.iter().any(|f| f == name)
+            {
                 run.failed.push(name.to_string());
             }
         }
@@ -147,6 +190,12 @@ fn cell(outcome: &Outcome, mode: &str, repeat: usize) -> (String, Vec<String>) {
         .count();
     let mut failures: Vec<String> = Vec::new();
     for r in &runs {
+        for f in &r.flaky {
+            let note = format!("{f} (flaky: failed, then passed when run again)");
+            if !failures.contains(&note) {
+                failures.push(note);
+            }
+        }
         for f in &r.failed {
             if !failures.contains(f) {
                 failures.push(f.clone());
@@ -165,10 +214,21 @@ fn cell(outcome: &Outcome, mode: &str, repeat: usize) -> (String, Vec<String>) {
     (text, failures)
 }
 
-/// The table: kernel × mode → pass/fail, failing tests under it, then the tier each hook got
-/// per kernel in each mode.
+/// The tier each hook got per kernel in each mode, then the table: kernel × mode → pass/fail,
+/// failing tests under it, and last (where a CI log's tail shows it) what each test that failed
+/// on a kernel expected to pass said.
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::new();
+    // Tiers: one line per kernel and mode, hooks in the ready event's order.
+    s.push_str("tiers (hook=tier per mode):\n");
+    for row in rows {
+        let Ok(o) = &row.outcome else { continue };
+        for (mode, hooks) in &o.tiers {
+            let cells: Vec<String> = hooks.iter().map(|(h, t)| format!("{h}={t}")).collect();
+            let _ = writeln!(s, "  {:<12} {mode:<10} {}", row.kernel, cells.join(" "));
+        }
+    }
+    s.push('\n');
     let modes: Vec<String> =
         rows.iter()
             .flat_map(|r| r.modes.iter().cloned())
@@ -236,13 +296,22 @@ pub fn table(rows: &[Row]) -> String {
     for n in notes {
         let _ = writeln!(s, "  {n}");
     }
-    // Tiers: one line per kernel and mode, hooks in the ready event's order.
-    s.push_str("\ntiers (hook=tier per mode):\n");
-    for row in rows {
+    for row in rows.iter().filter(|r| r.known.is_none() && !r.canary) {
         let Ok(o) = &row.outcome else { continue };
-        for (mode, hooks) in &o.tiers {
-            let cells: Vec<String> = hooks.iter().map(|(h, t)| format!("{h}={t}")).collect();
-            let _ = writeln!(s, "  {:<12} {mode:<10} {}", row.kernel, cells.join(" "));
+        let mut named: Vec<&String> = o
+            .runs
+            .iter()
+            .flat_map(|r| r.failed.iter().chain(&r.flaky))
+            .collect();
+        named.sort();
+        named.dedup();
+        for name in named {
+            if let Some(said) = o.messages.get(name).filter(|m| !m.is_empty()) {
+                let _ = writeln!(s, "\n{} {name} said first:", row.kernel);
+                for line in said.lines() {
+                    let _ = writeln!(s, "    {line}");
+                }
+            }
         }
     }
     s
@@ -302,6 +371,45 @@ test refused_connection ... ok
             "{t}"
         );
         assert!(t.contains("syscalls=tracepoint 14/16"), "{t}");
+    }
+
+    #[test]
+    fn a_test_that_passes_when_run_again_is_flaky_and_its_message_is_kept() {
+        let o = parse(
+            "VMTEST kernel 6.1.0-48-amd64\nVMTEST begin mode=auto run=1\n\
+             test a ... ok\ntest b ... FAILED\n\nfailures:\n\n---- b stdout ----\n\
+             echo-server: listening\nthread 'b' panicked at tracer/tests/live.rs:9:5:\n\
+             assertion `left == right` failed\nnote: run with `RUST_BACKTRACE=1`\n\n\
+             failures:\n    b\n\ntest result: FAILED. 1 passed; 1 failed\n\
+             VMTEST retry\ntest a ... ok\ntest b ... ok\ntest result: ok. 2 passed\n\
+             test c ... FAILED\nVMTEST retry\ntest c ... FAILED\ntest result: FAILED\n\
+             VMTEST end mode=auto run=1 rc=1\n",
+        );
+        let run = &o.runs[0];
+        assert_eq!(run.flaky, ["b"]);
+        assert_eq!(run.failed, ["c"], "failed twice, named once");
+        assert_eq!(run.passed, 2);
+        assert_eq!(
+            o.messages["b"],
+            "thread 'b' panicked at tracer/tests/live.rs:9:5:\nassertion `left == right` failed\n"
+        );
+        let modes = ["auto".to_string()];
+        let t = table(&[Row {
+            kernel: "6.1",
+            canary: false,
+            known: None,
+            modes: &modes,
+            repeat: 1,
+            outcome: Ok(&o),
+        }]);
+        assert!(
+            t.contains("b (flaky: failed, then passed when run again)"),
+            "{t}"
+        );
+        assert!(
+            t.trim_end().ends_with("assertion `left == right` failed"),
+            "{t}"
+        );
     }
 
     #[test]
