@@ -31,11 +31,15 @@ pub enum KernelFn {
     TcpRcvEstablished = 11,
     /// The congestion state changes (`tcp_set_ca_state`): a `congestion` record.
     TcpSetCaState = 12,
+    /// A listener sent its SYN-ACK again: the handshake's last ACK did not come
+    /// (`tcp_rtx_synack`). A `kernel` record with the connection's 4-tuple: no socket exists
+    /// for it yet, only the listener's request.
+    TcpRetransmitSynack = 13,
 }
 
 impl KernelFn {
     /// Every function, in declaration order.
-    pub const ALL: [KernelFn; 12] = [
+    pub const ALL: [KernelFn; 13] = [
         Self::TcpConnect,
         Self::InetCskAccept,
         Self::TcpSendmsg,
@@ -48,6 +52,7 @@ impl KernelFn {
         Self::TcpRetransmitSkb,
         Self::TcpRcvEstablished,
         Self::TcpSetCaState,
+        Self::TcpRetransmitSynack,
     ];
 
     /// Decodes the raw byte written by the eBPF side.
@@ -70,6 +75,7 @@ impl KernelFn {
             Self::TcpRetransmitSkb => "tcp_retransmit_skb",
             Self::TcpRcvEstablished => "tcp_rcv_established",
             Self::TcpSetCaState => "tcp_set_ca_state",
+            Self::TcpRetransmitSynack => "tcp_retransmit_synack",
         }
     }
 
@@ -88,6 +94,7 @@ impl KernelFn {
             Self::TcpRetransmitSkb => "segment retransmitted",
             Self::TcpRcvEstablished => "ACK processed",
             Self::TcpSetCaState => "congestion state change",
+            Self::TcpRetransmitSynack => "SYN-ACK retransmitted",
         }
     }
 }

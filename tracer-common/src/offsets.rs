@@ -119,3 +119,5 @@ pub const NET_NS: usize = 53;
 pub const NS_INUM: usize = 54;
 /// `sock_common.skc_net` (a `possible_net_t`, whose first member is the `struct net *`)
 pub const SK_NET: usize = 55;
+/// `tcp_request_sock.snt_isn`: the initial sequence number of a listener's SYN-ACK
+pub const REQ_SNT_ISN: usize = 56;

@@ -376,12 +376,162 @@ fn retransmission_lab(tag: &str, capture: bool) {
         let cc = &c["congestion"];
         assert!(cc["algorithm"].is_string(), "{c}");
         assert!(cc["cwnd_max"].as_u64().unwrap() >= 10, "{c}");
-        let by_kind: u64 = ["syn", "timeout", "fast", "loss_probe"]
+        let by_kind: u64 = ["syn", "syn_ack", "timeout", "fast", "loss_probe"]
             .iter()
             .map(|k| cc["retransmits"][k].as_u64().unwrap())
             .sum();
         assert_eq!(by_kind, c["retransmits"].as_u64().unwrap(), "{c}");
     }
+}
+
+#[test]
+fn resent_syn_acks_agree_with_tcpdump_and_the_kernels_counters() {
+    syn_ack_lab("y", true);
+}
+
+/// The same without the capture, for the QEMU guests (no tcpdump there).
+#[test]
+fn resent_syn_acks_agree_with_the_kernels_counters() {
+    syn_ack_lab("z", false);
+}
+
+/// The handshake's last ACK lost: the server's namespace drops the client's pure ACKs until
+/// the server has sent its SYN-ACK again, so the server's SYN-ACK timer fires; then lets them
+/// through, and the connection completes and carries a transfer. Each SYN-ACK sent again must
+/// be the accepted connection's `syn_ack` retransmission (no socket exists for it yet, only
+/// the listener's request), as many as the kernel's `TcpExtTCPSynRetrans` counts and, with
+/// `capture`, as many as the SYN-ACKs after the first in a capture on the server's veth.
+fn syn_ack_lab(tag: &str, capture: bool) {
+    let path = Path2::new(tag);
+    let port = support::free_port();
+    let rules = format!(
+        "table ip synack {{\n chain c {{\n  type filter hook prerouting priority raw; policy accept;\n  \
+         ip saddr {CLIENT} tcp dport {port} tcp flags == ack counter drop\n }}\n}}\n"
+    );
+    let mut nft = path
+        .exec(&path.server, "nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft (nftables) is installed");
+    use std::io::Write;
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
+    assert!(nft.wait().unwrap().success(), "nft rejected {rules}");
+
+    let pcap = std::env::temp_dir().join(format!("tracer-synack-{}.pcap", std::process::id()));
+    let trace = support::start(&["--port", &port.to_string()]);
+    let dump = capture.then(|| Tcpdump::start(Some(&path.server), "vs", &["tcp"], &pcap));
+    let mut bulk = path
+        .exec(&path.server, BULK)
+        .args(["serve", "--port", &port.to_string(), "--bytes", "65536"])
+        .spawn()
+        .unwrap();
+    path.wait_listening(port);
+    let fetch = path
+        .exec(&path.client, BULK)
+        .args(["fetch", "--addr", &format!("{SERVER}:{port}")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while path
+        .nstat(&path.server)
+        .get("TcpExtTCPSynRetrans")
+        .copied()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the server never sent its SYN-ACK again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    support::run(
+        path.exec(&path.server, "nft")
+            .args(["delete", "table", "ip", "synack"]),
+    );
+
+    let fetched = fetch.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&fetched.stdout).trim(), "65536");
+    let _ = bulk.wait();
+    if let Some(dump) = dump {
+        dump.stop();
+    }
+    let events = trace.stop();
+    let counters = path.nstat(&path.server);
+    let syn_acks = capture.then(|| {
+        let out = Command::new("tcpdump")
+            .args(["-n", "-r"])
+            .arg(&pcap)
+            .args([
+                "src",
+                SERVER,
+                "and",
+                "tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tcpdump -r");
+        String::from_utf8_lossy(&out.stdout).lines().count() as u64
+    });
+    if std::env::var_os("KEEP_CAPTURE").is_none() {
+        let _ = std::fs::remove_file(&pcap);
+    }
+
+    let resent: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["retransmit"] == "syn_ack")
+        .collect();
+
+    let kernel = counters.get("TcpExtTCPSynRetrans").copied().unwrap_or(0);
+    assert!(kernel >= 1);
+    assert_eq!(resent.len() as u64, kernel, "{resent:?}");
+    if let Some(syn_acks) = syn_acks {
+        assert_eq!(
+            resent.len() as u64 + 1,
+            syn_acks,
+            "SYN-ACKs captured: {syn_acks}"
+        );
+    }
+    // Each is the server's connection's, and resends the SYN-ACK's one sequence number.
+    for e in &resent {
+        assert_eq!(e["lport"], port, "{e}");
+        assert_eq!(e["rel_seq"], 0, "{e}");
+        assert_eq!(e["len"], 1, "{e}");
+        assert!(
+            e.get("cwnd").is_none(),
+            "a request has no congestion numbers: {e}"
+        );
+    }
+    let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+    let conns = summary["conns"].as_array().unwrap();
+    let server = conns
+        .iter()
+        .find(|c| c["role"] == "server" && c["lport"] == port)
+        .expect("the accepted connection");
+    assert_eq!(
+        server["congestion"]["retransmits"]["syn_ack"], kernel,
+        "{server}"
+    );
+    assert_eq!(server["bytes_sent"], 65536, "{server}");
+    assert_eq!(
+        server["retransmits"].as_u64().unwrap(),
+        counters.get("TcpRetransSegs").copied().unwrap_or(0),
+        "{server} {counters:?}"
+    );
+    for c in conns.iter().filter(|c| c["role"] == "client") {
+        assert_eq!(c["congestion"]["retransmits"]["syn_ack"], 0, "{c}");
+    }
+    assert_eq!(
+        conns.iter().filter(|c| c["role"] == "server").count(),
+        1,
+        "one accepted connection, no half-open one: {summary}"
+    );
 }
 
 /// `ss -tin`'s description of one socket as (key, value) pairs; the congestion-control

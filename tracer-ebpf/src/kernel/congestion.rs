@@ -1,7 +1,8 @@
 //! What TCP does about loss and congestion on a traced connection, from the `tcp:`
-//! tracepoints every tier has: a retransmission (`tcp_retransmit_skb`, with the segment resent),
-//! a congestion-state change (`tcp_cong_state_set`, 6.3+), and a sample of the numbers when an
-//! ACK arrives (`tcp_probe`), rate-limited per connection.
+//! tracepoints every tier has: a retransmission (`tcp_retransmit_skb`, with the segment resent;
+//! `tcp_retransmit_synack`, a listener's SYN-ACK), a congestion-state change
+//! (`tcp_cong_state_set`, 6.3+), and a sample of the numbers when an ACK arrives
+//! (`tcp_probe`), rate-limited per connection.
 //!
 //! They are attached as raw tracepoints: their arguments are the socket itself, and the kernel
 //! guards each raw tracepoint program on its own. A perf-attached tracepoint program is
@@ -19,19 +20,19 @@ use tracer_common::{
     failure::Failure,
     maps::{Owner, Sampled},
     offsets::{
-        CA_OPS_NAME, ICSK_CA_OPS, ICSK_CA_STATE_BYTE, ICSK_CA_STATE_SHIFT, ICSK_RTO,
+        CA_OPS_NAME, ICSK_CA_OPS, ICSK_CA_STATE_BYTE, ICSK_CA_STATE_SHIFT, ICSK_RTO, REQ_SNT_ISN,
         RETRANS_HAS_ERR, SK_STATE, SKB_CB, TP_MDEV_US, TP_MSS_CACHE, TP_PACKETS_OUT, TP_RCV_WND,
         TP_RETRANS_OUT, TP_SND_CWND, TP_SND_NXT, TP_SND_SSTHRESH, TP_SND_UNA, TP_SND_WND,
         TP_SRTT_US, TP_TOTAL_RETRANS,
     },
-    record::CongestionRecord,
+    record::{CongestionRecord, FLAG_ISN, FLAG_OWNER_GUESSED, KernelRecord, Task},
 };
 
-use super::traced;
+use super::{sock_tuple, traced};
 use crate::{
     context::{kernel_field, offset, sk_field},
     emit::{count_if_refused, emit},
-    filter::config,
+    filter::{config, netns_matches, ports_match, ports_only},
     maps::SAMPLED,
 };
 
@@ -97,6 +98,42 @@ pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
     if offset(RETRANS_HAS_ERR) != 0 {
         r.err = ctx.arg::<u64>(2) as i32;
     }
+    emit(&r);
+    0
+}
+
+/// `raw_tracepoint:tcp_retransmit_synack(sk, req)`: a listener (`sk`; the child itself under
+/// TCP Fast Open) sent its SYN-ACK again. The request `req` starts with a `sock_common`, so
+/// the socket offsets give the connection's 4-tuple; the correlator hands the record to the
+/// child socket the completed handshake creates. A listener older than the tracer is not
+/// traced: then the port filter alone decides, as for any connection older than the tracer.
+#[raw_tracepoint(tracepoint = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack(ctx: RawTracePointContext) -> i32 {
+    let sk: u64 = ctx.arg(0);
+    let req: u64 = ctx.arg(1);
+    if sk == 0 || req == 0 {
+        return 0;
+    }
+    let mut r = KernelRecord::new(KernelFn::TcpRetransmitSynack, Via::RawTracepoint);
+    sock_tuple(req, &mut r.tuple);
+    r.header.task = match traced(sk) {
+        Some(owner) => owner,
+        None => {
+            let cfg = config();
+            if !ports_only(&cfg) || !ports_match(&cfg, r.tuple.lport, r.tuple.rport) {
+                return 0;
+            }
+            r.header.flags |= FLAG_OWNER_GUESSED;
+            Task::NONE
+        }
+    };
+    if !netns_matches(&config(), req) {
+        return 0;
+    }
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    r.header.ts_ns = unsafe { bpf_ktime_get_ns() };
+    r.isn = kernel_field(req, REQ_SNT_ISN);
+    r.header.flags |= FLAG_ISN;
     emit(&r);
     0
 }

@@ -40,6 +40,9 @@ impl CongestionStats {
             *self.retransmits.entry(kind).or_default() += 1;
             self.bytes_retransmitted += u64::from(c.retransmitted_bytes());
         }
+        if !c.has_numbers() {
+            return;
+        }
         if let Some(srtt) = c.srtt_us {
             self.srtt_min_us = Some(self.srtt_min_us.map_or(srtt, |m| m.min(srtt)));
             self.srtt_max_us = Some(self.srtt_max_us.map_or(srtt, |m| m.max(srtt)));
@@ -77,7 +80,7 @@ impl CongestionStats {
 
     /// Whether any record was seen.
     pub fn is_empty(&self) -> bool {
-        self.last.is_none()
+        self.last.is_none() && self.retransmits.is_empty()
     }
 
     /// Folds in the history of the same connection seen earlier under another identity.

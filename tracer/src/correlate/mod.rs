@@ -147,6 +147,11 @@ impl Correlator {
             self.segment(ev, out);
             return;
         }
+        if synack_resent(&ev) {
+            self.synack_resent(ev, out);
+            self.release_parked(0, out);
+            return;
+        }
         let id = self.find(&ev);
         let timewait = self.timewait(id, &ev);
         self.update(id, &ev, timewait);
@@ -461,6 +466,43 @@ impl Correlator {
         out(Correlated {
             event: ev,
             ends,
+            timewait: false,
+        });
+    }
+
+    /// A listener's SYN-ACK sent again goes to the server's end of its connection. Until the
+    /// handshake completes no socket exists, only the listener's request: the first one makes
+    /// the connection, by its ends (which the segments parked for the child then find) and by
+    /// its 4-tuple (which the child's first state change then finds). Not parked: a handshake
+    /// may wait a minute for its last ACK, and nothing later could be shown meanwhile.
+    fn synack_resent(&mut self, ev: Event, out: &mut dyn FnMut(Correlated)) {
+        let (Some(local), Some(remote)) = (ev.local, ev.remote) else {
+            return;
+        };
+        let known = self
+            .by_ends
+            .get(&(canonical(local), canonical(remote)))
+            .map(|&id| self.resolve(id))
+            .filter(|&id| self.live(id).is_some());
+        // Never a stray: only a traced listener's requests are reported.
+        let id = match known {
+            Some(id) => id,
+            None => {
+                let id = self.create(&ev);
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.role = Role::Server;
+                }
+                id
+            }
+        };
+        // Names the ends and the 4-tuple of a new connection.
+        self.update(id, &ev, false);
+        out(Correlated {
+            event: ev,
+            ends: Ends::one(End {
+                conn: id,
+                segment: None,
+            }),
             timewait: false,
         });
     }
@@ -780,7 +822,12 @@ impl Correlator {
                     _ => {}
                 }
             }
-            Kind::Congestion(c) => conn.congestion.add(ev.ts_ns, c),
+            Kind::Congestion(c) => {
+                if !c.has_numbers() {
+                    set_endpoints(conn, ev);
+                }
+                conn.congestion.add(ev.ts_ns, c);
+            }
             Kind::Syscall(call) if call.exit.is_some() => {
                 let op = call.op;
                 let ret = call.ret();
@@ -889,6 +936,12 @@ fn canonical(e: Endpoint) -> Endpoint {
     }
 }
 
+/// Whether `ev` is a listener's SYN-ACK sent again: it names its connection by its ends, and
+/// the connection's socket does not exist until the handshake completes.
+fn synack_resent(ev: &Event) -> bool {
+    matches!(&ev.kind, Kind::Congestion(c) if !c.has_numbers())
+}
+
 /// The sender's and receiver's ends of a decoded segment.
 fn seg_ends(ev: &Event) -> Option<(Endpoint, Endpoint)> {
     let seg: &Segment = ev.captured()?.segment.as_ref().ok()?;
@@ -907,7 +960,7 @@ fn seg_ends(ev: &Event) -> Option<(Endpoint, Endpoint)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{Exit, Syscall};
+    use crate::decode::{Exit, RetransmitKind, Syscall};
     use std::net::Ipv4Addr;
     use tracer_common::Via;
 
@@ -1300,5 +1353,71 @@ mod tests {
         assert_eq!(conns.len(), 2, "both ends: {conns:?}");
         assert!(conns.contains(&client));
         assert_eq!(c.oldest_parked_ns(), None);
+    }
+
+    /// A listener's SYN-ACK sent again names no socket: it makes the server's end of its
+    /// connection at once, which the segments parked for the accepted child and the child's
+    /// own state changes then join; never the client's end.
+    #[test]
+    fn a_resent_syn_ack_belongs_to_the_accepted_child() {
+        let mut c = Correlator::new();
+        let mut listen = state(tcp_state::CLOSE, tcp_state::LISTEN, 1, 1);
+        listen.local = Some(endpoint(Ipv4Addr::UNSPECIFIED.into(), 8080));
+        listen.remote = None;
+        observe(&mut c, &listen);
+        let client = observe(&mut c, &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 2, 2)).0;
+        // 127.0.0.1:41000 -> 127.0.0.1:8080 SYN: parked for the child.
+        let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
+        let mut got = Vec::new();
+        c.observe(packet(hex, 3), &mut |x| got.push(x));
+        assert!(got.is_empty());
+        let server_end = endpoint(Ipv4Addr::LOCALHOST.into(), 8080);
+        let client_end = endpoint(Ipv4Addr::LOCALHOST.into(), 41000);
+        let mut resent = ev(
+            Kind::Congestion(Box::new(crate::decode::Congestion::syn_ack(7000))),
+            0,
+            -1,
+            4,
+        );
+        resent.local = Some(server_end);
+        resent.remote = Some(client_end);
+        c.observe(resent.clone(), &mut |x| got.push(x));
+        let again = got
+            .iter()
+            .find(|x| x.event.layer() == "congestion")
+            .unwrap();
+        let server = again.ends.iter().next().unwrap().conn;
+        assert_ne!(server, client);
+        let syn = got
+            .iter()
+            .find(|x| x.event.layer() == "packet")
+            .expect("the SYN released");
+        let conns: Vec<ConnId> = syn.ends.iter().map(|e| e.conn).collect();
+        assert!(
+            conns.contains(&server) && conns.contains(&client),
+            "{conns:?}"
+        );
+        assert_eq!(c.oldest_parked_ns(), None);
+
+        // The second one, and the child, join it.
+        resent.ts_ns = 5;
+        assert_eq!(observe(&mut c, &resent).0, server);
+        let mut child = state(tcp_state::LISTEN, tcp_state::SYN_RECV, 3, 6);
+        child.local = Some(server_end);
+        child.remote = Some(client_end);
+        assert_eq!(observe(&mut c, &child).0, server);
+        let conn = c.get(server).unwrap();
+        assert_eq!(conn.role, Role::Server);
+        assert_eq!(
+            conn.congestion.retransmits.get(&RetransmitKind::SynAck),
+            Some(&2)
+        );
+        assert_eq!(conn.congestion.bytes_retransmitted, 0);
+        assert!(
+            conn.congestion.last.is_none(),
+            "a request has no numbers to show"
+        );
+        assert_eq!(c.get(client).unwrap().retransmits(), 0);
+        assert_eq!(c.all().len(), 3, "{:?}", c.all());
     }
 }

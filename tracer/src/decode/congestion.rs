@@ -8,6 +8,9 @@ use tracer_common::{KernelFn, ca_state, record::CongestionRecord, tcp_state};
 pub enum RetransmitKind {
     /// The handshake's SYN, unanswered (its timer fired).
     Syn,
+    /// A listener's SYN-ACK, its handshake's last ACK not come (its timer fired, or the
+    /// client's SYN came again).
+    SynAck,
     /// The retransmission timer fired: everything in flight is presumed lost (`Loss` state).
     Timeout,
     /// Duplicate ACKs or SACKs showed a hole (`Recovery` state).
@@ -19,7 +22,13 @@ pub enum RetransmitKind {
 
 impl RetransmitKind {
     /// Every kind, in the order the summary lists them.
-    pub const ALL: [RetransmitKind; 4] = [Self::Syn, Self::Timeout, Self::Fast, Self::LossProbe];
+    pub const ALL: [RetransmitKind; 5] = [
+        Self::Syn,
+        Self::SynAck,
+        Self::Timeout,
+        Self::Fast,
+        Self::LossProbe,
+    ];
 
     /// The kind of a retransmission made in TCP state `sk_state` and congestion state
     /// `ca_state`. A tail-loss probe is sent only in the Open or CWR states (the kernel's
@@ -38,6 +47,7 @@ impl RetransmitKind {
     pub fn key(self) -> &'static str {
         match self {
             Self::Syn => "syn",
+            Self::SynAck => "syn_ack",
             Self::Timeout => "timeout",
             Self::Fast => "fast",
             Self::LossProbe => "loss_probe",
@@ -48,6 +58,7 @@ impl RetransmitKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Syn => "SYN retransmit",
+            Self::SynAck => "SYN-ACK retransmit",
             Self::Timeout => "timeout retransmit (RTO)",
             Self::Fast => "fast retransmit",
             Self::LossProbe => "tail-loss probe",
@@ -144,6 +155,39 @@ impl Congestion {
         }
     }
 
+    /// A listener's SYN-ACK with initial sequence number `isn` sent again. Only the listener's
+    /// request exists then, not yet a socket: none of a connection's numbers (see
+    /// [`Congestion::has_numbers`]).
+    pub fn syn_ack(isn: u32) -> Self {
+        Self {
+            func: KernelFn::TcpRetransmitSynack,
+            retransmit: Some((RetransmitKind::SynAck, isn, isn.wrapping_add(1))),
+            err: None,
+            ca_state: ca_state::OPEN,
+            sk_state: tcp_state::SYN_RECV,
+            cwnd: 0,
+            ssthresh: None,
+            srtt_us: None,
+            rttvar_us: 0,
+            rto_jiffies: 0,
+            packets_out: 0,
+            retrans_out: 0,
+            total_retrans: 0,
+            snd_una: 0,
+            snd_nxt: 0,
+            snd_wnd: 0,
+            rcv_wnd: 0,
+            mss: 0,
+            algorithm: String::new(),
+        }
+    }
+
+    /// Whether the record carries a socket's numbers (cwnd, RTT, windows...): all but a
+    /// SYN-ACK retransmission.
+    pub fn has_numbers(&self) -> bool {
+        self.func != KernelFn::TcpRetransmitSynack
+    }
+
     /// A segment was sent again (not a failed attempt): its kind.
     pub fn resent(&self) -> Option<RetransmitKind> {
         self.retransmit
@@ -151,10 +195,13 @@ impl Congestion {
             .map(|(kind, _, _)| kind)
     }
 
-    /// Bytes of the resent segment.
+    /// Bytes of the resent segment; none for a SYN or SYN-ACK, whose one sequence number is
+    /// no byte (as the kernel's `bytes_retrans` counts).
     pub fn retransmitted_bytes(&self) -> u32 {
-        self.retransmit
-            .map_or(0, |(_, seq, end)| end.wrapping_sub(seq))
+        match self.retransmit {
+            Some((RetransmitKind::Syn | RetransmitKind::SynAck, _, _)) | None => 0,
+            Some((_, seq, end)) => end.wrapping_sub(seq),
+        }
     }
 }
 

@@ -132,6 +132,14 @@ fn syscall(r: &SyscallRecord, kind: RecordKind) -> Result<Event, DecodeError> {
 fn kernel(r: &KernelRecord) -> Result<Event, DecodeError> {
     let func = KernelFn::from_u8(r.header.op).ok_or(unknown("kernel function", r.header.op))?;
     let flags = r.header.flags;
+    if func == KernelFn::TcpRetransmitSynack {
+        // A retransmission, told with the others; its ends name the connection.
+        let kind = Kind::Congestion(Box::new(Congestion::syn_ack(r.isn)));
+        return Ok(with_tuple(
+            from_header(&r.header, Some(func), kind)?,
+            &r.tuple,
+        ));
+    }
     let call = KernelCall {
         func,
         bytes: (flags & FLAG_BYTES != 0).then_some(r.bytes),

@@ -90,6 +90,8 @@ pub enum SockField {
     NsInum,
     /// `sock_common.skc_net`
     SkNet,
+    /// `tcp_request_sock.snt_isn`
+    ReqSntIsn,
 }
 
 /// The fields the `--netns` filter reads: the current task's namespace and a socket's.
@@ -99,6 +101,19 @@ pub const NETNS_FIELDS: [SockField; 5] = [
     SockField::NetNs,
     SockField::NsInum,
     SockField::SkNet,
+];
+
+/// The fields a listener's SYN-ACK retransmission reads from its request: the 4-tuple (a
+/// request starts with a `sock_common`) and the SYN-ACK's sequence number.
+pub const SYNACK_FIELDS: [SockField; 8] = [
+    SockField::Family,
+    SockField::Num,
+    SockField::Dport,
+    SockField::RcvSaddr,
+    SockField::Daddr,
+    SockField::V6RcvSaddr,
+    SockField::V6Daddr,
+    SockField::ReqSntIsn,
 ];
 
 /// The fields the programs following a traced process's children read
@@ -206,6 +221,7 @@ impl SockField {
             Self::NetNs => (off::NET_NS, "net", "ns"),
             Self::NsInum => (off::NS_INUM, "ns_common", "inum"),
             Self::SkNet => (off::SK_NET, "sock_common", "skc_net"),
+            Self::ReqSntIsn => (off::REQ_SNT_ISN, "tcp_request_sock", "snt_isn"),
         }
     }
 }
@@ -280,6 +296,7 @@ impl Offsets {
             .chain(Some(CONGESTION_FIELDS.as_slice()))
             .chain(Some(TASK_FIELDS.as_slice()))
             .chain(Some(NETNS_FIELDS.as_slice()))
+            .chain(Some(SYNACK_FIELDS.as_slice()))
             .flatten()
             .copied()
             .collect();

@@ -13,7 +13,7 @@ use std::fmt;
 
 use tracer_common::{KernelFn, SyscallOp, Via};
 
-use super::offsets::{CONGESTION_FIELDS, SockField, TUPLE};
+use super::offsets::{CONGESTION_FIELDS, SYNACK_FIELDS, SockField, TUPLE};
 
 /// Which layer a hook's records belong to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,7 +254,7 @@ const TCP_CONNECT_CB: u32 = 3;
 const PASSIVE_ESTABLISHED_CB: u32 = 5;
 
 /// The kernel functions, in display order.
-pub const KERNEL_HOOKS: [KernelHook; 12] = [
+pub const KERNEL_HOOKS: [KernelHook; 13] = [
     KernelHook {
         func: KernelFn::TcpConnect,
         layer: Layer::Kernel,
@@ -377,6 +377,14 @@ pub const KERNEL_HOOKS: [KernelHook; 12] = [
         kprobes: &[],
         stand_in: raw_tracepoint!("tcp_probe", None),
         sock_fields: &CONGESTION_FIELDS,
+    },
+    KernelHook {
+        func: KernelFn::TcpRetransmitSynack,
+        layer: Layer::Congestion,
+        fentry: &[],
+        kprobes: &[],
+        stand_in: raw_tracepoint!("tcp_retransmit_synack", None),
+        sock_fields: &SYNACK_FIELDS,
     },
 ];
 

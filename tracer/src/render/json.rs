@@ -501,7 +501,9 @@ fn write_event(
                 o.num("snd_una", c.snd_una);
                 o.num("snd_nxt", c.snd_nxt);
             }
-            congestion_numbers(&mut o, c);
+            if c.has_numbers() {
+                congestion_numbers(&mut o, c);
+            }
         }
         Kind::Packet(captured) => {
             if let Some(view) = seg {

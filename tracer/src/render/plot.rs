@@ -104,7 +104,7 @@ impl View for Plot {
                         push_bounded(&mut series.acks, (ev.ts_ns, ack));
                     }
                 }
-                (Kind::Congestion(c), _) => {
+                (Kind::Congestion(c), _) if c.has_numbers() => {
                     let sample = Sample {
                         ts_ns: ev.ts_ns,
                         cwnd: c.cwnd,

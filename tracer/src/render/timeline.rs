@@ -267,6 +267,15 @@ fn syscall(ev: &Event, call: &Syscall, part: Part) -> (String, String) {
 
 /// `fast retransmit seq 14481:15929 (1448 B) in Recovery · cwnd 7 ssthresh 7 srtt 0.41 ms ...`
 fn congestion(c: &Congestion, conn: &Conn) -> String {
+    if let (false, Some((kind, seq, _))) = (c.has_numbers(), c.retransmit) {
+        // `SYN-ACK retransmit  seq 0:1 (the handshake's last ACK has not come)`
+        let rel = conn.isn[0].map_or(seq, |isn| seq.wrapping_sub(isn));
+        return format!(
+            "{}  seq {rel}:{} (the handshake's last ACK has not come)",
+            kind.name(),
+            rel.wrapping_add(1)
+        );
+    }
     let head = match c.retransmit {
         Some((kind, seq, end)) => {
             let rel = conn.isn[0].map_or(seq, |isn| seq.wrapping_sub(isn));

@@ -22,7 +22,19 @@ impl Tcpdump {
             None => Command::new("tcpdump"),
         };
         let mut child = cmd
-            .args(["-B", "32768", "-U", "-n", "-i", iface, "-w"])
+            // Immediate mode: without it a packet waits in the kernel's ring until its block
+            // fills or times out (up to a second), and a capture stopped soon after the last
+            // segment loses them.
+            .args([
+                "-B",
+                "32768",
+                "-U",
+                "--immediate-mode",
+                "-n",
+                "-i",
+                iface,
+                "-w",
+            ])
             .arg(path)
             .args(filter)
             .stderr(Stdio::piped())
