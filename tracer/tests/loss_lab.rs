@@ -336,7 +336,13 @@ fn retransmission_lab(tag: &str, capture: bool) {
     let why = format!("{traced:?} {:?}", tcp(&counters));
     assert_eq!(server_side.len() as u64, counter("TcpRetransSegs"), "{why}");
     assert_eq!(count("fast"), counter("TcpExtTCPFastRetrans"), "{why}");
-    assert_eq!(count("loss_probe"), counter("TcpExtTCPLossProbes"), "{why}");
+    // A tail-loss probe sends new data when the window allows (counted by the kernel, but no
+    // retransmission); it resends the last segment otherwise. Under emulation (5.10 in QEMU)
+    // the bulk transfer sometimes probes with new data.
+    assert!(
+        count("loss_probe") <= counter("TcpExtTCPLossProbes"),
+        "{why}"
+    );
     assert_eq!(
         client_side.len() as u64,
         client_counters.get("TcpRetransSegs").copied().unwrap_or(0),
@@ -479,6 +485,34 @@ fn syn_ack_lab(tag: &str, capture: bool) {
         assert!(out.status.success(), "tcpdump -r");
         String::from_utf8_lossy(&out.stdout).lines().count() as u64
     });
+    // The handshake as the capture shows it: from the client's SYN to its ACK of the last
+    // SYN-ACK (the one the server's namespace let through).
+    let handshake_ns = capture.then(|| {
+        let out = Command::new("tcpdump")
+            .args(["-tt", "-n", "-r"])
+            .arg(&pcap)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<(f64, &str)> = text
+            .lines()
+            .filter_map(|l| Some((l.split(' ').next()?.parse().ok()?, l)))
+            .collect();
+        let from_client = |l: &str| l.contains(&format!("IP {CLIENT}."));
+        let syn = lines
+            .iter()
+            .find(|(_, l)| from_client(l) && l.contains("Flags [S],"))
+            .expect("the SYN");
+        let last_syn_ack = lines
+            .iter()
+            .rposition(|(_, l)| l.contains("Flags [S.]"))
+            .unwrap();
+        let ack = lines[last_syn_ack..]
+            .iter()
+            .find(|(_, l)| from_client(l))
+            .expect("the last SYN-ACK answered");
+        ((ack.0 - syn.0) * 1e9) as i64
+    });
     if std::env::var_os("KEEP_CAPTURE").is_none() {
         let _ = std::fs::remove_file(&pcap);
     }
@@ -519,6 +553,16 @@ fn syn_ack_lab(tag: &str, capture: bool) {
         "{server}"
     );
     assert_eq!(server["bytes_sent"], 65536, "{server}");
+    // The server's handshake lasted from the SYN's arrival to the last ACK's, not from when
+    // its socket was made (at the last ACK).
+    let traced_ns = server["handshake_ns"].as_i64().unwrap();
+    assert!(traced_ns >= 1_000_000_000, "{server}");
+    if let Some(captured_ns) = handshake_ns {
+        assert!(
+            (traced_ns - captured_ns).abs() < 5_000_000,
+            "handshake: traced {traced_ns} ns, captured {captured_ns} ns"
+        );
+    }
     assert_eq!(
         server["retransmits"].as_u64().unwrap(),
         counters.get("TcpRetransSegs").copied().unwrap_or(0),

@@ -178,6 +178,11 @@ impl Conn {
         })
     }
 
+    /// The handshake began at `ts_ns`, or earlier if already known so.
+    pub(super) fn handshake_from(&mut self, ts_ns: u64) {
+        self.handshake_start_ns = Some(self.handshake_start_ns.map_or(ts_ns, |s| s.min(ts_ns)));
+    }
+
     pub(super) fn see_segment(
         &mut self,
         seg: &Segment,

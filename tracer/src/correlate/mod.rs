@@ -86,6 +86,8 @@ const PARK_LISTENER_NS: u64 = 1_000_000_000;
 const PARK_OTHER_NS: u64 = 30_000_000;
 /// Segments parked at most; beyond that the oldest is released at once.
 const PARKED_MAX: usize = 4096;
+/// Handshakes whose SYN's arrival is remembered at most.
+const SYN_ARRIVALS_MAX: usize = 16384;
 
 /// The connection table.
 #[derive(Default)]
@@ -111,6 +113,10 @@ pub struct Correlator {
     /// deadline among them. A packet asks whether an earlier one of its connection waits,
     /// once per packet.
     parked_ends: HashMap<(Endpoint, Endpoint), (u32, u64)>,
+    /// When each client's SYN to a traced listener arrived, by (client, server) end: the
+    /// server's handshake starts then, though its socket is made only when the last ACK
+    /// arrives (and its SYN may have been shown before that, parked no longer).
+    syn_arrivals: HashMap<(Endpoint, Endpoint), u64>,
     /// Local ports of the live traced listeners, kept current whenever a listener changes.
     listening: rustc_hash::FxHashSet<u16>,
     /// Ends named for the first time since parked segments were last looked at: only a
@@ -319,6 +325,13 @@ impl Correlator {
             });
             return;
         };
+        if let Some(Ok(seg)) = ev.captured().map(|c| &c.segment)
+            && seg.tcp.has(crate::decode::tcpip::flags::SYN)
+            && !seg.tcp.has(crate::decode::tcpip::flags::ACK)
+            && self.listening_on(dst.port)
+        {
+            self.syn_arrived(canonical(src), canonical(dst), ev.ts_ns);
+        }
         // A handshake segment on a traced listener's port that no connection names yet: the
         // accepted child will, once the handshake's last ACK is in.
         let handshake = ev
@@ -361,6 +374,19 @@ impl Correlator {
             return;
         }
         self.attribute(ev, out);
+    }
+
+    /// Notes the first SYN from `client` to `server`; forgets those of handshakes long over.
+    fn syn_arrived(&mut self, client: Endpoint, server: Endpoint, ts_ns: u64) {
+        if self.syn_arrivals.len() >= SYN_ARRIVALS_MAX {
+            // A handshake's SYN-ACK is retried for about a minute at most.
+            self.syn_arrivals
+                .retain(|_, &mut t| ts_ns.saturating_sub(t) < 120_000_000_000);
+            if self.syn_arrivals.len() >= SYN_ARRIVALS_MAX {
+                self.syn_arrivals.clear();
+            }
+        }
+        self.syn_arrivals.entry((client, server)).or_insert(ts_ns);
     }
 
     /// Releases parked segments whose ends are now all known, or whose deadline is before
@@ -658,8 +684,16 @@ impl Correlator {
             }
             conn.bytes_sent += old.bytes_sent;
             conn.bytes_received += old.bytes_received;
-            conn.handshake_start_ns = conn.handshake_start_ns.or(old.handshake_start_ns);
-            conn.handshake_ns = conn.handshake_ns.or(old.handshake_ns);
+            // The handshake began at the earlier start and ended where either saw it end.
+            let end = |start: Option<u64>, took: Option<u64>| Some(start? + took?);
+            let ended = end(conn.handshake_start_ns, conn.handshake_ns)
+                .or(end(old.handshake_start_ns, old.handshake_ns));
+            let start = match (conn.handshake_start_ns, old.handshake_start_ns) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            conn.handshake_start_ns = start;
+            conn.handshake_ns = ended.zip(start).map(|(e, s)| e.saturating_sub(s));
             conn.reset_received |= old.reset_received;
             conn.reset_sent |= old.reset_sent;
             conn.congestion.merge(old.congestion);
@@ -757,6 +791,23 @@ impl Correlator {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        // A server's end, its handshake not over: it began with the client's SYN. (6.1 names
+        // a child's peer only after its SYN_RECV: the ends may come from a later event.)
+        let naming_server = match &ev.kind {
+            Kind::State(change) => change.to == tcp_state::SYN_RECV,
+            Kind::Congestion(c) => !c.has_numbers(),
+            _ => false,
+        };
+        if (naming_server || conn.role == Role::Server)
+            && conn.handshake_ns.is_none()
+            && let (Some(local), Some(remote)) = (ev.local, ev.remote)
+            && remote.port != 0
+            && let Some(ts) = self
+                .syn_arrivals
+                .remove(&(canonical(remote), canonical(local)))
+        {
+            conn.handshake_from(ts);
+        }
         conn.events += 1;
         conn.last_ns = conn.last_ns.max(ev.end_ns());
         conn.first_ns = conn.first_ns.min(ev.ts_ns);
@@ -792,7 +843,7 @@ impl Correlator {
                     }
                     tcp_state::SYN_RECV => {
                         conn.role = Role::Server;
-                        conn.handshake_start_ns = Some(ev.ts_ns);
+                        conn.handshake_from(ev.ts_ns);
                         if let (Some(local), Some(remote)) = (ev.local, ev.remote) {
                             self.by_tuple.insert((local.port, canonical(remote)), id);
                         }
@@ -800,7 +851,8 @@ impl Correlator {
                     tcp_state::LISTEN => conn.role = Role::Listener,
                     tcp_state::ESTABLISHED => {
                         if let Some(start) = conn.handshake_start_ns {
-                            conn.handshake_ns.get_or_insert(ev.ts_ns - start);
+                            conn.handshake_ns
+                                .get_or_insert(ev.ts_ns.saturating_sub(start));
                         }
                     }
                     tcp_state::CLOSE | tcp_state::TIME_WAIT => conn.closed = true,
@@ -866,19 +918,22 @@ impl Correlator {
             }
             Kind::Syscall(_) | Kind::Packet(_) => {}
         }
+        let mut half_open = None;
         if let (Some(l), Some(r)) = (conn.local, conn.remote)
             && l.port != 0
             && r.port != 0
             && !l.addr.is_unspecified()
         {
             let key = (canonical(l), canonical(r));
-            if self.by_ends.insert(key, id) != Some(id) {
+            let before = self.by_ends.insert(key, id);
+            if before != Some(id) {
                 self.named.push(key);
             }
             if conn.role == Role::Server {
                 // Some kernels (6.1) report a child's SYN_RECV before its peer address is
                 // set: it becomes joinable by accept() once any event names both ends.
                 self.by_tuple.insert((l.port, canonical(r)), id);
+                half_open = before.map(|other| (key, other));
             }
         }
         if conn.closed && conn.fds == 0 && !conn.retiring {
@@ -886,6 +941,26 @@ impl Correlator {
             self.retiring
                 .push_back((conn.last_ns + RETIRE_AFTER_NS, id));
         }
+        if let Some((key, other)) = half_open {
+            self.join_half_open(key, id, other);
+        }
+    }
+
+    /// A server's end `id` was named by `key`, which already named `other`: if that is the
+    /// connection a resent SYN-ACK made before the accepted socket existed (on kernels whose
+    /// child names its peer only after its SYN_RECV, the child could not find it by its
+    /// 4-tuple), the two are one.
+    fn join_half_open(&mut self, key: (Endpoint, Endpoint), id: ConnId, other: ConnId) {
+        let other = self.resolve(other);
+        let made_by_synack = self.live(other).is_some_and(|c| {
+            c.role == Role::Server && c.sk.is_none() && c.states.is_empty() && c.fds == 0
+        });
+        if other == id || !made_by_synack {
+            return;
+        }
+        let (keep, gone) = (id.min(other), id.max(other));
+        self.merge(keep, gone);
+        self.by_ends.insert(key, keep);
     }
 }
 
@@ -1419,5 +1494,73 @@ mod tests {
         );
         assert_eq!(c.get(client).unwrap().retransmits(), 0);
         assert_eq!(c.all().len(), 3, "{:?}", c.all());
+    }
+
+    /// A server's handshake lasts from its client's SYN to the last ACK, though its socket is
+    /// made only at the last ACK.
+    #[test]
+    fn a_servers_handshake_starts_with_the_syn() {
+        let mut c = Correlator::new();
+        let mut listen = state(tcp_state::CLOSE, tcp_state::LISTEN, 1, 1);
+        listen.local = Some(endpoint(Ipv4Addr::UNSPECIFIED.into(), 8080));
+        listen.remote = None;
+        observe(&mut c, &listen);
+        // 127.0.0.1:41000 -> 127.0.0.1:8080 SYN, no client traced: it waits for the child.
+        let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
+        c.observe(packet(hex, 3), &mut |_| {});
+        let mut child = state(tcp_state::LISTEN, tcp_state::SYN_RECV, 3, 1000);
+        child.local = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 8080));
+        child.remote = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 41000));
+        let server = observe(&mut c, &child).0;
+        let mut up = child.clone();
+        up.kind = Kind::State(StateChange {
+            from: tcp_state::SYN_RECV,
+            to: tcp_state::ESTABLISHED,
+        });
+        up.ts_ns = 1010;
+        observe(&mut c, &up);
+        assert_eq!(c.get(server).unwrap().handshake_ns, Some(1007));
+    }
+
+    /// On kernels whose child names its peer only after its SYN_RECV (5.10, 6.1), the
+    /// connection a resent SYN-ACK made and the accepted socket meet once an event names both
+    /// ends.
+    #[test]
+    fn a_child_naming_its_peer_late_joins_the_connection_its_syn_ack_made() {
+        let mut c = Correlator::new();
+        let mut listen = state(tcp_state::CLOSE, tcp_state::LISTEN, 1, 1);
+        listen.local = Some(endpoint(Ipv4Addr::UNSPECIFIED.into(), 8080));
+        listen.remote = None;
+        observe(&mut c, &listen);
+        let server_end = endpoint(Ipv4Addr::LOCALHOST.into(), 8080);
+        let client_end = endpoint(Ipv4Addr::LOCALHOST.into(), 41000);
+        let mut resent = ev(
+            Kind::Congestion(Box::new(crate::decode::Congestion::syn_ack(7000))),
+            0,
+            -1,
+            1000,
+        );
+        resent.local = Some(server_end);
+        resent.remote = Some(client_end);
+        let made = observe(&mut c, &resent).0;
+        let mut child = state(tcp_state::LISTEN, tcp_state::SYN_RECV, 3, 3000);
+        child.local = Some(server_end);
+        child.remote = Some(endpoint(Ipv4Addr::UNSPECIFIED.into(), 0));
+        observe(&mut c, &child);
+        let mut up = state(tcp_state::SYN_RECV, tcp_state::ESTABLISHED, 3, 3010);
+        up.local = Some(server_end);
+        up.remote = Some(client_end);
+        observe(&mut c, &up);
+        let servers: Vec<&Conn> = c
+            .all()
+            .into_iter()
+            .filter(|c| c.role == Role::Server)
+            .collect();
+        assert_eq!(servers.len(), 1, "{servers:?}");
+        assert_eq!(servers[0].id, made);
+        assert_eq!(servers[0].retransmits(), 1);
+        assert_eq!(servers[0].states.last(), Some(&tcp_state::ESTABLISHED));
+        let later = observe(&mut c, &up).0;
+        assert_eq!(c.resolve(later), made);
     }
 }
