@@ -44,6 +44,28 @@ pub enum SyscallOp {
     Sendmmsg = 19,
     /// `recvmmsg(2)`: returns messages, not bytes.
     Recvmmsg = 20,
+    /// `dup(2)`: a second fd for the socket.
+    Dup = 21,
+    /// `dup2(2)`: the socket at a chosen fd (`args[0]`).
+    Dup2 = 22,
+    /// `dup3(2)`: as `dup2`, with flags (`args[1]`).
+    Dup3 = 23,
+    /// `fcntl(2)`: `args` are the command and its argument; `F_DUPFD*` make a second fd.
+    Fcntl = 24,
+    /// `setsockopt(2)`: `args[0]` is [`sockopt`] of level and option, `args[1]` the value set.
+    Setsockopt = 25,
+    /// `getsockopt(2)`: as `setsockopt`, `args[1]` the value read (at return).
+    Getsockopt = 26,
+}
+
+/// `fcntl` commands that duplicate the fd.
+pub const F_DUPFD: u64 = 0;
+/// `F_DUPFD_CLOEXEC`.
+pub const F_DUPFD_CLOEXEC: u64 = 1030;
+
+/// `args[0]` of a socket-option record: level and option name in one word.
+pub const fn sockopt(level: u32, name: u32) -> u64 {
+    ((level as u64) << 32) | name as u64
 }
 
 /// `args[1]` of a [`SyscallOp::Splice`] record: the socket is the destination (the data is
@@ -52,7 +74,7 @@ pub const SPLICE_TO_SOCKET: u64 = 1;
 
 impl SyscallOp {
     /// Every operation, in declaration order.
-    pub const ALL: [SyscallOp; 20] = [
+    pub const ALL: [SyscallOp; 26] = [
         Self::Socket,
         Self::Bind,
         Self::Listen,
@@ -73,6 +95,12 @@ impl SyscallOp {
         Self::Splice,
         Self::Sendmmsg,
         Self::Recvmmsg,
+        Self::Dup,
+        Self::Dup2,
+        Self::Dup3,
+        Self::Fcntl,
+        Self::Setsockopt,
+        Self::Getsockopt,
     ];
 
     /// Decodes the raw byte written by the eBPF side.
@@ -103,6 +131,12 @@ impl SyscallOp {
             Self::Splice => "splice",
             Self::Sendmmsg => "sendmmsg",
             Self::Recvmmsg => "recvmmsg",
+            Self::Dup => "dup",
+            Self::Dup2 => "dup2",
+            Self::Dup3 => "dup3",
+            Self::Fcntl => "fcntl",
+            Self::Setsockopt => "setsockopt",
+            Self::Getsockopt => "getsockopt",
         }
     }
 
@@ -135,6 +169,16 @@ impl SyscallOp {
         match self {
             Self::Read | Self::Readv | Self::Recvfrom | Self::Recvmsg => true,
             Self::Splice => args[1] != SPLICE_TO_SOCKET,
+            _ => false,
+        }
+    }
+
+    /// Whether a successful return value is a second fd for the same socket, given the
+    /// record's `args`.
+    pub fn duplicates(self, args: &[u64; 2]) -> bool {
+        match self {
+            Self::Dup | Self::Dup2 | Self::Dup3 => true,
+            Self::Fcntl => args[0] == F_DUPFD || args[0] == F_DUPFD_CLOEXEC,
             _ => false,
         }
     }

@@ -6,7 +6,7 @@
 //! emitted at that syscall's enter, so it still comes first.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -15,7 +15,7 @@ use tracer_common::{
     failure::Failure,
     maps::{FdKey, Inflight},
     record::{RecordKind, SyscallRecord},
-    syscall::SPLICE_TO_SOCKET,
+    syscall::{SPLICE_TO_SOCKET, sockopt},
 };
 
 use crate::{
@@ -110,6 +110,83 @@ fd_syscall!(sys_enter_shutdown, SyscallOp::Shutdown, Some(1));
 fd_syscall!(sys_enter_sendfile64, SyscallOp::Sendfile, Some(3));
 fd_syscall!(sys_enter_sendmmsg, SyscallOp::Sendmmsg, Some(2));
 fd_syscall!(sys_enter_recvmmsg, SyscallOp::Recvmmsg, Some(2));
+fd_syscall!(sys_enter_dup, SyscallOp::Dup, None);
+fd_syscall!(sys_enter_dup2, SyscallOp::Dup2, Some(1));
+
+/// `syscalls:sys_enter_dup3`: `dup3(oldfd, newfd, flags)`.
+#[tracepoint]
+pub fn sys_enter_dup3(ctx: TracePointContext) -> u32 {
+    fd_args(&ctx, SyscallOp::Dup3, |inflight| {
+        inflight.record.args = [syscall_arg(&ctx, 1), syscall_arg(&ctx, 2)];
+    })
+}
+
+/// `syscalls:sys_enter_fcntl`: `fcntl(fd, cmd, arg)`.
+#[tracepoint]
+pub fn sys_enter_fcntl(ctx: TracePointContext) -> u32 {
+    fd_args(&ctx, SyscallOp::Fcntl, |inflight| {
+        inflight.record.args = [syscall_arg(&ctx, 1), syscall_arg(&ctx, 2)];
+    })
+}
+
+/// `syscalls:sys_enter_setsockopt`: `setsockopt(fd, level, optname, optval, optlen)`; the
+/// value set is read now.
+#[tracepoint]
+pub fn sys_enter_setsockopt(ctx: TracePointContext) -> u32 {
+    fd_args(&ctx, SyscallOp::Setsockopt, |inflight| {
+        let level = syscall_arg(&ctx, 1) as u32;
+        let name = syscall_arg(&ctx, 2) as u32;
+        let len = syscall_arg(&ctx, 4) as u32;
+        inflight.record.args = [sockopt(level, name), user_value(syscall_arg(&ctx, 3), len)];
+    })
+}
+
+/// `syscalls:sys_enter_getsockopt`: `getsockopt(fd, level, optname, optval, optlen)`; the
+/// value is read at return ([`finish`]), the pointers kept till then.
+#[tracepoint]
+pub fn sys_enter_getsockopt(ctx: TracePointContext) -> u32 {
+    fd_args(&ctx, SyscallOp::Getsockopt, |inflight| {
+        let level = syscall_arg(&ctx, 1) as u32;
+        let name = syscall_arg(&ctx, 2) as u32;
+        inflight.record.args = [sockopt(level, name), syscall_arg(&ctx, 4)];
+        inflight.user_addr = syscall_arg(&ctx, 3);
+    })
+}
+
+/// Enter of a syscall whose first argument is the fd and whose other arguments `fill` records.
+#[inline(always)]
+fn fd_args(ctx: &TracePointContext, op: SyscallOp, fill: impl FnOnce(&mut Inflight)) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let fd = syscall_arg(ctx, 0) as i32;
+    let Some(sock) = fds::traced(tgid, fd) else {
+        return 0;
+    };
+    let mut inflight = begin(op, fd, sock);
+    fill(&mut inflight);
+    stash(&inflight);
+    0
+}
+
+/// The first `len` bytes (at most 8) at user address `ptr`, as a little-endian word: an
+/// option's value (an `int`, a `struct linger`, or the start of an algorithm's name); 0 if
+/// unreadable.
+#[inline(always)]
+fn user_value(ptr: u64, len: u32) -> u64 {
+    if ptr == 0 || len == 0 {
+        return 0;
+    }
+    // SAFETY (both reads): bpf_probe_read_user checks the user address; a bad pointer is an
+    // error. A 4-byte value may end a page: then only 4 bytes are readable.
+    let word: u64 = match unsafe { bpf_probe_read_user(ptr as *const u64) } {
+        Ok(word) => word,
+        Err(_) => unsafe { bpf_probe_read_user(ptr as *const u32) }.map_or(0, u64::from),
+    };
+    if len >= 8 {
+        word
+    } else {
+        word & ((1u64 << (8 * len)) - 1)
+    }
+}
 
 /// `syscalls:sys_enter_splice`: `splice(fd_in, off_in, fd_out, off_out, len, flags)` with a
 /// traced socket at either end; `args` hold the length and which end the socket is.
@@ -301,6 +378,20 @@ fn finish(inflight: &mut Inflight, ret: i64) {
         Some(SyscallOp::Close) => {
             let _ = FDS.remove(key);
             let _ = HELD_SOCKETS.remove(key);
+        }
+        Some(SyscallOp::Getsockopt) => {
+            // SAFETY: bpf_probe_read_user checks the user address.
+            let len: u32 =
+                unsafe { bpf_probe_read_user(record.args[1] as *const u32) }.unwrap_or(0);
+            record.args[1] = if ret == 0 {
+                user_value(inflight.user_addr, len)
+            } else {
+                0
+            };
+        }
+        Some(op) if ret >= 0 && op.duplicates(&record.args) => {
+            // The new fd names the same socket.
+            fds::track(tgid, ret as i32, record.header.sock);
         }
         _ => {}
     }

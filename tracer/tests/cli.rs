@@ -152,7 +152,7 @@ fn a_low_open_file_limit_is_raised_or_named() {
     let (code, out, err) = shell("-Sn 40");
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("(20/20 syscalls)"),
+        out.contains("(26/26 syscalls)"),
         "every program loaded: {out}"
     );
 }
@@ -238,7 +238,7 @@ fn the_documented_capability_set_is_enough_and_a_missing_one_is_named() {
         0,
         "{ready}"
     );
-    assert!(out.contains("(20/20 syscalls)"), "{out}");
+    assert!(out.contains("(26/26 syscalls)"), "{out}");
     let (code, _, err) = as_nobody("+bpf,+perfmon,+net_admin");
     assert_eq!(code, 1);
     assert!(

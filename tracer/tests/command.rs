@@ -223,11 +223,23 @@ fn curl_is_traced_from_start_to_end_and_its_exit_code_is_kept() {
         String::from_utf8_lossy(&out.stderr)
     );
     let events = refused.events();
-    // curl connects without blocking: EINPROGRESS, then the RST refuses it.
+    // curl connects without blocking: O_NONBLOCK, EINPROGRESS, the RST refuses it, and
+    // SO_ERROR tells curl so. (Its other options vary with its version: not part of the story.)
     let story: Vec<String> = events
         .iter()
         .filter(|e| e["conn"] == 1)
         .filter_map(|e| match e["layer"].as_str()? {
+            "syscall" if e["name"] == "setsockopt" || e["cmd"] == "F_GETFL" => None,
+            "syscall" if e["name"] == "fcntl" => Some(format!(
+                "fcntl {} {}",
+                e["cmd"].as_str()?,
+                e["flags"].as_str()?
+            )),
+            "syscall" if e["name"] == "getsockopt" => Some(format!(
+                "getsockopt {} {}",
+                e["option"].as_str()?,
+                e["value_errno"].as_str().unwrap_or("0")
+            )),
             "syscall" => Some(format!(
                 "{} {}",
                 e["name"].as_str()?,
@@ -243,6 +255,7 @@ fn curl_is_traced_from_start_to_end_and_its_exit_code_is_kept() {
         story,
         [
             "socket ok",
+            "fcntl F_SETFL O_RDWR|O_NONBLOCK",
             "connect EINPROGRESS",
             "CLOSE > SYN_SENT",
             "tcp_connect",
@@ -250,6 +263,7 @@ fn curl_is_traced_from_start_to_end_and_its_exit_code_is_kept() {
             "in RA",
             "tcp_reset",
             "SYN_SENT > CLOSE",
+            "getsockopt SO_ERROR ECONNREFUSED",
             "close ok",
             "tcp_destroy_sock"
         ],
@@ -479,4 +493,224 @@ for pid in workers:
     expected.sort();
     assert_ne!(expected[0].0, expected[1].0, "two workers served");
     assert_eq!(servers, expected, "{}", support::brief(&events));
+}
+
+/// Top-level comma-separated arguments of an strace call, brackets, braces and quotes kept
+/// whole: `3, SOL_SOCKET, SO_LINGER, {l_onoff=1, l_linger=5}, 8`.
+fn strace_args(text: &str) -> Vec<String> {
+    let (mut args, mut depth, mut quoted, mut cur) = (Vec::new(), 0, false, String::new());
+    for c in text.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '[' | '{' | '(' if !quoted => depth += 1,
+            ']' | '}' | ')' if !quoted => depth -= 1,
+            ',' if depth == 0 && !quoted => {
+                args.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    args.push(cur.trim().to_string());
+    args
+}
+
+/// One call as both sides are compared: name, fd, what the arguments say, result (a number,
+/// or `-ERRNO`).
+type Call = (String, i64, Vec<String>, String);
+
+/// strace's calls on the socket's fds, from its `socket()` on: the fd set grows with each
+/// duplication, as the kernel's does.
+fn strace_calls(log: &str) -> Vec<Call> {
+    let mut fds: Vec<i64> = Vec::new();
+    let mut calls = Vec::new();
+    for line in log.lines() {
+        // `-f` puts the pid first.
+        let line = line.trim_start_matches(|c: char| c.is_ascii_digit()).trim();
+        let Some((call, result)) = line.rsplit_once(" = ") else {
+            continue;
+        };
+        let Some((name, args)) = call.trim().split_once('(') else {
+            continue;
+        };
+        let args = strace_args(args.strip_suffix(')').unwrap_or(args));
+        let mut words = result.split_whitespace();
+        let word = words.next().unwrap_or("");
+        let ret = match word.strip_prefix("0x") {
+            Some(hex) => i64::from_str_radix(hex, 16).unwrap(),
+            None => word.parse().unwrap_or(i64::MIN),
+        };
+        let said_ret = if ret == -1 {
+            format!("-{}", words.next().unwrap_or("?"))
+        } else {
+            ret.to_string()
+        };
+        if name == "socket" && args[0] == "AF_INET" {
+            fds = vec![ret];
+            continue;
+        }
+        let Ok(fd) = args[0].parse::<i64>() else {
+            continue;
+        };
+        if !fds.contains(&fd) {
+            continue;
+        }
+        let bare = |v: &str| v.trim_matches(['[', ']', '"']).to_string();
+        let said = match name {
+            "setsockopt" | "getsockopt" => vec![args[1].clone(), args[2].clone(), bare(&args[3])],
+            "fcntl" | "dup2" | "dup3" => args[1..].iter().take(2).cloned().collect(),
+            _ => Vec::new(),
+        };
+        let duplicates = matches!(name, "dup" | "dup2" | "dup3")
+            || (name == "fcntl" && args[1].starts_with("F_DUPFD"));
+        if duplicates && ret >= 0 {
+            fds.push(ret);
+        }
+        if name == "close" {
+            fds.retain(|&f| f != fd);
+        }
+        calls.push((name.to_string(), fd, said, said_ret));
+    }
+    calls
+}
+
+/// The tracer's calls of the same kinds on the connection's fds, said the same way.
+fn traced_calls(events: &[Value], conn: u64, names: &[&str]) -> Vec<Call> {
+    support::of_conn(events, conn)
+        .iter()
+        .filter(|e| e["layer"] == "syscall" && names.contains(&e["name"].as_str().unwrap()))
+        .map(|e| {
+            let name = e["name"].as_str().unwrap().to_string();
+            let text = |v: &Value| match v {
+                Value::String(s) => s.clone(),
+                Value::Object(o) => {
+                    format!("{{l_onoff={}, l_linger={}}}", o["l_onoff"], o["l_linger"])
+                }
+                other => other.to_string(),
+            };
+            let said = match name.as_str() {
+                "setsockopt" | "getsockopt" => {
+                    vec![text(&e["level"]), text(&e["option"]), text(&e["value"])]
+                }
+                "fcntl" => {
+                    let mut v = vec![text(&e["cmd"])];
+                    if e["cmd"] == "F_SETFL" {
+                        v.push(text(&e["flags"]));
+                    } else if let Some(arg) = e.get("arg") {
+                        v.push(text(arg));
+                    }
+                    v
+                }
+                "dup2" | "dup3" => vec![text(&e["newfd"])],
+                _ => Vec::new(),
+            };
+            let ret = match e["ret"].as_i64().unwrap() {
+                r if r < 0 => format!("-{}", e["errno"].as_str().unwrap_or("?")),
+                r => r.to_string(),
+            };
+            (name, e["fd"].as_i64().unwrap(), said, ret)
+        })
+        .collect()
+}
+
+/// A socket configured, connected without blocking, and used through duplicates — what
+/// strace saw the client do, call for call, is what the tracer shows on its connection: the
+/// options and their values, `connect = -EINPROGRESS` then `getsockopt(SO_ERROR) = 0`, and
+/// every fd the socket got landing on one connection.
+#[test]
+fn options_duplicates_and_a_non_blocking_connect_agree_with_strace() {
+    let port = support::free_port();
+    let mut server = echo_server(port);
+    let script = format!(
+        r#"
+import fcntl, os, select, socket, struct
+s = socket.socket()
+fd = s.fileno()
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 5))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"cubic")
+flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+assert s.connect_ex(("127.0.0.1", {port})) == 115
+select.select([], [s], [], 10)
+assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+d1 = os.dup(fd)
+os.dup2(fd, 50)
+d3 = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 60)
+os.write(d1, b"one")
+assert os.read(50, 100) == b"your message isone"
+os.close(d1)
+os.write(d3, b"two")
+assert os.read(fd, 100) == b"your message istwo"
+os.close(50)
+os.close(d3)
+s.close()
+"#
+    );
+    let file = TraceFile::new("sockopt");
+    let log = std::env::temp_dir().join(format!("tracer-strace-{}.log", std::process::id()));
+    let out = run_traced(
+        &file,
+        &[],
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            log.to_str().unwrap(),
+            "-e",
+            "trace=socket,connect,setsockopt,getsockopt,fcntl,dup,dup2,dup3,close",
+            "python3",
+            "-c",
+            &script,
+        ],
+        &[],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let strace = std::fs::read_to_string(&log).expect("strace's log");
+    if std::env::var_os("KEEP_STRACE").is_none() {
+        let _ = std::fs::remove_file(&log);
+    }
+    let events = file.events();
+    let client = conns(&events)
+        .into_iter()
+        .find(|c| c["role"] == "client" && c["rport"] == port)
+        .expect("the client's connection");
+    let conn = client["conn"].as_u64().unwrap();
+    let names = [
+        "connect",
+        "setsockopt",
+        "getsockopt",
+        "fcntl",
+        "dup",
+        "dup2",
+        "dup3",
+        "close",
+    ];
+    let expected = strace_calls(&strace);
+    assert!(expected.len() >= 17, "strace saw too little: {strace}");
+    assert_eq!(
+        traced_calls(&events, conn, &names),
+        expected,
+        "the tracer's calls on the connection vs strace's on the socket's fds:\n{strace}"
+    );
+    // Bytes through the duplicates are the connection's.
+    assert_eq!(client["bytes_sent"], 6, "{client}");
+    assert_eq!(client["bytes_received"], 36, "{client}");
+    assert!(
+        client["outcome"].as_str().unwrap().starts_with("closed"),
+        "{client}"
+    );
 }

@@ -392,7 +392,7 @@ fn every_program_passes_the_verifier() {
             );
         }
         let syscalls = ready["hooks"][0]["via"].as_str().unwrap();
-        assert!(syscalls.ends_with("(20/20 syscalls)"), "{syscalls}");
+        assert!(syscalls.ends_with("(26/26 syscalls)"), "{syscalls}");
         // Includes the fork/exec programs that let forked workers inherit traced fds.
         assert!(
             ready["hooks"][0]["error"].is_null(),

@@ -161,6 +161,14 @@ impl Correlator {
         let id = self.find(&ev);
         let timewait = self.timewait(id, &ev);
         self.update(id, &ev, timewait);
+        if let Some(call) = ev.syscall()
+            && call.exit.is_some()
+            && call.ret() >= 0
+            && call.op.duplicates(&call.args)
+        {
+            // A second fd for the socket: its syscalls land on the same connection.
+            self.bind_fd(ev.pid, call.ret() as i32, id);
+        }
         self.forget_if_freed(id, &ev);
         if self
             .conns

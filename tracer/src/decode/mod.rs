@@ -3,6 +3,7 @@
 
 mod congestion;
 mod event;
+pub mod sockopt;
 pub mod tcpip;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use tracer_common::{SyscallOp, ca_state, failure::Failure, tcp_state};
 
+use crate::decode::sockopt::{self, OptValue};
 use crate::hooks::failures::Counts;
 
 use super::text::{endpoint, errno_name};
@@ -349,6 +350,42 @@ fn summary_conn(o: &mut Obj, c: &Conn) {
     o.str("outcome", c.outcome().unwrap_or("open"));
 }
 
+/// What a syscall's own arguments say, where the timeline shows more than its fd: the new fd
+/// a duplication asks for, `fcntl`'s command, a socket option and its value.
+fn syscall_args(o: &mut Obj, call: &crate::decode::Syscall, ret: i64) {
+    match call.op {
+        SyscallOp::Dup2 | SyscallOp::Dup3 => o.num("newfd", call.args[0] as i32),
+        SyscallOp::Fcntl => {
+            o.str("cmd", &sockopt::fcntl_command(call.args[0]));
+            match call.args[0] {
+                4 => o.str("flags", &sockopt::open_flags(call.args[1])),
+                3 if ret >= 0 => o.str("flags", &sockopt::open_flags(ret as u64)),
+                c if sockopt::fcntl_has_arg(c) => o.num("arg", call.args[1]),
+                _ => {}
+            }
+        }
+        SyscallOp::Setsockopt | SyscallOp::Getsockopt => {
+            let opt = sockopt::decode(call.op, &call.args, ret);
+            o.str("level", &opt.level);
+            o.str("option", &opt.name);
+            match opt.value {
+                OptValue::Int(n) => o.num("value", n),
+                OptValue::Linger { onoff, linger } => o.object("value", |o| {
+                    o.num("l_onoff", onoff);
+                    o.num("l_linger", linger);
+                }),
+                OptValue::Name(name) => o.str("value", &name),
+                OptValue::Error(e) => {
+                    o.num("value", e);
+                    o.opt_str("value_errno", errno_name(i64::from(e)));
+                }
+                OptValue::None => {}
+            }
+        }
+        _ => {}
+    }
+}
+
 /// A connection's congestion history in the summary.
 fn summary_congestion(o: &mut Obj, s: &CongestionStats) {
     o.opt_str("algorithm", s.algorithm.as_deref());
@@ -442,6 +479,7 @@ fn write_event(
             } else if call.op.counts_messages() {
                 o.num("messages", ret);
             }
+            syscall_args(&mut o, call, ret);
             if call.op == SyscallOp::Splice {
                 o.str(
                     "dir",

@@ -8,10 +8,12 @@ use std::io::{self, Write};
 use tracer_common::{KernelFn, SyscallOp, ca_state, tcp_state};
 
 use super::text::{
-    duration, endpoint, family_name, maybe_endpoint, shutdown_how, socket_type, syscall_ret,
+    duration, endpoint, errno_name, family_name, maybe_endpoint, shutdown_how, socket_type,
+    syscall_ret,
 };
 use super::{Line, Part, View};
 use crate::correlate::{Conn, ConnId, Role, SegmentView};
+use crate::decode::sockopt::{self, OptValue};
 use crate::decode::{Congestion, Event, KernelCall, Kind, Syscall};
 use crate::system::hz::jiffies_to_us;
 
@@ -245,6 +247,42 @@ fn syscall(ev: &Event, call: &Syscall, part: Part) -> (String, String) {
         SyscallOp::Sendmmsg | SyscallOp::Recvmmsg => {
             format!("{name}(fd={fd}, {} messages)", call.args[0])
         }
+        SyscallOp::Dup => format!("{name}(fd={fd})"),
+        SyscallOp::Dup2 => format!("{name}(fd={fd}, {})", call.args[0] as i32),
+        SyscallOp::Dup3 => format!(
+            "{name}(fd={fd}, {}, {})",
+            call.args[0] as i32,
+            if call.args[1] & libc::O_CLOEXEC as u64 != 0 {
+                "O_CLOEXEC"
+            } else {
+                "0"
+            }
+        ),
+        SyscallOp::Fcntl => {
+            let cmd = sockopt::fcntl_command(call.args[0]);
+            match call.args[0] {
+                4 => format!(
+                    "{name}(fd={fd}, {cmd}, {})",
+                    sockopt::open_flags(call.args[1])
+                ),
+                c if sockopt::fcntl_has_arg(c) => {
+                    format!("{name}(fd={fd}, {cmd}, {})", call.args[1])
+                }
+                _ => format!("{name}(fd={fd}, {cmd})"),
+            }
+        }
+        SyscallOp::Setsockopt | SyscallOp::Getsockopt => {
+            let o = sockopt::decode(op, &call.args, ret_value);
+            match op {
+                SyscallOp::Setsockopt => format!(
+                    "{name}(fd={fd}, {}, {}, {})",
+                    o.level,
+                    o.name,
+                    opt_value(&o.value)
+                ),
+                _ => format!("{name}(fd={fd}, {}, {})", o.level, o.name),
+            }
+        }
         _ => format!("{name}(fd={fd}, {})", call.args[0]),
     };
     let text = call_text;
@@ -252,6 +290,13 @@ fn syscall(ev: &Event, call: &Syscall, part: Part) -> (String, String) {
         _ if ret_value < 0 => syscall_ret(ret_value),
         _ if op.sends(&call.args) || op.receives(&call.args) => format!("{ret_value} bytes"),
         _ if op.counts_messages() => format!("{ret_value} messages"),
+        SyscallOp::Fcntl if call.args[0] == 3 => {
+            format!("{ret_value:#x} ({})", sockopt::open_flags(ret_value as u64))
+        }
+        SyscallOp::Getsockopt => {
+            let o = sockopt::decode(op, &call.args, ret_value);
+            format!("{ret_value}  [{}]", opt_value(&o.value))
+        }
         SyscallOp::Accept | SyscallOp::Accept4 => match ev.remote.as_ref() {
             Some(peer) => format!("{ret_value}  from {}", endpoint(peer)),
             None => ret_value.to_string(),
@@ -262,6 +307,21 @@ fn syscall(ev: &Event, call: &Syscall, part: Part) -> (String, String) {
         Part::Enter => (format!("{text} ..."), String::new()),
         Part::Return => (format!("{name} = {ret}"), duration(call.duration_ns())),
         Part::Whole => (format!("{text} = {ret}"), duration(call.duration_ns())),
+    }
+}
+
+/// A socket option's value as strace shows it: `1`, `{l_onoff=1, l_linger=5}`, `"cubic"`;
+/// `SO_ERROR`'s as its errno name (`0` for none).
+fn opt_value(v: &OptValue) -> String {
+    match v {
+        OptValue::Int(n) => n.to_string(),
+        OptValue::Linger { onoff, linger } => format!("{{l_onoff={onoff}, l_linger={linger}}}"),
+        OptValue::Name(name) => format!("{name:?}"),
+        OptValue::Error(0) => "0".into(),
+        OptValue::Error(e) => {
+            errno_name(i64::from(*e)).map_or_else(|| e.to_string(), str::to_string)
+        }
+        OptValue::None => "...".into(),
     }
 }
 
