@@ -898,3 +898,125 @@ fn window_full_segments_agree_with_tshark() {
         flagged.len()
     );
 }
+
+/// A receiver that does not read: its window closes (zero window advertised) and, once it
+/// reads, opens again. Both flags compared, segment for segment, with a tcpdump capture of the
+/// same loopback traffic: zero windows as tshark flags them (`tcp.analysis.zero_window`), and
+/// each sender's first non-zero window after a zero one, from the windows tshark reads.
+#[test]
+fn zero_windows_and_their_reopening_agree_with_a_capture() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let small: libc::c_int = 4096;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live int of that size.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const small).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    let port = listener.local_addr().unwrap().port();
+    let pcap = std::env::temp_dir().join(format!("tracer-zero-{}.pcap", std::process::id()));
+    let trace = support::start(&["--port", &port.to_string()]);
+    let dump = Tcpdump::start(None, "lo", &["tcp", "port", &port.to_string()], &pcap);
+    let reader = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).unwrap();
+        all.len()
+    });
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client.write_all(&vec![b'x'; 200_000]).unwrap();
+    drop(client);
+    assert_eq!(reader.join().unwrap(), 200_000);
+    dump.stop();
+    let events = trace.stop();
+
+    let fields = |filter: &str| -> Vec<Vec<u64>> {
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&pcap)
+            .args(["-Y", filter, "-T", "fields"])
+            .args([
+                "-e",
+                "tcp.srcport",
+                "-e",
+                "tcp.seq_raw",
+                "-e",
+                "tcp.ack_raw",
+            ])
+            .args(["-e", "tcp.window_size_value", "-e", "tcp.flags.reset"])
+            .output()
+            .expect("tshark is installed");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                l.split('\t')
+                    .map(|f| match f.trim() {
+                        "True" => 1,
+                        "False" => 0,
+                        n => n.parse().unwrap_or(0),
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let zero: Vec<Vec<u64>> = fields("tcp.analysis.zero_window");
+    let all = fields("tcp");
+    if std::env::var_os("KEEP_CAPTURE").is_none() {
+        let _ = std::fs::remove_file(&pcap);
+    }
+    let key = |f: &Vec<u64>| (f[0], f[1], f[2]);
+    let mut zero: Vec<(u64, u64, u64)> = zero.iter().map(key).collect();
+    // Each sender's first window after a zero one, in capture order.
+    let mut closed: BTreeMap<u64, bool> = BTreeMap::new();
+    let mut opened: Vec<(u64, u64, u64)> = Vec::new();
+    for f in &all {
+        if f[4] == 1 {
+            continue;
+        }
+        let was = closed.insert(f[0], f[3] == 0).unwrap_or(false);
+        if was && f[3] > 0 {
+            opened.push(key(f));
+        }
+    }
+    let traced = |flag: &str| -> Vec<(u64, u64, u64)> {
+        let mut v: Vec<_> = events
+            .iter()
+            .filter(|e| e["layer"] == "packet" && e["dir"] == "out" && e[flag] == true)
+            .map(|e| {
+                (
+                    e["lport"].as_u64().unwrap(),
+                    e["seq"].as_u64().unwrap(),
+                    e["ack"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    zero.sort_unstable();
+    opened.sort_unstable();
+    assert!(!zero.is_empty(), "the receiver never closed its window");
+    assert!(
+        !opened.is_empty(),
+        "the receiver never opened its window again"
+    );
+    assert_eq!(
+        traced("zero_window"),
+        zero,
+        "zero windows: the tracer's vs the capture's"
+    );
+    assert_eq!(
+        traced("window_opened"),
+        opened,
+        "windows opened: the tracer's vs the capture's"
+    );
+}

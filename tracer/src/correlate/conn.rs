@@ -95,6 +95,8 @@ pub struct Conn {
     /// The last pure ACK of this end and of the peer (ack, raw window), and how many times in a
     /// row it was repeated.
     last_ack: [Option<(u32, u16, u32)>; 2],
+    /// Whether the last window this end and the peer advertised was zero.
+    window_closed: [bool; 2],
     /// State changes with their times, for the ladder.
     pub state_log: Vec<(u64, u8)>,
     /// Segments, for the ladder (kept only when asked for, bounded).
@@ -134,6 +136,7 @@ impl Conn {
             saw_syn: [false, false],
             right_edge: [None, None],
             last_ack: [None, None],
+            window_closed: [false, false],
             state_log: Vec::new(),
             ladder: Vec::new(),
             closed: false,
@@ -240,6 +243,11 @@ impl Conn {
         if tcp.has(flags::ACK) {
             self.right_edge[me] = Some(tcp.ack.wrapping_add(window));
         }
+        let zero_window = tcp.window == 0 && !tcp.has(flags::RST) && !tcp.has(flags::SYN);
+        let window_opened = !tcp.has(flags::RST) && self.window_closed[me] && tcp.window > 0;
+        if !tcp.has(flags::RST) {
+            self.window_closed[me] = zero_window;
+        }
         let view = SegmentView {
             conn: self.id,
             out,
@@ -247,7 +255,8 @@ impl Conn {
             rel_ack,
             window,
             dup_ack,
-            zero_window: tcp.window == 0 && !tcp.has(flags::RST) && !tcp.has(flags::SYN),
+            zero_window,
+            window_opened,
             window_full,
         };
         if keep && self.ladder.len() < LADDER_ROWS {

@@ -40,6 +40,8 @@ pub struct SegmentView {
     /// The sender advertises a zero window: the receiver's buffer is full, and the other end
     /// must stop sending.
     pub zero_window: bool,
+    /// The sender advertises a window again after a zero one: the other end may send.
+    pub window_opened: bool,
     /// The sender's data reaches the right edge of the window the receiver last advertised
     /// (Wireshark's "window full"): it may send no more until the receiver reads.
     pub window_full: bool,

@@ -560,6 +560,9 @@ fn write_event(
                         if view.zero_window {
                             o.bool("zero_window", true);
                         }
+                        if view.window_opened {
+                            o.bool("window_opened", true);
+                        }
                         if view.window_full {
                             o.bool("window_full", true);
                         }

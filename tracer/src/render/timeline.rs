@@ -183,6 +183,9 @@ pub fn packet(ev: &Event, view: &SegmentView) -> String {
     if view.zero_window {
         s.push_str(" [zero window]");
     }
+    if view.window_opened {
+        s.push_str(" [window opened]");
+    }
     if view.window_full {
         s.push_str(" [window full]");
     }
