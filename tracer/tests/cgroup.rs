@@ -155,6 +155,22 @@ fn only_the_named_cgroup_and_its_descendants_are_traced() {
     );
     let ready = &events[0];
     assert_eq!(ready["event"], "ready");
+    // Every event and connection says which cgroup, as /proc/PID/cgroup spells it: the path
+    // the test made, below the hierarchy's mount.
+    let path_of = |c: &Cgroup| format!("/{}", c.0.strip_prefix(&mount).unwrap().display());
+    let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+    for e in events
+        .iter()
+        .filter(|e| e["conn"].is_u64())
+        .chain(summary["conns"].as_array().unwrap())
+    {
+        let want = if e["lport"] == pa {
+            path_of(&inner)
+        } else {
+            path_of(&late)
+        };
+        assert_eq!(e["cgroup"], want.as_str(), "{e}");
+    }
     drop(late);
     drop(inner);
 }

@@ -146,6 +146,25 @@ fn only_the_named_network_namespace_is_traced() {
     let (got, owners) = conns(&events);
     assert_eq!(got, expected, "{}", support::brief(&events));
     assert_eq!(owners, pids);
+    // Every event and connection of the server says which namespace: the inode of the
+    // namespace's file. (Read from /proc/PID: a client gone before its first event is read has
+    // none; never a wrong one.)
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(format!("/run/netns/{}", a.0))
+        .unwrap()
+        .ino();
+    let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+    for e in events
+        .iter()
+        .filter(|e| e["conn"].is_u64())
+        .chain(summary["conns"].as_array().unwrap())
+    {
+        if e["comm"] == "echo-server" {
+            assert_eq!(e["netns"], inode, "{e}");
+        } else {
+            assert!(e["netns"] == inode || e["netns"].is_null(), "{e}");
+        }
+    }
 
     // The same namespace named by a pid inside it: the server's, started before the tracer.
     let holder = a

@@ -48,6 +48,9 @@ pub struct Conn {
     pub owner_by_syscall: bool,
     /// Owner command name.
     pub comm: String,
+    /// The owner's network namespace and cgroup where not the tracer's; `None` until looked
+    /// up (by the pipeline, from `/proc`, once the owner is known).
+    pub place: Option<crate::system::place::Place>,
     /// `AF_INET`/`AF_INET6`, 0 while unknown.
     pub family: u16,
     /// Local end.
@@ -114,6 +117,7 @@ impl Conn {
             pid: 0,
             owner_by_syscall: false,
             comm: String::new(),
+            place: None,
             family: 0,
             local: None,
             remote: None,

@@ -212,6 +212,12 @@ impl Correlator {
             .or_else(|| self.finished.iter().rev().find(|c| c.id == id))
     }
 
+    /// The live connection `id` (following merges), to add what only the pipeline can learn.
+    pub fn live_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        let id = self.resolve(id);
+        self.conns.get_mut(&id)
+    }
+
     /// Connections still open and those finished recently, by id.
     pub fn all(&self) -> Vec<&Conn> {
         let mut all: Vec<&Conn> = self.conns.values().chain(self.finished.iter()).collect();

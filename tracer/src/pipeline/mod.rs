@@ -11,6 +11,7 @@ use crate::correlate::{Correlated, Correlator};
 use crate::decode;
 use crate::hooks::failures::Counts;
 use crate::render::{Finish, Line, Meta, Part, View};
+use crate::system::place::Places;
 use pairing::Pairing;
 use reorder::Reorder;
 pub use sinks::Failed;
@@ -49,6 +50,8 @@ pub struct Pipeline {
     ready: Vec<Correlated>,
     /// The newest record time read so far.
     read_until_ns: u64,
+    /// Where connections' owners run.
+    places: Places,
 }
 
 impl Pipeline {
@@ -64,6 +67,7 @@ impl Pipeline {
             stats: Stats::default(),
             ready: Vec::new(),
             read_until_ns: 0,
+            places: Places::new(),
         }
     }
 
@@ -94,6 +98,9 @@ impl Pipeline {
         let mut ready = std::mem::take(&mut self.ready);
         step(&mut self.correlator, &mut |c| ready.push(c));
         for c in ready.drain(..) {
+            for end in c.ends.iter() {
+                self.locate(end.conn);
+            }
             let (key, part) = self.pairing.place(&c);
             if part != Part::Enter {
                 // As the JSON view counts lines: once per connection the event belongs to.
@@ -105,6 +112,17 @@ impl Pipeline {
             self.reorder.push(key, Box::new(Item { c, part }));
         }
         self.ready = ready;
+    }
+
+    /// Looks up, once, where connection `id`'s owner runs (its network namespace and cgroup),
+    /// while the owner most likely still runs.
+    fn locate(&mut self, id: crate::correlate::ConnId) {
+        if let Some(conn) = self.correlator.live_mut(id)
+            && conn.place.is_none()
+            && conn.pid != 0
+        {
+            conn.place = Some(self.places.of(conn.pid).unwrap_or_default());
+        }
     }
 
     /// Writes a run-level notice to every view.

@@ -326,6 +326,18 @@ impl<W: Write> View for Json<W> {
     }
 }
 
+/// `netns` and `cgroup` of the connection's owner, each only where not the tracer's.
+fn place(o: &mut Obj, place: Option<&crate::system::place::Place>) {
+    if let Some(p) = place {
+        if let Some(netns) = p.netns {
+            o.num("netns", netns);
+        }
+        if let Some(cgroup) = &p.cgroup {
+            o.str("cgroup", cgroup);
+        }
+    }
+}
+
 /// One connection of the summary line.
 fn summary_conn(o: &mut Obj, c: &Conn) {
     o.num("conn", c.id);
@@ -336,6 +348,7 @@ fn summary_conn(o: &mut Obj, c: &Conn) {
     o.opt_num("lport", c.local.map(|e| e.port));
     o.addr("raddr", c.remote.map(|e| e.addr));
     o.opt_num("rport", c.remote.map(|e| e.port));
+    place(o, c.place.as_ref());
     o.num("duration_ns", c.last_ns.saturating_sub(c.first_ns));
     o.num("bytes_sent", c.bytes_sent);
     o.num("bytes_received", c.bytes_received);
@@ -464,6 +477,7 @@ fn write_event(
     o.opt_num("lport", local.map(|e| e.port));
     o.addr("raddr", remote.map(|e| e.addr));
     o.opt_num("rport", remote.map(|e| e.port));
+    place(&mut o, conn.place.as_ref());
     match &ev.kind {
         Kind::Syscall(call) => {
             let ret = call.ret();

@@ -38,10 +38,11 @@ pub fn table(end: &Finish) -> String {
             )
         };
         s.push_str(&format!(
-            "  conn #{:<3} {:<22} {:<8} {ends}\n",
+            "  conn #{:<3} {:<22} {:<8} {ends}{}\n",
             c.id,
             who,
-            c.role.name()
+            c.role.name(),
+            super::timeline::place(c)
         ));
         s.push_str(&format!(
             "             lasted {}, sent {} B, received {} B, handshake {}, retransmits {}, {}\n",

@@ -139,7 +139,27 @@ pub fn header(conn: &Conn) -> String {
             maybe_endpoint(conn.remote.as_ref())
         ),
     };
-    format!("conn #{}  {who}  {}  {ends}", conn.id, conn.role.name())
+    format!(
+        "conn #{}  {who}  {}  {ends}{}",
+        conn.id,
+        conn.role.name(),
+        place(conn)
+    )
+}
+
+/// `  netns 4026532312  cgroup /system.slice/nginx.service`: where the owner runs, when not
+/// where the tracer does.
+pub fn place(conn: &Conn) -> String {
+    let mut s = String::new();
+    if let Some(p) = &conn.place {
+        if let Some(netns) = p.netns {
+            s.push_str(&format!("  netns {netns}"));
+        }
+        if let Some(cgroup) = &p.cgroup {
+            s.push_str(&format!("  cgroup {}", super::text::visible(cgroup)));
+        }
+    }
+    s
 }
 
 /// A segment as tcpdump prints it, seen from one end: `out 41234 > 8080 [S] seq 0 win 65495

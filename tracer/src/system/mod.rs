@@ -1,6 +1,6 @@
 //! Facts about the machine, read before anything is loaded: privileges, the open-file limit,
-//! the kernel's BTF and tracefs, which probe mechanisms the kernel offers, the cgroup2 mount, and the TCP sockets
-//! already open.
+//! the kernel's BTF and tracefs, which probe mechanisms the kernel offers, the cgroup2 mount, the TCP sockets
+//! already open, and where a traced process runs.
 
 pub mod btf;
 pub mod cgroup;
@@ -9,6 +9,7 @@ pub mod features;
 pub mod hz;
 pub mod limits;
 pub mod netns;
+pub mod place;
 pub mod privileges;
 pub mod sockets;
 pub mod tracefs;
