@@ -164,6 +164,12 @@ impl Conn {
         self.congestion.total_retransmits()
     }
 
+    /// A server's end known only from its listener's resent SYN-ACKs: the handshake's last
+    /// ACK has not come, and no socket exists for it.
+    pub fn half_open(&self) -> bool {
+        self.role == Role::Server && self.sk.is_none() && self.states.is_empty() && self.fds == 0
+    }
+
     /// How the connection ended, or `None` while it is open.
     pub fn outcome(&self) -> Option<&'static str> {
         if !self.closed {
@@ -178,6 +184,8 @@ impl Conn {
             "reset"
         } else if last == Some(tcp_state::TIME_WAIT) {
             "closed (TIME_WAIT)"
+        } else if self.half_open() {
+            "handshake never completed"
         } else if self.role == Role::Listener {
             "listener closed"
         } else {

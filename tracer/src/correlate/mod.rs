@@ -107,6 +107,10 @@ pub struct Correlator {
     by_tuple: HashMap<(u16, Endpoint), ConnId>,
     alias: HashMap<ConnId, ConnId>,
     retiring: VecDeque<(u64, ConnId)>,
+    /// Connections a resent SYN-ACK made, by when their handshake must have completed: one
+    /// still half-open then never will (the listener gave up), and is finished — a SYN flood
+    /// does not grow the table for ever.
+    half_open: VecDeque<(u64, ConnId)>,
     finished: VecDeque<Conn>,
     parked: VecDeque<Parked>,
     /// Parked segments from each sender to each receiver: how many, and the earliest
@@ -238,6 +242,18 @@ impl Correlator {
     /// memory stays flat under churn, and no event waiting to be rendered loses its
     /// connection (a history that moved on under churn would not hold it any more).
     pub fn retire_before(&mut self, rendered_ns: u64) {
+        while let Some(&(deadline, id)) = self.half_open.front() {
+            if deadline > rendered_ns {
+                break;
+            }
+            self.half_open.pop_front();
+            if let Some(conn) = self.conns.get_mut(&id).filter(|c| c.half_open()) {
+                conn.closed = true;
+                conn.retiring = true;
+                // Its last event was long before: it leaves with the next retirement.
+                self.retiring.push_front((rendered_ns, id));
+            }
+        }
         let mut gone = rustc_hash::FxHashSet::default();
         let mut listener_gone = false;
         while let Some(&(deadline, id)) = self.retiring.front() {
@@ -532,6 +548,8 @@ impl Correlator {
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.role = Role::Server;
                 }
+                self.half_open
+                    .push_back((ev.ts_ns.saturating_add(HALF_OPEN_NS), id));
                 id
             }
         };
@@ -966,9 +984,7 @@ impl Correlator {
     /// 4-tuple), the two are one.
     fn join_half_open(&mut self, key: (Endpoint, Endpoint), id: ConnId, other: ConnId) {
         let other = self.resolve(other);
-        let made_by_synack = self.live(other).is_some_and(|c| {
-            c.role == Role::Server && c.sk.is_none() && c.states.is_empty() && c.fds == 0
-        });
+        let made_by_synack = self.live(other).is_some_and(Conn::half_open);
         if other == id || !made_by_synack {
             return;
         }
@@ -980,6 +996,10 @@ impl Correlator {
 
 /// How long a finished connection stays in the live table, for late events and rendering.
 const RETIRE_AFTER_NS: u64 = 300_000_000;
+/// How long a listener resends its SYN-ACK at most: 1 + 2 + ... + 32 s with Linux's default
+/// five retries (`tcp_synack_retries`), then the 64 s the last one waits; past that a
+/// half-open connection is over.
+const HALF_OPEN_NS: u64 = 130_000_000_000;
 
 fn set_endpoints(conn: &mut Conn, ev: &Event) {
     if let Some(local) = ev.local
@@ -1576,5 +1596,42 @@ mod tests {
         assert_eq!(servers[0].states.last(), Some(&tcp_state::ESTABLISHED));
         let later = observe(&mut c, &up).0;
         assert_eq!(c.resolve(later), made);
+    }
+
+    /// A handshake whose last ACK never comes (a SYN flood, a client gone) ends when its
+    /// listener gives up: the connection its resent SYN-ACKs made is finished then, and leaves
+    /// the table; one whose handshake completed stays.
+    #[test]
+    fn a_half_open_connection_ends_when_its_listener_gives_up() {
+        let mut c = Correlator::new();
+        let server_end = endpoint(Ipv4Addr::LOCALHOST.into(), 8080);
+        let resent = |port: u16, ts: u64| {
+            let mut e = ev(
+                Kind::Congestion(Box::new(crate::decode::Congestion::syn_ack(7000))),
+                0,
+                -1,
+                ts,
+            );
+            e.local = Some(server_end);
+            e.remote = Some(endpoint(Ipv4Addr::LOCALHOST.into(), port));
+            e
+        };
+        let never = observe(&mut c, &resent(41000, 1_000_000_000)).0;
+        let done = observe(&mut c, &resent(41001, 1_000_000_000)).0;
+        let mut child = state(tcp_state::LISTEN, tcp_state::SYN_RECV, 3, 2_000_000_000);
+        child.local = Some(server_end);
+        child.remote = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 41001));
+        assert_eq!(observe(&mut c, &child).0, done);
+        c.retire_before(100_000_000_000);
+        assert_eq!(
+            c.get(never).unwrap().outcome(),
+            None,
+            "the listener still tries"
+        );
+        c.retire_before(200_000_000_000);
+        let gone = c.get(never).unwrap();
+        assert_eq!(gone.outcome(), Some("handshake never completed"));
+        assert!(c.live(never).is_none(), "retired");
+        assert!(c.live(done).is_some());
     }
 }
