@@ -399,8 +399,15 @@ fn children(pid: u32) -> Vec<u32> {
 /// The server's socket calls — accepts, and every call on a listener or an accepted socket —
 /// as the tracer showed them for `pids` and as strace logged them since `since`: the same
 /// calls with the same fds and results, as multisets (threads interleave).
-fn same_calls_as_strace(events: &[Value], strace_log: &str, since: f64, pids: &[u32]) {
-    let mut expected = oracle::strace_socket_calls(strace_log, since);
+/// Traced `by_port`, a new socket is shown from the bind/connect that names the port on.
+fn same_calls_as_strace(
+    events: &[Value],
+    strace_log: &str,
+    since: f64,
+    pids: &[u32],
+    by_port: bool,
+) {
+    let mut expected = oracle::strace_socket_calls(strace_log, since, by_port);
     let mut got = oracle::traced_calls(events, pids);
     assert!(
         expected.iter().any(|c| c.0.starts_with("accept")),
@@ -420,11 +427,20 @@ fn same_calls_as_strace(events: &[Value], strace_log: &str, since: f64, pids: &[
                 lines.push(format!("only tracer: {c:?}"));
             }
         }
+        let only_strace: Vec<&str> = strace_log
+            .lines()
+            .filter(|l| {
+                lines.iter().any(|d| {
+                    d.starts_with("only strace") && l.contains(d.split('"').nth(1).unwrap_or("?"))
+                })
+            })
+            .collect();
         panic!(
-            "the server's syscalls differ from strace's ({} vs {}):\n{}",
+            "the server's syscalls differ from strace's ({} vs {}):\n{}\nstrace's lines of those calls:\n{}",
             got.len(),
             expected.len(),
-            lines.join("\n")
+            lines.join("\n"),
+            only_strace.join("\n")
         );
     }
 }
@@ -519,7 +535,7 @@ fn download_and_404(place: Place, tag: &str) {
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
     conforms(&events, &tcpdump, &read_pcap(&ours), port);
-    same_calls_as_strace(&events, &strace_log, since, &pids);
+    same_calls_as_strace(&events, &strace_log, since, &pids, true);
     // The listener that was open before the tracer: found, with its address, and LISTEN.
     let conns = conns(&events);
     let listener = conns
@@ -634,7 +650,7 @@ fn nginx_sendfile(place: Place, started_before: bool) {
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
     conforms(&events, &tcpdump, &read_pcap(&ours), port);
-    same_calls_as_strace(&events, &strace_log, since, &pids);
+    same_calls_as_strace(&events, &strace_log, since, &pids, true);
     let sendfile: Vec<&Value> = events
         .iter()
         .filter(|e| e["name"] == "sendfile" && e["layer"] == "syscall")
@@ -750,7 +766,7 @@ fn go_echo(place: Place, filter_by_pid: bool) {
     let events = trace.stop();
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
-    same_calls_as_strace(&events, &strace_log, since, &pids);
+    same_calls_as_strace(&events, &strace_log, since, &pids, key == "--port");
     if filter_by_pid {
         // Only the server is traced: each segment once, in its view, none elsewhere.
         let conns = conns(&events);
@@ -896,7 +912,7 @@ fn redis(place: Place) {
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
     conforms(&events, &tcpdump, &read_pcap(&ours), port);
-    same_calls_as_strace(&events, &strace_log, since, &pids);
+    same_calls_as_strace(&events, &strace_log, since, &pids, true);
     // Its listeners, older than the tracer: found with their addresses, LISTEN, and closed
     // when redis closed them — no connection of their own for the closing.
     let conns = conns(&events);
