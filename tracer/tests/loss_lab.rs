@@ -821,15 +821,9 @@ fn screenshot_colors(doc: &str) -> std::collections::HashMap<[u8; 3], usize> {
     counts
 }
 
-/// Flow control against tshark: a receiver with a tiny buffer that reads late makes the
-/// sender fill its window; the segments the tracer marks `window_full` are exactly those
-/// tshark's analysis flags `tcp.analysis.window_full` in the tracer's own capture file of the
-/// same traffic (the same segments in the same order: on loopback a sender's data and the
-/// receiver's window update can pass tcpdump's hook in the other order than ours, and a
-/// window is full or not depending on which came first).
-#[test]
-fn window_full_segments_agree_with_tshark() {
-    use std::io::{Read, Write};
+/// A loopback listener with a 4 KiB receive buffer (its accepted sockets inherit it): its
+/// window fills at once.
+fn small_window_listener() -> (std::net::TcpListener, u16) {
     use std::os::fd::AsRawFd;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let small: libc::c_int = 4096;
@@ -845,6 +839,36 @@ fn window_full_segments_agree_with_tshark() {
     };
     assert_eq!(rc, 0);
     let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+/// Sends `bytes` to `listener`'s first connection, which waits `pause` before it reads them
+/// all; checks they all arrived.
+fn send_to_a_slow_reader(listener: std::net::TcpListener, pause: Duration, bytes: usize) {
+    use std::io::{Read, Write};
+    let port = listener.local_addr().unwrap().port();
+    let reader = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        std::thread::sleep(pause);
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).unwrap();
+        all.len()
+    });
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client.write_all(&vec![b'x'; bytes]).unwrap();
+    drop(client);
+    assert_eq!(reader.join().unwrap(), bytes);
+}
+
+/// Flow control against tshark: a receiver with a tiny buffer that reads late makes the
+/// sender fill its window; the segments the tracer marks `window_full` are exactly those
+/// tshark's analysis flags `tcp.analysis.window_full` in the tracer's own capture file of the
+/// same traffic (the same segments in the same order: on loopback a sender's data and the
+/// receiver's window update can pass tcpdump's hook in the other order than ours, and a
+/// window is full or not depending on which came first).
+#[test]
+fn window_full_segments_agree_with_tshark() {
+    let (listener, port) = small_window_listener();
     let pcap = std::env::temp_dir().join(format!("tracer-window-{}.pcap", std::process::id()));
     let trace = support::start(&[
         "--port",
@@ -852,17 +876,7 @@ fn window_full_segments_agree_with_tshark() {
         "--pcap",
         pcap.to_str().unwrap(),
     ]);
-    let reader = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        let mut all = Vec::new();
-        stream.read_to_end(&mut all).unwrap();
-        all.len()
-    });
-    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    client.write_all(&vec![b'x'; 300_000]).unwrap();
-    drop(client);
-    assert_eq!(reader.join().unwrap(), 300_000);
+    send_to_a_slow_reader(listener, Duration::from_millis(300), 300_000);
     let events = trace.stop();
 
     let out = Command::new("tshark")
@@ -905,36 +919,11 @@ fn window_full_segments_agree_with_tshark() {
 /// each sender's first non-zero window after a zero one, from the windows tshark reads.
 #[test]
 fn zero_windows_and_their_reopening_agree_with_a_capture() {
-    use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let small: libc::c_int = 4096;
-    // SAFETY: setsockopt on a socket we own, with a pointer to a live int of that size.
-    let rc = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&raw const small).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
-    let port = listener.local_addr().unwrap().port();
+    let (listener, port) = small_window_listener();
     let pcap = std::env::temp_dir().join(format!("tracer-zero-{}.pcap", std::process::id()));
     let trace = support::start(&["--port", &port.to_string()]);
     let dump = Tcpdump::start(None, "lo", &["tcp", "port", &port.to_string()], &pcap);
-    let reader = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        std::thread::sleep(Duration::from_millis(500));
-        let mut all = Vec::new();
-        stream.read_to_end(&mut all).unwrap();
-        all.len()
-    });
-    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    client.write_all(&vec![b'x'; 200_000]).unwrap();
-    drop(client);
-    assert_eq!(reader.join().unwrap(), 200_000);
+    send_to_a_slow_reader(listener, Duration::from_millis(500), 200_000);
     dump.stop();
     let events = trace.stop();
 

@@ -536,9 +536,8 @@ impl Correlator {
             return;
         };
         let known = self
-            .by_ends
-            .get(&(canonical(local), canonical(remote)))
-            .map(|&id| self.resolve(id))
+            .ends_of(local, remote)
+            .0
             .filter(|&id| self.live(id).is_some());
         // Never a stray: only a traced listener's requests are reported.
         let id = match known {
@@ -1102,6 +1101,27 @@ mod tests {
         e
     }
 
+    /// A listener on port 8080 of every address starting (CLOSE -> LISTEN).
+    fn listening_on_8080() -> Event {
+        let mut listen = state(tcp_state::CLOSE, tcp_state::LISTEN, 1, 1);
+        listen.local = Some(endpoint(Ipv4Addr::UNSPECIFIED.into(), 8080));
+        listen.remote = None;
+        listen
+    }
+
+    /// A listener at `server` sending its SYN-ACK to `client` again at `ts`.
+    fn resent_syn_ack(server: Endpoint, client: Endpoint, ts: u64) -> Event {
+        let mut e = ev(
+            Kind::Congestion(Box::new(crate::decode::Congestion::syn_ack(7000))),
+            0,
+            -1,
+            ts,
+        );
+        e.local = Some(server);
+        e.remote = Some(client);
+        e
+    }
+
     fn state(from: u8, to: u8, sock: u64, ts: u64) -> Event {
         let mut e = ev(Kind::State(StateChange { from, to }), sock, -1, ts);
         e.local = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 41000));
@@ -1442,10 +1462,7 @@ mod tests {
     #[test]
     fn a_syn_to_a_traced_listener_waits_for_the_accepted_child() {
         let mut c = Correlator::new();
-        let mut listen = state(tcp_state::CLOSE, tcp_state::LISTEN, 1, 1);
-        listen.local = Some(endpoint(Ipv4Addr::UNSPECIFIED.into(), 8080));
-        listen.remote = None;
-        observe(&mut c, &listen);
+        observe(&mut c, &listening_on_8080());
         let client = observe(&mut c, &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 2, 2)).0;
         // 127.0.0.1:41000 -> 127.0.0.1:8080 SYN.
         let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
@@ -1470,10 +1487,7 @@ mod tests {
     #[test]
     fn a_resent_syn_ack_belongs_to_the_accepted_child() {
         let mut c = Correlator::new();
-        let mut listen = state(tcp_state::CLOSE, tcp_state::LISTEN, 1, 1);
-        listen.local = Some(endpoint(Ipv4Addr::UNSPECIFIED.into(), 8080));
-        listen.remote = None;
-        observe(&mut c, &listen);
+        observe(&mut c, &listening_on_8080());
         let client = observe(&mut c, &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 2, 2)).0;
         // 127.0.0.1:41000 -> 127.0.0.1:8080 SYN: parked for the child.
         let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
@@ -1482,14 +1496,7 @@ mod tests {
         assert!(got.is_empty());
         let server_end = endpoint(Ipv4Addr::LOCALHOST.into(), 8080);
         let client_end = endpoint(Ipv4Addr::LOCALHOST.into(), 41000);
-        let mut resent = ev(
-            Kind::Congestion(Box::new(crate::decode::Congestion::syn_ack(7000))),
-            0,
-            -1,
-            4,
-        );
-        resent.local = Some(server_end);
-        resent.remote = Some(client_end);
+        let mut resent = resent_syn_ack(server_end, client_end, 4);
         c.observe(resent.clone(), &mut |x| got.push(x));
         let again = got
             .iter()
@@ -1535,10 +1542,7 @@ mod tests {
     #[test]
     fn a_servers_handshake_starts_with_the_syn() {
         let mut c = Correlator::new();
-        let mut listen = state(tcp_state::CLOSE, tcp_state::LISTEN, 1, 1);
-        listen.local = Some(endpoint(Ipv4Addr::UNSPECIFIED.into(), 8080));
-        listen.remote = None;
-        observe(&mut c, &listen);
+        observe(&mut c, &listening_on_8080());
         // 127.0.0.1:41000 -> 127.0.0.1:8080 SYN, no client traced: it waits for the child.
         let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
         c.observe(packet(hex, 3), &mut |_| {});
@@ -1562,20 +1566,10 @@ mod tests {
     #[test]
     fn a_child_naming_its_peer_late_joins_the_connection_its_syn_ack_made() {
         let mut c = Correlator::new();
-        let mut listen = state(tcp_state::CLOSE, tcp_state::LISTEN, 1, 1);
-        listen.local = Some(endpoint(Ipv4Addr::UNSPECIFIED.into(), 8080));
-        listen.remote = None;
-        observe(&mut c, &listen);
+        observe(&mut c, &listening_on_8080());
         let server_end = endpoint(Ipv4Addr::LOCALHOST.into(), 8080);
         let client_end = endpoint(Ipv4Addr::LOCALHOST.into(), 41000);
-        let mut resent = ev(
-            Kind::Congestion(Box::new(crate::decode::Congestion::syn_ack(7000))),
-            0,
-            -1,
-            1000,
-        );
-        resent.local = Some(server_end);
-        resent.remote = Some(client_end);
+        let resent = resent_syn_ack(server_end, client_end, 1000);
         let made = observe(&mut c, &resent).0;
         let mut child = state(tcp_state::LISTEN, tcp_state::SYN_RECV, 3, 3000);
         child.local = Some(server_end);
@@ -1606,15 +1600,7 @@ mod tests {
         let mut c = Correlator::new();
         let server_end = endpoint(Ipv4Addr::LOCALHOST.into(), 8080);
         let resent = |port: u16, ts: u64| {
-            let mut e = ev(
-                Kind::Congestion(Box::new(crate::decode::Congestion::syn_ack(7000))),
-                0,
-                -1,
-                ts,
-            );
-            e.local = Some(server_end);
-            e.remote = Some(endpoint(Ipv4Addr::LOCALHOST.into(), port));
-            e
+            resent_syn_ack(server_end, endpoint(Ipv4Addr::LOCALHOST.into(), port), ts)
         };
         let never = observe(&mut c, &resent(41000, 1_000_000_000)).0;
         let done = observe(&mut c, &resent(41001, 1_000_000_000)).0;
