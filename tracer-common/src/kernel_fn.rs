@@ -35,11 +35,15 @@ pub enum KernelFn {
     /// (`tcp_rtx_synack`). A `kernel` record with the connection's 4-tuple: no socket exists
     /// for it yet, only the listener's request.
     TcpRetransmitSynack = 13,
+    /// The receive buffer was resized (`tcp_rcv_space_adjust`, run by `tcp_recvmsg`: receive
+    /// autotuning). A `congestion` record with the size before and after, noticed by the
+    /// `tcp_recvmsg` hook when the read that resized it returns.
+    TcpRcvSpaceAdjust = 14,
 }
 
 impl KernelFn {
     /// Every function, in declaration order.
-    pub const ALL: [KernelFn; 13] = [
+    pub const ALL: [KernelFn; 14] = [
         Self::TcpConnect,
         Self::InetCskAccept,
         Self::TcpSendmsg,
@@ -53,6 +57,7 @@ impl KernelFn {
         Self::TcpRcvEstablished,
         Self::TcpSetCaState,
         Self::TcpRetransmitSynack,
+        Self::TcpRcvSpaceAdjust,
     ];
 
     /// Decodes the raw byte written by the eBPF side.
@@ -76,6 +81,7 @@ impl KernelFn {
             Self::TcpRcvEstablished => "tcp_rcv_established",
             Self::TcpSetCaState => "tcp_set_ca_state",
             Self::TcpRetransmitSynack => "tcp_retransmit_synack",
+            Self::TcpRcvSpaceAdjust => "tcp_rcv_space_adjust",
         }
     }
 
@@ -95,6 +101,7 @@ impl KernelFn {
             Self::TcpRcvEstablished => "ACK processed",
             Self::TcpSetCaState => "congestion state change",
             Self::TcpRetransmitSynack => "SYN-ACK retransmitted",
+            Self::TcpRcvSpaceAdjust => "receive buffer resized",
         }
     }
 }

@@ -121,3 +121,12 @@ pub const NS_INUM: usize = 54;
 pub const SK_NET: usize = 55;
 /// `tcp_request_sock.snt_isn`: the initial sequence number of a listener's SYN-ACK
 pub const REQ_SNT_ISN: usize = 56;
+/// `sock.sk_rcvbuf`: the receive buffer's size in bytes, which autotuning grows
+pub const SK_RCVBUF: usize = 57;
+/// `tcp_sock.rcvq_space` (its first member, `space`): what the application read in the last
+/// RTT, the measure autotuning sizes the buffer by
+pub const TP_RCVQ_SPACE: usize = 58;
+/// `tcp_sock.rate_delivered`: segments delivered in the last delivery-rate sample
+pub const TP_RATE_DELIVERED: usize = 59;
+/// `tcp_sock.rate_interval_us`: that sample's interval, microseconds
+pub const TP_RATE_INTERVAL_US: usize = 60;

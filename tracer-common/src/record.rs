@@ -8,7 +8,7 @@
 //! | `Kernel`        | [`KernelRecord`]  | fentry/kprobe programs and their stand-ins       |
 //! | `State`         | [`StateRecord`]   | `sock:inet_sock_set_state`                        |
 //! | `Packet`        | [`PacketRecord`]  | cgroup_skb egress/ingress                         |
-//! | `Congestion`    | [`CongestionRecord`] | `tcp:` raw tracepoints: retransmit, ACK samples, congestion state |
+//! | `Congestion`    | [`CongestionRecord`] | `tcp:` raw tracepoints: retransmit, ACK samples, congestion state; `tcp_recvmsg`'s hooks: receive buffer resized |
 
 use crate::COMM_LEN;
 
@@ -268,9 +268,20 @@ pub struct CongestionRecord {
     /// TCP state of the socket.
     pub sk_state: u8,
     /// Explicit padding.
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 2],
+    /// The receive buffer's size, bytes (`sk_rcvbuf`; `ss -m` shows it as `rb`).
+    pub rcvbuf: u32,
     /// The congestion-control algorithm, NUL-padded (`cubic`, `bbr`).
     pub ca_name: [u8; 16],
+    /// `tcp_rcv_space_adjust`: the receive buffer's size before it changed; 0 otherwise.
+    pub rcvbuf_before: u32,
+    /// What the application read in the last RTT (`rcvq_space.space`; `ss -i`'s
+    /// `rcv_space`), the measure autotuning sizes the receive buffer by.
+    pub rcv_space: u32,
+    /// Segments delivered in the last delivery-rate sample (`rate_delivered`).
+    pub rate_delivered: u32,
+    /// That sample's interval, microseconds (`rate_interval_us`); 0: no sample yet.
+    pub rate_interval_us: u32,
 }
 
 impl CongestionRecord {
@@ -294,8 +305,13 @@ impl CongestionRecord {
             err: 0,
             ca_state: 0,
             sk_state: 0,
-            _pad: [0; 6],
+            _pad: [0; 2],
+            rcvbuf: 0,
             ca_name: [0; 16],
+            rcvbuf_before: 0,
+            rcv_space: 0,
+            rate_delivered: 0,
+            rate_interval_us: 0,
         }
     }
 }
@@ -334,5 +350,5 @@ const _: () = assert!(core::mem::size_of::<Header>() == 48);
 const _: () = assert!(core::mem::size_of::<SyscallRecord>() == 120);
 const _: () = assert!(core::mem::size_of::<KernelRecord>() == 104);
 const _: () = assert!(core::mem::size_of::<StateRecord>() == 96);
-const _: () = assert!(core::mem::size_of::<CongestionRecord>() == 128);
+const _: () = assert!(core::mem::size_of::<CongestionRecord>() == 144);
 const _: () = assert!(core::mem::size_of::<PacketRecord>() == 24 + PACKET_CAP);

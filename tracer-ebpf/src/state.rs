@@ -86,6 +86,9 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     if sport != 0 && dport != 0 {
         watch_port_pair(sport, dport);
     }
+    if new == tcp_state::ESTABLISHED {
+        crate::kernel::rcvbuf::established(sk);
+    }
     if new == tcp_state::LISTEN {
         count_if_refused(LISTENERS.insert(sport, owner, 0), Failure::SocketsFull);
     } else if old == tcp_state::LISTEN && new == tcp_state::CLOSE {

@@ -21,9 +21,10 @@ use tracer_common::{
     maps::{Owner, Sampled},
     offsets::{
         CA_OPS_NAME, ICSK_CA_OPS, ICSK_CA_STATE_BYTE, ICSK_CA_STATE_SHIFT, ICSK_RTO, REQ_SNT_ISN,
-        RETRANS_HAS_ERR, SK_STATE, SKB_CB, TP_MDEV_US, TP_MSS_CACHE, TP_PACKETS_OUT, TP_RCV_WND,
-        TP_RETRANS_OUT, TP_SND_CWND, TP_SND_NXT, TP_SND_SSTHRESH, TP_SND_UNA, TP_SND_WND,
-        TP_SRTT_US, TP_TOTAL_RETRANS,
+        RETRANS_HAS_ERR, SK_RCVBUF, SK_STATE, SKB_CB, TP_MDEV_US, TP_MSS_CACHE, TP_PACKETS_OUT,
+        TP_RATE_DELIVERED, TP_RATE_INTERVAL_US, TP_RCV_WND, TP_RCVQ_SPACE, TP_RETRANS_OUT,
+        TP_SND_CWND, TP_SND_NXT, TP_SND_SSTHRESH, TP_SND_UNA, TP_SND_WND, TP_SRTT_US,
+        TP_TOTAL_RETRANS,
     },
     record::{CongestionRecord, FLAG_ISN, FLAG_OWNER_GUESSED, KernelRecord, Task},
 };
@@ -56,7 +57,7 @@ fn ca_state(sk: u64) -> u8 {
 
 /// A record of `func` for traced `sk` with the socket's numbers now.
 #[inline(always)]
-fn snapshot(sk: u64, owner: &Owner, func: KernelFn) -> CongestionRecord {
+pub(super) fn snapshot(sk: u64, owner: &Owner, func: KernelFn) -> CongestionRecord {
     let mut r = CongestionRecord::new(func, Via::RawTracepoint);
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     r.header.ts_ns = unsafe { bpf_ktime_get_ns() };
@@ -77,6 +78,10 @@ fn snapshot(sk: u64, owner: &Owner, func: KernelFn) -> CongestionRecord {
     r.mss = sk_field(sk, TP_MSS_CACHE);
     r.ca_state = ca_state(sk);
     r.sk_state = sk_field(sk, SK_STATE);
+    r.rcvbuf = sk_field(sk, SK_RCVBUF);
+    r.rcv_space = sk_field(sk, TP_RCVQ_SPACE);
+    r.rate_delivered = sk_field(sk, TP_RATE_DELIVERED);
+    r.rate_interval_us = sk_field(sk, TP_RATE_INTERVAL_US);
     let ops: u64 = sk_field(sk, ICSK_CA_OPS);
     r.ca_name = kernel_field(ops, CA_OPS_NAME);
     r

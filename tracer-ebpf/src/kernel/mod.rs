@@ -11,6 +11,7 @@
 
 mod congestion;
 mod inet_csk_accept;
+pub mod rcvbuf;
 mod sock_ops;
 mod tcp_close;
 mod tcp_connect;
@@ -149,4 +150,7 @@ fn moved(sk: u64, bytes: i64, func: KernelFn, via: Via, fill: impl FnOnce(&mut K
         }
     }
     emit(&record);
+    if func == KernelFn::TcpRecvmsg && bytes > 0 {
+        rcvbuf::after_read(sk, &current, via);
+    }
 }

@@ -24,6 +24,7 @@ fn sock_tracepoint(ctx: &TracePointContext, func: KernelFn) -> u32 {
     emit(&record(sk, &owner, func, Via::Tracepoint));
     if forget {
         let _ = SOCKS.remove(sk);
+        super::rcvbuf::forget(sk);
     }
     0
 }

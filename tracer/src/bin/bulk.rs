@@ -2,10 +2,11 @@
 //! it N bytes and closes; `bulk fetch --addr HOST:P` reads until the server closes and prints
 //! how many bytes arrived.
 //!
-//! With `serve --hold-ms T` and `fetch --ping-after N [--quiet-ms Q]`, the connection stays
-//! open once the bytes are across: the client waits Q ms (its last ACKs go out on their own),
-//! sends one byte, the server reads it and waits T ms before closing — a quiet, established
-//! connection whose numbers can be read (`ss -tin`).
+//! With `serve --hold-ms T` and `fetch --ping-after N [--quiet-ms Q] [--pings P]`, the
+//! connection stays open once the bytes are across: the client waits Q ms (its last ACKs go
+//! out on their own), sends one byte (P times, Q ms apart), the server reads one and waits T ms
+//! before closing — a quiet, established connection whose numbers can be read (`ss -tin`).
+//! A second ping makes the server's last sample follow the first ping's window update.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
@@ -51,6 +52,9 @@ enum Mode {
         /// Wait this long before sending that byte.
         #[arg(long, default_value_t = 0)]
         quiet_ms: u64,
+        /// Send that byte this many times, each after the wait.
+        #[arg(long, default_value_t = 1)]
+        pings: u32,
     },
 }
 
@@ -77,6 +81,9 @@ fn serve(
         let mut ping = [0u8; 1];
         stream.read_exact(&mut ping)?;
         std::thread::sleep(std::time::Duration::from_millis(ms));
+        // Later pings, read so that closing sends a FIN: unread bytes would make it a RST.
+        stream.set_nonblocking(true)?;
+        while matches!(stream.read(&mut ping), Ok(1..)) {}
     }
     Ok(())
 }
@@ -102,7 +109,7 @@ fn set_congestion(stream: &TcpStream, name: &str) -> std::io::Result<()> {
     }
 }
 
-fn fetch(addr: &str, ping_after: Option<u64>, quiet_ms: u64) -> std::io::Result<u64> {
+fn fetch(addr: &str, ping_after: Option<u64>, quiet_ms: u64, pings: u32) -> std::io::Result<u64> {
     let mut stream = TcpStream::connect(addr)?;
     let mut buf = vec![0u8; 64 << 10];
     let mut total = 0u64;
@@ -113,8 +120,10 @@ fn fetch(addr: &str, ping_after: Option<u64>, quiet_ms: u64) -> std::io::Result<
             n => total += n as u64,
         }
         if !pinged && ping_after.is_some_and(|after| total >= after) {
-            std::thread::sleep(std::time::Duration::from_millis(quiet_ms));
-            stream.write_all(b"!")?;
+            for _ in 0..pings {
+                std::thread::sleep(std::time::Duration::from_millis(quiet_ms));
+                stream.write_all(b"!")?;
+            }
             pinged = true;
         }
     }
@@ -133,7 +142,8 @@ fn main() -> ExitCode {
             addr,
             ping_after,
             quiet_ms,
-        } => fetch(&addr, ping_after, quiet_ms).map(|n| println!("{n}")),
+            pings,
+        } => fetch(&addr, ping_after, quiet_ms, pings).map(|n| println!("{n}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

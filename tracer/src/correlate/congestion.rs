@@ -29,6 +29,14 @@ pub struct CongestionStats {
     pub state_changes: u32,
     /// The congestion-control algorithm.
     pub algorithm: Option<String>,
+    /// Times the receive buffer was resized.
+    pub rcvbuf_resizes: u32,
+    /// The receive buffer's size before its first resize.
+    pub rcvbuf_first: Option<u32>,
+    /// The largest receive buffer seen, bytes.
+    pub rcvbuf_max: Option<u32>,
+    /// The highest delivery rate sampled, bytes per second.
+    pub delivery_rate_max: Option<u64>,
     /// The last record's numbers, and when.
     pub last: Option<(u64, Box<Congestion>)>,
 }
@@ -50,6 +58,14 @@ impl CongestionStats {
             self.srtt_samples += 1;
         }
         self.cwnd_max = self.cwnd_max.max(c.cwnd);
+        if let Some(before) = c.rcvbuf_before {
+            self.rcvbuf_resizes += 1;
+            self.rcvbuf_first.get_or_insert(before);
+        }
+        if c.rcvbuf > 0 {
+            self.rcvbuf_max = self.rcvbuf_max.max(Some(c.rcvbuf));
+        }
+        self.delivery_rate_max = self.delivery_rate_max.max(c.delivery_rate);
         if !c.algorithm.is_empty() {
             self.algorithm.get_or_insert_with(|| c.algorithm.clone());
         }
@@ -99,6 +115,10 @@ impl CongestionStats {
         self.cwnd_max = self.cwnd_max.max(old.cwnd_max);
         self.recovering_ns += old.recovering_ns;
         self.state_changes += old.state_changes;
+        self.rcvbuf_resizes += old.rcvbuf_resizes;
+        self.rcvbuf_first = old.rcvbuf_first.or(self.rcvbuf_first);
+        self.rcvbuf_max = self.rcvbuf_max.max(old.rcvbuf_max);
+        self.delivery_rate_max = self.delivery_rate_max.max(old.delivery_rate_max);
         if self.algorithm.is_none() {
             self.algorithm = old.algorithm;
         }

@@ -108,6 +108,24 @@ pub struct Congestion {
     pub mss: u32,
     /// Congestion-control algorithm.
     pub algorithm: String,
+    /// The receive buffer's size, bytes (`sk_rcvbuf`, `ss -m`'s `rb`).
+    pub rcvbuf: u32,
+    /// `tcp_rcv_space_adjust`: the receive buffer's size before it was resized.
+    pub rcvbuf_before: Option<u32>,
+    /// What the application read in the last RTT, bytes (`ss -i`'s `rcv_space`).
+    pub rcv_space: u32,
+    /// The last delivery-rate sample, bytes per second, as `ss -i` computes its
+    /// `delivery_rate` (segments delivered × MSS ÷ interval); `None` before the first.
+    pub delivery_rate: Option<u64>,
+}
+
+/// Bytes per second from a delivery-rate sample: `delivered` segments of `mss` bytes in
+/// `interval_us`, computed as the kernel does for `tcp_info` (`tcp_compute_delivery_rate`).
+pub fn delivery_rate(delivered: u32, mss: u32, interval_us: u32) -> Option<u64> {
+    (delivered > 0 && interval_us > 0).then(|| {
+        let rate = u128::from(delivered) * u128::from(mss) * 1_000_000 / u128::from(interval_us);
+        u64::try_from(rate).unwrap_or(u64::MAX)
+    })
 }
 
 /// `snd_ssthresh` before the first reduction (`TCP_INFINITE_SSTHRESH`).
@@ -152,6 +170,10 @@ impl Congestion {
                 .chars()
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect(),
+            rcvbuf: r.rcvbuf,
+            rcvbuf_before: (func == KernelFn::TcpRcvSpaceAdjust).then_some(r.rcvbuf_before),
+            rcv_space: r.rcv_space,
+            delivery_rate: delivery_rate(r.rate_delivered, r.mss, r.rate_interval_us),
         }
     }
 
@@ -179,6 +201,10 @@ impl Congestion {
             rcv_wnd: 0,
             mss: 0,
             algorithm: String::new(),
+            rcvbuf: 0,
+            rcvbuf_before: None,
+            rcv_space: 0,
+            delivery_rate: None,
         }
     }
 
@@ -242,5 +268,22 @@ mod tests {
         assert_eq!(c.retransmitted_bytes(), 1448);
         assert_eq!((c.ssthresh, c.srtt_us, c.rttvar_us), (None, Some(100), 100));
         assert_eq!(c.algorithm, "cubic");
+        assert_eq!((c.rcvbuf_before, c.delivery_rate), (None, None));
+    }
+
+    #[test]
+    fn a_resized_receive_buffer_says_its_size_before_and_a_rate_is_bytes_per_second() {
+        let mut r = CongestionRecord::new(KernelFn::TcpRcvSpaceAdjust, tracer_common::Via::Fexit);
+        r.rcvbuf_before = 131_072;
+        r.rcvbuf = 262_144;
+        r.mss = 1448;
+        r.rate_delivered = 10;
+        r.rate_interval_us = 1000;
+        let c = Congestion::from_record(&r, KernelFn::TcpRcvSpaceAdjust);
+        assert_eq!((c.rcvbuf_before, c.rcvbuf), (Some(131_072), 262_144));
+        // 10 segments of 1448 bytes in a millisecond.
+        assert_eq!(c.delivery_rate, Some(14_480_000));
+        assert_eq!(delivery_rate(10, 1448, 0), None);
+        assert_eq!(delivery_rate(u32::MAX, u32::MAX, 1), Some(u64::MAX));
     }
 }

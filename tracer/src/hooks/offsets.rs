@@ -92,6 +92,14 @@ pub enum SockField {
     SkNet,
     /// `tcp_request_sock.snt_isn`
     ReqSntIsn,
+    /// `sock.sk_rcvbuf`
+    Rcvbuf,
+    /// `tcp_sock.rcvq_space` (its first member, `space`)
+    RcvqSpace,
+    /// `tcp_sock.rate_delivered`
+    RateDelivered,
+    /// `tcp_sock.rate_interval_us`
+    RateIntervalUs,
 }
 
 /// The fields the `--netns` filter reads: the current task's namespace and a socket's.
@@ -121,7 +129,7 @@ pub const SYNACK_FIELDS: [SockField; 8] = [
 pub const TASK_FIELDS: [SockField; 2] = [SockField::TaskPid, SockField::TaskTgid];
 
 /// The fields the congestion records read (`tracer-ebpf/src/kernel/congestion.rs`).
-pub const CONGESTION_FIELDS: [SockField; 18] = [
+pub const CONGESTION_FIELDS: [SockField; 22] = [
     SockField::SndCwnd,
     SockField::SndSsthresh,
     SockField::SrttUs,
@@ -140,6 +148,10 @@ pub const CONGESTION_FIELDS: [SockField; 18] = [
     SockField::CaOpsName,
     SockField::SkbCb,
     SockField::State,
+    SockField::Rcvbuf,
+    SockField::RcvqSpace,
+    SockField::RateDelivered,
+    SockField::RateIntervalUs,
 ];
 
 /// The fields the TIME_WAIT segment capture reads.
@@ -222,6 +234,10 @@ impl SockField {
             Self::NsInum => (off::NS_INUM, "ns_common", "inum"),
             Self::SkNet => (off::SK_NET, "sock_common", "skc_net"),
             Self::ReqSntIsn => (off::REQ_SNT_ISN, "tcp_request_sock", "snt_isn"),
+            Self::Rcvbuf => (off::SK_RCVBUF, "sock", "sk_rcvbuf"),
+            Self::RcvqSpace => (off::TP_RCVQ_SPACE, "tcp_sock", "rcvq_space"),
+            Self::RateDelivered => (off::TP_RATE_DELIVERED, "tcp_sock", "rate_delivered"),
+            Self::RateIntervalUs => (off::TP_RATE_INTERVAL_US, "tcp_sock", "rate_interval_us"),
         }
     }
 }

@@ -388,7 +388,17 @@ pub const KERNEL_HOOKS: [KernelHook; 13] = [
     },
 ];
 
-/// The row of `func` (every function has one: a unit test checks it).
+/// The function whose hook notices what `func` did: a resized receive buffer is noticed by
+/// `tcp_recvmsg`'s hook when the read that resized it returns (see
+/// `tracer-ebpf/src/kernel/rcvbuf.rs`); every other function by its own.
+pub fn noticed_by(func: KernelFn) -> KernelFn {
+    match func {
+        KernelFn::TcpRcvSpaceAdjust => KernelFn::TcpRecvmsg,
+        func => func,
+    }
+}
+
+/// The row of `func` (every function noticed by its own hook has one: a unit test checks it).
 pub fn row(func: KernelFn) -> Option<&'static KernelHook> {
     KERNEL_HOOKS.iter().find(|h| h.func == func)
 }
@@ -443,7 +453,7 @@ impl fmt::Display for HookLabel {
 
 /// The label of a record of `func` (if it names one) produced through `via`.
 pub fn label(func: Option<KernelFn>, via: Via) -> HookLabel {
-    match (via, func) {
+    match (via, func.map(noticed_by)) {
         (Via::Syscalls, _) => HookLabel::Fixed("tracepoint:syscalls"),
         (Via::CgroupSkbEgress, _) => HookLabel::Fixed("cgroup_skb:egress"),
         (Via::CgroupSkbIngress, _) => HookLabel::Fixed("cgroup_skb:ingress"),
@@ -462,7 +472,7 @@ mod tests {
 
     #[test]
     fn every_function_has_one_row_and_labels_name_the_hook() {
-        for func in KernelFn::ALL {
+        for func in KernelFn::ALL.into_iter().filter(|&f| noticed_by(f) == f) {
             assert_eq!(
                 KERNEL_HOOKS.iter().filter(|h| h.func == func).count(),
                 1,
@@ -484,6 +494,15 @@ mod tests {
         assert_eq!(
             label(Some(KernelFn::TcpDestroySock), Via::Tracepoint).to_string(),
             "tracepoint:tcp:tcp_destroy_sock"
+        );
+        // A resized receive buffer is noticed by tcp_recvmsg's hook, and says so.
+        assert_eq!(
+            label(Some(KernelFn::TcpRcvSpaceAdjust), Via::Fexit).to_string(),
+            "fexit:tcp_recvmsg"
+        );
+        assert_eq!(
+            label(Some(KernelFn::TcpRcvSpaceAdjust), Via::Tracepoint).to_string(),
+            "tracepoint:sock:sock_recv_length"
         );
     }
 }

@@ -414,6 +414,10 @@ fn summary_congestion(o: &mut Obj, s: &CongestionStats) {
     o.num("cwnd_max", s.cwnd_max);
     o.num("recovery_ns", s.recovering_ns);
     o.num("state_changes", s.state_changes);
+    o.num("rcvbuf_resizes", s.rcvbuf_resizes);
+    o.opt_num("rcvbuf_first", s.rcvbuf_first);
+    o.opt_num("rcvbuf_max", s.rcvbuf_max);
+    o.opt_num("delivery_rate_max", s.delivery_rate_max);
     if let Some((ts, last)) = &s.last {
         o.object("last", |o| {
             o.num("ts_ns", *ts);
@@ -438,6 +442,10 @@ fn congestion_numbers(o: &mut Obj, c: &Congestion) {
     o.num("rcv_wnd", c.rcv_wnd);
     o.num("mss", c.mss);
     o.str("algorithm", &c.algorithm);
+    o.num("rcvbuf", c.rcvbuf);
+    o.opt_num("rcvbuf_before", c.rcvbuf_before);
+    o.num("rcv_space", c.rcv_space);
+    o.opt_num("delivery_rate", c.delivery_rate);
 }
 
 /// Writes `ev`, which belongs to `conn`, as one JSON line into `scratch`; `seg` is a packet

@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use tracer_common::{failure::Failure, tcp_state};
 
-use super::text::{duration, maybe_endpoint};
+use super::text::{bits_per_second, duration, maybe_endpoint};
 use super::{Finish, Line, View};
 use crate::correlate::CongestionStats;
 use crate::correlate::Conn;
@@ -119,7 +119,8 @@ impl<W: Write> View for Summary<W> {
 }
 
 /// `tcp: bbr, 2 retransmits (fast 1, tail-loss probe 1), 1472 B resent, srtt 0.04/0.11/0.30 ms
-/// (min/avg/max), cwnd max 156, 0.03 ms recovering`
+/// (min/avg/max), cwnd max 156, 0.03 ms recovering, delivery rate max 3.12 Gbit/s, receive
+/// buffer 131072 B, up to 2741288 B (2 resize(s))`
 fn congestion_line(c: &CongestionStats) -> Option<String> {
     if c.is_empty() {
         return None;
@@ -150,6 +151,15 @@ fn congestion_line(c: &CongestionStats) -> Option<String> {
     s.push_str(&format!(", cwnd max {}", c.cwnd_max));
     if c.recovering_ns > 0 {
         s.push_str(&format!(", {} recovering", duration(c.recovering_ns)));
+    }
+    if let Some(rate) = c.delivery_rate_max {
+        s.push_str(&format!(", delivery rate max {}", bits_per_second(rate)));
+    }
+    if let (Some(first), Some(max)) = (c.rcvbuf_first, c.rcvbuf_max) {
+        s.push_str(&format!(
+            ", receive buffer {first} B, up to {max} B ({} resize(s))",
+            c.rcvbuf_resizes
+        ));
     }
     Some(s)
 }

@@ -98,6 +98,26 @@ pub fn socket_type(ty: u64) -> String {
     s
 }
 
+/// A rate in bytes per second as bits per second, three significant figures:
+/// `1.23 Gbit/s`.
+pub fn bits_per_second(bytes_per_sec: u64) -> String {
+    let bits = bytes_per_sec as f64 * 8.0;
+    let (value, unit) = match bits {
+        b if b >= 1e9 => (b / 1e9, "Gbit/s"),
+        b if b >= 1e6 => (b / 1e6, "Mbit/s"),
+        b if b >= 1e3 => (b / 1e3, "kbit/s"),
+        b => (b, "bit/s"),
+    };
+    let decimals = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{value:.decimals$} {unit}")
+}
+
 /// A duration in the unit that reads best: `850 ns`, `24 µs`, `1.250 ms`, `2.000 s`.
 pub fn duration(ns: u64) -> String {
     let mut s = String::new();
@@ -143,6 +163,14 @@ pub fn visible(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_are_bits_per_second_to_three_figures() {
+        assert_eq!(bits_per_second(390_095_238), "3.12 Gbit/s");
+        assert_eq!(bits_per_second(1_250_000), "10.0 Mbit/s");
+        assert_eq!(bits_per_second(20_000), "160 kbit/s");
+        assert_eq!(bits_per_second(12), "96.0 bit/s");
+    }
 
     #[test]
     fn formats_return_values_like_strace() {

@@ -8,8 +8,8 @@ use std::io::{self, Write};
 use tracer_common::{KernelFn, SyscallOp, ca_state, tcp_state};
 
 use super::text::{
-    duration, endpoint, errno_name, family_name, maybe_endpoint, shutdown_how, socket_type,
-    syscall_ret,
+    bits_per_second, duration, endpoint, errno_name, family_name, maybe_endpoint, shutdown_how,
+    socket_type, syscall_ret,
 };
 use super::{Line, Part, View};
 use crate::correlate::{Conn, ConnId, Role, SegmentView};
@@ -377,6 +377,16 @@ fn congestion(c: &Congestion, conn: &Conn) -> String {
         None if c.func == KernelFn::TcpSetCaState => {
             format!("congestion state -> {}", ca_state::name(c.ca_state))
         }
+        None if c.func == KernelFn::TcpRcvSpaceAdjust => {
+            // `receive buffer 131072 -> 262144 B (65483 B read in the last RTT)`: autotuning
+            // sizes it by that; a shrink is memory pressure (or SO_RCVBUF, shown before it).
+            return format!(
+                "receive buffer {} -> {} B ({} B read in the last RTT)",
+                c.rcvbuf_before.unwrap_or(0),
+                c.rcvbuf,
+                c.rcv_space
+            );
+        }
         None => format!("ACK in {}", ca_state::name(c.ca_state)),
     };
     let ms = |us: u64| format!("{}.{:02} ms", us / 1000, (us % 1000) / 10);
@@ -400,6 +410,9 @@ fn congestion(c: &Congestion, conn: &Conn) -> String {
         s.push_str(&format!(" ({} resent)", c.retrans_out));
     }
     s.push_str(&format!(" wnd {}/{}", c.snd_wnd, c.rcv_wnd));
+    if let Some(rate) = c.delivery_rate {
+        s.push_str(&format!(" rate {}", bits_per_second(rate)));
+    }
     s
 }
 

@@ -90,6 +90,7 @@ pub const SUITES: &[Suite] = &[
             "retransmissions_agree_with_the_kernels_counters",
             "resent_syn_acks_agree_with_the_kernels_counters",
             "congestion_numbers_agree_with_ss",
+            "receive_buffer_autotuning_agrees_with_ss_and_the_sysctl",
             "the_loss_demo_shows_a_probe_and_a_fast_retransmit",
         ],
         modes: &["auto", "kprobe"],
