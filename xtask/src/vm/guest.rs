@@ -3,12 +3,14 @@
 //! and every shared library they need, each at its host path (the test binaries have the
 //! others' paths compiled in). `/init` loads the kernel modules appended for its kernel
 //! ([`super::modules`]), reads its plan from the kernel command line
-//! (`vmtest.modes=auto,kprobe vmtest.repeat=3`), runs the tests per mode and repeat between
+//! (`vmtest.modes=auto,kprobe vmtest.repeat=3 vmtest.retry=1`), runs the tests per mode and repeat between
 //! `VMTEST begin`/`VMTEST end` lines, and powers off. One initramfs serves every kernel.
 //!
 //! A test binary that fails is run once more after a `VMTEST retry` line: a test that fails
 //! and then passes is reported as flaky, with what it said the first time (these guests run
-//! under emulation on shared 2-core machines); one that fails twice fails the run.
+//! under emulation on shared 2-core machines); one that fails twice fails the run. Kernels
+//! whose failures cannot fail the run (`vmtest.retry=0`: known and canary kernels) skip the
+//! second attempt.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -187,11 +189,12 @@ fn init_script(tests: &TestBinaries, tracer: &Path) -> String {
          /bin/busybox mount -t tmpfs none /run\n\
          /bin/busybox ip link set lo up\n\
          echo \"VMTEST kernel $(uname -r)\"\n\
-         MODES=auto; REPEAT=1\n\
+         MODES=auto; REPEAT=1; RETRY=1\n\
          for arg in $(cat /proc/cmdline); do\n\
          \x20 case $arg in\n\
          \x20   vmtest.modes=*) MODES=$(echo ${arg#vmtest.modes=} | tr , ' ') ;;\n\
          \x20   vmtest.repeat=*) REPEAT=${arg#vmtest.repeat=} ;;\n\
+         \x20   vmtest.retry=*) RETRY=${arg#vmtest.retry=} ;;\n\
          \x20 esac\n\
          done\n",
     );
@@ -215,7 +218,7 @@ fn init_script(tests: &TestBinaries, tracer: &Path) -> String {
         .zip(&tests.suites)
         .map(|(suite, path)| {
             format!(
-                "\x20   case \" {modes} \" in *\" $mode \"*) {cmd} || {{ echo VMTEST retry; {cmd} || rc=1; }} ;; esac\n",
+                "\x20   case \" {modes} \" in *\" $mode \"*) {cmd} || {{ [ \"$RETRY\" = 1 ] && echo VMTEST retry && {cmd}; }} || rc=1 ;; esac\n",
                 modes = suite.modes.join(" "),
                 cmd = format!(
                     "TRACER_PROBE_MODE=$mode {env} {path} --test-threads=1 {tests} 2>&1",
@@ -235,7 +238,7 @@ fn init_script(tests: &TestBinaries, tracer: &Path) -> String {
          \x20 for run in $(seq 1 $REPEAT); do\n\
          \x20   echo \"VMTEST begin mode=$mode run=$run\"\n\
          \x20   rc=0\n\
-         \x20   {live_cmd} || {{ echo VMTEST retry; {live_cmd} || rc=1; }}\n\
+         \x20   {live_cmd} || {{ [ \"$RETRY\" = 1 ] && echo VMTEST retry && {live_cmd}; }} || rc=1\n\
          {suites}\
          \x20   echo \"VMTEST end mode=$mode run=$run rc=$rc\"\n\
          \x20 done\n\

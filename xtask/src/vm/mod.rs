@@ -101,12 +101,38 @@ struct Job {
     repeat: usize,
 }
 
+/// A guest console's `test result:` lines, each as the run counts it: a result followed by a
+/// `VMTEST retry` (its binary failed and ran again) is marked `retried`, so that only the
+/// second attempt's line starts with `test result:`.
+fn counted_results(console: &str) -> Vec<String> {
+    let lines: Vec<&str> = console.lines().map(str::trim).collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with("test result:") {
+            continue;
+        }
+        let retried = lines[i + 1..]
+            .iter()
+            .find(|l| l.starts_with("VMTEST") || l.starts_with("test result:"))
+            .is_some_and(|l| l.starts_with("VMTEST retry"));
+        out.push(if retried {
+            format!("retried {line}")
+        } else {
+            line.to_string()
+        });
+    }
+    out
+}
+
 /// Boots `vmlinuz` with `initrd`, running `modes` `repeat` times; the console goes to `log`.
+/// Without `retry`, a failing test binary is not run again (kernels whose failures cannot
+/// fail the run: a retry would only double their time).
 fn boot(
     vmlinuz: &Path,
     initrd: &Path,
     modes: &[String],
     repeat: usize,
+    retry: bool,
     log: &Path,
 ) -> anyhow::Result<report::Outcome> {
     // Generous: a TCG guest runs a mode's tests in 1-3 minutes.
@@ -130,8 +156,10 @@ fn boot(
         .arg(initrd)
         .arg("-append")
         .arg(format!(
-            "console=ttyS0 quiet loglevel=5 panic=-1 vmtest.modes={} vmtest.repeat={repeat}",
-            modes.join(",")
+            "console=ttyS0 quiet loglevel=5 panic=-1 vmtest.modes={} vmtest.repeat={repeat} \
+             vmtest.retry={}",
+            modes.join(","),
+            u8::from(retry)
         ))
         .stdin(Stdio::null())
         .output()
@@ -234,7 +262,8 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
                             };
                             initrd
                                 .and_then(|initrd| {
-                                    boot(&k.vmlinuz, &initrd, &modes, job.repeat, &log)
+                                    let retry = !job.canary && job.known.is_none();
+                                    boot(&k.vmlinuz, &initrd, &modes, job.repeat, retry, &log)
                                 })
                                 .map_err(|e| format!("{e:#}"))
                         }
@@ -267,15 +296,14 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     for (job, result) in jobs.iter().zip(&results) {
         if result.is_ok() {
             let log = work.join(format!("console-{}.log", job.name));
-            for line in fs::read_to_string(&log).unwrap_or_default().lines() {
-                if line.trim_start().starts_with("test result:") {
-                    let mark = match (job.canary, job.known) {
-                        (true, _) => "canary ",
-                        (false, Some(_)) => "known ",
-                        (false, None) => "",
-                    };
-                    eprintln!("{mark}{}", line.trim());
-                }
+            let console = fs::read_to_string(&log).unwrap_or_default();
+            for line in counted_results(&console) {
+                let mark = match (job.canary, job.known) {
+                    (true, _) => "canary ",
+                    (false, Some(_)) => "known ",
+                    (false, None) => "",
+                };
+                eprintln!("{mark}{line}");
             }
         }
     }
@@ -329,4 +357,26 @@ pub fn absolute(kernels: Vec<String>) -> Vec<String> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_followed_by_a_retry_is_not_counted() {
+        let console = "test result: ok. 3 passed; 0 failed\n\
+                       test result: FAILED. 1 passed; 1 failed\n\
+                       VMTEST retry\n\
+                       test result: ok. 2 passed; 0 failed\n\
+                       VMTEST end mode=auto run=1 rc=0\n";
+        assert_eq!(
+            counted_results(console),
+            [
+                "test result: ok. 3 passed; 0 failed",
+                "retried test result: FAILED. 1 passed; 1 failed",
+                "test result: ok. 2 passed; 0 failed",
+            ]
+        );
+    }
 }
