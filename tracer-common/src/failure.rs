@@ -19,10 +19,13 @@ pub enum Failure {
     ReadFailed = 4,
     /// A child of a traced process could not be followed: its sockets are not traced.
     PidsFull = 5,
+    /// A call on a socket not yet bound or connected (with a port filter) could not be held
+    /// until its `bind`/`connect`: more than `HELD_CALLS` of them. It is not shown.
+    HeldFull = 6,
 }
 
 /// How many reasons there are: the length of the `FAILURES` array.
-pub const FAILURE_KINDS: u32 = 6;
+pub const FAILURE_KINDS: u32 = 7;
 
 impl Failure {
     /// Every reason, by index.
@@ -33,6 +36,7 @@ impl Failure {
         Self::InflightFull,
         Self::ReadFailed,
         Self::PidsFull,
+        Self::HeldFull,
     ];
 
     /// The JSON key for this count.
@@ -44,6 +48,7 @@ impl Failure {
             Self::InflightFull => "syscalls_map_full",
             Self::ReadFailed => "read_failed",
             Self::PidsFull => "pids_map_full",
+            Self::HeldFull => "held_calls_full",
         }
     }
 
@@ -56,6 +61,9 @@ impl Failure {
             Self::InflightFull => "syscall(s) not shown: the in-flight syscall map was full",
             Self::ReadFailed => "kernel field read(s) failed (zero recorded instead)",
             Self::PidsFull => "child process(es) not followed: the process map was full",
+            Self::HeldFull => {
+                "call(s) before bind/connect not shown: more than 12 on one socket were held"
+            }
         }
     }
 }

@@ -38,6 +38,40 @@ pub struct Inflight {
     pub record: SyscallRecord,
     /// User pointer to read at exit (accept's peer address), 0 if none.
     pub user_addr: u64,
+    /// Non-zero when the fd is a held socket (see [`Held`]): the record is held too.
+    pub held: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// Calls on a held socket kept before its `bind`/`connect` (socket options, `fcntl`): curl
+/// makes 7, nginx 2.
+pub const HELD_CALLS: u32 = 12;
+
+/// A new socket's `socket()` record, held with a port filter until a `bind`/`connect`
+/// decides whether the socket is traced, and how many calls on it are held meanwhile (in the
+/// `HELD_CALLS` map, slots `0..calls`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Held {
+    /// The `socket()` record.
+    pub record: SyscallRecord,
+    /// Calls held so far.
+    pub calls: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// Key of one call held on a held socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HeldCallKey {
+    /// The socket's process and fd.
+    pub fd: FdKey,
+    /// Its position among the calls held, from 0.
+    pub slot: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 /// Key of the map of traced connections' port pairs, used to filter packets by pid or comm.
@@ -119,7 +153,9 @@ pub struct FilterConfig {
 pub const SOCK_OPS_SLOTS: u32 = 32;
 
 const _: () = assert!(core::mem::size_of::<FdKey>() == 8);
-const _: () = assert!(core::mem::size_of::<Inflight>() == 128);
+const _: () = assert!(core::mem::size_of::<Inflight>() == 136);
+const _: () = assert!(core::mem::size_of::<Held>() == 128);
+const _: () = assert!(core::mem::size_of::<HeldCallKey>() == 16);
 const _: () = assert!(core::mem::size_of::<FilterConfig>() == 40);
 const _: () = assert!(core::mem::size_of::<PortPair>() == 4);
 const _: () = assert!(core::mem::size_of::<TracepointFn>() == 4);

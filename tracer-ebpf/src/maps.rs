@@ -7,8 +7,8 @@ use aya_ebpf::{
 use tracer_common::{
     failure::FAILURE_KINDS,
     maps::{
-        FdKey, Inflight, MAX_CGROUPS, MAX_PORTS, Owner, PIDS_CAPACITY, PortPair, SOCK_OPS_SLOTS,
-        Sampled, TracepointFn,
+        FdKey, Held, HeldCallKey, Inflight, MAX_CGROUPS, MAX_PORTS, Owner, PIDS_CAPACITY, PortPair,
+        SOCK_OPS_SLOTS, Sampled, TracepointFn,
     },
     record::SyscallRecord,
 };
@@ -65,9 +65,14 @@ pub static HOLDERS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0)
 pub static FORKED: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
 
 /// `socket()` records held back until a port filter decides (at bind or connect) whether the
-/// socket is traced.
+/// socket is traced, with the count of calls held on each.
 #[map]
-pub static HELD_SOCKETS: LruHashMap<FdKey, SyscallRecord> = LruHashMap::with_max_entries(4096, 0);
+pub static HELD_SOCKETS: LruHashMap<FdKey, Held> = LruHashMap::with_max_entries(4096, 0);
+
+/// Calls on held sockets (socket options, `fcntl`) held with them, by slot.
+#[map]
+pub static HELD_CALLS: LruHashMap<HeldCallKey, SyscallRecord> =
+    LruHashMap::with_max_entries(16384, 0);
 
 /// Syscalls on traced sockets between enter and exit, by thread id.
 #[map]

@@ -3,7 +3,9 @@
 //!
 //! With a port filter, `socket()` cannot know yet whether the socket will be traced, so its
 //! record waits in `HELD_SOCKETS` until `bind()`/`connect()` names a matching port; it is then
-//! emitted at that syscall's enter, so it still comes first.
+//! emitted at that syscall's enter, so it still comes first. Socket options, `fcntl` and
+//! `dup*` on the socket meanwhile wait with it (`HELD_CALLS`, up to
+//! `tracer_common::maps::HELD_CALLS` per socket) and follow it out.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
@@ -13,7 +15,7 @@ use aya_ebpf::{
 use tracer_common::{
     AF_INET, AF_INET6, SyscallOp,
     failure::Failure,
-    maps::{FdKey, Inflight},
+    maps::{FdKey, HELD_CALLS, Held, HeldCallKey, Inflight},
     record::{RecordKind, SyscallRecord},
     syscall::{SPLICE_TO_SOCKET, sockopt},
 };
@@ -23,7 +25,7 @@ use crate::{
     emit::{count, count_if_refused, emit},
     fds,
     filter::{config, current_comm, ports_match, task_matches},
-    maps::{FDS, HELD_SOCKETS, INFLIGHT},
+    maps::{FDS, HELD_CALLS as HELD_CALL_RECORDS, HELD_SOCKETS, INFLIGHT},
     sockaddr::{self, End},
 };
 
@@ -47,6 +49,8 @@ fn begin(op: SyscallOp, fd: i32, sock: u64) -> Inflight {
     Inflight {
         record,
         user_addr: 0,
+        held: 0,
+        _pad: 0,
     }
 }
 
@@ -58,7 +62,11 @@ fn stash(inflight: &Inflight) {
         count(Failure::InflightFull);
         return;
     }
-    if config().emit_enter != 0 && inflight.record.header.op != SyscallOp::Socket as u8 {
+    // A held call's start is not told either: its socket is not shown yet, and may never be.
+    if config().emit_enter != 0
+        && inflight.record.header.op != SyscallOp::Socket as u8
+        && inflight.held == 0
+    {
         let mut enter = inflight.record;
         enter.header.kind = RecordKind::SyscallEnter as u8;
         emit(&enter);
@@ -69,20 +77,14 @@ fn stash(inflight: &Inflight) {
 /// index of the argument the views show, if any.
 #[inline(always)]
 fn fd_enter(ctx: &TracePointContext, op: SyscallOp, arg: Option<usize>) -> u32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let fd = syscall_arg(ctx, 0) as i32;
-    let Some(sock) = fds::traced(tgid, fd) else {
-        return 0;
-    };
-    let mut inflight = begin(op, fd, sock);
-    if let Some(n) = arg {
-        inflight.record.args[0] = syscall_arg(ctx, n);
-    }
-    if op.accepts() {
-        inflight.user_addr = syscall_arg(ctx, 1);
-    }
-    stash(&inflight);
-    0
+    fd_args(ctx, op, false, |inflight| {
+        if let Some(n) = arg {
+            inflight.record.args[0] = syscall_arg(ctx, n);
+        }
+        if op.accepts() {
+            inflight.user_addr = syscall_arg(ctx, 1);
+        }
+    })
 }
 
 macro_rules! fd_syscall {
@@ -110,13 +112,25 @@ fd_syscall!(sys_enter_shutdown, SyscallOp::Shutdown, Some(1));
 fd_syscall!(sys_enter_sendfile64, SyscallOp::Sendfile, Some(3));
 fd_syscall!(sys_enter_sendmmsg, SyscallOp::Sendmmsg, Some(2));
 fd_syscall!(sys_enter_recvmmsg, SyscallOp::Recvmmsg, Some(2));
-fd_syscall!(sys_enter_dup, SyscallOp::Dup, None);
-fd_syscall!(sys_enter_dup2, SyscallOp::Dup2, Some(1));
+
+/// `syscalls:sys_enter_dup`: `dup(oldfd)`.
+#[tracepoint]
+pub fn sys_enter_dup(ctx: TracePointContext) -> u32 {
+    fd_args(&ctx, SyscallOp::Dup, true, |_| {})
+}
+
+/// `syscalls:sys_enter_dup2`: `dup2(oldfd, newfd)`.
+#[tracepoint]
+pub fn sys_enter_dup2(ctx: TracePointContext) -> u32 {
+    fd_args(&ctx, SyscallOp::Dup2, true, |inflight| {
+        inflight.record.args[0] = syscall_arg(&ctx, 1);
+    })
+}
 
 /// `syscalls:sys_enter_dup3`: `dup3(oldfd, newfd, flags)`.
 #[tracepoint]
 pub fn sys_enter_dup3(ctx: TracePointContext) -> u32 {
-    fd_args(&ctx, SyscallOp::Dup3, |inflight| {
+    fd_args(&ctx, SyscallOp::Dup3, true, |inflight| {
         inflight.record.args = [syscall_arg(&ctx, 1), syscall_arg(&ctx, 2)];
     })
 }
@@ -124,7 +138,7 @@ pub fn sys_enter_dup3(ctx: TracePointContext) -> u32 {
 /// `syscalls:sys_enter_fcntl`: `fcntl(fd, cmd, arg)`.
 #[tracepoint]
 pub fn sys_enter_fcntl(ctx: TracePointContext) -> u32 {
-    fd_args(&ctx, SyscallOp::Fcntl, |inflight| {
+    fd_args(&ctx, SyscallOp::Fcntl, true, |inflight| {
         inflight.record.args = [syscall_arg(&ctx, 1), syscall_arg(&ctx, 2)];
     })
 }
@@ -133,7 +147,7 @@ pub fn sys_enter_fcntl(ctx: TracePointContext) -> u32 {
 /// value set is read now.
 #[tracepoint]
 pub fn sys_enter_setsockopt(ctx: TracePointContext) -> u32 {
-    fd_args(&ctx, SyscallOp::Setsockopt, |inflight| {
+    fd_args(&ctx, SyscallOp::Setsockopt, true, |inflight| {
         let level = syscall_arg(&ctx, 1) as u32;
         let name = syscall_arg(&ctx, 2) as u32;
         let len = syscall_arg(&ctx, 4) as u32;
@@ -145,7 +159,7 @@ pub fn sys_enter_setsockopt(ctx: TracePointContext) -> u32 {
 /// value is read at return ([`finish`]), the pointers kept till then.
 #[tracepoint]
 pub fn sys_enter_getsockopt(ctx: TracePointContext) -> u32 {
-    fd_args(&ctx, SyscallOp::Getsockopt, |inflight| {
+    fd_args(&ctx, SyscallOp::Getsockopt, true, |inflight| {
         let level = syscall_arg(&ctx, 1) as u32;
         let name = syscall_arg(&ctx, 2) as u32;
         inflight.record.args = [sockopt(level, name), syscall_arg(&ctx, 4)];
@@ -153,18 +167,81 @@ pub fn sys_enter_getsockopt(ctx: TracePointContext) -> u32 {
     })
 }
 
-/// Enter of a syscall whose first argument is the fd and whose other arguments `fill` records.
+/// Enter of a syscall whose first argument is the fd and whose other arguments `fill` records:
+/// traced if the fd is, or, when `may_be_held`, held if the fd is a held socket (a port filter
+/// has not decided yet).
 #[inline(always)]
-fn fd_args(ctx: &TracePointContext, op: SyscallOp, fill: impl FnOnce(&mut Inflight)) -> u32 {
+fn fd_args(
+    ctx: &TracePointContext,
+    op: SyscallOp,
+    may_be_held: bool,
+    fill: impl FnOnce(&mut Inflight),
+) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let fd = syscall_arg(ctx, 0) as i32;
-    let Some(sock) = fds::traced(tgid, fd) else {
-        return 0;
+    let (sock, held) = match fds::traced(tgid, fd) {
+        Some(sock) => (sock, false),
+        None if may_be_held
+            && config().by_port != 0
+            && HELD_SOCKETS.get_ptr(FdKey { tgid, fd }).is_some() =>
+        {
+            (0, true)
+        }
+        None => return 0,
     };
     let mut inflight = begin(op, fd, sock);
+    inflight.held = u32::from(held);
     fill(&mut inflight);
     stash(&inflight);
     0
+}
+
+/// Holds a completed call on held socket `key` with it, in the next free slot.
+#[inline(always)]
+fn hold_call(key: FdKey, record: &SyscallRecord) {
+    // Gone if the socket was closed meanwhile.
+    let Some(held) = HELD_SOCKETS.get_ptr_mut(key) else {
+        return;
+    };
+    // SAFETY: a value pointer from the lookup above; the socket's fd is its process's own.
+    let held = unsafe { &mut *held };
+    let slot = held.calls;
+    if slot >= HELD_CALLS {
+        count(Failure::HeldFull);
+        return;
+    }
+    let call = HeldCallKey {
+        fd: key,
+        slot,
+        _pad: 0,
+    };
+    if HELD_CALL_RECORDS.insert(call, *record, 0).is_err() {
+        count(Failure::FdsFull);
+        return;
+    }
+    held.calls = slot + 1;
+}
+
+/// A held socket is traced from now on: its `socket()` record and the calls held with it go
+/// out, in order.
+#[inline(always)]
+fn release(key: FdKey, held: &Held) {
+    emit(&held.record);
+    for slot in 0..HELD_CALLS {
+        if slot >= held.calls {
+            break;
+        }
+        let call = HeldCallKey {
+            fd: key,
+            slot,
+            _pad: 0,
+        };
+        if let Some(record) = HELD_CALL_RECORDS.get_ptr(call) {
+            // SAFETY: a value pointer returned by the lookup just above.
+            emit(unsafe { &*record });
+        }
+        let _ = HELD_CALL_RECORDS.remove(call);
+    }
 }
 
 /// The first `len` bytes (at most 8) at user address `ptr`, as a little-endian word: an
@@ -279,7 +356,7 @@ fn addr_enter(ctx: &TracePointContext, op: SyscallOp) -> u32 {
         // syscall causes.
         if let Some(held) = HELD_SOCKETS.get_ptr(key) {
             // SAFETY: a value pointer returned by the lookup just above.
-            emit(unsafe { &*held });
+            release(key, unsafe { &*held });
         }
         let _ = HELD_SOCKETS.remove(key);
         fds::track(tgid, fd, 0);
@@ -364,7 +441,12 @@ fn finish(inflight: &mut Inflight, ret: i64) {
                 fd: ret as i32,
             };
             if config().by_port != 0 {
-                count_if_refused(HELD_SOCKETS.insert(key, *record, 0), Failure::FdsFull);
+                let held = Held {
+                    record: *record,
+                    calls: 0,
+                    _pad: 0,
+                };
+                count_if_refused(HELD_SOCKETS.insert(key, held, 0), Failure::FdsFull);
                 return;
             }
             fds::track(tgid, ret as i32, 0);
@@ -389,11 +471,16 @@ fn finish(inflight: &mut Inflight, ret: i64) {
                 0
             };
         }
-        Some(op) if ret >= 0 && op.duplicates(&record.args) => {
+        // A duplicate of a held socket is not followed (it is not traced yet).
+        Some(op) if ret >= 0 && inflight.held == 0 && op.duplicates(&record.args) => {
             // The new fd names the same socket.
             fds::track(tgid, ret as i32, record.header.sock);
         }
         _ => {}
+    }
+    if inflight.held != 0 {
+        hold_call(key, record);
+        return;
     }
     if record.header.sock == 0
         && let Some(sock) = FDS.get_ptr(key)

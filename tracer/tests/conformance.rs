@@ -398,16 +398,11 @@ fn children(pid: u32) -> Vec<u32> {
 
 /// The server's socket calls — accepts, and every call on a listener or an accepted socket —
 /// as the tracer showed them for `pids` and as strace logged them since `since`: the same
-/// calls with the same fds and results, as multisets (threads interleave).
-/// Traced `by_port`, a new socket is shown from the bind/connect that names the port on.
-fn same_calls_as_strace(
-    events: &[Value],
-    strace_log: &str,
-    since: f64,
-    pids: &[u32],
-    by_port: bool,
-) {
-    let mut expected = oracle::strace_socket_calls(strace_log, since, by_port);
+/// calls with the same fds and results, as multisets (threads interleave). With `--port`,
+/// the calls on a new socket before the bind that names the port were held in the kernel
+/// and are shown too.
+fn same_calls_as_strace(events: &[Value], strace_log: &str, since: f64, pids: &[u32]) {
+    let mut expected = oracle::strace_socket_calls(strace_log, since);
     let mut got = oracle::traced_calls(events, pids);
     assert!(
         expected.iter().any(|c| c.0.starts_with("accept")),
@@ -535,7 +530,7 @@ fn download_and_404(place: Place, tag: &str) {
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
     conforms(&events, &tcpdump, &read_pcap(&ours), port);
-    same_calls_as_strace(&events, &strace_log, since, &pids, true);
+    same_calls_as_strace(&events, &strace_log, since, &pids);
     // The listener that was open before the tracer: found, with its address, and LISTEN.
     let conns = conns(&events);
     let listener = conns
@@ -650,7 +645,7 @@ fn nginx_sendfile(place: Place, started_before: bool) {
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
     conforms(&events, &tcpdump, &read_pcap(&ours), port);
-    same_calls_as_strace(&events, &strace_log, since, &pids, true);
+    same_calls_as_strace(&events, &strace_log, since, &pids);
     let sendfile: Vec<&Value> = events
         .iter()
         .filter(|e| e["name"] == "sendfile" && e["layer"] == "syscall")
@@ -766,7 +761,7 @@ fn go_echo(place: Place, filter_by_pid: bool) {
     let events = trace.stop();
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
-    same_calls_as_strace(&events, &strace_log, since, &pids, key == "--port");
+    same_calls_as_strace(&events, &strace_log, since, &pids);
     if filter_by_pid {
         // Only the server is traced: each segment once, in its view, none elsewhere.
         let conns = conns(&events);
@@ -912,7 +907,7 @@ fn redis(place: Place) {
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));
     conforms(&events, &tcpdump, &read_pcap(&ours), port);
-    same_calls_as_strace(&events, &strace_log, since, &pids, true);
+    same_calls_as_strace(&events, &strace_log, since, &pids);
     // Its listeners, older than the tracer: found with their addresses, LISTEN, and closed
     // when redis closed them — no connection of their own for the closing.
     let conns = conns(&events);

@@ -506,6 +506,80 @@ fn a_full_map_in_the_kernel_is_counted_by_reason() {
     assert_eq!(notice["new_failures"]["sockets_map_full"], 1, "{notice}");
 }
 
+/// With `--port`, the calls on a new socket before the connect that names the port wait in
+/// the kernel with its `socket()` record and follow it out, in order, on its connection; past
+/// the 12 the kernel holds, each is counted.
+#[test]
+fn calls_before_the_connect_are_held_and_what_does_not_fit_is_counted() {
+    let port = free_port();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let trace = start(&["--port", &port.to_string()]);
+    // SAFETY: socket calls on an fd this test owns, with pointers to live locals.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0);
+    let idle: Vec<i32> = (10..24).collect();
+    for secs in &idle {
+        // SAFETY: as above.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_KEEPIDLE,
+                (secs as *const i32).cast(),
+                4,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: as above.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    assert_eq!(rc, 0);
+    let _ = listener.accept().unwrap();
+    // SAFETY: closes the fd opened above, once.
+    unsafe { libc::close(fd) };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let events = trace.stop();
+    let me = std::process::id();
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["pid"] == me && e["layer"] == "syscall" && e["fd"] == fd)
+        .collect();
+    let shown: Vec<i64> = mine
+        .iter()
+        .filter(|e| e["event"] == "setsockopt")
+        .map(|e| e["value"].as_i64().unwrap())
+        .collect();
+    let expected: Vec<i64> = idle[..12].iter().map(|&s| i64::from(s)).collect();
+    assert_eq!(shown, expected, "{}", brief(&events));
+    let names: Vec<&str> = mine.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names.first(), Some(&"socket"), "{names:?}");
+    assert_eq!(names.get(13), Some(&"connect"), "{names:?}");
+    let conns: std::collections::BTreeSet<u64> =
+        mine.iter().map(|e| e["conn"].as_u64().unwrap()).collect();
+    assert_eq!(
+        conns.len(),
+        1,
+        "one connection for fd {fd}: {}",
+        brief(&events)
+    );
+    let summary = events.last().unwrap();
+    assert_eq!(summary["failures"]["held_calls_full"], 2, "{summary}");
+}
+
 /// Records the ring buffer had no room for are counted, not lost silently: with the tracer
 /// stopped (SIGSTOP), the kernel keeps writing until the 4 MiB ring is full, then counts.
 #[test]

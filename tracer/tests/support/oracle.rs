@@ -378,14 +378,12 @@ fn strace_lines(text: &str) -> Vec<StraceLine> {
 /// listening socket — from its `socket()` to its close — or on one an `accept` returned.
 /// fds are followed per file table: a thread (`CLONE_FILES`) shares its creator's, a forked
 /// child gets a copy, so nginx's master and worker each close their own listener.
-pub fn strace_socket_calls(text: &str, since: f64, held_until_bound: bool) -> Vec<Call> {
+pub fn strace_socket_calls(text: &str, since: f64) -> Vec<Call> {
     use std::collections::HashMap;
     /// One socket from the call that made it to the last close of its fd.
     #[derive(Default)]
     struct Socket {
         wanted: bool,
-        /// A `bind` or `connect` named its address (an accepted socket is born named).
-        named: bool,
         /// (position in the log, when it returned, the call)
         calls: Vec<(usize, f64, Call)>,
     }
@@ -443,22 +441,12 @@ pub fn strace_socket_calls(text: &str, since: f64, held_until_bound: bool) -> Ve
         let Some(&socket) = tables[t].get(&fd) else {
             continue;
         };
-        let naming = matches!(l.name.as_str(), "bind" | "connect");
-        if held_until_bound && !naming && !sockets[socket].named {
-            // With a port filter the tracer holds a new socket's `socket()` record until a
-            // `bind`/`connect` names a traced port; calls in between are not shown.
-            continue;
-        }
-        if naming {
-            sockets[socket].named = true;
-        }
         match l.name.as_str() {
             "listen" if ret == "0" => sockets[socket].wanted = true,
             "accept" | "accept4" => {
                 if let Some(new) = new_fd {
                     sockets.push(Socket {
                         wanted: true,
-                        named: true,
                         calls: Vec::new(),
                     });
                     tables[t].insert(new, sockets.len() - 1);
@@ -512,7 +500,7 @@ fn strace_lines_are_read_whole_and_followed_per_file_table() {
 12 2.3 <... recvfrom resumed>\"GET /\"..., 8192, 0, NULL, NULL) = 78 <0.2>
 10 2.5 close(3) = 0 <0.000001>
 9 2.6 close(3) = 0 <0.000001>";
-    let calls: Vec<String> = strace_socket_calls(log, 1.5, false)
+    let calls: Vec<String> = strace_socket_calls(log, 1.5)
         .iter()
         .map(|c| format!("{} {} {}", c.0, c.1, c.2))
         .collect();
