@@ -89,6 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         comm: cli.comm.clone(),
         emit_enter: !cli.json,
         packets: !cli.no_packets,
+        syscalls: !cli.no_syscalls,
         snaplen: cli.payload_snaplen(),
         sample_gap_us: cli.sample_ms.saturating_mul(1000),
         probe_mode: cli.probe_mode,
@@ -123,7 +124,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     };
     let mut loaded = hooks::load(&filter)?;
     let missing = loaded.missing_layers();
-    let what = match &held {
+    let mut what = match &held {
         Some((held, user)) => format!(
             "{} (pid {}{}) and every process it starts",
             crate::render::text::visible(&cli.run[0].to_string_lossy()),
@@ -134,6 +135,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         ),
         None => what(&filter),
     };
+    for (off, layer, flag) in [
+        (cli.no_syscalls, "syscall", "--no-syscalls"),
+        (cli.no_packets, "packet", "--no-packets"),
+    ] {
+        if off {
+            what.push_str(&format!(" ({layer} layer off: {flag})"));
+        }
+    }
     banner::write(&mut io::stderr().lock(), &what, &loaded.hooks, &missing);
     if cli.verifier_log {
         for (program, log) in &loaded.rejected {
@@ -253,7 +262,9 @@ fn views(cli: &Cli) -> anyhow::Result<Vec<Box<dyn View>>> {
         json.ladders = cli.ladder;
         views.push(Box::new(json));
     } else {
-        views.push(Box::new(Timeline::new(out()?, color)));
+        let mut timeline = Timeline::new(out()?, color);
+        timeline.syscalls = !cli.no_syscalls;
+        views.push(Box::new(timeline));
         if cli.ladder {
             views.push(Box::new(Ladder::new(handle()?)));
         }
@@ -294,6 +305,7 @@ async fn trace(
         .meta(&Meta::Ready {
             hooks: &loaded.hooks,
             missing_layers: missing,
+            layers_off: &loaded.layers_off,
         })
         .map_err(output_error)?;
     let ring = loaded.ring_buffer()?;

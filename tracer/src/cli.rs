@@ -101,6 +101,12 @@ pub struct Cli {
     #[arg(long)]
     pub no_packets: bool,
 
+    /// Do not trace system calls (kernel, state, packet and congestion layers only). The
+    /// syscall layer's tracepoints make every syscall of every process on the host take the
+    /// kernel's tracing path, sockets or not: this takes that cost away.
+    #[arg(long)]
+    pub no_syscalls: bool,
+
     /// Write the captured segments to FILE as pcap (Wireshark and tshark read it).
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<std::path::PathBuf>,

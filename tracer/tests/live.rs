@@ -765,6 +765,44 @@ fn other_ports_produce_no_events() {
     assert!(body.iter().any(|e| e["pid"] == echo.client_pid));
 }
 
+/// `--no-syscalls`: no syscall program is attached and no syscall event is shown; the other
+/// layers see the echo session as usual, and the ready line says the layer is off.
+#[test]
+fn no_syscalls_leaves_the_syscall_layer_off_and_the_rest_on() {
+    let port = free_port();
+    let trace = start(&["--port", &port.to_string(), "--no-syscalls"]);
+    let echo = echo_session("127.0.0.1", port, &["hello"]);
+    let events = trace.stop();
+    let ready = &events[0];
+    assert_eq!(ready["event"], "ready");
+    assert_eq!(
+        ready["layers_off"],
+        serde_json::json!(["syscall"]),
+        "{ready}"
+    );
+    let hooks = ready["hooks"].as_array().unwrap();
+    assert!(hooks.iter().all(|h| h["layer"] != "syscall"), "{ready}");
+    assert!(
+        events.iter().all(|e| e["layer"] != "syscall"),
+        "{}",
+        brief(&events)
+    );
+    let client = conn_with(&events, echo.client_pid, "CLOSE", "SYN_SENT");
+    // The client's 5 bytes, seen by tcp_sendmsg and on the wire.
+    let sent: u64 = kernel(&events, client, "tcp_sendmsg")
+        .iter()
+        .map(|e| e["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sent, 5, "{}", brief(&events));
+    assert!(
+        of_conn(&events, client)
+            .iter()
+            .any(|e| e["layer"] == "packet" && e["len"] == 5),
+        "{}",
+        brief(&events)
+    );
+}
+
 fn flags(e: &Value) -> &str {
     e["flags"].as_str().unwrap()
 }

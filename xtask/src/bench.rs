@@ -313,6 +313,50 @@ impl Bench {
         Ok((stat(ours), stat(theirs)))
     }
 
+    /// The tax on a process that never touches a socket: `dd` copying `BYSTANDER_BYTES` one
+    /// byte at a time (a read and a write per byte) beside each configuration. Per
+    /// configuration: its label, dd's wall time and its CPU time (user + system), seconds.
+    fn bystander(&mut self) -> anyhow::Result<Vec<(&'static str, Stat, Stat)>> {
+        const CONFIGS: [&str; 4] = [
+            "untraced",
+            "tracer --port OTHER --json",
+            "tracer --port OTHER --json --no-syscalls",
+            "bpftrace bench/peer.bt",
+        ];
+        let mut wall = vec![Vec::new(); CONFIGS.len()];
+        let mut cpu = vec![Vec::new(); CONFIGS.len()];
+        for run in 0..self.plan.runs {
+            for (i, label) in CONFIGS.into_iter().enumerate() {
+                let port = free_port()?;
+                let mut args = vec!["--port".to_string(), port.to_string(), "--json".into()];
+                let traced = match i {
+                    0 => None,
+                    1 => Some(self.start_tracer(&args)?.0),
+                    2 => {
+                        args.push("--no-syscalls".into());
+                        Some(self.start_tracer(&args)?.0)
+                    }
+                    _ => Some(self.start_bpftrace(port)?.0),
+                };
+                let (w, c) = dd_bytes(BYSTANDER_BYTES)?;
+                if let Some(t) = traced {
+                    t.stop()?;
+                }
+                eprintln!(
+                    "bench: bystander run {} {label}: {w:.2} s, cpu {c:.2} s",
+                    run + 1
+                );
+                wall[i].push(w);
+                cpu[i].push(c);
+            }
+        }
+        Ok(CONFIGS
+            .into_iter()
+            .zip(wall.into_iter().map(stat).zip(cpu.into_iter().map(stat)))
+            .map(|(label, (w, c))| (label, w, c))
+            .collect())
+    }
+
     fn memory(&mut self) -> anyhow::Result<(u64, u64)> {
         let port = free_port()?;
         let (traced, _) =
@@ -323,6 +367,33 @@ impl Bench {
         traced.stop()?;
         Ok((hwm, maps))
     }
+}
+
+/// Bytes the bystander's `dd` copies, one per read and write.
+const BYSTANDER_BYTES: u64 = 1_000_000;
+
+/// Runs `dd if=/dev/zero of=/dev/null bs=1 count=N`: its wall time and CPU time (user +
+/// system, from `wait4`), seconds.
+fn dd_bytes(count: u64) -> anyhow::Result<(f64, f64)> {
+    let started = Instant::now();
+    let child = Command::new("dd")
+        .args(["if=/dev/zero", "of=/dev/null", "bs=1"])
+        .arg(format!("count={count}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting dd")?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, with pointers to live locals; `child` is not waited on
+    // again (dropping a Child neither waits nor kills).
+    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = started.elapsed().as_secs_f64();
+    if rc < 0 || status != 0 {
+        bail!("dd failed (wait4 {rc}, status {status})");
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok((wall, secs(usage.ru_utime) + secs(usage.ru_stime)))
 }
 
 fn json_number(line: &str, key: &str) -> Option<u64> {
@@ -389,6 +460,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let capacity = bench.capacity()?;
     let (start_ours, start_bpftrace) = bench.startup()?;
     let (hwm_kib, map_bytes) = bench.memory()?;
+    let bystander = bench.bystander()?;
 
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
@@ -508,6 +580,32 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
         "\ntracer starts {:.1}× faster (target ≥ 10×, ≤ 100 ms).\n",
         start_bpftrace.median / start_ours.median.max(0.001)
     );
+    let _ = writeln!(
+        md,
+        "## The tax on everything else: a process that never touches a socket\n\n\
+         `dd if=/dev/zero of=/dev/null bs=1 count={BYSTANDER_BYTES}` (a read and a write per \
+         byte) beside each configuration, filters matching nothing of it. The syscall layer's \
+         tracepoints put every syscall of every process through the kernel's tracing path; \
+         `--no-syscalls` takes them away.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| configuration | dd wall s (median) | min | max | dd CPU s (median) | slowdown |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    let base = bystander.first().map_or(1.0, |r| r.1.median.max(1e-9));
+    for (label, wall, cpu) in &bystander {
+        let _ = writeln!(
+            md,
+            "| {label} | {:.2} | {:.2} | {:.2} | {:.2} | {:+.1} % |",
+            wall.median,
+            wall.min,
+            wall.max,
+            cpu.median,
+            (wall.median / base - 1.0) * 100.0
+        );
+    }
+    let _ = writeln!(md);
     let _ = writeln!(md, "## Memory during churn\n");
     let _ = writeln!(md, "| what | value |");
     let _ = writeln!(md, "|---|---|");

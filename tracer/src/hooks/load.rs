@@ -38,6 +38,8 @@ pub struct Filter {
     pub emit_enter: bool,
     /// Capture the traced connections' segments.
     pub packets: bool,
+    /// Trace system calls.
+    pub syscalls: bool,
     /// Payload bytes to keep per segment.
     pub snaplen: u16,
     /// Least time between two congestion samples of a connection whose congestion state did
@@ -66,6 +68,8 @@ pub struct Loaded {
     pub rejected: Vec<(String, String)>,
     /// The TCP sockets traced processes held before the run (found in /proc).
     pub existing: Vec<sockets::Existing>,
+    /// Layers the user turned off (`--no-syscalls`, `--no-packets`): never attached.
+    pub layers_off: Vec<&'static str>,
     failures: Failures,
 }
 
@@ -213,7 +217,10 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     if let Some(e) = state.error {
         return Err(LoadError::Core(e));
     }
-    let mut hooks = vec![syscalls(&mut at)];
+    let mut hooks = Vec::new();
+    if filter.syscalls {
+        hooks.push(syscalls(&mut at));
+    }
     let mut state = Some(state);
     for row in &KERNEL_HOOKS {
         if row.layer == Layer::State {
@@ -228,6 +235,13 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     let tracepoint_links = std::mem::take(&mut at.links);
     let rejected = std::mem::take(&mut at.rejected);
     let failures = Failures::map(&ebpf)?;
+    let layers_off = [
+        (!filter.syscalls).then_some(Layer::Syscall.name()),
+        (!filter.packets).then_some(Layer::Packet.name()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     Ok(Loaded {
         failures,
         ebpf,
@@ -235,6 +249,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
         hooks,
         rejected,
         existing,
+        layers_off,
     })
 }
 

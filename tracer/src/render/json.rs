@@ -266,6 +266,7 @@ impl<W: Write> View for Json<W> {
             Meta::Ready {
                 hooks,
                 missing_layers,
+                layers_off,
             } => {
                 let mut o = Obj::meta(&mut self.scratch, (self.now)(), "ready");
                 o.objects("hooks", hooks.iter(), |o, h| {
@@ -280,6 +281,7 @@ impl<W: Write> View for Json<W> {
                     }
                 });
                 o.strs("missing_layers", missing_layers.iter().copied());
+                o.strs("layers_off", layers_off.iter().copied());
                 o.end();
             }
         }

@@ -40,6 +40,9 @@ pub struct Timeline<W: Write> {
     current: Option<ConnId>,
     /// When the first event shown happened: time zero.
     origin: Option<u64>,
+    /// Whether system calls are traced: bytes the kernel moved with no syscall around them
+    /// are then worth a word.
+    pub syscalls: bool,
 }
 
 impl<W: Write> Timeline<W> {
@@ -50,6 +53,7 @@ impl<W: Write> Timeline<W> {
             style: Style { on: color },
             current: None,
             origin: None,
+            syscalls: true,
         }
     }
 
@@ -83,7 +87,7 @@ impl<W: Write> Timeline<W> {
         };
         let (text, tail) = match seg {
             Some(view) => (packet(ev, view), String::new()),
-            None => describe(ev, conn, part, timewait),
+            None => describe(ev, conn, part, timewait, self.syscalls),
         };
         let hook = match &ev.kind {
             Kind::Syscall(s) => format!("syscalls:sys_*_{}", s.op.tracepoint()),
@@ -220,12 +224,18 @@ pub fn packet(ev: &Event, view: &SegmentView) -> String {
     s
 }
 
-/// The event's text and a right-hand note (duration).
-fn describe(ev: &Event, conn: &Conn, part: Part, timewait: bool) -> (String, String) {
+/// The event's text and a right-hand note (duration); `syscalls`: whether they are traced.
+fn describe(
+    ev: &Event,
+    conn: &Conn,
+    part: Part,
+    timewait: bool,
+    syscalls: bool,
+) -> (String, String) {
     match &ev.kind {
         Kind::Congestion(c) => (congestion(c, conn), String::new()),
         Kind::Syscall(call) => syscall(ev, call, part),
-        Kind::Kernel(call) => (kernel(ev, call), String::new()),
+        Kind::Kernel(call) => (kernel(ev, call, syscalls), String::new()),
         Kind::State(change) => {
             let to = if timewait {
                 tcp_state::TIME_WAIT
@@ -416,11 +426,11 @@ fn congestion(c: &Congestion, conn: &Conn) -> String {
     s
 }
 
-fn kernel(ev: &Event, call: &KernelCall) -> String {
+fn kernel(ev: &Event, call: &KernelCall, syscalls: bool) -> String {
     let func = call.func;
     let name = func.name();
     match (func, call.bytes, call.isn) {
-        (_, Some(bytes), _) if bytes >= 0 && ev.fd < 0 => {
+        (_, Some(bytes), _) if bytes >= 0 && ev.fd < 0 && syscalls => {
             format!("{name}  {bytes} bytes (no traced syscall: io_uring or the kernel itself)")
         }
         (_, Some(bytes), _) if bytes >= 0 => format!("{name}  {bytes} bytes"),
