@@ -3,8 +3,8 @@
 use tracer_common::tcp_state;
 
 use super::segments::{LADDER_ROWS, LadderRow, SegmentView};
-use crate::decode::Endpoint;
 use crate::decode::tcpip::{Segment, flags};
+use crate::decode::{Comm, Endpoint};
 
 /// A connection's id, as shown to users (`conn #3`).
 pub type ConnId = u64;
@@ -47,7 +47,7 @@ pub struct Conn {
     /// Whether `pid` comes from a syscall: then it stays.
     pub owner_by_syscall: bool,
     /// Owner command name.
-    pub comm: String,
+    pub comm: Comm,
     /// The owner's network namespace and cgroup where not the tracer's; `None` until looked
     /// up (by the pipeline, from `/proc`, once the owner is known).
     pub place: Option<crate::system::place::Place>,
@@ -116,7 +116,7 @@ impl Conn {
             id,
             pid: 0,
             owner_by_syscall: false,
-            comm: String::new(),
+            comm: Comm::default(),
             place: None,
             family: 0,
             local: None,

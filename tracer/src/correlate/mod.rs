@@ -781,7 +781,7 @@ impl Correlator {
         let id = self.create_at(now_ns);
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.pid = pid;
-            conn.comm = comm.to_string();
+            conn.comm = comm.into();
             conn.family = if local.addr.is_ipv4() {
                 tracer_common::AF_INET
             } else {
@@ -851,7 +851,7 @@ impl Correlator {
             && (from_syscall || conn.pid == 0 || !ev.owner_guessed)
         {
             conn.pid = ev.pid;
-            conn.comm.clone_from(&ev.comm);
+            conn.comm = ev.comm;
             conn.owner_by_syscall = from_syscall;
         }
         if ev.family != 0 {

@@ -129,6 +129,85 @@ pub enum Kind {
     Congestion(Box<super::Congestion>),
 }
 
+/// A command name, kept inline: every event carries one, and a `String` each was a
+/// measurable share of the consumer's time in the allocator. Holds the kernel's 15 bytes read
+/// as UTF-8, invalid bytes replaced (3 bytes each).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Comm {
+    bytes: [u8; Self::CAPACITY],
+    len: u8,
+}
+
+impl Comm {
+    const CAPACITY: usize = 48;
+
+    /// The name read from the kernel's NUL-padded `comm`.
+    pub fn from_kernel(raw: &[u8]) -> Self {
+        let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+        Self::from(String::from_utf8_lossy(&raw[..end]).as_ref())
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Only whole UTF-8 characters are ever copied in (see `From<&str>`).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl Default for Comm {
+    fn default() -> Self {
+        Self {
+            bytes: [0; Self::CAPACITY],
+            len: 0,
+        }
+    }
+}
+
+impl From<&str> for Comm {
+    /// Keeps as many whole characters as fit.
+    fn from(s: &str) -> Self {
+        let mut end = s.len().min(Self::CAPACITY);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut c = Self::default();
+        c.bytes[..end].copy_from_slice(&s.as_bytes()[..end]);
+        c.len = end as u8;
+        c
+    }
+}
+
+impl std::ops::Deref for Comm {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for Comm {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Comm {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A decoded record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -145,7 +224,7 @@ pub struct Event {
     /// Owner's thread id.
     pub tid: u32,
     /// Owner's command name.
-    pub comm: String,
+    pub comm: Comm,
     /// The owner was not known when the record was made.
     pub owner_guessed: bool,
     /// Kernel socket identity (never shown).
@@ -176,7 +255,7 @@ impl Event {
             kind,
             pid: 0,
             tid: 0,
-            comm: String::new(),
+            comm: Comm::default(),
             owner_guessed: false,
             sock: 0,
             fd: -1,
@@ -228,5 +307,23 @@ impl Event {
     /// When the event ended (syscalls) or happened.
     pub fn end_ns(&self) -> u64 {
         self.ts_ns + self.syscall().map_or(0, Syscall::duration_ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comm_is_the_kernel_name_up_to_its_nul_with_bad_bytes_replaced() {
+        assert_eq!(Comm::from_kernel(b"nginx\0\0\0\0\0\0\0\0\0\0\0"), "nginx");
+        assert_eq!(Comm::from_kernel(b"fifteen-bytes-x\0").len(), 15);
+        // 15 invalid bytes: 15 replacement characters, 45 bytes, all kept.
+        let bad = Comm::from_kernel(&[0xff; 16][..15]);
+        assert_eq!(bad.chars().filter(|&c| c == '\u{fffd}').count(), 15);
+        // Longer input keeps whole characters only.
+        let long = "é".repeat(30);
+        assert_eq!(Comm::from(long.as_str()).as_str(), "é".repeat(24));
+        assert_eq!(Comm::default(), "");
     }
 }

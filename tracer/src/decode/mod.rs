@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
 use tracer_common::{
-    AF_INET, AF_INET6, COMM_LEN, KernelFn, SyscallOp, Via,
+    AF_INET, AF_INET6, KernelFn, SyscallOp, Via,
     record::{
         CongestionRecord, FLAG_AT_SYSCALL_START, FLAG_BYTES, FLAG_ISN, FLAG_OWNER_GUESSED,
         FLAG_WRITE_SEQ, Header, KernelRecord, PacketRecord, RecordKind, StateRecord, SyscallRecord,
@@ -19,7 +19,7 @@ use tracer_common::{
 };
 
 pub use congestion::{Congestion, RetransmitKind};
-pub use event::{Captured, Endpoint, Event, Exit, KernelCall, Kind, StateChange, Syscall};
+pub use event::{Captured, Comm, Endpoint, Event, Exit, KernelCall, Kind, StateChange, Syscall};
 use tcpip::Segment;
 
 /// Why a record could not be decoded.
@@ -91,7 +91,7 @@ fn from_header(h: &Header, func: Option<KernelFn>, kind: Kind) -> Result<Event, 
         kind,
         pid: h.task.pid,
         tid: h.task.tid,
-        comm: comm(&h.task.comm),
+        comm: Comm::from_kernel(&h.task.comm),
         owner_guessed: h.flags & FLAG_OWNER_GUESSED != 0,
         sock: h.sock,
         fd: h.fd,
@@ -214,11 +214,6 @@ fn ip(family: u16, raw: &[u8; 16]) -> Option<IpAddr> {
         AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(*raw))),
         _ => None,
     }
-}
-
-fn comm(raw: &[u8; COMM_LEN]) -> String {
-    let end = raw.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
-    String::from_utf8_lossy(&raw[..end]).into_owned()
 }
 
 #[cfg(test)]

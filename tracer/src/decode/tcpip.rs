@@ -244,7 +244,11 @@ impl TcpHeader {
 }
 
 fn options(mut b: &[u8]) -> Result<Vec<TcpOption>, PacketError> {
-    let mut out = Vec::new();
+    if b.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One allocation: a SYN's five options (mss, sackOK, timestamps, nop, wscale) fit.
+    let mut out = Vec::with_capacity(6);
     while let Some(&kind) = b.first() {
         match kind {
             0 => {

@@ -118,19 +118,7 @@ impl<'a> Obj<'a> {
     /// `value` formatted with `Display`, as a string.
     fn display(&mut self, key: &str, value: impl std::fmt::Display) {
         self.key(key);
-        self.buf.push(b'"');
-        let start = self.buf.len();
-        let _ = write!(self.buf, "{value}");
-        if self.buf[start..]
-            .iter()
-            .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
-        {
-            let text = String::from_utf8_lossy(&self.buf[start..]).into_owned();
-            self.buf.truncate(start - 1);
-            escape(self.buf, &text);
-        } else {
-            self.buf.push(b'"');
-        }
+        display_string(self.buf, value);
     }
 
     fn str(&mut self, key: &str, value: &str) {
@@ -193,6 +181,24 @@ impl<'a> Obj<'a> {
         o.str("layer", "meta");
         o.str("event", event);
         o
+    }
+}
+
+/// Writes `value`, formatted with `Display`, as a JSON string: straight into `buf`, escaped
+/// afterwards only if it needs it.
+fn display_string(buf: &mut Vec<u8>, value: impl std::fmt::Display) {
+    buf.push(b'"');
+    let start = buf.len();
+    let _ = write!(buf, "{value}");
+    if buf[start..]
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    {
+        let text = String::from_utf8_lossy(&buf[start..]).into_owned();
+        buf.truncate(start - 1);
+        escape(buf, &text);
+    } else {
+        buf.push(b'"');
     }
 }
 
@@ -604,7 +610,7 @@ fn write_event(
                             if i > 0 {
                                 o.buf.push(b',');
                             }
-                            escape(o.buf, &opt.to_string());
+                            display_string(o.buf, opt);
                         }
                         o.buf.push(b']');
                         let headers = s.ip_header_len + s.tcp.header_len;
