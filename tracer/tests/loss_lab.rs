@@ -721,7 +721,7 @@ fn receive_buffer_autotuning_agrees_with_ss_and_the_sysctl() {
     let mut bulk = path
         .exec(&path.server, BULK)
         .args(["serve", "--port", &port.to_string(), "--bytes", &bytes])
-        .args(["--hold-ms", "1500"])
+        .args(["--hold-ms", "5000"])
         .spawn()
         .unwrap();
     path.wait_listening(port);
@@ -732,22 +732,20 @@ fn receive_buffer_autotuning_agrees_with_ss_and_the_sysctl() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    // The ping reached the server: the client has read all it will read.
+    // The client has read everything and sent its ping: it will read nothing more, and the
+    // server holds the connection open a while (long under emulation: each `ss` is slow).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !path
-        .ss(
-            &path.server,
-            &["-Htin", "state", "established", &format!("sport = :{port}")],
-        )
-        .contains("bytes_received:1 ")
-    {
-        assert!(Instant::now() < deadline, "the ping never arrived");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let line = path.ss(
-        &path.client,
-        &["-Htmi", "state", "established", &format!("dport = :{port}")],
-    );
+    let line = loop {
+        let line = path.ss(
+            &path.client,
+            &["-Htmi", "state", "established", &format!("dport = :{port}")],
+        );
+        if line.contains("bytes_sent:1 ") && line.contains(&format!("bytes_received:{bytes} ")) {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "the client never pinged: {line}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(fetch.wait().unwrap().success());
     assert!(bulk.wait().unwrap().success());
     let events = trace.stop();
