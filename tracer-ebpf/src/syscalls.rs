@@ -236,9 +236,11 @@ fn release(key: FdKey, held: &Held) {
             slot,
             _pad: 0,
         };
-        if let Some(record) = HELD_CALL_RECORDS.get_ptr(call) {
+        match HELD_CALL_RECORDS.get_ptr(call) {
             // SAFETY: a value pointer returned by the lookup just above.
-            emit(unsafe { &*record });
+            Some(record) => emit(unsafe { &*record }),
+            // Evicted from the LRU map meanwhile: lost, and counted as not held.
+            None => count(Failure::HeldFull),
         }
         let _ = HELD_CALL_RECORDS.remove(call);
     }
