@@ -165,27 +165,10 @@ fn filter_config(filter: &Filter) -> FilterConfig {
 
 /// Loads the programs with `filter` and attaches every hook it can.
 pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
-    // Work that does not depend on itself, side by side: three reads of the kernel's 5 MB
-    // BTF, each tens of milliseconds — `EbpfLoader::new` (it parses it before `.btf(None)`
-    // can say not to), the fentry probe, and our offsets (the congestion layer reads `tcp_sock`
-    // fields on every tier) — and aya's feature detection, which `load` would do later.
-    let (offsets, tiers, mut loader) = std::thread::scope(|s| {
-        s.spawn(aya::features);
-        let loader = s.spawn(EbpfLoader::new);
-        let tiers = s.spawn(|| Tiers::probe(filter.probe_mode));
-        let offsets = Offsets::tracepoints().map(|mut offsets| {
-            offsets.add_kernel_fields(true, filter.packets);
-            offsets
-        });
-        let tiers = tiers
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        let loader = loader
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        (offsets, tiers, loader)
-    });
-    let offsets = offsets?;
+    let mut offsets = Offsets::tracepoints()?;
+    let tiers = Tiers::probe(filter.probe_mode);
+    // The congestion layer reads `tcp_sock` fields on every tier.
+    offsets.add_kernel_fields(tiers.any_probe(), filter.packets);
     if filter.netns.is_some()
         && let Some(why) = offsets.lacking(&NETNS_FIELDS)
     {
@@ -194,6 +177,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     // No kernel BTF for the loader: Rust programs carry no CO-RE relocations to resolve, and
     // parsing vmlinux BTF would cost ~100 ms of startup.
     let config = filter_config(filter);
+    let mut loader = EbpfLoader::new();
     loader
         .btf(None)
         .override_global("FILTER", &config, true)
