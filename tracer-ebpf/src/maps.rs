@@ -69,10 +69,12 @@ pub static FORKED: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0)
 #[map]
 pub static HELD_SOCKETS: LruHashMap<FdKey, Held> = LruHashMap::with_max_entries(4096, 0);
 
-/// Calls on held sockets (socket options, `fcntl`) held with them, by slot.
+/// Calls on held sockets (socket options, `fcntl`) held with them, by slot. A socket is held
+/// for the microseconds between `socket()` and its `bind`/`connect`: few are at once. One
+/// evicted before its release is counted (`held_calls_full`).
 #[map]
 pub static HELD_CALLS: LruHashMap<HeldCallKey, SyscallRecord> =
-    LruHashMap::with_max_entries(16384, 0);
+    LruHashMap::with_max_entries(4096, 0);
 
 /// Syscalls on traced sockets between enter and exit, by thread id.
 #[map]
