@@ -183,7 +183,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             // The conformance suite is one of the test binaries: what it drives comes first.
             conformance::install()?;
-            cargo(&root, &["test", "--release"])?;
+            // One test at a time, as in the guests: each starts its own tracer, and with two
+            // at once a record one test expected went missing on this 6.18 host (a prefork
+            // worker's accept4) — the kernel skips a tracepoint program while another holds
+            // the CPU's guard, which preemptible tracepoint programs make likely (7.x, see
+            // `vm::kernels`).
+            cargo(&root, &["test", "--release", "--", "--test-threads=1"])?;
             // A short soak: the long one is `cargo xtask soak`. On a 2-core machine the
             // traffic alone saturates it, so drops are allowed here (still counted and told).
             soak::run(
