@@ -20,7 +20,7 @@ pub enum Failure {
     /// A child of a traced process could not be followed: its sockets are not traced.
     PidsFull = 5,
     /// A call on a socket not yet bound or connected (with a port filter) could not be held
-    /// until its `bind`/`connect` (more than `HELD_CALLS` of them, or evicted from the map of
+    /// until its `bind`/`connect` (more than `maps::MAX_HELD_CALLS` of them, or evicted from the map of
     /// held calls meanwhile). It is not shown.
     HeldFull = 6,
 }

@@ -46,11 +46,11 @@ pub struct Inflight {
 
 /// Calls on a held socket kept before its `bind`/`connect` (socket options, `fcntl`): curl
 /// makes 7, nginx 2.
-pub const HELD_CALLS: u32 = 12;
+pub const MAX_HELD_CALLS: u32 = 12;
 
 /// A new socket's `socket()` record, held with a port filter until a `bind`/`connect`
 /// decides whether the socket is traced, and how many calls on it are held meanwhile (in the
-/// `HELD_CALLS` map, slots `0..calls`).
+/// `HELD_CALLS` map, slots `0..calls`, at most [`MAX_HELD_CALLS`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Held {
@@ -72,6 +72,13 @@ pub struct HeldCallKey {
     pub slot: u32,
     /// Explicit padding.
     pub _pad: u32,
+}
+
+impl HeldCallKey {
+    /// The call held in `slot` on held socket `fd`.
+    pub const fn new(fd: FdKey, slot: u32) -> Self {
+        Self { fd, slot, _pad: 0 }
+    }
 }
 
 /// Key of the map of traced connections' port pairs, used to filter packets by pid or comm.

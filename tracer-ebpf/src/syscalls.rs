@@ -5,7 +5,7 @@
 //! record waits in `HELD_SOCKETS` until `bind()`/`connect()` names a matching port; it is then
 //! emitted at that syscall's enter, so it still comes first. Socket options, `fcntl` and
 //! `dup*` on the socket meanwhile wait with it (`HELD_CALLS`, up to
-//! `tracer_common::maps::HELD_CALLS` per socket) and follow it out.
+//! `tracer_common::maps::MAX_HELD_CALLS` per socket) and follow it out.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
@@ -15,7 +15,7 @@ use aya_ebpf::{
 use tracer_common::{
     AF_INET, AF_INET6, SyscallOp,
     failure::Failure,
-    maps::{FdKey, HELD_CALLS, Held, HeldCallKey, Inflight},
+    maps::{FdKey, Held, HeldCallKey, Inflight, MAX_HELD_CALLS},
     record::{RecordKind, SyscallRecord},
     syscall::{SPLICE_TO_SOCKET, sockopt},
 };
@@ -25,7 +25,7 @@ use crate::{
     emit::{count, count_if_refused, emit},
     fds,
     filter::{config, current_comm, ports_match, task_matches},
-    maps::{FDS, HELD_CALLS as HELD_CALL_RECORDS, HELD_SOCKETS, INFLIGHT},
+    maps::{FDS, HELD_CALLS, HELD_SOCKETS, INFLIGHT},
     sockaddr::{self, End},
 };
 
@@ -206,16 +206,14 @@ fn hold_call(key: FdKey, record: &SyscallRecord) {
     // SAFETY: a value pointer from the lookup above; the socket's fd is its process's own.
     let held = unsafe { &mut *held };
     let slot = held.calls;
-    if slot >= HELD_CALLS {
+    if slot >= MAX_HELD_CALLS {
         count(Failure::HeldFull);
         return;
     }
-    let call = HeldCallKey {
-        fd: key,
-        slot,
-        _pad: 0,
-    };
-    if HELD_CALL_RECORDS.insert(call, *record, 0).is_err() {
+    if HELD_CALLS
+        .insert(HeldCallKey::new(key, slot), *record, 0)
+        .is_err()
+    {
         count(Failure::FdsFull);
         return;
     }
@@ -227,22 +225,18 @@ fn hold_call(key: FdKey, record: &SyscallRecord) {
 #[inline(always)]
 fn release(key: FdKey, held: &Held) {
     emit(&held.record);
-    for slot in 0..HELD_CALLS {
+    for slot in 0..MAX_HELD_CALLS {
         if slot >= held.calls {
             break;
         }
-        let call = HeldCallKey {
-            fd: key,
-            slot,
-            _pad: 0,
-        };
-        match HELD_CALL_RECORDS.get_ptr(call) {
+        let call = HeldCallKey::new(key, slot);
+        match HELD_CALLS.get_ptr(call) {
             // SAFETY: a value pointer returned by the lookup just above.
             Some(record) => emit(unsafe { &*record }),
             // Evicted from the LRU map meanwhile: lost, and counted as not held.
             None => count(Failure::HeldFull),
         }
-        let _ = HELD_CALL_RECORDS.remove(call);
+        let _ = HELD_CALLS.remove(call);
     }
 }
 
