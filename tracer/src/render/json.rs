@@ -190,10 +190,7 @@ fn display_string(buf: &mut Vec<u8>, value: impl std::fmt::Display) {
     buf.push(b'"');
     let start = buf.len();
     let _ = write!(buf, "{value}");
-    if buf[start..]
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
-    {
+    if buf[start..].iter().any(|&b| needs_escape(b)) {
         let text = String::from_utf8_lossy(&buf[start..]).into_owned();
         buf.truncate(start - 1);
         escape(buf, &text);
@@ -202,10 +199,15 @@ fn display_string(buf: &mut Vec<u8>, value: impl std::fmt::Display) {
     }
 }
 
+/// Whether byte `b` of UTF-8 text must be escaped in a JSON string.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
 /// Writes `s` as a JSON string.
 fn escape(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    if !s.bytes().any(needs_escape) {
         buf.extend_from_slice(s.as_bytes());
         buf.push(b'"');
         return;
@@ -287,7 +289,7 @@ impl<W: Write> View for Json<W> {
                     }
                 });
                 o.strs("missing_layers", missing_layers.iter().copied());
-                o.strs("layers_off", layers_off.iter().copied());
+                o.strs("layers_off", layers_off.iter().map(|l| l.name()));
                 o.end();
             }
         }
