@@ -135,13 +135,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         ),
         None => what(&filter),
     };
-    for (off, layer, flag) in [
-        (cli.no_syscalls, "syscall", "--no-syscalls"),
-        (cli.no_packets, "packet", "--no-packets"),
-    ] {
-        if off {
-            what.push_str(&format!(" ({layer} layer off: {flag})"));
-        }
+    for layer in &loaded.layers_off {
+        what.push_str(&format!(
+            " ({} layer off: {})",
+            layer.name(),
+            layer.off_flag().unwrap_or_default()
+        ));
     }
     banner::write(&mut io::stderr().lock(), &what, &loaded.hooks, &missing);
     if cli.verifier_log {

@@ -69,7 +69,7 @@ pub struct Loaded {
     /// The TCP sockets traced processes held before the run (found in /proc).
     pub existing: Vec<sockets::Existing>,
     /// Layers the user turned off (`--no-syscalls`, `--no-packets`): never attached.
-    pub layers_off: Vec<&'static str>,
+    pub layers_off: Vec<Layer>,
     failures: Failures,
 }
 
@@ -236,8 +236,8 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     let rejected = std::mem::take(&mut at.rejected);
     let failures = Failures::map(&ebpf)?;
     let layers_off = [
-        (!filter.syscalls).then_some(Layer::Syscall.name()),
-        (!filter.packets).then_some(Layer::Packet.name()),
+        (!filter.syscalls).then_some(Layer::Syscall),
+        (!filter.packets).then_some(Layer::Packet),
     ]
     .into_iter()
     .flatten()

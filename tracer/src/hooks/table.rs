@@ -41,6 +41,15 @@ impl Layer {
             Self::Congestion => "congestion",
         }
     }
+
+    /// The flag that turns the layer off, for the layers that have one.
+    pub fn off_flag(self) -> Option<&'static str> {
+        match self {
+            Self::Syscall => Some("--no-syscalls"),
+            Self::Packet => Some("--no-packets"),
+            Self::Kernel | Self::State | Self::Congestion => None,
+        }
+    }
 }
 
 /// A program on the function itself.

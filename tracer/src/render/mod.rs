@@ -61,7 +61,7 @@ pub enum Meta<'a> {
         /// Layers with no hook at all.
         missing_layers: &'a [&'static str],
         /// Layers turned off by the user.
-        layers_off: &'a [&'static str],
+        layers_off: &'a [crate::hooks::table::Layer],
     },
     /// Our programs gave up on something (most often: the ring buffer was full and records
     /// were lost) since the last such notice. Counts per `tracer_common::failure::Failure`.
