@@ -106,12 +106,29 @@ impl Path2 {
 
     /// Waits until something listens on `port` in the server's namespace.
     fn wait_listening(&self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self
-            .ss(&self.server, &["-Hltn", &format!("sport = :{port}")])
-            .is_empty()
-        {
-            assert!(Instant::now() < deadline, "nothing listened on {port}");
+        let listening = |out: &str| !out.is_empty();
+        let args = ["-Hltn", &format!("sport = :{port}")];
+        let what = format!("nothing listened on {port}");
+        self.ss_until(&self.server, &args, 15, listening, &what);
+    }
+
+    /// `ss ARGS` in namespace `ns`, run every 20 ms until `done` holds for its output (which
+    /// it returns), for at most `secs`; past that, fails saying `what` and the last output.
+    fn ss_until(
+        &self,
+        ns: &str,
+        args: &[&str],
+        secs: u64,
+        done: impl Fn(&str) -> bool,
+        what: &str,
+    ) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let out = self.ss(ns, args);
+            if done(&out) {
+                return out;
+            }
+            assert!(Instant::now() < deadline, "{what}: {out}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -654,18 +671,13 @@ fn congestion_numbers_agree_with_ss() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let line = loop {
-        let out = path.ss(
-            &path.server,
-            &["-Htin", "state", "established", &format!("sport = :{port}")],
-        );
-        if out.contains("bytes_received:2 ") {
-            break out;
-        }
-        assert!(Instant::now() < deadline, "the pings never arrived: {out}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let line = path.ss_until(
+        &path.server,
+        &["-Htin", "state", "established", &format!("sport = :{port}")],
+        20,
+        |out| out.contains("bytes_received:2 "),
+        "the pings never arrived",
+    );
     assert!(fetch.wait().unwrap().success());
     assert!(bulk.wait().unwrap().success());
     let events = trace.stop();
@@ -734,18 +746,14 @@ fn receive_buffer_autotuning_agrees_with_ss_and_the_sysctl() {
         .unwrap();
     // The client has read everything and sent its ping: it will read nothing more, and the
     // server holds the connection open a while (long under emulation: each `ss` is slow).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let line = loop {
-        let line = path.ss(
-            &path.client,
-            &["-Htmi", "state", "established", &format!("dport = :{port}")],
-        );
-        if line.contains("bytes_sent:1 ") && line.contains(&format!("bytes_received:{bytes} ")) {
-            break line;
-        }
-        assert!(Instant::now() < deadline, "the client never pinged: {line}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let all_read = format!("bytes_received:{bytes} ");
+    let line = path.ss_until(
+        &path.client,
+        &["-Htmi", "state", "established", &format!("dport = :{port}")],
+        30,
+        |out| out.contains("bytes_sent:1 ") && out.contains(&all_read),
+        "the client never pinged",
+    );
     assert!(fetch.wait().unwrap().success());
     assert!(bulk.wait().unwrap().success());
     let events = trace.stop();
