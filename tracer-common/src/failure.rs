@@ -63,8 +63,12 @@ impl Failure {
             Self::ReadFailed => "kernel field read(s) failed (zero recorded instead)",
             Self::PidsFull => "child process(es) not followed: the process map was full",
             Self::HeldFull => {
-                "call(s) before bind/connect not shown: more than 12 on one socket were held"
+                "call(s) before bind/connect not shown: more than 12 on one socket, or the \
+                 held-calls map was full"
             }
         }
     }
 }
+
+// `Failure::HeldFull::what` spells the bound out.
+const _: () = assert!(crate::maps::MAX_HELD_CALLS == 12);

@@ -130,3 +130,9 @@ pub const TP_RCVQ_SPACE: usize = 58;
 pub const TP_RATE_DELIVERED: usize = 59;
 /// `tcp_sock.rate_interval_us`: that sample's interval, microseconds
 pub const TP_RATE_INTERVAL_US: usize = 60;
+/// `file.private_data`: for a socket's file, its `struct socket`
+pub const FILE_PRIVATE_DATA: usize = 61;
+/// `socket.file`: the file a `struct socket` belongs to (checks that a file is a socket's)
+pub const SOCKET_FILE: usize = 62;
+/// `socket.sk`
+pub const SOCKET_SK: usize = 63;

@@ -61,3 +61,12 @@ pub fn kernel_field<T: Default>(base: u64, index: usize) -> T {
             T::default()
         })
 }
+
+/// Reads a `T` at kernel address `base` plus the offset at index `index`, where `base` may not
+/// point at the struct assumed (a guess being checked): `None` if unreadable, not counted.
+#[inline(always)]
+pub fn guessed_field<T>(base: u64, index: usize) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one reads nothing.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((base as usize + offset(index)) as *const T) }
+        .ok()
+}

@@ -5,6 +5,8 @@
 //!   programs, plus the generic stand-ins (sock_ops, tracepoints naming a socket) that the
 //!   loader points at whichever functions lack a better tier;
 //! - [`state`]: TCP state transitions from `sock:inet_sock_set_state`;
+//! - [`fds`] and [`received_fd`]: which fds are traced sockets, followed across `fork()` and
+//!   into processes a socket is passed to;
 //! - [`packets`]: the segments of traced connections (cgroup_skb), and [`timewait`] those a
 //!   TIME_WAIT socket sends, which cgroup_skb cannot see (a raw tracepoint);
 //!
@@ -25,6 +27,7 @@ mod follow;
 mod kernel;
 mod maps;
 mod packets;
+mod received_fd;
 mod sockaddr;
 mod state;
 mod syscalls;

@@ -214,7 +214,8 @@ fn hold_call(key: FdKey, record: &SyscallRecord) {
         .insert(HeldCallKey::new(key, slot), *record, 0)
         .is_err()
     {
-        count(Failure::FdsFull);
+        // Not held, so never shown: the same loss as a full socket.
+        count(Failure::HeldFull);
         return;
     }
     held.calls = slot + 1;

@@ -1181,3 +1181,191 @@ fn tcp_sendmsg_comes_before_the_segment_it_sent() {
         }
     }
 }
+
+/// Receives one fd sent with `SCM_RIGHTS` on unix socket `sock`; -1 if none came.
+/// Async-signal-safe (it runs in a child forked from this multi-threaded test).
+fn receive_fd(sock: i32) -> i32 {
+    let mut byte = 0u8;
+    let mut iov = libc::iovec {
+        iov_base: (&raw mut byte).cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: an all-zero msghdr is valid; its pointers are set to live buffers just below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: recvmsg into the buffers above; the control message is read only if the kernel
+    // filled one.
+    unsafe {
+        if libc::recvmsg(sock, &raw mut msg, 0) <= 0 {
+            return -1;
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return -1;
+        }
+        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>())
+    }
+}
+
+/// Sends `fd` with `SCM_RIGHTS` on unix socket `sock`.
+fn send_fd(sock: i32, fd: i32) {
+    let mut byte = 0u8;
+    let mut iov = libc::iovec {
+        iov_base: (&raw mut byte).cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: as in `receive_fd`; the control buffer holds one cmsg with one fd.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(4) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd);
+        assert_eq!(
+            libc::sendmsg(sock, &raw const msg, 0),
+            1,
+            "sendmsg SCM_RIGHTS"
+        );
+    }
+}
+
+/// What the receiver of the passed connection answers.
+const PASSED_REPLY: &[u8] = b"answered by the process the connection was passed to";
+
+/// The receiver: takes a connection passed on `sock`, tells its fd number back, reads the
+/// request, answers, closes, exits. Only async-signal-safe calls (a child of a threaded
+/// process).
+fn receiver(sock: i32) -> ! {
+    // SAFETY: plain syscalls on fds this process owns; `_exit` skips the test harness's
+    // destructors, which belong to the parent.
+    unsafe {
+        // Its fd numbers must not be the parent's: nothing here is inherited.
+        for _ in 0..7 {
+            libc::dup(sock);
+        }
+        let fd = receive_fd(sock);
+        libc::write(sock, (&raw const fd).cast(), 4);
+        let mut request = [0u8; 256];
+        let n = libc::read(fd, request.as_mut_ptr().cast(), request.len());
+        let sent = libc::write(fd, PASSED_REPLY.as_ptr().cast(), PASSED_REPLY.len());
+        libc::close(fd);
+        libc::_exit(if n > 0 && sent == PASSED_REPLY.len() as isize {
+            0
+        } else {
+            1
+        });
+    }
+}
+
+/// A server hands an accepted connection to another process with `SCM_RIGHTS` (as a master
+/// passes connections to its workers) and closes its own fd; the receiver reads, answers and
+/// closes on the fd number it got. The receiver was forked before the tracer started, so no
+/// inheritance ties it to the server: only the kernel's hand-over does. Its calls are on the
+/// connection's timeline under its own pid and fd, bytes exact — on the probe tiers; no
+/// tracepoint sees the hand-over, and the tracepoint tier says so.
+#[test]
+fn a_socket_passed_to_another_process_is_followed_there() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+
+    let mut pair = [0i32; 2];
+    // SAFETY: socketpair into a two-int array.
+    let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) };
+    assert_eq!(rc, 0);
+    // SAFETY: the child runs only `receiver`, which is async-signal-safe.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork");
+    if child == 0 {
+        receiver(pair[1]);
+    }
+    // SAFETY: our end of the child's socket, closed once.
+    unsafe { libc::close(pair[1]) };
+
+    let port = free_port();
+    let trace = start(&["--port", &port.to_string()]);
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let request = b"served by whom?";
+    let client = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(request).unwrap();
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).unwrap();
+        reply
+    });
+    let (conn, _) = listener.accept().unwrap();
+    let server_fd = conn.as_raw_fd();
+    send_fd(pair[0], server_fd);
+    drop(conn);
+    let mut child_fd = [0u8; 4];
+    // SAFETY: read into a 4-byte buffer.
+    let n = unsafe { libc::read(pair[0], child_fd.as_mut_ptr().cast(), 4) };
+    assert_eq!(n, 4, "the receiver tells its fd");
+    let child_fd = i32::from_ne_bytes(child_fd);
+    assert!(child_fd >= 0, "the receiver got the connection");
+    let reply = client.join().unwrap();
+    assert_eq!(reply, PASSED_REPLY);
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    unsafe { libc::waitpid(child, &raw mut status, 0) };
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    // SAFETY: our end of the pair, closed once.
+    unsafe { libc::close(pair[0]) };
+    let events = trace.stop();
+
+    let me = std::process::id();
+    let child = child as u32;
+    assert_ne!(child_fd, server_fd, "the test needs distinct fd numbers");
+    let s = conn_with(&events, me, "LISTEN", "SYN_RECV");
+    let accepted = syscalls(&events, s, "accept4");
+    assert_eq!(accepted.len(), 1, "{}", brief(&events));
+    assert_eq!(accepted[0]["ret"], server_fd);
+    let hand_over = hook_status(&events, "receive_fd");
+    if hand_over["tier"].is_null() {
+        // Only where no probe tier is allowed (this host's kernel; --probe-mode tracepoint).
+        let expected = std::env::var("TRACER_EXPECT_TIER").unwrap_or_default();
+        assert!(
+            expected.is_empty() || expected == "tracepoint",
+            "no hand-over hook with {expected}: {hand_over}"
+        );
+        assert!(
+            hand_over["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("SCM_RIGHTS")),
+            "{hand_over}"
+        );
+        return;
+    }
+    let by_child = |name: &str| -> Vec<(i64, i64)> {
+        syscalls(&events, s, name)
+            .iter()
+            .filter(|e| e["pid"] == child)
+            .map(|e| (e["fd"].as_i64().unwrap(), e["ret"].as_i64().unwrap()))
+            .collect()
+    };
+    let fd = i64::from(child_fd);
+    assert_eq!(
+        by_child("read"),
+        [(fd, request.len() as i64)],
+        "{}",
+        brief(&events)
+    );
+    assert_eq!(by_child("write"), [(fd, PASSED_REPLY.len() as i64)]);
+    assert_eq!(by_child("close"), [(fd, 0)]);
+    // The server's own close of its copy stays its own.
+    let closes: Vec<i64> = syscalls(&events, s, "close")
+        .iter()
+        .filter(|e| e["pid"] == me)
+        .map(|e| e["fd"].as_i64().unwrap())
+        .collect();
+    assert_eq!(closes, [i64::from(server_fd)], "{}", brief(&events));
+}

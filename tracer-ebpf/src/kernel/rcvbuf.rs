@@ -7,12 +7,7 @@
 //! taken when the connection is established (`sk_rcvbuf` is not touched in between).
 
 use aya_ebpf::{macros::map, maps::LruHashMap};
-use tracer_common::{
-    KernelFn, Via,
-    failure::Failure,
-    maps::Owner,
-    offsets::{SK_RCVBUF, TP_RCVQ_SPACE},
-};
+use tracer_common::{KernelFn, Via, failure::Failure, maps::Owner, offsets::SK_RCVBUF};
 
 use super::congestion::snapshot;
 use crate::{
@@ -53,7 +48,6 @@ pub fn after_read(sk: u64, owner: &Owner, via: Via) {
             r.header.via = via as u8;
             r.rcvbuf = now;
             r.rcvbuf_before = before;
-            r.rcv_space = sk_field(sk, TP_RCVQ_SPACE);
             emit(&r);
             count_if_refused(RCVBUF.insert(sk, now, 0), Failure::SocketsFull);
         }

@@ -12,11 +12,11 @@ use tracer_common::{
 use super::attach::{Attacher, Links, fill, map};
 use super::error::{AttachError, LoadError, MapError};
 use super::failures::{Counts, Failures};
-use super::offsets::{NETNS_FIELDS, Offsets, SKB_FIELDS, TASK_FIELDS};
+use super::offsets::{NETNS_FIELDS, Offsets, RECEIVED_FD_FIELDS, SKB_FIELDS, TASK_FIELDS};
 use super::status::{HookStatus, missing_layers};
 use super::table::{
     FOLLOW_PROGRAMS, KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, PROCESS_PROGRAMS, Probe,
-    StandIn, TIMEWAIT_PROGRAM, syscall_programs,
+    RECEIVED_FD, StandIn, TIMEWAIT_PROGRAM, syscall_programs,
 };
 use super::tier::{ProbeMode, Tiers};
 use crate::system::{cgroup, sockets};
@@ -220,6 +220,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     let mut hooks = Vec::new();
     if filter.syscalls {
         hooks.push(syscalls(&mut at));
+        hooks.push(received_fd(&mut at, &tiers, &offsets));
     }
     let mut state = Some(state);
     for row in &KERNEL_HOOKS {
@@ -391,6 +392,55 @@ fn syscalls(at: &mut Attacher) -> HookStatus {
     }
 }
 
+/// The programs that trace a traced socket's fd in a process it is passed to, on the best
+/// probe tier allowed. No tracepoint sees an fd installed: on the tracepoint tier, passed
+/// sockets are not followed (their kernel layer still is: it names the socket, not an fd).
+fn received_fd(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus {
+    let missing = |name, error, skipped| HookStatus::missing(name, Layer::Syscall, error, skipped);
+    let no_stand_in = AttachError::NoStandIn(
+        "no tracepoint sees an fd passed to another process (SCM_RIGHTS): its calls there are \
+         not traced",
+    );
+    if !tiers.any_probe() {
+        let skipped = [&tiers.fentry.as_ref().err(), &tiers.kprobe.as_ref().err()]
+            .into_iter()
+            .flatten()
+            .map(|why| why.to_string())
+            .collect();
+        return missing("receive_fd", no_stand_in, skipped);
+    }
+    let (function, arity) = match &offsets.receive_fd {
+        Ok(found) => *found,
+        Err(why) => return missing("receive_fd", AttachError::Lacking(why.clone()), Vec::new()),
+    };
+    if let Some(why) = offsets.lacking(&RECEIVED_FD_FIELDS) {
+        return missing(function, AttachError::Lacking(why), Vec::new());
+    }
+    let mut skipped = Vec::new();
+    match &tiers.fentry {
+        Err(why) => skipped.push(why.clone()),
+        Ok(btf) => match fitting(&RECEIVED_FD.fentry, Ok(arity)) {
+            Err(why) => skipped.push(format!("fentry: {why}")),
+            Ok(probe) => match at.fentry(probe, function, btf) {
+                Ok(via) => {
+                    return HookStatus::attached(function, Layer::Syscall, "fentry", via, skipped);
+                }
+                Err(e) => skipped.push(format!("fentry: {e}")),
+            },
+        },
+    }
+    match &tiers.kprobe {
+        Err(why) => skipped.push(why.clone()),
+        Ok(()) => match at.kprobes(&RECEIVED_FD.kprobes(arity), function) {
+            Ok(via) => {
+                return HookStatus::attached(function, Layer::Syscall, "kprobe", via, skipped);
+            }
+            Err(e) => skipped.push(format!("kprobe: {e}")),
+        },
+    }
+    missing(function, no_stand_in, skipped)
+}
+
 /// The packet layer: cgroup_skb egress and ingress on the cgroup2 root, and the raw
 /// tracepoint that sees what TIME_WAIT sockets send (when the kernel's BTF gave the `sk_buff`
 /// offsets it reads).
@@ -494,6 +544,13 @@ mod tests {
             fitting(recv, Err("kernel BTF: no function tcp_recvmsg".into())).unwrap_err(),
             "kernel BTF: no function tcp_recvmsg"
         );
+        // The hand-over of a passed fd: 5.10's `__receive_fd` takes the fd to replace first.
+        assert_eq!(
+            fitting(&RECEIVED_FD.fentry, Ok(4)).unwrap().program,
+            "fexit_receive_fd_args4"
+        );
+        let kprobes: Vec<&str> = RECEIVED_FD.kprobes(3).iter().map(|p| p.program).collect();
+        assert_eq!(kprobes, ["kprobe_receive_fd", "kretprobe_receive_fd"]);
         // An fentry program reads only arguments: any signature will do.
         let connect = row(KernelFn::TcpConnect).unwrap().fentry;
         assert_eq!(

@@ -8,7 +8,8 @@ mod tests {
 
     use crate::hooks::load::PROGRAMS;
     use crate::hooks::table::{
-        KERNEL_HOOKS, PACKET_PROGRAMS, PROCESS_PROGRAMS, TIMEWAIT_PROGRAM, syscall_programs,
+        KERNEL_HOOKS, PACKET_PROGRAMS, PROCESS_PROGRAMS, RECEIVED_FD, TIMEWAIT_PROGRAM,
+        syscall_programs,
     };
 
     fn matches(section: &ProgramSection, via: Via) -> bool {
@@ -51,6 +52,9 @@ mod tests {
         }
         for (name, _) in PROCESS_PROGRAMS {
             check(name, Via::Tracepoint);
+        }
+        for p in RECEIVED_FD.fentry.iter().chain(&RECEIVED_FD.kprobes) {
+            check(p.program, p.via);
         }
         for name in PACKET_PROGRAMS {
             check(name, Via::CgroupSkbEgress);

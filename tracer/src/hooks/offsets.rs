@@ -100,6 +100,12 @@ pub enum SockField {
     RateDelivered,
     /// `tcp_sock.rate_interval_us`
     RateIntervalUs,
+    /// `file.private_data`
+    FilePrivateData,
+    /// `socket.file`
+    SocketFile,
+    /// `socket.sk`
+    SocketSk,
 }
 
 /// The fields the `--netns` filter reads: the current task's namespace and a socket's.
@@ -122,6 +128,14 @@ pub const SYNACK_FIELDS: [SockField; 8] = [
     SockField::V6RcvSaddr,
     SockField::V6Daddr,
     SockField::ReqSntIsn,
+];
+
+/// The fields the programs following a socket passed to another process read: from the file,
+/// its socket, and back (`tracer-ebpf/src/received_fd.rs`).
+pub const RECEIVED_FD_FIELDS: [SockField; 3] = [
+    SockField::FilePrivateData,
+    SockField::SocketFile,
+    SockField::SocketSk,
 ];
 
 /// The fields the programs following a traced process's children read
@@ -238,9 +252,17 @@ impl SockField {
             Self::RcvqSpace => (off::TP_RCVQ_SPACE, "tcp_sock", "rcvq_space"),
             Self::RateDelivered => (off::TP_RATE_DELIVERED, "tcp_sock", "rate_delivered"),
             Self::RateIntervalUs => (off::TP_RATE_INTERVAL_US, "tcp_sock", "rate_interval_us"),
+            Self::FilePrivateData => (off::FILE_PRIVATE_DATA, "file", "private_data"),
+            Self::SocketFile => (off::SOCKET_FILE, "socket", "file"),
+            Self::SocketSk => (off::SOCKET_SK, "socket", "sk"),
         }
     }
 }
+
+/// The function that installs a received fd, by the name it has had: `__receive_fd` until 6.6
+/// (6.1 also has a two-parameter `receive_fd` wrapper, which `SCM_RIGHTS` does not use),
+/// `receive_fd` after.
+const RECEIVE_FD: [&str; 2] = ["__receive_fd", "receive_fd"];
 
 /// The offsets array, filled as far as this kernel allows.
 pub struct Offsets {
@@ -251,6 +273,9 @@ pub struct Offsets {
     /// The parameter count of each kernel function the table probes, from this kernel's BTF
     /// (an fexit program is chosen by it), or why it is unknown.
     arities: HashMap<KernelFn, Result<usize, String>>,
+    /// The function that installs a received fd on this kernel and its parameter count, or
+    /// why it is unknown.
+    pub receive_fd: Result<(&'static str, usize), String>,
 }
 
 impl Offsets {
@@ -297,6 +322,7 @@ impl Offsets {
             values,
             missing: HashMap::new(),
             arities: HashMap::new(),
+            receive_fd: Err("kernel BTF not read".into()),
         })
     }
 
@@ -313,6 +339,7 @@ impl Offsets {
             .chain(Some(TASK_FIELDS.as_slice()))
             .chain(Some(NETNS_FIELDS.as_slice()))
             .chain(Some(SYNACK_FIELDS.as_slice()))
+            .chain(probes.then_some(RECEIVED_FD_FIELDS.as_slice()))
             .flatten()
             .copied()
             .collect();
@@ -335,6 +362,10 @@ impl Offsets {
                     self.arities.insert(row.func, arity);
                 }
             }
+            self.receive_fd = RECEIVE_FD
+                .iter()
+                .find_map(|&name| Some((name, btf.signature(name).ok()?.params.len())))
+                .ok_or_else(|| format!("kernel BTF has neither {}", RECEIVE_FD.join(" nor ")));
         }
         for field in wanted {
             let (i, st, member) = field.spec();

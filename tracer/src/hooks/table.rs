@@ -59,10 +59,10 @@ pub struct Probe {
     pub program: &'static str,
     /// Its kind: [`Via::Fentry`], [`Via::Fexit`], [`Via::Kprobe`] or [`Via::Kretprobe`].
     pub via: Via,
-    /// For an fexit program, the number of parameters of the function it was built for: it
-    /// reads the return value from its context right after them, at a constant offset (the
-    /// only kind the verifier allows; the helper that finds it anywhere needs 5.17). `None`:
-    /// any signature.
+    /// The number of parameters of the function it was built for: an fexit program reads the
+    /// return value from its context right after them, at a constant offset (the only kind the
+    /// verifier allows; the helper that finds it anywhere needs 5.17), and a program may read
+    /// an argument whose position changed. `None`: any signature.
     pub args: Option<u8>,
 }
 
@@ -205,6 +205,15 @@ const fn kprobe(program: &'static str) -> Probe {
         program,
         via: Via::Kprobe,
         args: None,
+    }
+}
+
+/// A kprobe program built for a function of `args` parameters.
+const fn kprobe_for(program: &'static str, args: u8) -> Probe {
+    Probe {
+        program,
+        via: Via::Kprobe,
+        args: Some(args),
     }
 }
 
@@ -427,6 +436,40 @@ pub const PROCESS_PROGRAMS: [(&str, &str); 2] = [
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exec", "sched_process_exec"),
 ];
+
+/// Programs that trace the fd a traced socket gets in a process it is passed to
+/// (`SCM_RIGHTS`, `pidfd_getfd`), on the kernel function that installs it
+/// (`tracer-ebpf/src/received_fd.rs`): fexit, one per signature, or kprobe and kretprobe.
+pub const RECEIVED_FD: ReceivedFd = ReceivedFd {
+    fentry: [
+        fexit("fexit_receive_fd", 3),
+        fexit("fexit_receive_fd_args4", 4),
+    ],
+    kprobes: [
+        kprobe_for("kprobe_receive_fd", 3),
+        kprobe_for("kprobe_receive_fd_args4", 4),
+        kretprobe("kretprobe_receive_fd"),
+    ],
+};
+
+/// The programs of [`RECEIVED_FD`].
+pub struct ReceivedFd {
+    /// fexit programs, one per signature.
+    pub fentry: [Probe; 2],
+    /// kprobes, one per signature, and the kretprobe.
+    pub kprobes: [Probe; 3],
+}
+
+impl ReceivedFd {
+    /// The kprobe/kretprobe programs for a function of `arity` parameters.
+    pub fn kprobes(&self, arity: usize) -> Vec<Probe> {
+        self.kprobes
+            .iter()
+            .filter(|p| p.args.is_none_or(|n| usize::from(n) == arity))
+            .copied()
+            .collect()
+    }
+}
 
 /// Programs that add the processes traced processes fork to the filter, and take them out
 /// when they exit: `(program, raw tracepoint)`.

@@ -32,6 +32,7 @@ pub const AUTO_TESTS: &[&str] = &[
     "other_ports_produce_no_events",
     "echo_session_packets_are_the_textbook_exchange",
     "every_program_passes_the_verifier",
+    "a_socket_passed_to_another_process",
 ];
 
 /// Tests run in each forced mode: the journey of a connection, both families, a refusal, and
@@ -41,6 +42,7 @@ pub const CORE_TESTS: &[&str] = &[
     "echo_session_on_ipv6",
     "refused_connection",
     "pid_filter",
+    "a_socket_passed_to_another_process",
 ];
 
 /// Another test binary the guest runs after `live`: its tests, the modes it runs in, and
@@ -93,18 +95,10 @@ pub const SUITES: &[Suite] = &[
             "resent_syn_acks_agree_with_the_kernels_counters",
             "congestion_numbers_agree_with_ss",
             "the_loss_demo_shows_a_probe_and_a_fast_retransmit",
+            "receive_buffer_autotuning_agrees_with_ss_and_the_sysctl",
         ],
         modes: &["auto", "kprobe"],
         env: "TRACER_NO_BROWSER=1",
-    },
-    // Receive autotuning against `ss -m`, on the fentry tier. In one 5.10 kprobe-mode run the
-    // last resize before the check was not reported (cause not found yet; the retry passed):
-    // not run in kprobe mode until it is.
-    Suite {
-        binary: "loss_lab",
-        tests: &["receive_buffer_autotuning_agrees_with_ss_and_the_sysctl"],
-        modes: &["auto"],
-        env: "",
     },
 ];
 

@@ -1,0 +1,107 @@
+//! File descriptors that arrive ready-made: a socket passed over a unix socket with
+//! `SCM_RIGHTS` (a master handing accepted connections to its workers) or taken with
+//! `pidfd_getfd`. The kernel installs every such fd through one function — `__receive_fd` up
+//! to 6.6, `receive_fd` after — whose return value is the new fd number. When the file is a
+//! traced socket's, the receiver's new fd is traced from then on, as if `accept()` had returned
+//! it. No tracepoint sees this: the tracepoint tier does not follow passed fds.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{fexit, kprobe, kretprobe, map},
+    maps::LruHashMap,
+    programs::{FExitContext, ProbeContext, RetProbeContext},
+};
+use tracer_common::{
+    failure::Failure,
+    offsets::{FILE_PRIVATE_DATA, SOCKET_FILE, SOCKET_SK},
+};
+
+use crate::{
+    context::{guessed_field, kernel_field},
+    emit::count_if_refused,
+    fds,
+    maps::SOCKS,
+};
+
+/// The traced socket behind `file` between kprobe and kretprobe, by thread.
+#[map]
+static RECEIVING: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1024, 0);
+
+/// The traced socket (`struct sock`) behind `file`, if `file` is a traced socket's.
+#[inline(always)]
+fn traced_sock(file: u64) -> Option<u64> {
+    let socket: u64 = kernel_field(file, FILE_PRIVATE_DATA);
+    // Any file may be passed, its private data anything: only a socket's file is its
+    // socket's own.
+    if socket == 0 || guessed_field::<u64>(socket, SOCKET_FILE) != Some(file) {
+        return None;
+    }
+    let sk: u64 = kernel_field(socket, SOCKET_SK);
+    SOCKS.get_ptr(sk).map(|_| sk)
+}
+
+/// `fd` (negative: an errno) now refers to traced socket `sk` in the current process.
+#[inline(always)]
+fn installed(sk: u64, fd: i32) {
+    if fd >= 0 {
+        fds::track((bpf_get_current_pid_tgid() >> 32) as u32, fd, sk);
+    }
+}
+
+#[inline(always)]
+fn received(file: u64, fd: i32) -> u32 {
+    if let Some(sk) = traced_sock(file) {
+        installed(sk, fd);
+    }
+    0
+}
+
+// One fexit program per signature, the return value right after the arguments (see
+// `kernel::inet_csk_accept`).
+
+/// `fexit:receive_fd(file, ufd, o_flags)` (6.7 on; `__receive_fd` from 5.14).
+#[fexit(function = "receive_fd")]
+pub fn fexit_receive_fd(ctx: FExitContext) -> u32 {
+    received(ctx.arg::<u64>(0), ctx.arg::<i32>(3))
+}
+
+/// `fexit:__receive_fd(fd, file, ufd, o_flags)` (before 5.14).
+#[fexit(function = "__receive_fd")]
+pub fn fexit_receive_fd_args4(ctx: FExitContext) -> u32 {
+    received(ctx.arg::<u64>(1), ctx.arg::<i32>(4))
+}
+
+#[inline(always)]
+fn entered(file: u64) -> u32 {
+    if let Some(sk) = traced_sock(file) {
+        let tid = bpf_get_current_pid_tgid() as u32;
+        count_if_refused(RECEIVING.insert(tid, sk, 0), Failure::InflightFull);
+    }
+    0
+}
+
+/// `kprobe:receive_fd(file, ufd, o_flags)`: remembers a traced socket for the kretprobe.
+#[kprobe]
+pub fn kprobe_receive_fd(ctx: ProbeContext) -> u32 {
+    entered(ctx.arg::<u64>(0).unwrap_or(0))
+}
+
+/// `kprobe:__receive_fd(fd, file, ufd, o_flags)` (before 5.14).
+#[kprobe]
+pub fn kprobe_receive_fd_args4(ctx: ProbeContext) -> u32 {
+    entered(ctx.arg::<u64>(1).unwrap_or(0))
+}
+
+/// `kretprobe:receive_fd`/`__receive_fd`: the new fd.
+#[kretprobe]
+pub fn kretprobe_receive_fd(ctx: RetProbeContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(sk) = RECEIVING.get_ptr(tid) else {
+        return 0;
+    };
+    // SAFETY: a value pointer returned by the lookup just above.
+    let sk = unsafe { *sk };
+    let _ = RECEIVING.remove(tid);
+    installed(sk, ctx.ret::<i32>());
+    0
+}
