@@ -10,13 +10,10 @@ use anyhow::{Context as _, bail};
 
 use super::sh;
 
-/// A Debian kernel package pinned by exact version and checksum, so that what vm-test boots
-/// never depends on the state of the machine's apt lists.
-pub struct Pinned {
-    /// The name `--kernel` takes and the report shows.
-    pub name: &'static str,
-    /// The Debian package holding the image (`linux-image-*` up to Debian 13, `linux-binary-*`
-    /// from Debian 14 on).
+/// One Debian package pinned by exact version and checksum, so that what vm-test boots never
+/// depends on the state of the machine's apt lists.
+pub struct Deb {
+    /// The package.
     pub package: &'static str,
     /// Its exact version.
     pub version: &'static str,
@@ -26,6 +23,18 @@ pub struct Pinned {
     pub pool: &'static str,
     /// sha256 of the `.deb`, as Debian's signed `Packages` index gives it.
     pub sha256: &'static str,
+}
+
+/// A Debian kernel pinned in the matrix.
+pub struct Pinned {
+    /// The name `--kernel` takes and the report shows.
+    pub name: &'static str,
+    /// The package holding the image (`linux-image-*` up to Debian 13, `linux-binary-*` from
+    /// Debian 14 on) and, up to Debian 13, its modules.
+    pub image: Deb,
+    /// The package holding the modules when the image's does not (Debian 14's
+    /// `linux-modules-*`): the loss lab's veth, nftables and qdiscs are modules.
+    pub modules: Option<Deb>,
     /// A kernel reported but never failing the run (release candidates).
     pub canary: bool,
     /// Why this kernel's failures are known and do not fail the run, when they are: the
@@ -43,41 +52,53 @@ const PREEMPTIBLE_TRACEPOINTS: &str = "since 7.0 tracepoint BPF programs are pre
 pub const MATRIX: &[Pinned] = &[
     Pinned {
         name: "5.10",
-        package: "linux-image-5.10.0-32-amd64",
-        version: "5.10.223-1",
-        suite: "bullseye",
-        pool: "debian/pool/main/l/linux-signed-amd64/linux-image-5.10.0-32-amd64_5.10.223-1_amd64.deb",
-        sha256: "86a6792f3a03ab15a643f385830cdaa921f15e3e9c8bf63aa55a9243c62fc797",
+        image: Deb {
+            package: "linux-image-5.10.0-32-amd64",
+            version: "5.10.223-1",
+            suite: "bullseye",
+            pool: "debian/pool/main/l/linux-signed-amd64/linux-image-5.10.0-32-amd64_5.10.223-1_amd64.deb",
+            sha256: "86a6792f3a03ab15a643f385830cdaa921f15e3e9c8bf63aa55a9243c62fc797",
+        },
+        modules: None,
         canary: false,
         known: None,
     },
     Pinned {
         name: "6.1.172",
-        package: "linux-image-6.1.0-48-amd64",
-        version: "6.1.172-1",
-        suite: "bookworm-security",
-        pool: "debian-security/pool/updates/main/l/linux-signed-amd64/linux-image-6.1.0-48-amd64_6.1.172-1_amd64.deb",
-        sha256: "22007ac243a5de6d53cbc5b43040b1389fa10860c4952a43d2786e09798cf1f8",
+        image: Deb {
+            package: "linux-image-6.1.0-48-amd64",
+            version: "6.1.172-1",
+            suite: "bookworm-security",
+            pool: "debian-security/pool/updates/main/l/linux-signed-amd64/linux-image-6.1.0-48-amd64_6.1.172-1_amd64.deb",
+            sha256: "22007ac243a5de6d53cbc5b43040b1389fa10860c4952a43d2786e09798cf1f8",
+        },
+        modules: None,
         canary: false,
         known: None,
     },
     Pinned {
         name: "6.1.192",
-        package: "linux-image-6.1.0-56-amd64",
-        version: "6.1.192-2",
-        suite: "bookworm-security",
-        pool: "debian-security/pool/updates/main/l/linux-signed-amd64/linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb",
-        sha256: "a86e2049672f52354c4536a089203b6c82639420424d31c91cf31a181fd4d8f1",
+        image: Deb {
+            package: "linux-image-6.1.0-56-amd64",
+            version: "6.1.192-2",
+            suite: "bookworm-security",
+            pool: "debian-security/pool/updates/main/l/linux-signed-amd64/linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb",
+            sha256: "a86e2049672f52354c4536a089203b6c82639420424d31c91cf31a181fd4d8f1",
+        },
+        modules: None,
         canary: false,
         known: None,
     },
     Pinned {
         name: "6.12",
-        package: "linux-image-6.12.117+deb13-amd64",
-        version: "6.12.117-1",
-        suite: "trixie",
-        pool: "debian/pool/main/l/linux-signed-amd64/linux-image-6.12.117+deb13-amd64_6.12.117-1_amd64.deb",
-        sha256: "ca712d36790184f6ac125ce2b20ea4e2202ae6bb7817b7de268f1f0115ccda73",
+        image: Deb {
+            package: "linux-image-6.12.117+deb13-amd64",
+            version: "6.12.117-1",
+            suite: "trixie",
+            pool: "debian/pool/main/l/linux-signed-amd64/linux-image-6.12.117+deb13-amd64_6.12.117-1_amd64.deb",
+            sha256: "ca712d36790184f6ac125ce2b20ea4e2202ae6bb7817b7de268f1f0115ccda73",
+        },
+        modules: None,
         canary: false,
         known: None,
     },
@@ -85,31 +106,52 @@ pub const MATRIX: &[Pinned] = &[
         // Not 6.12.95-1~bpo12+1 (bookworm-backports): under QEMU TCG that build double-faults
         // in SLUB's per-CPU fast path, also while booting, before any of our code runs.
         name: "6.12-cloud",
-        package: "linux-image-6.12.117+deb12-cloud-amd64",
-        version: "6.12.117-1~deb12u1",
-        suite: "bookworm-security",
-        pool: "debian-security/pool/updates/main/l/linux-signed-amd64/linux-image-6.12.117+deb12-cloud-amd64_6.12.117-1~deb12u1_amd64.deb",
-        sha256: "5195b288dec79e2981d6b84457f38b7ce7310a2d702930ec7d07209c7f78ce37",
+        image: Deb {
+            package: "linux-image-6.12.117+deb12-cloud-amd64",
+            version: "6.12.117-1~deb12u1",
+            suite: "bookworm-security",
+            pool: "debian-security/pool/updates/main/l/linux-signed-amd64/linux-image-6.12.117+deb12-cloud-amd64_6.12.117-1~deb12u1_amd64.deb",
+            sha256: "5195b288dec79e2981d6b84457f38b7ce7310a2d702930ec7d07209c7f78ce37",
+        },
+        modules: None,
         canary: false,
         known: None,
     },
     Pinned {
         name: "7.2",
-        package: "linux-binary-7.2.13+deb14-amd64",
-        version: "7.2.13-1",
-        suite: "sid",
-        pool: "debian/pool/main/l/linux-signed-amd64/linux-binary-7.2.13+deb14-amd64_7.2.13-1_amd64.deb",
-        sha256: "fb8cd0ade4ef82d9dde1dcf183d4bf4033db1b549b0acc9973855ad9cc48c4f5",
+        image: Deb {
+            package: "linux-binary-7.2.13+deb14-amd64",
+            version: "7.2.13-1",
+            suite: "sid",
+            pool: "debian/pool/main/l/linux-signed-amd64/linux-binary-7.2.13+deb14-amd64_7.2.13-1_amd64.deb",
+            sha256: "fb8cd0ade4ef82d9dde1dcf183d4bf4033db1b549b0acc9973855ad9cc48c4f5",
+        },
+        modules: Some(Deb {
+            package: "linux-modules-7.2.13+deb14-amd64",
+            version: "7.2.13-1",
+            suite: "sid",
+            pool: "debian/pool/main/l/linux/linux-modules-7.2.13+deb14-amd64_7.2.13-1_amd64.deb",
+            sha256: "a37a3d200915c4cf524e90c81bbb2a8b683d292cd00873e89c23b2ef32b1bf11",
+        }),
         canary: false,
         known: Some(PREEMPTIBLE_TRACEPOINTS),
     },
     Pinned {
         name: "7.3-rc",
-        package: "linux-binary-7.3-amd64",
-        version: "7.3~rc7-1~exp1",
-        suite: "experimental",
-        pool: "debian/pool/main/l/linux-signed-amd64/linux-binary-7.3-amd64_7.3~rc7-1~exp1_amd64.deb",
-        sha256: "a427422f7d200f39f253882e0703a04b6a48b92dbfa46d00f1257151ee0da05c",
+        image: Deb {
+            package: "linux-binary-7.3-amd64",
+            version: "7.3~rc7-1~exp1",
+            suite: "experimental",
+            pool: "debian/pool/main/l/linux-signed-amd64/linux-binary-7.3-amd64_7.3~rc7-1~exp1_amd64.deb",
+            sha256: "a427422f7d200f39f253882e0703a04b6a48b92dbfa46d00f1257151ee0da05c",
+        },
+        modules: Some(Deb {
+            package: "linux-modules-7.3-amd64",
+            version: "7.3~rc7-1~exp1",
+            suite: "experimental",
+            pool: "debian/pool/main/l/linux/linux-modules-7.3-amd64_7.3~rc7-1~exp1_amd64.deb",
+            sha256: "3c3cb040797c989838f1f0d1667b5a1246ec6d0eee45c944e04de06db140dd00",
+        }),
         canary: true,
         known: Some(PREEMPTIBLE_TRACEPOINTS),
     },
@@ -160,7 +202,7 @@ fn sha256(path: &Path) -> anyhow::Result<String> {
 /// Downloads `k` into `deb`: apt with the private lists first, the archive's pool path if
 /// apt's lists no longer name that version (a pool keeps a file a while after its suite moved
 /// on). The caller checks the checksum.
-fn download(root: &Path, cache: &Path, k: &Pinned, deb: &Path) -> anyhow::Result<()> {
+fn download(root: &Path, cache: &Path, k: &Deb, deb: &Path) -> anyhow::Result<()> {
     eprintln!(
         "vm-test: downloading {} {} ({})",
         k.package, k.version, k.suite
@@ -170,7 +212,7 @@ fn download(root: &Path, cache: &Path, k: &Pinned, deb: &Path) -> anyhow::Result
     if !lists_fresh {
         sh(Command::new("apt-get").args(&apt).args(["update", "-qq"]))?;
     }
-    let staging = cache.join(format!("download-{}", k.name));
+    let staging = cache.join(format!("download-{}", k.package));
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging)?;
     let by_apt = Command::new("apt-get")
@@ -216,6 +258,20 @@ fn download(root: &Path, cache: &Path, k: &Pinned, deb: &Path) -> anyhow::Result
 
 /// The pinned kernel `k`, downloaded, checked and unpacked once into `cache`.
 pub fn fetch(root: &Path, cache: &Path, k: &Pinned) -> anyhow::Result<Kernel> {
+    let unpacked = fetch_deb(root, cache, &k.image)?;
+    let modules = match &k.modules {
+        Some(package) => modules(&fetch_deb(root, cache, package)?),
+        None => modules(&unpacked),
+    };
+    Ok(Kernel {
+        name: k.name.to_string(),
+        vmlinuz: image(&unpacked)?,
+        modules,
+    })
+}
+
+/// Pinned package `k`, downloaded, checked and unpacked once into `cache`: its directory.
+fn fetch_deb(root: &Path, cache: &Path, k: &Deb) -> anyhow::Result<PathBuf> {
     fs::create_dir_all(cache)?;
     let dir = cache.join(format!("{}_{}", k.package, k.version));
     if !dir.is_dir() {
@@ -234,11 +290,7 @@ pub fn fetch(root: &Path, cache: &Path, k: &Pinned) -> anyhow::Result<Kernel> {
         }
         unpack(&deb, &dir)?;
     }
-    Ok(Kernel {
-        name: k.name.to_string(),
-        vmlinuz: image(&dir)?,
-        modules: modules(&dir),
-    })
+    Ok(dir)
 }
 
 /// Any Debian kernel package given as a file: an image (`linux-image-*`, kernel in `boot/`) or
