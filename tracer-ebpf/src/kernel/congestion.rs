@@ -49,7 +49,7 @@ fn traced_sock(ctx: &RawTracePointContext) -> Option<(u64, Owner)> {
 
 /// The congestion state in force, from its bit field.
 #[inline(always)]
-fn ca_state(sk: u64) -> u8 {
+pub(super) fn ca_state(sk: u64) -> u8 {
     let byte: u8 = sk_field(sk, ICSK_CA_STATE_BYTE);
     // Five bits wide since 5.x (six before); every state fits in the low three.
     (byte >> (offset(ICSK_CA_STATE_SHIFT) & 7)) & 7

@@ -9,6 +9,7 @@
 //! Only sockets already traced (in `SOCKS`) produce records. `struct sock` fields are read at
 //! offsets the loader found in the running kernel's BTF (Rust eBPF has no CO-RE relocations).
 
+mod ca_state;
 mod congestion;
 mod inet_csk_accept;
 pub mod rcvbuf;

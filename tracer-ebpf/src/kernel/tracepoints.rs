@@ -25,6 +25,7 @@ fn sock_tracepoint(ctx: &TracePointContext, func: KernelFn) -> u32 {
     if forget {
         let _ = SOCKS.remove(sk);
         super::rcvbuf::forget(sk);
+        super::ca_state::forget(sk);
     }
     0
 }

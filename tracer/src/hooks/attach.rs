@@ -236,17 +236,19 @@ impl<'a> Attacher<'a> {
         Ok(format!("{}:{function}", probe.via.name()))
     }
 
-    /// Attaches every kprobe/kretprobe of `probes` to kernel function `function`.
-    pub fn kprobes(&mut self, probes: &[Probe], function: &str) -> Result<String, AttachError> {
+    /// Attaches every kprobe/kretprobe of `probes` to each kernel function of `functions`.
+    pub fn kprobes(&mut self, probes: &[Probe], functions: &[&str]) -> Result<String, AttachError> {
         let mut via = Vec::new();
         for probe in probes {
             let name = probe.program;
             let prog: &mut KProbe = program(self.ebpf, name)?;
             prog.load()
                 .map_err(|e| kept(&mut self.rejected, AttachError::load(name, e)))?;
-            prog.attach(function, 0)
-                .map_err(|e| AttachError::attach(format!("{name} on {function}"), &e))?;
-            via.push(format!("{}:{function}", probe.via.name()));
+            for function in functions {
+                prog.attach(*function, 0)
+                    .map_err(|e| AttachError::attach(format!("{name} on {function}"), &e))?;
+                via.push(format!("{}:{function}", probe.via.name()));
+            }
         }
         Ok(via.join("+"))
     }

@@ -5,20 +5,21 @@ use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use aya::programs::{CgroupSkbAttachType, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use tracer_common::{
-    COMM_LEN, SyscallOp,
+    COMM_LEN, KernelFn, SyscallOp,
     maps::{FdKey, FilterConfig, Owner},
 };
 
 use super::attach::{Attacher, Links, fill, map};
 use super::error::{AttachError, LoadError, MapError};
 use super::failures::{Counts, Failures};
-use super::offsets::{NETNS_FIELDS, Offsets, RECEIVED_FD_FIELDS, SKB_FIELDS, TASK_FIELDS};
+use super::offsets::{NETNS_FIELDS, Offsets, SKB_FIELDS, TASK_FIELDS};
 use super::status::{HookStatus, missing_layers};
 use super::table::{
     FOLLOW_PROGRAMS, KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, PROCESS_PROGRAMS, Probe,
-    RECEIVED_FD, StandIn, TIMEWAIT_PROGRAM, syscall_programs,
+    StandIn, TIMEWAIT_PROGRAM, syscall_programs,
 };
 use super::tier::{ProbeMode, Tiers};
+use super::{ca_state, received_fd};
 use crate::system::{cgroup, sockets};
 
 /// The compiled programs, embedded at build time.
@@ -220,7 +221,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     let mut hooks = Vec::new();
     if filter.syscalls {
         hooks.push(syscalls(&mut at));
-        hooks.push(received_fd(&mut at, &tiers, &offsets));
+        hooks.push(received_fd::attach(&mut at, &tiers, &offsets));
     }
     let mut state = Some(state);
     for row in &KERNEL_HOOKS {
@@ -230,7 +231,12 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
                 hooks.push(packets(&mut at, &offsets));
             }
         } else {
-            hooks.push(attach_row(&mut at, &tiers, &offsets, row));
+            let status = attach_row(&mut at, &tiers, &offsets, row);
+            hooks.push(if row.func == KernelFn::TcpSetCaState {
+                ca_state::fallback(&mut at, &tiers, &offsets, status)
+            } else {
+                status
+            });
         }
     }
     let tracepoint_links = std::mem::take(&mut at.links);
@@ -269,7 +275,7 @@ fn follow(at: &mut Attacher, offsets: &Offsets) -> Result<(), LoadError> {
 
 /// The fentry/fexit program among `probes` built for a function of `arity` parameters (as
 /// this kernel's BTF declares it).
-fn fitting(probes: &[Probe], arity: Result<usize, String>) -> Result<&Probe, String> {
+pub(super) fn fitting(probes: &[Probe], arity: Result<usize, String>) -> Result<&Probe, String> {
     if probes.iter().all(|p| p.args.is_none()) {
         return probes
             .first()
@@ -308,7 +314,7 @@ fn attach_row(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets, row: &KernelH
         match (&tiers.kprobe, &lacking) {
             (Err(why), _) => skipped.push(why.clone()),
             (Ok(()), Some(why)) => skipped.push(format!("kprobe: {why}")),
-            (Ok(()), None) => match at.kprobes(row.kprobes, name) {
+            (Ok(()), None) => match at.kprobes(row.kprobes, &[name]) {
                 Ok(via) => return HookStatus::attached(name, row.layer, "kprobe", via, skipped),
                 Err(e) => skipped.push(format!("kprobe: {e}")),
             },
@@ -392,55 +398,6 @@ fn syscalls(at: &mut Attacher) -> HookStatus {
     }
 }
 
-/// The programs that trace a traced socket's fd in a process it is passed to, on the best
-/// probe tier allowed. No tracepoint sees an fd installed: on the tracepoint tier, passed
-/// sockets are not followed (their kernel layer still is: it names the socket, not an fd).
-fn received_fd(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus {
-    let missing = |name, error, skipped| HookStatus::missing(name, Layer::Syscall, error, skipped);
-    let no_stand_in = AttachError::NoStandIn(
-        "no tracepoint sees an fd passed to another process (SCM_RIGHTS): its calls there are \
-         not traced",
-    );
-    if !tiers.any_probe() {
-        let skipped = [&tiers.fentry.as_ref().err(), &tiers.kprobe.as_ref().err()]
-            .into_iter()
-            .flatten()
-            .map(|why| why.to_string())
-            .collect();
-        return missing("receive_fd", no_stand_in, skipped);
-    }
-    let (function, arity) = match &offsets.receive_fd {
-        Ok(found) => *found,
-        Err(why) => return missing("receive_fd", AttachError::Lacking(why.clone()), Vec::new()),
-    };
-    if let Some(why) = offsets.lacking(&RECEIVED_FD_FIELDS) {
-        return missing(function, AttachError::Lacking(why), Vec::new());
-    }
-    let mut skipped = Vec::new();
-    match &tiers.fentry {
-        Err(why) => skipped.push(why.clone()),
-        Ok(btf) => match fitting(&RECEIVED_FD.fentry, Ok(arity)) {
-            Err(why) => skipped.push(format!("fentry: {why}")),
-            Ok(probe) => match at.fentry(probe, function, btf) {
-                Ok(via) => {
-                    return HookStatus::attached(function, Layer::Syscall, "fentry", via, skipped);
-                }
-                Err(e) => skipped.push(format!("fentry: {e}")),
-            },
-        },
-    }
-    match &tiers.kprobe {
-        Err(why) => skipped.push(why.clone()),
-        Ok(()) => match at.kprobes(&RECEIVED_FD.kprobes(arity), function) {
-            Ok(via) => {
-                return HookStatus::attached(function, Layer::Syscall, "kprobe", via, skipped);
-            }
-            Err(e) => skipped.push(format!("kprobe: {e}")),
-        },
-    }
-    missing(function, no_stand_in, skipped)
-}
-
 /// The packet layer: cgroup_skb egress and ingress on the cgroup2 root, and the raw
 /// tracepoint that sees what TIME_WAIT sockets send (when the kernel's BTF gave the `sk_buff`
 /// offsets it reads).
@@ -518,8 +475,7 @@ fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<Vec<sockets::Exist
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::table::row;
-    use tracer_common::KernelFn;
+    use crate::hooks::table::{RECEIVED_FD, row};
 
     #[test]
     fn the_fexit_program_is_chosen_by_the_kernels_signature() {

@@ -8,8 +8,8 @@ mod tests {
 
     use crate::hooks::load::PROGRAMS;
     use crate::hooks::table::{
-        KERNEL_HOOKS, PACKET_PROGRAMS, PROCESS_PROGRAMS, RECEIVED_FD, TIMEWAIT_PROGRAM,
-        syscall_programs,
+        CA_STATE_FALLBACK, KERNEL_HOOKS, PACKET_PROGRAMS, PROCESS_PROGRAMS, RECEIVED_FD,
+        TIMEWAIT_PROGRAM, syscall_programs,
     };
 
     fn matches(section: &ProgramSection, via: Via) -> bool {
@@ -53,7 +53,14 @@ mod tests {
         for (name, _) in PROCESS_PROGRAMS {
             check(name, Via::Tracepoint);
         }
-        for p in RECEIVED_FD.fentry.iter().chain(&RECEIVED_FD.kprobes) {
+        let fallback = CA_STATE_FALLBACK.fentry.iter().map(|(_, p)| p);
+        for p in RECEIVED_FD
+            .fentry
+            .iter()
+            .chain(&RECEIVED_FD.kprobes)
+            .chain(fallback)
+            .chain(&CA_STATE_FALLBACK.kprobes)
+        {
             check(p.program, p.via);
         }
         for name in PACKET_PROGRAMS {

@@ -208,6 +208,15 @@ const fn kprobe(program: &'static str) -> Probe {
     }
 }
 
+/// An fexit program that reads only arguments (any signature).
+const fn fexit_any(program: &'static str) -> Probe {
+    Probe {
+        program,
+        via: Via::Fexit,
+        args: None,
+    }
+}
+
 /// A kprobe program built for a function of `args` parameters.
 const fn kprobe_for(program: &'static str, args: u8) -> Probe {
     Probe {
@@ -471,6 +480,44 @@ impl ReceivedFd {
     }
 }
 
+/// Congestion-state changes where the kernel has no `tcp:tcp_cong_state_set` tracepoint
+/// (5.10; `tcp_set_ca_state` is inline there): the state in force is compared with the last
+/// seen when a function that decides it returns (`tracer-ebpf/src/kernel/ca_state.rs`).
+pub const CA_STATE_FALLBACK: CaStateFallback = CaStateFallback {
+    fentry: [
+        (
+            "tcp_fastretrans_alert",
+            fexit_any("fexit_tcp_fastretrans_alert"),
+        ),
+        ("tcp_enter_loss", fexit_any("fexit_tcp_enter_loss")),
+        ("tcp_enter_cwr", fexit_any("fexit_tcp_enter_cwr")),
+    ],
+    kprobes: [kprobe("kprobe_ca_state"), kretprobe("kretprobe_ca_state")],
+};
+
+/// The programs of [`CA_STATE_FALLBACK`].
+pub struct CaStateFallback {
+    /// Each deciding function and its fexit program.
+    pub fentry: [(&'static str, Probe); 3],
+    /// One kprobe and one kretprobe, attached to every deciding function.
+    pub kprobes: [Probe; 2],
+}
+
+impl CaStateFallback {
+    /// The deciding functions.
+    pub fn functions(&self) -> [&'static str; 3] {
+        self.fentry.map(|(function, _)| function)
+    }
+
+    /// The hook label of records its programs of kind `via` produce.
+    pub fn label(via: Via) -> &'static str {
+        match via {
+            Via::Kretprobe => "kretprobe:tcp_fastretrans_alert/tcp_enter_loss/tcp_enter_cwr",
+            _ => "fexit:tcp_fastretrans_alert/tcp_enter_loss/tcp_enter_cwr",
+        }
+    }
+}
+
 /// Programs that add the processes traced processes fork to the filter, and take them out
 /// when they exit: `(program, raw tracepoint)`.
 pub const FOLLOW_PROGRAMS: [(&str, &str); 2] = [
@@ -510,6 +557,9 @@ pub fn label(func: Option<KernelFn>, via: Via) -> HookLabel {
         (Via::CgroupSkbEgress, _) => HookLabel::Fixed("cgroup_skb:egress"),
         (Via::CgroupSkbIngress, _) => HookLabel::Fixed("cgroup_skb:ingress"),
         (Via::RawTracepoint, None) => HookLabel::Fixed("raw_tracepoint:net_dev_queue"),
+        (via, Some(KernelFn::TcpSetCaState)) if via.is_probe() => {
+            HookLabel::Fixed(CaStateFallback::label(via))
+        }
         (via, Some(func)) if via.is_probe() => HookLabel::Probe(via, func),
         (via, func) => HookLabel::Fixed(
             func.and_then(row)
@@ -555,6 +605,16 @@ mod tests {
         assert_eq!(
             label(Some(KernelFn::TcpRcvSpaceAdjust), Via::Tracepoint).to_string(),
             "tracepoint:sock:sock_recv_length"
+        );
+        // Without its tracepoint, a congestion-state change is noticed after the functions
+        // that decide it.
+        assert_eq!(
+            label(Some(KernelFn::TcpSetCaState), Via::RawTracepoint).to_string(),
+            "raw_tracepoint:tcp_cong_state_set"
+        );
+        assert_eq!(
+            label(Some(KernelFn::TcpSetCaState), Via::Fexit).to_string(),
+            "fexit:tcp_fastretrans_alert/tcp_enter_loss/tcp_enter_cwr"
         );
     }
 }
