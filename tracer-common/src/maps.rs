@@ -40,8 +40,10 @@ pub struct Inflight {
     pub user_addr: u64,
     /// Non-zero when the fd is a held socket (see [`Held`]): the record is held too.
     pub held: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// The syscall's number, as its enter tracepoint gives it: only an exit with the same
+    /// number completes the record. (An entry whose exit the kernel skipped is stale: it must
+    /// not take the next traced syscall's result.)
+    pub nr: u32,
 }
 
 /// Calls on a held socket kept before its `bind`/`connect` (socket options, `fcntl`): curl

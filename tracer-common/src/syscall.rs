@@ -183,8 +183,48 @@ impl SyscallOp {
         }
     }
 
+    /// Whether the call moves bytes through the socket (the syscalls inside which
+    /// `tcp_sendmsg`/`tcp_recvmsg` run).
+    pub fn moves_data(self) -> bool {
+        matches!(
+            self,
+            Self::Read
+                | Self::Write
+                | Self::Readv
+                | Self::Writev
+                | Self::Sendto
+                | Self::Recvfrom
+                | Self::Sendmsg
+                | Self::Recvmsg
+                | Self::Sendfile
+                | Self::Splice
+                | Self::Sendmmsg
+                | Self::Recvmmsg
+        )
+    }
+
     /// Whether the call returns a new fd for an accepted connection.
     pub fn accepts(self) -> bool {
         matches!(self, Self::Accept | Self::Accept4)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `tcp_sendmsg`/`tcp_recvmsg` take the fd of the syscall in flight only when it moves
+    /// data: every call whose result counts bytes or messages does.
+    #[test]
+    fn every_call_counting_bytes_moves_data() {
+        for op in SyscallOp::ALL {
+            for args in [[0, 0], [0, SPLICE_TO_SOCKET]] {
+                if op.sends(&args) || op.receives(&args) || op.counts_messages() {
+                    assert!(op.moves_data(), "{op:?}");
+                }
+            }
+        }
+        assert!(!SyscallOp::Accept4.moves_data());
+        assert!(!SyscallOp::Close.moves_data());
     }
 }

@@ -21,7 +21,7 @@ use tracer_common::{
 };
 
 use crate::{
-    context::syscall_arg,
+    context::{at, syscall_arg},
     emit::{count, count_if_refused, emit},
     fds,
     filter::{config, current_comm, ports_match, task_matches},
@@ -33,9 +33,16 @@ const SOCK_STREAM: u64 = 1;
 const SOCK_TYPE_MASK: u64 = 0xf;
 const IPPROTO_TCP: u64 = 6;
 
-/// A fresh in-flight record for the running thread.
+/// The syscall number in a `syscalls:` enter or exit record (`__syscall_nr`, at byte 8 in
+/// every one, before the arguments or the return value).
 #[inline(always)]
-fn begin(op: SyscallOp, fd: i32, sock: u64) -> Inflight {
+fn syscall_nr(ctx: &TracePointContext) -> u32 {
+    at(ctx, 8)
+}
+
+/// A fresh in-flight record for the running thread, in the syscall whose enter is `ctx`.
+#[inline(always)]
+fn begin(ctx: &TracePointContext, op: SyscallOp, fd: i32, sock: u64) -> Inflight {
     let pid_tgid = bpf_get_current_pid_tgid();
     let mut record = SyscallRecord::new(op);
     let h = &mut record.header;
@@ -50,7 +57,7 @@ fn begin(op: SyscallOp, fd: i32, sock: u64) -> Inflight {
         record,
         user_addr: 0,
         held: 0,
-        _pad: 0,
+        nr: syscall_nr(ctx),
     }
 }
 
@@ -189,7 +196,7 @@ fn fd_args(
         }
         None => return 0,
     };
-    let mut inflight = begin(op, fd, sock);
+    let mut inflight = begin(ctx, op, fd, sock);
     inflight.held = u32::from(held);
     fill(&mut inflight);
     stash(&inflight);
@@ -278,7 +285,7 @@ pub fn sys_enter_splice(ctx: TracePointContext) -> u32 {
             (fd, sock, 0)
         }
     };
-    let mut inflight = begin(SyscallOp::Splice, fd, sock);
+    let mut inflight = begin(&ctx, SyscallOp::Splice, fd, sock);
     inflight.record.args = [syscall_arg(&ctx, 4), to_socket];
     stash(&inflight);
     0
@@ -309,7 +316,7 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let cfg = config();
-    let mut inflight = begin(SyscallOp::Socket, -1, 0);
+    let mut inflight = begin(&ctx, SyscallOp::Socket, -1, 0);
     let task = &inflight.record.header.task;
     if !task_matches(&cfg, task.pid, &task.comm) {
         return 0;
@@ -331,7 +338,7 @@ fn addr_enter(ctx: &TracePointContext, op: SyscallOp) -> u32 {
     if sock.is_none() && HELD_SOCKETS.get_ptr(key).is_none() {
         return 0;
     }
-    let mut inflight = begin(op, fd, sock.unwrap_or(0));
+    let mut inflight = begin(ctx, op, fd, sock.unwrap_or(0));
     let end = if op == SyscallOp::Bind {
         End::Local
     } else {
@@ -374,15 +381,27 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     addr_enter(&ctx, SyscallOp::Connect)
 }
 
+/// The thread's in-flight record if it is this exit's syscall's; a stale one (its exit was
+/// skipped by the kernel, which counts that) is dropped.
+#[inline(always)]
+fn inflight_of(ctx: &TracePointContext, tid: u32) -> Option<&'static mut Inflight> {
+    let inflight = INFLIGHT.get_ptr_mut(tid)?;
+    // SAFETY: a value pointer from the lookup above; only this thread uses its own entry.
+    let inflight = unsafe { &mut *inflight };
+    if inflight.nr != syscall_nr(ctx) {
+        let _ = INFLIGHT.remove(tid);
+        return None;
+    }
+    Some(inflight)
+}
+
 /// Every traced `syscalls:sys_exit_*`: completes the thread's in-flight record, if any.
 #[tracepoint]
 pub fn sys_exit(ctx: TracePointContext) -> u32 {
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(inflight) = INFLIGHT.get_ptr_mut(tid) else {
+    let Some(inflight) = inflight_of(&ctx, tid) else {
         return 0;
     };
-    // SAFETY: a value pointer from the lookup above; only this thread uses its own entry.
-    let inflight = unsafe { &mut *inflight };
     finish(inflight, syscall_arg(&ctx, 0) as i64);
     let _ = INFLIGHT.remove(tid);
     0
@@ -396,9 +415,8 @@ pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     let ret = syscall_arg(&ctx, 0) as i64;
-    if let Some(inflight) = INFLIGHT.get_ptr_mut(tid) {
-        // SAFETY: a value pointer from the lookup above; only this thread uses its own entry.
-        finish(unsafe { &mut *inflight }, ret);
+    if let Some(inflight) = inflight_of(&ctx, tid) {
+        finish(inflight, ret);
         let _ = INFLIGHT.remove(tid);
         return 0;
     }

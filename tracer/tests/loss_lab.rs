@@ -872,7 +872,10 @@ fn the_loss_demo_shows_a_probe_and_a_fast_retransmit_and_leaves_nothing_behind()
             .any(|h| h["hook"] == "tcp_set_ca_state" && !h["tier"].is_null())
     });
     if std::env::var("TRACER_EXPECT_TIER").is_ok_and(|tier| tier != "tracepoint") {
-        assert!(ca_state_hook, "a probe tier watches congestion states on every kernel");
+        assert!(
+            ca_state_hook,
+            "a probe tier watches congestion states on every kernel"
+        );
     }
     assert_eq!(
         ca_state_hook,

@@ -25,7 +25,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    AF_INET, AF_INET6, KernelFn, Via,
+    AF_INET, AF_INET6, KernelFn, SyscallOp, Via,
     failure::Failure,
     maps::Owner,
     offsets::{
@@ -109,7 +109,12 @@ fn sock_length(ctx: &TracePointContext) -> Option<(u64, i64)> {
 fn moved(sk: u64, bytes: i64, func: KernelFn, via: Via, fill: impl FnOnce(&mut KernelRecord)) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    let inflight = INFLIGHT.get_ptr(pid_tgid as u32);
+    // Only a syscall that moves data can be the one this runs in: any other entry is one
+    // whose exit the kernel skipped (its fd is not this socket's).
+    let inflight = INFLIGHT.get_ptr(pid_tgid as u32).filter(|i| {
+        // SAFETY: a value pointer returned by the lookup.
+        SyscallOp::from_u8(unsafe { (**i).record.header.op }).is_some_and(SyscallOp::moves_data)
+    });
     let owner = match traced(sk) {
         Some(owner) => owner,
         // A socket open before the tracer started, used through a traced fd (found in /proc
