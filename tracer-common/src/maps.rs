@@ -169,3 +169,11 @@ const _: () = assert!(core::mem::size_of::<FilterConfig>() == 40);
 const _: () = assert!(core::mem::size_of::<PortPair>() == 4);
 const _: () = assert!(core::mem::size_of::<TracepointFn>() == 4);
 const _: () = assert!(core::mem::size_of::<Sampled>() == 24);
+
+/// `TALLIES` index: sockets added to `SOCKS`. An LRU map evicts without telling; at the end,
+/// sockets added − removed − still there = evicted (counted as `sockets_map_full`).
+pub const TALLY_SOCKS_ADDED: u32 = 0;
+/// `TALLIES` index: sockets removed from `SOCKS` when the kernel destroyed them.
+pub const TALLY_SOCKS_REMOVED: u32 = 1;
+/// Length of the `TALLIES` array.
+pub const TALLIES_LEN: u32 = 2;

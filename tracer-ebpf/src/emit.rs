@@ -3,7 +3,9 @@
 
 use tracer_common::failure::Failure;
 
-use crate::maps::{EVENTS, FAILURES, RING_BYTES};
+use aya_ebpf::maps::Array;
+
+use crate::maps::{EVENTS, FAILURES, RING_BYTES, TALLIES};
 
 /// `BPF_RB_NO_WAKEUP`: user space drains the ring buffer on its own clock (every 10 ms), so no
 /// record pays for waking it up; under load that saves a context switch per record.
@@ -27,7 +29,19 @@ pub fn wakeup_flags() -> u64 {
 /// Counts one thing a program gave up on, for `reason`.
 #[inline(always)]
 pub fn count(reason: Failure) {
-    if let Some(count) = FAILURES.get_ptr_mut(reason as u32) {
+    add_one(&FAILURES, reason as u32);
+}
+
+/// Adds one to tally `index` (`tracer_common::maps::TALLY_*`).
+#[inline(always)]
+pub fn tally(index: u32) {
+    add_one(&TALLIES, index);
+}
+
+/// Adds one to counter `index` of `counters`.
+#[inline(always)]
+fn add_one(counters: &Array<u64>, index: u32) {
+    if let Some(count) = counters.get_ptr_mut(index) {
         // SAFETY: a value pointer from the lookup above, valid for the map's lifetime and
         // aligned for a u64; every writer adds atomically.
         unsafe {

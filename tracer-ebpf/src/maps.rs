@@ -8,7 +8,7 @@ use tracer_common::{
     failure::FAILURE_KINDS,
     maps::{
         FdKey, Held, HeldCallKey, Inflight, MAX_CGROUPS, MAX_PORTS, Owner, PIDS_CAPACITY, PortPair,
-        SOCK_OPS_SLOTS, Sampled, TracepointFn,
+        SOCK_OPS_SLOTS, Sampled, TALLIES_LEN, TracepointFn,
     },
     record::SyscallRecord,
 };
@@ -33,6 +33,11 @@ const MMAPABLE: u32 = 1 << 10;
 /// on 7.2.
 #[map]
 pub static FAILURES: Array<u64> = Array::with_max_entries(FAILURE_KINDS, MMAPABLE);
+
+/// Counts that are not failures (`tracer_common::maps::TALLY_*`), added to atomically and read
+/// once the programs are unloaded: what entered and left `SOCKS`, to count its evictions.
+#[map]
+pub static TALLIES: Array<u64> = Array::with_max_entries(TALLIES_LEN, 0);
 
 /// Ports to trace (local or remote), when filtering by port.
 #[map]

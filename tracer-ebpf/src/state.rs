@@ -14,7 +14,7 @@ use aya_ebpf::{
 use tracer_common::{
     AF_INET, KernelFn, SyscallOp, Via,
     failure::Failure,
-    maps::Owner,
+    maps::{Owner, TALLY_SOCKS_ADDED},
     offsets::{
         STATE_DADDR, STATE_DADDR6, STATE_DPORT, STATE_FAMILY, STATE_NEW, STATE_OLD, STATE_PROTOCOL,
         STATE_SADDR, STATE_SADDR6, STATE_SKADDR, STATE_SPORT,
@@ -25,7 +25,7 @@ use tracer_common::{
 
 use crate::{
     context::field,
-    emit::{count_if_refused, emit},
+    emit::{count, count_if_refused, emit, tally},
     filter::{config, current_comm, netns_matches, ports_match, ports_only, task_matches},
     maps::{INFLIGHT, LISTENERS, SOCKS},
     packets::watch_port_pair,
@@ -163,7 +163,10 @@ fn adopt(
     } else {
         return None;
     };
-    count_if_refused(SOCKS.insert(sk, owner, 0), Failure::SocketsFull);
+    match SOCKS.insert(sk, owner, 0) {
+        Ok(()) => tally(TALLY_SOCKS_ADDED),
+        Err(_) => count(Failure::SocketsFull),
+    }
     Some((owner, guessed))
 }
 

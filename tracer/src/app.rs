@@ -168,8 +168,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         scope,
     )
     .await;
-    let failures = loaded.failures();
+    // Read from the programs before they are unloaded.
     let skipped = loaded.skipped();
+    let failures = loaded.stop();
     let finished = result.and_then(|end| {
         pipeline.finish(failures, &skipped).map_err(output_error)?;
         Ok(end)

@@ -27,7 +27,7 @@ use aya_ebpf::{
 use tracer_common::{
     AF_INET, AF_INET6, KernelFn, SyscallOp, Via,
     failure::Failure,
-    maps::Owner,
+    maps::{Owner, TALLY_SOCKS_ADDED},
     offsets::{
         SK_DADDR, SK_DPORT, SK_FAMILY, SK_NUM, SK_RCV_SADDR, SK_V6_DADDR, SK_V6_RCV_SADDR,
         SOCKLEN_FAMILY, SOCKLEN_PROTOCOL, SOCKLEN_RET, SOCKLEN_SK,
@@ -37,7 +37,7 @@ use tracer_common::{
 
 use crate::{
     context::{field, sk_field},
-    emit::{count_if_refused, emit},
+    emit::{count, emit, tally},
     filter::current_comm,
     maps::{INFLIGHT, SOCKS},
 };
@@ -115,11 +115,11 @@ fn moved(sk: u64, bytes: i64, func: KernelFn, via: Via, fill: impl FnOnce(&mut K
         // SAFETY: a value pointer returned by the lookup.
         SyscallOp::from_u8(unsafe { (**i).record.header.op }).is_some_and(SyscallOp::moves_data)
     });
-    let owner = match traced(sk) {
-        Some(owner) => owner,
+    let (owner, adopted) = match traced(sk) {
+        Some(owner) => (owner, false),
         // A socket open before the tracer started, used through a traced fd (found in /proc
         // at startup): the syscall in flight says so. Adopt it.
-        None if inflight.is_some() => Task::NONE,
+        None if inflight.is_some() => (Task::NONE, true),
         None => return,
     };
     // Bytes move in process context: the record names the task moving them.
@@ -130,7 +130,11 @@ fn moved(sk: u64, bytes: i64, func: KernelFn, via: Via, fill: impl FnOnce(&mut K
     };
     if owner.pid == 0 {
         // The owner was guessed in softirq, or the socket just adopted; now we know it.
-        count_if_refused(SOCKS.insert(sk, current, 0), Failure::SocketsFull);
+        match SOCKS.insert(sk, current, 0) {
+            Ok(()) if adopted => tally(TALLY_SOCKS_ADDED),
+            Ok(()) => {}
+            Err(_) => count(Failure::SocketsFull),
+        }
     }
     let mut record = record(sk, &current, func, via);
     record.header.flags |= FLAG_BYTES;

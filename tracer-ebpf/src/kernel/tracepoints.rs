@@ -6,12 +6,12 @@
 //! tracepoints: for BPF the kernel overwrites the record's common fields, event id included.)
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use tracer_common::{KernelFn, Via};
+use tracer_common::{KernelFn, Via, maps::TALLY_SOCKS_REMOVED};
 
 use super::{record, traced};
 use crate::{
     context::at,
-    emit::emit,
+    emit::{emit, tally},
     maps::{SOCKS, TRACEPOINT_FNS},
 };
 
@@ -23,7 +23,9 @@ fn sock_tracepoint(ctx: &TracePointContext, func: KernelFn) -> u32 {
     };
     emit(&record(sk, &owner, func, Via::Tracepoint));
     if forget {
-        let _ = SOCKS.remove(sk);
+        if SOCKS.remove(sk).is_ok() {
+            tally(TALLY_SOCKS_REMOVED);
+        }
         super::rcvbuf::forget(sk);
         super::ca_state::forget(sk);
     }

@@ -10,8 +10,9 @@ use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::ptr::NonNull;
 
 use aya::Ebpf;
-use aya::maps::Map;
+use aya::maps::{Array, HashMap, Map};
 use tracer_common::failure::{FAILURE_KINDS, Failure};
+use tracer_common::maps::{Owner, TALLY_SOCKS_ADDED, TALLY_SOCKS_REMOVED};
 
 use super::error::MapError;
 
@@ -77,4 +78,25 @@ impl Drop for Failures {
         // SAFETY: unmapping exactly the mapping made in `map`, never used after this.
         unsafe { libc::munmap(self.counters.as_ptr().cast(), self.len) };
     }
+}
+
+/// The sockets `SOCKS` evicted: an LRU map makes room without telling anyone, so the programs
+/// tally what they add and what they remove, and what is neither removed nor still there was
+/// evicted. Exact only once no program runs (read after they are unloaded); 0 if a map is
+/// unreadable.
+pub fn evicted_sockets(ebpf: &Ebpf) -> u64 {
+    let tallies = ebpf
+        .map("TALLIES")
+        .and_then(|m| Array::<_, u64>::try_from(m).ok());
+    let socks = ebpf
+        .map("SOCKS")
+        .and_then(|m| HashMap::<_, u64, Owner>::try_from(m).ok());
+    let (Some(tallies), Some(socks)) = (tallies, socks) else {
+        return 0;
+    };
+    let tally = |i| tallies.get(&i, 0).unwrap_or(0);
+    let added = tally(TALLY_SOCKS_ADDED);
+    let removed = tally(TALLY_SOCKS_REMOVED);
+    let live = socks.keys().filter(Result::is_ok).count() as u64;
+    added.saturating_sub(removed).saturating_sub(live)
 }

@@ -2,10 +2,11 @@
 //! kernel allows.
 
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
-use aya::programs::{CgroupSkbAttachType, TracePoint};
+use aya::programs::{CgroupSkbAttachType, Program, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use tracer_common::{
     COMM_LEN, KernelFn, SyscallOp,
+    failure::Failure,
     maps::{FdKey, FilterConfig, Owner},
 };
 
@@ -115,10 +116,28 @@ impl Loaded {
         missing_layers(&self.hooks)
     }
 
-    /// Detaches everything. Releasing a tracepoint's perf event waits for an RCU grace period,
-    /// so the ~35 tracepoint links are released from several threads at once; sequentially
-    /// that takes seconds on small VMs.
+    /// Stops every program and returns the final counts of what they gave up on, with the
+    /// sockets `SOCKS` evicted (which only a count taken while nothing runs can tell).
+    pub fn stop(&mut self) -> Counts {
+        self.release_tracepoint_links();
+        for (_, program) in self.ebpf.programs_mut() {
+            unload(program);
+        }
+        let mut counts = self.failures.counts();
+        counts[Failure::SocketsFull as usize] += super::failures::evicted_sockets(&self.ebpf);
+        counts
+    }
+
+    /// Detaches everything.
     pub fn detach(mut self) {
+        self.release_tracepoint_links();
+        drop(self.ebpf);
+    }
+
+    /// Releasing a tracepoint's perf event waits for an RCU grace period, so the ~35
+    /// tracepoint links are released from several threads at once; sequentially that takes
+    /// seconds on small VMs.
+    fn release_tracepoint_links(&mut self) {
         let mut links = Vec::new();
         for (program, id) in std::mem::take(&mut self.tracepoint_links) {
             let prog: Option<&mut TracePoint> = self
@@ -136,8 +155,21 @@ impl Loaded {
                 s.spawn(move || drop(chunk));
             }
         });
-        drop(self.ebpf);
     }
+}
+
+/// Unloads `program`, detaching the links it keeps (the kinds this tracer loads).
+fn unload(program: &mut Program) {
+    let _ = match program {
+        Program::KProbe(p) => p.unload(),
+        Program::TracePoint(p) => p.unload(),
+        Program::RawTracePoint(p) => p.unload(),
+        Program::FEntry(p) => p.unload(),
+        Program::FExit(p) => p.unload(),
+        Program::SockOps(p) => p.unload(),
+        Program::CgroupSkb(p) => p.unload(),
+        _ => Ok(()),
+    };
 }
 
 fn filter_config(filter: &Filter) -> FilterConfig {
