@@ -10,11 +10,14 @@ use super::status::HookStatus;
 use super::table::{Layer, RECEIVED_FD};
 use super::tier::Tiers;
 
+/// The hook's name in every output, whatever the kernel calls the function (`via` names it).
+const NAME: &str = "receive_fd";
+
 /// The programs that trace a traced socket's fd in a process it is passed to, on the best
 /// probe tier allowed. No tracepoint sees an fd installed: on the tracepoint tier, passed
 /// sockets are not followed (their kernel layer still is: it names the socket, not an fd).
 pub fn attach(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus {
-    let missing = |name, error, skipped| HookStatus::missing(name, Layer::Syscall, error, skipped);
+    let missing = |error, skipped| HookStatus::missing(NAME, Layer::Syscall, error, skipped);
     let no_stand_in = AttachError::NoStandIn(
         "no tracepoint sees an fd passed to another process (SCM_RIGHTS): its calls there are \
          not traced",
@@ -25,14 +28,14 @@ pub fn attach(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus
             .flatten()
             .map(|why| why.to_string())
             .collect();
-        return missing("receive_fd", no_stand_in, skipped);
+        return missing(no_stand_in, skipped);
     }
     let (function, arity) = match &offsets.receive_fd {
         Ok(found) => *found,
-        Err(why) => return missing("receive_fd", AttachError::Lacking(why.clone()), Vec::new()),
+        Err(why) => return missing(AttachError::Lacking(why.clone()), Vec::new()),
     };
     if let Some(why) = offsets.lacking(&RECEIVED_FD_FIELDS) {
-        return missing(function, AttachError::Lacking(why), Vec::new());
+        return missing(AttachError::Lacking(why), Vec::new());
     }
     let mut skipped = Vec::new();
     match &tiers.fentry {
@@ -41,7 +44,7 @@ pub fn attach(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus
             Err(why) => skipped.push(format!("fentry: {why}")),
             Ok(probe) => match at.fentry(probe, function, btf) {
                 Ok(via) => {
-                    return HookStatus::attached(function, Layer::Syscall, "fentry", via, skipped);
+                    return HookStatus::attached(NAME, Layer::Syscall, "fentry", via, skipped);
                 }
                 Err(e) => skipped.push(format!("fentry: {e}")),
             },
@@ -51,10 +54,10 @@ pub fn attach(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus
         Err(why) => skipped.push(why.clone()),
         Ok(()) => match at.kprobes(&RECEIVED_FD.kprobes(arity), &[function]) {
             Ok(via) => {
-                return HookStatus::attached(function, Layer::Syscall, "kprobe", via, skipped);
+                return HookStatus::attached(NAME, Layer::Syscall, "kprobe", via, skipped);
             }
             Err(e) => skipped.push(format!("kprobe: {e}")),
         },
     }
-    missing(function, no_stand_in, skipped)
+    missing(no_stand_in, skipped)
 }
