@@ -1,9 +1,10 @@
 //! File descriptors that arrive ready-made: a socket passed over a unix socket with
 //! `SCM_RIGHTS` (a master handing accepted connections to its workers) or taken with
-//! `pidfd_getfd`. The kernel installs every such fd through one function — `__receive_fd` up
-//! to 6.6, `receive_fd` after — whose return value is the new fd number. When the file is a
-//! traced socket's, the receiver's new fd is traced from then on, as if `accept()` had returned
-//! it. No tracepoint sees this: the tracepoint tier does not follow passed fds.
+//! `pidfd_getfd`. The kernel installs every such fd through one function — `__receive_fd` in
+//! 5.10 and 6.1, `receive_fd` in 6.12 and 7.x — whose return value is the new fd number. When
+//! the file is a traced socket's, the receiver's new fd is traced from then on, as if
+//! `accept()` had returned it. No tracepoint sees this: the tracepoint tier does not follow
+//! passed fds.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
@@ -59,7 +60,7 @@ fn received(file: u64, fd: i32) -> u32 {
 // One fexit program per signature, the return value right after the arguments (see
 // `kernel::inet_csk_accept`).
 
-/// `fexit:receive_fd(file, ufd, o_flags)` (6.7 on; `__receive_fd` from 5.14).
+/// `fexit:receive_fd(file, ufd, o_flags)` (6.12 on; `__receive_fd` from 5.14 to 6.1 at least).
 #[fexit(function = "receive_fd")]
 pub fn fexit_receive_fd(ctx: FExitContext) -> u32 {
     received(ctx.arg::<u64>(0), ctx.arg::<i32>(3))

@@ -259,9 +259,9 @@ impl SockField {
     }
 }
 
-/// The function that installs a received fd, by the name it has had: `__receive_fd` until 6.6
-/// (6.1 also has a two-parameter `receive_fd` wrapper, which `SCM_RIGHTS` does not use),
-/// `receive_fd` after.
+/// The function that installs a received fd, by the names it has had: `__receive_fd` in 5.10
+/// and 6.1 (6.1 also has a two-parameter `receive_fd` wrapper, which `SCM_RIGHTS` does not
+/// use), `receive_fd` in 6.12 and 7.x.
 const RECEIVE_FD: [&str; 2] = ["__receive_fd", "receive_fd"];
 
 /// The offsets array, filled as far as this kernel allows.
