@@ -33,23 +33,30 @@ fn from_timer_list() -> Option<u32> {
     timer_list_hz(&std::fs::read_to_string("/proc/timer_list").ok()?)
 }
 
-/// HZ from a `/proc/timer_list`: its `now at N nsecs` (time since boot) and a CPU's
-/// `.last_jiffies` (read together), knowing that jiffies start at `2^32 - 300 * HZ`.
+/// HZ from a `/proc/timer_list`: its `now at N nsecs` (time since boot) and the jiffies count
+/// printed with it, knowing that jiffies start at `2^32 - 300 * HZ`. The count is the tick
+/// device's `jiffies:` line, current when the file is read; kernels without it give each
+/// CPU's `.last_jiffies`, the last tick that CPU took, seconds old on an idle CPU of a tickless
+/// kernel: the latest of them.
 fn timer_list_hz(text: &str) -> Option<u32> {
     let now_ns: u64 = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("now at "))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())?;
-    let jiffies: u64 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(".last_jiffies"))
-        .and_then(|v| v.trim_start_matches([' ', ':']).trim().parse().ok())?;
+    let count = |key: &str| -> Option<u64> {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix(key))
+            .filter_map(|v| v.trim_start_matches([' ', ':']).trim().parse().ok())
+            .max()
+    };
+    let jiffies = count("jiffies:").or_else(|| count(".last_jiffies"))?;
     // Negative in the first 300 s after boot (a fresh VM, a container's host just booted):
-    // both sides are then negative, and the ratio still HZ.
+    // both sides are then negative, and the ratio still HZ. Around 300 s every rate gives
+    // the same count: nothing to tell them apart by.
     let since_start = jiffies as f64 - (1u64 << 32) as f64;
     let seconds = now_ns as f64 / 1e9 - 300.0;
-    if seconds.abs() < 10.0 {
+    if seconds.abs() < 2.0 {
         return None;
     }
     let hz = since_start / seconds;
@@ -85,6 +92,15 @@ mod tests {
             "now at {} nsecs\n .last_jiffies : {}\n",
             120_000_000_000u64,
             (1u64 << 32) - (300 - 120) * 250
+        );
+        assert_eq!(timer_list_hz(&list), Some(250));
+        // The current count wins over a stale `.last_jiffies` (an idle CPU's, 8 s old): 250 Hz,
+        // 30 s after the jiffies wrap, where the stale count would read as 184 Hz.
+        let list = format!(
+            "now at {} nsecs\n  .last_jiffies   : {}\njiffies: {}\n",
+            330_000_000_000u64,
+            (1u64 << 32) + 22 * 250,
+            (1u64 << 32) + 30 * 250
         );
         assert_eq!(timer_list_hz(&list), Some(250));
     }
