@@ -85,11 +85,13 @@ fn check_echo(events: &[Value], echo: &Echo, family: &str) {
     let summary = events.last().unwrap();
     assert_eq!(summary["event"], "summary");
     assert_eq!(summary["dropped"], 0);
-    assert_eq!(
-        summary["skipped"], 0,
-        "program runs the kernel skipped: {}",
-        summary["skipped_by"]
-    );
+    // Runs of our programs the kernel skipped (7.x preempts them; see `xtask/src/vm/kernels.rs`)
+    // are told in the summary. The syscall programs run for every process's reads and writes:
+    // a skipped run matters only if it was one of this session's, which the exact checks below
+    // then catch. Shown with their failure.
+    if summary["skipped"] != 0 {
+        eprintln!("program runs the kernel skipped: {}", summary["skipped_by"]);
+    }
 
     // Client: states, owner, tuple.
     let c = conn_with(events, client, "CLOSE", "SYN_SENT");
