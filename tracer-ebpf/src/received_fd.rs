@@ -3,11 +3,13 @@
 //! `pidfd_getfd`. The kernel installs every such fd through one function — `__receive_fd` in
 //! 5.10 and 6.1, `receive_fd` in 6.12 and 7.x — whose return value is the new fd number. When
 //! the file is a traced socket's, the receiver's new fd is traced from then on, as if
-//! `accept()` had returned it. No tracepoint sees this: the tracepoint tier does not follow
-//! passed fds.
+//! `accept()` had returned it. From 7.3 `SCM_RIGHTS` installs through `scm_recv_one_fd`
+//! instead (`receive_fd` still serves `pidfd_getfd`), which writes the new fd to the
+//! receiver's control message: both are watched there. No tracepoint sees this: the tracepoint
+//! tier does not follow passed fds.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{fexit, kprobe, kretprobe, map},
     maps::LruHashMap,
     programs::{FExitContext, ProbeContext, RetProbeContext},
@@ -27,6 +29,10 @@ use crate::{
 /// The traced socket behind `file` between kprobe and kretprobe, by thread.
 #[map]
 static RECEIVING: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1024, 0);
+
+/// For `scm_recv_one_fd`: the traced socket and where the new fd is written, by thread.
+#[map]
+static RECEIVING_SCM: LruHashMap<u32, [u64; 2]> = LruHashMap::with_max_entries(1024, 0);
 
 /// The traced socket (`struct sock`) behind `file`, if `file` is a traced socket's.
 #[inline(always)]
@@ -104,5 +110,55 @@ pub fn kretprobe_receive_fd(ctx: RetProbeContext) -> u32 {
     let sk = unsafe { *sk };
     let _ = RECEIVING.remove(tid);
     installed(sk, ctx.ret::<i32>());
+    0
+}
+
+/// `scm_recv_one_fd` (7.3) returned `ret` after installing traced socket `sk`'s file: the new
+/// fd is the one it wrote to the receiver's control message at `ufd`.
+#[inline(always)]
+fn scm_received(sk: u64, ufd: u64, ret: i32) {
+    if ret < 0 {
+        return;
+    }
+    // SAFETY: bpf_probe_read_user checks the user address.
+    if let Ok(fd) = unsafe { bpf_probe_read_user(ufd as *const i32) } {
+        installed(sk, fd);
+    }
+}
+
+/// `fexit:scm_recv_one_fd(f, ufd, flags, notrunc)` (7.3)
+#[fexit(function = "scm_recv_one_fd")]
+pub fn fexit_scm_recv_one_fd(ctx: FExitContext) -> u32 {
+    if let Some(sk) = traced_sock(ctx.arg::<u64>(0)) {
+        scm_received(sk, ctx.arg::<u64>(1), ctx.arg::<i32>(4));
+    }
+    0
+}
+
+/// `kprobe:scm_recv_one_fd`: remembers a traced socket and `ufd` for the kretprobe.
+#[kprobe]
+pub fn kprobe_scm_recv_one_fd(ctx: ProbeContext) -> u32 {
+    if let Some(sk) = traced_sock(ctx.arg::<u64>(0).unwrap_or(0)) {
+        let tid = bpf_get_current_pid_tgid() as u32;
+        let ufd = ctx.arg::<u64>(1).unwrap_or(0);
+        count_if_refused(
+            RECEIVING_SCM.insert(tid, [sk, ufd], 0),
+            Failure::InflightFull,
+        );
+    }
+    0
+}
+
+/// `kretprobe:scm_recv_one_fd`
+#[kretprobe]
+pub fn kretprobe_scm_recv_one_fd(ctx: RetProbeContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(entry) = RECEIVING_SCM.get_ptr(tid) else {
+        return 0;
+    };
+    // SAFETY: a value pointer returned by the lookup just above.
+    let [sk, ufd] = unsafe { *entry };
+    let _ = RECEIVING_SCM.remove(tid);
+    scm_received(sk, ufd, ctx.ret::<i32>());
     0
 }

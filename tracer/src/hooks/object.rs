@@ -58,6 +58,8 @@ mod tests {
             .fentry
             .iter()
             .chain(&RECEIVED_FD.kprobes)
+            .chain(&RECEIVED_FD.scm_fentry)
+            .chain(&RECEIVED_FD.scm_kprobes)
             .chain(fallback)
             .chain(&CA_STATE_FALLBACK.kprobes)
         {

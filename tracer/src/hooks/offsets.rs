@@ -276,6 +276,9 @@ pub struct Offsets {
     /// The function that installs a received fd on this kernel and its parameter count, or
     /// why it is unknown.
     pub receive_fd: Result<(&'static str, usize), String>,
+    /// The parameter count of `scm_recv_one_fd` where it is a function of its own (7.3:
+    /// `SCM_RIGHTS` installs through it, not through the function above).
+    pub scm_recv_one_fd: Option<usize>,
 }
 
 impl Offsets {
@@ -323,6 +326,7 @@ impl Offsets {
             missing: HashMap::new(),
             arities: HashMap::new(),
             receive_fd: Err("kernel BTF not read".into()),
+            scm_recv_one_fd: None,
         })
     }
 
@@ -366,6 +370,10 @@ impl Offsets {
                 .iter()
                 .find_map(|&name| Some((name, btf.signature(name).ok()?.params.len())))
                 .ok_or_else(|| format!("kernel BTF has neither {}", RECEIVE_FD.join(" nor ")));
+            self.scm_recv_one_fd = btf
+                .signature("scm_recv_one_fd")
+                .ok()
+                .map(|s| s.params.len());
         }
         for field in wanted {
             let (i, st, member) = field.spec();

@@ -13,6 +13,9 @@ use super::tier::Tiers;
 /// The hook's name in every output, whatever the kernel calls the function (`via` names it).
 const NAME: &str = "receive_fd";
 
+/// The function `SCM_RIGHTS` installs a received fd through from 7.3.
+const SCM_RECV_ONE_FD: &str = "scm_recv_one_fd";
+
 /// The programs that trace a traced socket's fd in a process it is passed to, on the best
 /// probe tier allowed. No tracepoint sees an fd installed: on the tracepoint tier, passed
 /// sockets are not followed (their kernel layer still is: it names the socket, not an fd).
@@ -40,24 +43,74 @@ pub fn attach(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus
     let mut skipped = Vec::new();
     match &tiers.fentry {
         Err(why) => skipped.push(why.clone()),
-        Ok(btf) => match fitting(&RECEIVED_FD.fentry, Ok(arity)) {
-            Err(why) => skipped.push(format!("fentry: {why}")),
-            Ok(probe) => match at.fentry(probe, function, btf) {
+        Ok(btf) => {
+            let attached = fitting(&RECEIVED_FD.fentry, Ok(arity))
+                .map_err(|why| format!("fentry: {why}"))
+                .and_then(|probe| {
+                    at.fentry(probe, function, btf)
+                        .map_err(|e| format!("fentry: {e}"))
+                });
+            match attached {
                 Ok(via) => {
+                    let via = with_scm(
+                        via,
+                        offsets,
+                        &mut skipped,
+                        |at| {
+                            let arity = offsets.scm_recv_one_fd.ok_or("not in kernel BTF")?;
+                            let probe = fitting(&RECEIVED_FD.scm_fentry, Ok(arity))?;
+                            at.fentry(probe, SCM_RECV_ONE_FD, btf)
+                                .map_err(|e| e.to_string())
+                        },
+                        at,
+                    );
                     return HookStatus::attached(NAME, Layer::Syscall, "fentry", via, skipped);
                 }
-                Err(e) => skipped.push(format!("fentry: {e}")),
-            },
-        },
+                Err(why) => skipped.push(why),
+            }
+        }
     }
     match &tiers.kprobe {
         Err(why) => skipped.push(why.clone()),
         Ok(()) => match at.kprobes(&RECEIVED_FD.kprobes(arity), &[function]) {
             Ok(via) => {
+                let via = with_scm(
+                    via,
+                    offsets,
+                    &mut skipped,
+                    |at| {
+                        at.kprobes(&RECEIVED_FD.scm_kprobes, &[SCM_RECV_ONE_FD])
+                            .map_err(|e| e.to_string())
+                    },
+                    at,
+                );
                 return HookStatus::attached(NAME, Layer::Syscall, "kprobe", via, skipped);
             }
             Err(e) => skipped.push(format!("kprobe: {e}")),
         },
     }
     missing(no_stand_in, skipped)
+}
+
+/// Where `SCM_RIGHTS` installs through `scm_recv_one_fd` (7.3), its programs too, attached by
+/// `attach` at the tier the hook got: `via` with theirs, or why not among `skipped`.
+fn with_scm(
+    via: String,
+    offsets: &Offsets,
+    skipped: &mut Vec<String>,
+    attach: impl FnOnce(&mut Attacher) -> Result<String, String>,
+    at: &mut Attacher,
+) -> String {
+    if offsets.scm_recv_one_fd.is_none() {
+        return via;
+    }
+    match attach(at) {
+        Ok(scm) => format!("{via}+{scm}"),
+        Err(why) => {
+            skipped.push(format!(
+                "{SCM_RECV_ONE_FD}: {why} (sockets passed with SCM_RIGHTS are not followed)"
+            ));
+            via
+        }
+    }
 }

@@ -459,6 +459,11 @@ pub const RECEIVED_FD: ReceivedFd = ReceivedFd {
         kprobe_for("kprobe_receive_fd_args4", 4),
         kretprobe("kretprobe_receive_fd"),
     ],
+    scm_fentry: [fexit("fexit_scm_recv_one_fd", 4)],
+    scm_kprobes: [
+        kprobe("kprobe_scm_recv_one_fd"),
+        kretprobe("kretprobe_scm_recv_one_fd"),
+    ],
 };
 
 /// The programs of [`RECEIVED_FD`].
@@ -467,6 +472,10 @@ pub struct ReceivedFd {
     pub fentry: [Probe; 2],
     /// kprobes, one per signature, and the kretprobe.
     pub kprobes: [Probe; 3],
+    /// The fexit program on `scm_recv_one_fd`, which `SCM_RIGHTS` installs through from 7.3.
+    pub scm_fentry: [Probe; 1],
+    /// The kprobe and kretprobe on `scm_recv_one_fd`.
+    pub scm_kprobes: [Probe; 2],
 }
 
 impl ReceivedFd {
