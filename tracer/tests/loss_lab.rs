@@ -723,13 +723,15 @@ fn congestion_numbers_agree_with_ss() {
 
 /// Receive autotuning on the client of a 16 MiB download: the tracer's resizes start at the
 /// namespace's `tcp_rmem` default, each starts where the last ended, and the last ends at the
-/// size `ss -m` reads from the socket once everything is read.
+/// size `ss -m` reads from the socket once everything is read. The segments are not captured
+/// (`--no-packets`): 23,000 of them overflowed the ring in a one-CPU guest with kprobes, and a
+/// resize record dropped with them (counted) left the chain broken.
 #[test]
 fn receive_buffer_autotuning_agrees_with_ss_and_the_sysctl() {
     let path = Path2::new("r");
     let port = support::free_port();
     let bytes = (16u64 << 20).to_string();
-    let trace = support::start(&["--port", &port.to_string()]);
+    let trace = support::start(&["--port", &port.to_string(), "--no-packets"]);
     let mut bulk = path
         .exec(&path.server, BULK)
         .args(["serve", "--port", &port.to_string(), "--bytes", &bytes])
@@ -796,6 +798,8 @@ fn receive_buffer_autotuning_agrees_with_ss_and_the_sysctl() {
         !sizes.is_empty(),
         "16 MiB read, the buffer never grew: {why}"
     );
+    // A dropped record may be a resize: the chain below needs every one.
+    assert_eq!(summary["dropped"], 0, "records dropped: {why}");
     assert_eq!(sizes[0].0, initial, "{why}");
     for pair in sizes.windows(2) {
         assert_eq!(pair[1].0, pair[0].1, "{why}");
