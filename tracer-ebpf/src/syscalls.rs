@@ -24,7 +24,7 @@ use crate::{
     context::{at, syscall_arg},
     emit::{count, count_if_refused, emit},
     fds,
-    filter::{config, current_comm, ports_match, task_matches},
+    filter::{config, current_comm, ports_match, ports_only, task_matches},
     maps::{FDS, HELD_CALLS, HELD_SOCKETS, INFLIGHT},
     sockaddr::{self, End},
 };
@@ -409,7 +409,7 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
 
 /// `syscalls:sys_exit_accept`/`sys_exit_accept4`: as [`sys_exit`], and also adopts the fd
 /// returned by an accept that was already blocked when the tracer started (its enter was never
-/// seen), when the task is traced by pid or comm.
+/// seen), when the task is traced by who it is (pid, comm, cgroup, network namespace).
 #[tracepoint]
 pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -422,10 +422,7 @@ pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
     }
     let cfg = config();
     let tgid = (pid_tgid >> 32) as u32;
-    if ret >= 0
-        && (cfg.by_pid != 0 || cfg.by_comm != 0)
-        && task_matches(&cfg, tgid, &current_comm())
-    {
+    if ret >= 0 && !ports_only(&cfg) && task_matches(&cfg, tgid, &current_comm()) {
         // No record: the accept's arguments are unknown. Its connection is found through the
         // socket once the fd is used.
         fds::track(tgid, ret as i32, 0);

@@ -61,19 +61,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     privileges::check_privileges()?;
     crate::system::limits::ensure_fd_room()?;
     hooks::tier::check_forced(cli.probe_mode).map_err(|e| anyhow::anyhow!(e))?;
-    match tracefs::ensure_mounted()? {
-        tracefs::Mounted::Already => {}
-        tracefs::Mounted::Private => eprintln!(
-            "tracer: mounted tracefs at {} in the tracer's own mount namespace (the host's \
-             mounts are left as they were)",
-            tracefs::TRACEFS
-        ),
-        tracefs::Mounted::Host => eprintln!(
-            "tracer: mounted tracefs at {} (it stays mounted: a private mount namespace was \
-             refused)",
-            tracefs::TRACEFS
-        ),
-    }
     let mut filter = Filter {
         ports: {
             // The demo's ports are traced whatever else is.
@@ -110,6 +97,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             .transpose()?,
     };
     let views = views(&cli)?;
+    // Only once every argument and output file is known good: a bad one changes nothing.
+    match tracefs::ensure_mounted()? {
+        tracefs::Mounted::Already => {}
+        tracefs::Mounted::Private => eprintln!(
+            "tracer: mounted tracefs at {} in the tracer's own mount namespace (the host's \
+             mounts are left as they were)",
+            tracefs::TRACEFS
+        ),
+        tracefs::Mounted::Host => eprintln!(
+            "tracer: mounted tracefs at {} (it stays mounted: a private mount namespace was \
+             refused)",
+            tracefs::TRACEFS
+        ),
+    }
     // The command is forked now, held until everything is attached: its pid is in the filter
     // from the start, and the kernel adds each process it starts.
     let held = match cli.run.as_slice() {

@@ -153,6 +153,22 @@ fn only_the_named_cgroup_and_its_descendants_are_traced() {
         "server b ({idb}, port {pb}) and the clients are outside the cgroup: {}",
         support::brief(&events)
     );
+    // Server a's accept was blocked before the tracer started: its fd is adopted at the
+    // accept's return (the task is in the cgroup), so its reads and writes show.
+    let (received, sent) = support::adopted_accept_bytes(&events, ida);
+    let echoed = "your message isto a".len() as u64;
+    assert_eq!(
+        received.unwrap_or(vec![4]),
+        [4],
+        "{}",
+        support::brief(&events)
+    );
+    assert_eq!(
+        sent.unwrap_or(vec![echoed]),
+        [echoed],
+        "{}",
+        support::brief(&events)
+    );
     let ready = &events[0];
     assert_eq!(ready["event"], "ready");
     // Every event and connection says which cgroup, as /proc/PID/cgroup spells it: the path

@@ -109,9 +109,10 @@ fn conns(events: &[Value]) -> (Vec<Shape>, Vec<u64>) {
     (v, pids)
 }
 
-/// Traces `--netns SELECTOR` while both namespaces run a session; returns the events and
-/// the pids of the namespace traced.
-fn traced_sessions(a: &Netns, b: &Netns, selector: &str, port: u16) -> (Vec<Value>, Vec<u64>) {
+/// Traces `--netns SELECTOR` while both namespaces run a session (each server started, and
+/// blocked in `accept`, before the tracer); returns the events, the pids of the namespace
+/// traced and its server's pid.
+fn traced_sessions(a: &Netns, b: &Netns, selector: &str, port: u16) -> (Vec<Value>, Vec<u64>, u32) {
     let server_a = a.echo_server(port);
     let server_b = b.echo_server(port);
     let trace = support::start(&["--netns", selector]);
@@ -124,7 +125,21 @@ fn traced_sessions(a: &Netns, b: &Netns, selector: &str, port: u16) -> (Vec<Valu
     let events = trace.stop();
     let mut pids = vec![u64::from(server_a_pid), u64::from(client_a)];
     pids.sort();
-    (events, pids)
+    (events, pids, server_a_pid)
+}
+
+/// The server's reads and writes of the connection it accepted show at the syscall layer,
+/// though its accept was blocked before the tracer started (adopted at the accept's return
+/// because the task is in the namespace traced).
+fn check_adopted_accept(events: &[Value], server: u32) {
+    let (received, sent) = support::adopted_accept_bytes(events, server);
+    assert_eq!(
+        received.unwrap_or(vec![6]),
+        [6],
+        "{}",
+        support::brief(events)
+    );
+    assert_eq!(sent.unwrap_or(vec![21]), [21], "{}", support::brief(events));
 }
 
 #[test]
@@ -142,10 +157,11 @@ fn only_the_named_network_namespace_is_traced() {
         ("echo-server".to_string(), "server".to_string(), 21, 6),
     ];
 
-    let (events, pids) = traced_sessions(&a, &b, &format!("/run/netns/{}", a.0), port);
+    let (events, pids, server) = traced_sessions(&a, &b, &format!("/run/netns/{}", a.0), port);
     let (got, owners) = conns(&events);
     assert_eq!(got, expected, "{}", support::brief(&events));
     assert_eq!(owners, pids);
+    check_adopted_accept(&events, server);
     // Every event and connection of the server says which namespace: the inode of the
     // namespace's file. (Read from /proc/PID: a client gone before its first event is read has
     // none; never a wrong one.)
@@ -173,10 +189,11 @@ fn only_the_named_network_namespace_is_traced() {
         .spawn()
         .expect("sleep in the namespace");
     std::thread::sleep(Duration::from_millis(100));
-    let (events, _) = traced_sessions(&a, &b, &holder.id().to_string(), port);
+    let (events, _, server) = traced_sessions(&a, &b, &holder.id().to_string(), port);
     stop(holder);
     let (got, _) = conns(&events);
     assert_eq!(got, expected, "{}", support::brief(&events));
+    check_adopted_accept(&events, server);
 }
 
 #[test]

@@ -297,3 +297,47 @@ pub fn conn_with(events: &[Value], pid: u32, from: &str, to: &str) -> u64 {
         .and_then(|e| e["conn"].as_u64())
         .unwrap_or_else(|| panic!("no {from} -> {to} for pid {pid} in {events:#?}"))
 }
+
+/// The send family of syscalls.
+pub const SENDS: [&str; 4] = ["write", "sendto", "sendmsg", "writev"];
+/// The receive family of syscalls.
+pub const RECVS: [&str; 4] = ["read", "recvfrom", "recvmsg", "readv"];
+
+/// The syscalls of `conn` named in `names` (the send or the receive family).
+pub fn data_calls<'a>(events: &'a [Value], conn: u64, names: &[&str]) -> Vec<&'a Value> {
+    of_conn(events, conn)
+        .into_iter()
+        .filter(|e| e["layer"] == "syscall" && names.contains(&e["name"].as_str().unwrap_or("")))
+        .collect()
+}
+
+/// Whether the `ready` event reports hook `name` attached (at any tier).
+pub fn attached(events: &[Value], name: &str) -> bool {
+    events[0]["hooks"].as_array().is_some_and(|hooks| {
+        hooks
+            .iter()
+            .any(|h| h["hook"] == name && !h["tier"].is_null())
+    })
+}
+
+/// The non-zero byte counts of `events`, in order.
+pub fn bytes(events: &[&Value]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| e["bytes"].as_u64())
+        .filter(|&b| b > 0)
+        .collect()
+}
+
+/// For a server whose `accept` was already blocked when the tracer started: the bytes of its
+/// receive-family and send-family syscalls on the connection it accepted. The accept's enter
+/// was never seen; its fd is adopted at the accept's return (the task passed the filter), and
+/// each call is tied to the connection by the kernel's receive or send hook, where attached
+/// (`None` for a direction whose hook is missing on this kernel).
+pub fn adopted_accept_bytes(events: &[Value], pid: u32) -> (Option<Vec<u64>>, Option<Vec<u64>>) {
+    let conn = conn_with(events, pid, "LISTEN", "SYN_RECV");
+    let of = |hook: &str, names: &[&str]| {
+        attached(events, hook).then(|| bytes(&data_calls(events, conn, names)))
+    };
+    (of("tcp_recvmsg", &RECVS), of("tcp_sendmsg", &SENDS))
+}
