@@ -99,14 +99,13 @@ pub const SUITES: &[Suite] = &[
         modes: &["auto", "kprobe"],
         env: "TRACER_NO_BROWSER=1",
     },
-    // Receive autotuning against `ss -m`, on the fentry tier. In kprobe mode a one-CPU guest
-    // dropped records (counted) with the segments captured, resizes among them (6.1.172, twice
-    // in a row); the test now leaves the segments out and says when records were dropped. Back
-    // in kprobe mode once a matrix run shows it passes there.
+    // Receive autotuning against `ss -m`. With the segments captured a one-CPU guest's kprobe
+    // mode dropped records, resizes among them (6.1.172); the test leaves the segments out
+    // and says when records were dropped.
     Suite {
         binary: "loss_lab",
         tests: &["receive_buffer_autotuning_agrees_with_ss_and_the_sysctl"],
-        modes: &["auto"],
+        modes: &["auto", "kprobe"],
         env: "",
     },
 ];
