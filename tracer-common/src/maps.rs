@@ -152,10 +152,26 @@ pub struct FilterConfig {
     pub by_cgroup: u8,
     /// Non-zero to trace only sockets (and tasks) of the network namespace `netns`.
     pub by_netns: u8,
+    /// Non-zero when the task-to-namespace fields' offsets are known, so that a
+    /// `PlaceRecord` can carry the network namespace.
+    pub netns_readable: u8,
     /// Explicit padding.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
     /// The network namespace's inode number (`ls -L -i /proc/PID/ns/net`), with `by_netns`.
     pub netns: u32,
+}
+
+/// Where a process runs, as the kernel sees it: the value of `PLACES` (by tgid) and the body
+/// of a `PlaceRecord`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// The cgroup v2 id (`bpf_get_current_cgroup_id()`): its directory's inode number.
+    pub cgroup_id: u64,
+    /// The network namespace's inode number; 0 where this kernel's BTF cannot place it.
+    pub netns: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 /// How many sock_ops callbacks `SOCK_OPS_FUNCS` can map (indexed by `BPF_SOCK_OPS_*_CB`).

@@ -9,6 +9,7 @@
 //! | `State`         | [`StateRecord`]   | `sock:inet_sock_set_state`                        |
 //! | `Packet`        | [`PacketRecord`]  | cgroup_skb egress/ingress                         |
 //! | `Congestion`    | [`CongestionRecord`] | `tcp:` raw tracepoints: retransmit, ACK samples, congestion state; `tcp_recvmsg`'s hooks: receive buffer resized |
+//! | `Place`         | [`PlaceRecord`]   | `sys_enter_*`: where a traced process runs, when new or changed |
 
 use crate::COMM_LEN;
 
@@ -28,6 +29,8 @@ pub enum RecordKind {
     Packet = 5,
     /// What TCP did about loss and congestion, with its numbers: [`CongestionRecord`].
     Congestion = 6,
+    /// Where a traced process runs: [`PlaceRecord`].
+    Place = 7,
 }
 
 impl RecordKind {
@@ -40,6 +43,7 @@ impl RecordKind {
             4 => Self::State,
             5 => Self::Packet,
             6 => Self::Congestion,
+            7 => Self::Place,
             _ => return None,
         })
     }
@@ -344,6 +348,20 @@ pub struct PacketRecord {
     pub data: [u8; PACKET_CAP],
 }
 
+/// Where a traced process runs: its cgroup v2 id and network namespace, as the kernel saw
+/// them when one of its threads started a traced syscall. Written the first time and again
+/// whenever they changed (`setns`, a move to another cgroup, a pid reused), so that a process
+/// gone before user space reads its records (a short-lived client) still says where it ran,
+/// and no reading of `/proc` can name another process's place.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PlaceRecord {
+    /// Kind `Place`; `task` is the process (and the thread that told it).
+    pub header: Header,
+    /// Where it runs.
+    pub place: crate::maps::Place,
+}
+
 const _: () = assert!(core::mem::size_of::<Task>() == 24);
 const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
 const _: () = assert!(core::mem::size_of::<Header>() == 48);
@@ -352,3 +370,4 @@ const _: () = assert!(core::mem::size_of::<KernelRecord>() == 104);
 const _: () = assert!(core::mem::size_of::<StateRecord>() == 96);
 const _: () = assert!(core::mem::size_of::<CongestionRecord>() == 144);
 const _: () = assert!(core::mem::size_of::<PacketRecord>() == 24 + PACKET_CAP);
+const _: () = assert!(core::mem::size_of::<PlaceRecord>() == 64);

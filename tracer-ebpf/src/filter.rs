@@ -30,7 +30,8 @@ static FILTER: Global<FilterConfig> = Global::new(FilterConfig {
     sample_gap_us: 0,
     by_cgroup: 0,
     by_netns: 0,
-    _pad: [0; 2],
+    netns_readable: 0,
+    _pad: 0,
     netns: 0,
 });
 
@@ -79,7 +80,7 @@ fn net_inum(net: u64) -> u32 {
 
 /// The network namespace of the current task (0 while it exits: its nsproxy is gone).
 #[inline(always)]
-fn current_netns() -> u32 {
+pub fn current_netns() -> u32 {
     // SAFETY: bpf_get_current_task has no preconditions; the pointer is only read through
     // bpf_probe_read_kernel.
     let task = unsafe { bpf_get_current_task() };

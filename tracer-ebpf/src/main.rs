@@ -27,6 +27,7 @@ mod follow;
 mod kernel;
 mod maps;
 mod packets;
+mod place;
 mod received_fd;
 mod sockaddr;
 mod state;

@@ -7,8 +7,8 @@ use aya_ebpf::{
 use tracer_common::{
     failure::FAILURE_KINDS,
     maps::{
-        FdKey, Held, HeldCallKey, Inflight, MAX_CGROUPS, MAX_PORTS, Owner, PIDS_CAPACITY, PortPair,
-        SOCK_OPS_SLOTS, Sampled, TALLIES_LEN, TracepointFn,
+        FdKey, Held, HeldCallKey, Inflight, MAX_CGROUPS, MAX_PORTS, Owner, PIDS_CAPACITY, Place,
+        PortPair, SOCK_OPS_SLOTS, Sampled, TALLIES_LEN, TracepointFn,
     },
     record::SyscallRecord,
 };
@@ -84,6 +84,11 @@ pub static HELD_CALLS: LruHashMap<HeldCallKey, SyscallRecord> =
 /// Syscalls on traced sockets between enter and exit, by thread id.
 #[map]
 pub static INFLIGHT: LruHashMap<u32, Inflight> = LruHashMap::with_max_entries(16384, 0);
+
+/// Where each traced process was last told to run (`place::tell`), by tgid. LRU: an
+/// evicted process is told again at its next traced syscall.
+#[map]
+pub static PLACES: LruHashMap<u32, Place> = LruHashMap::with_max_entries(16384, 0);
 
 /// Traced listening ports and their owners: a child socket in SYN_RECV belongs to them.
 #[map]

@@ -26,6 +26,7 @@ use crate::{
     fds,
     filter::{config, current_comm, ports_match, ports_only, task_matches},
     maps::{FDS, HELD_CALLS, HELD_SOCKETS, INFLIGHT},
+    place,
     sockaddr::{self, End},
 };
 
@@ -64,7 +65,13 @@ fn begin(ctx: &TracePointContext, op: SyscallOp, fd: i32, sock: u64) -> Inflight
 /// Remembers `inflight` until the syscall returns; tells the human view it started.
 #[inline(always)]
 fn stash(inflight: &Inflight) {
-    let tid = inflight.record.header.task.tid;
+    let header = &inflight.record.header;
+    // Before the syscall's own records: user space places its connections with it. Not for a
+    // held call, nor a `socket()` a port filter will hold: the process may never be traced.
+    if inflight.held == 0 && (header.op != SyscallOp::Socket as u8 || config().by_port == 0) {
+        place::tell(&header.task, header.ts_ns);
+    }
+    let tid = header.task.tid;
     if INFLIGHT.insert(tid, inflight, 0).is_err() {
         count(Failure::InflightFull);
         return;

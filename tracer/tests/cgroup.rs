@@ -1,8 +1,9 @@
 //! `--cgroup PATH`: of two identical echo servers, each in its own cgroup v2, only the one in
 //! the named cgroup (or below it) is traced — filtered in the kernel by the current task's
 //! cgroup id — and a cgroup created below it after the start joins within a second. Clients
-//! outside the cgroup are not traced. The kernel's own account of membership
-//! (`/proc/PID/cgroup`) is the oracle.
+//! outside the cgroup are not traced; one inside it is, and its connection names its cgroup
+//! though it exits before the tracer could read `/proc`. The kernel's own account of
+//! membership (`/proc/PID/cgroup`) is the oracle.
 //!
 //! Needs root and a cgroup v2 hierarchy.
 
@@ -41,6 +42,28 @@ impl Cgroup {
         let name = self.0.file_name().unwrap().to_string_lossy().into_owned();
         assert!(text.contains(&format!("/{name}\n")), "not moved: {text}");
         child
+    }
+
+    /// One echo exchange with the server on `port` from a client inside this cgroup; its pid.
+    fn talk(&self, port: u16, message: &str) -> u32 {
+        let script = format!(
+            "echo $$ > '{}/cgroup.procs' && exec '{}' --addr 127.0.0.1:{port} --message '{message}'",
+            self.0.display(),
+            support::ECHO_CLIENT
+        );
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("your message is{message}")
+        );
+        pid
     }
 }
 
@@ -86,7 +109,7 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
-/// (pid, role, local port) of every connection of the summary.
+/// (pid, role, local port or 0 for a client) of every connection of the summary.
 fn owners(events: &[Value]) -> Vec<(u64, String, u64)> {
     let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
     let mut v: Vec<(u64, String, u64)> = summary["conns"]
@@ -97,7 +120,12 @@ fn owners(events: &[Value]) -> Vec<(u64, String, u64)> {
             (
                 c["pid"].as_u64().unwrap_or(0),
                 c["role"].as_str().unwrap_or("?").to_string(),
-                c["lport"].as_u64().unwrap_or(0),
+                // A client's port is the kernel's pick.
+                if c["role"] == "client" {
+                    0
+                } else {
+                    c["lport"].as_u64().unwrap_or(0)
+                },
             )
         })
         .collect();
@@ -124,6 +152,8 @@ fn only_the_named_cgroup_and_its_descendants_are_traced() {
     let trace = support::start(&["--cgroup", a.0.to_str().unwrap()]);
     talk(pa, "to a");
     talk(pb, "to b");
+    // From inside the traced cgroup to the server outside it: the client is traced.
+    let client = inner.talk(pb, "from a");
     // A cgroup made below the traced one after the start: picked up within a second.
     let late = Cgroup::new(&a.0, "late");
     std::thread::sleep(Duration::from_millis(1500));
@@ -143,6 +173,7 @@ fn only_the_named_cgroup_and_its_descendants_are_traced() {
             (u64::from(ida), "server".to_string(), u64::from(pa)),
             (u64::from(idc), "listener".to_string(), u64::from(pc)),
             (u64::from(idc), "server".to_string(), u64::from(pc)),
+            (u64::from(client), "client".to_string(), 0),
         ];
         v.sort();
         v
@@ -150,7 +181,7 @@ fn only_the_named_cgroup_and_its_descendants_are_traced() {
     assert_eq!(
         got,
         expected,
-        "server b ({idb}, port {pb}) and the clients are outside the cgroup: {}",
+        "server b ({idb}, port {pb}) and the other clients are outside the cgroup: {}",
         support::brief(&events)
     );
     // Server a's accept was blocked before the tracer started: its fd is adopted at the
@@ -172,7 +203,8 @@ fn only_the_named_cgroup_and_its_descendants_are_traced() {
     let ready = &events[0];
     assert_eq!(ready["event"], "ready");
     // Every event and connection says which cgroup, as /proc/PID/cgroup spells it: the path
-    // the test made, below the hierarchy's mount.
+    // the test made, below the hierarchy's mount. The client had exited before its first
+    // record was read: its cgroup is what the kernel told.
     let path_of = |c: &Cgroup| format!("/{}", c.0.strip_prefix(&mount).unwrap().display());
     let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
     for e in events
@@ -180,7 +212,7 @@ fn only_the_named_cgroup_and_its_descendants_are_traced() {
         .filter(|e| e["conn"].is_u64())
         .chain(summary["conns"].as_array().unwrap())
     {
-        let want = if e["lport"] == pa {
+        let want = if e["lport"] == pa || e["pid"] == client {
             path_of(&inner)
         } else {
             path_of(&late)

@@ -1,5 +1,5 @@
-//! Decoding: raw ring-buffer records into typed [`Event`]s, one match on the record's kind
-//! tag; and the TCP/IP headers of captured segments ([`tcpip`]).
+//! Decoding: raw ring-buffer records into typed [`Event`]s (and the places of processes), one
+//! match on the record's kind tag; and the TCP/IP headers of captured segments ([`tcpip`]).
 
 mod congestion;
 mod event;
@@ -11,10 +11,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use thiserror::Error;
 use tracer_common::{
     AF_INET, AF_INET6, KernelFn, SyscallOp, Via,
+    maps::Place,
     record::{
         CongestionRecord, FLAG_AT_SYSCALL_START, FLAG_BYTES, FLAG_ISN, FLAG_OWNER_GUESSED,
-        FLAG_WRITE_SEQ, Header, KernelRecord, PacketRecord, RecordKind, StateRecord, SyscallRecord,
-        Tuple,
+        FLAG_WRITE_SEQ, Header, KernelRecord, PacketRecord, PlaceRecord, RecordKind, StateRecord,
+        SyscallRecord, Tuple,
     },
 };
 
@@ -59,14 +60,29 @@ fn read<T: Copy>(bytes: &[u8], kind: &'static str) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
 }
 
+/// One ring-buffer record, decoded.
+#[derive(Debug, PartialEq)]
+pub enum Record {
+    /// Something that happened on a socket.
+    Event(Event),
+    /// Where process `pid` runs, as the kernel saw it when the process started a traced
+    /// syscall: what it said before this record no longer holds.
+    Place {
+        /// The process.
+        pid: u32,
+        /// Its cgroup id and network namespace.
+        place: Place,
+    },
+}
+
 /// Decodes one ring-buffer record.
-pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let tag = bytes.first().copied().unwrap_or(0);
     let kind = RecordKind::from_u8(tag).ok_or(DecodeError::Unknown {
         what: "record kind",
         value: tag,
     })?;
-    match kind {
+    let event = match kind {
         RecordKind::Syscall | RecordKind::SyscallEnter => {
             syscall(&read::<SyscallRecord>(bytes, "syscall")?, kind)
         }
@@ -74,7 +90,15 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         RecordKind::State => state(&read::<StateRecord>(bytes, "state")?),
         RecordKind::Packet => packet(&read::<PacketRecord>(bytes, "packet")?),
         RecordKind::Congestion => congestion(&read::<CongestionRecord>(bytes, "congestion")?),
-    }
+        RecordKind::Place => {
+            let raw = read::<PlaceRecord>(bytes, "place")?;
+            return Ok(Record::Place {
+                pid: raw.header.task.pid,
+                place: raw.place,
+            });
+        }
+    };
+    event.map(Record::Event)
 }
 
 fn unknown(what: &'static str, value: u8) -> DecodeError {
@@ -252,9 +276,38 @@ mod tests {
             .to_vec()
     }
 
+    /// The event record `bytes` holds.
+    fn event(bytes: &[u8]) -> Event {
+        match decode(bytes) {
+            Ok(Record::Event(ev)) => ev,
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_where_a_process_runs() {
+        let mut raw = PlaceRecord {
+            header: Header::new(RecordKind::Place, Via::Syscalls, 0),
+            place: Place {
+                cgroup_id: 4242,
+                netns: 4026531840,
+                _pad: 0,
+            },
+        };
+        raw.header.task.pid = 77;
+        assert_eq!(
+            decode(&bytes(&raw)),
+            Ok(Record::Place {
+                pid: 77,
+                place: raw.place
+            })
+        );
+        assert!(decode(&bytes(&raw)[..40]).is_err());
+    }
+
     #[test]
     fn decodes_a_state_record() {
-        let ev = decode(&bytes(&raw_state())).unwrap();
+        let ev = event(&bytes(&raw_state()));
         assert_eq!(
             ev.kind,
             Kind::State(StateChange {
@@ -277,7 +330,7 @@ mod tests {
         let mut raw = raw_state();
         raw.tuple.family = AF_INET6;
         raw.tuple.laddr = Ipv6Addr::LOCALHOST.octets();
-        let ev = decode(&bytes(&raw)).unwrap();
+        let ev = event(&bytes(&raw));
         assert_eq!(ev.local.unwrap().addr, IpAddr::V6(Ipv6Addr::LOCALHOST));
     }
 
@@ -288,7 +341,7 @@ mod tests {
         raw.write_seq = 77;
         raw.isn = 9;
         raw.header.flags = FLAG_BYTES | FLAG_WRITE_SEQ;
-        let ev = decode(&bytes(&raw)).unwrap();
+        let ev = event(&bytes(&raw));
         let Kind::Kernel(call) = ev.kind else {
             panic!("{ev:?}")
         };
@@ -330,7 +383,7 @@ mod tests {
     fn missing_endpoints_are_none() {
         let mut raw = raw_state();
         raw.tuple.family = 0;
-        let ev = decode(&bytes(&raw)).unwrap();
+        let ev = event(&bytes(&raw));
         assert_eq!(ev.local, None);
         assert_eq!(ev.remote, None);
     }

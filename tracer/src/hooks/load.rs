@@ -13,7 +13,7 @@ use tracer_common::{
 use super::attach::{Attacher, Links, fill, map};
 use super::error::{AttachError, LoadError, MapError};
 use super::failures::{Counts, Failures};
-use super::offsets::{NETNS_FIELDS, Offsets, SKB_FIELDS, TASK_FIELDS};
+use super::offsets::{NETNS_FIELDS, Offsets, SKB_FIELDS, TASK_FIELDS, TASK_NETNS_FIELDS};
 use super::status::{HookStatus, missing_layers};
 use super::table::{
     FOLLOW_PROGRAMS, KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, PROCESS_PROGRAMS, Probe,
@@ -172,7 +172,9 @@ fn unload(program: &mut Program) {
     };
 }
 
-fn filter_config(filter: &Filter) -> FilterConfig {
+/// What the programs are told of `filter`; `netns_readable` when the offsets from a task to
+/// its network namespace are known.
+fn filter_config(filter: &Filter, netns_readable: bool) -> FilterConfig {
     let mut comm = [0u8; COMM_LEN];
     if let Some(c) = &filter.comm {
         let n = c.len().min(COMM_LEN - 1);
@@ -191,7 +193,8 @@ fn filter_config(filter: &Filter) -> FilterConfig {
         sample_gap_us: filter.sample_gap_us,
         by_cgroup: u8::from(filter.cgroup.is_some()),
         by_netns: u8::from(filter.netns.is_some()),
-        _pad: [0; 2],
+        netns_readable: u8::from(netns_readable),
+        _pad: 0,
         netns: filter.netns.unwrap_or(0),
     }
 }
@@ -209,7 +212,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     }
     // No kernel BTF for the loader: Rust programs carry no CO-RE relocations to resolve, and
     // parsing vmlinux BTF would cost ~100 ms of startup.
-    let config = filter_config(filter);
+    let config = filter_config(filter, offsets.lacking(&TASK_NETNS_FIELDS).is_none());
     let mut loader = EbpfLoader::new();
     loader
         .btf(None)

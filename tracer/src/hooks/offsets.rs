@@ -108,12 +108,21 @@ pub enum SockField {
     SocketSk,
 }
 
-/// The fields the `--netns` filter reads: the current task's namespace and a socket's.
-pub const NETNS_FIELDS: [SockField; 5] = [
+/// The fields from the current task to its network namespace's inode number (read to tell
+/// where a process runs, and by the `--netns` filter).
+pub const TASK_NETNS_FIELDS: [SockField; 4] = [
     SockField::TaskNsproxy,
     SockField::NsproxyNetNs,
     SockField::NetNs,
     SockField::NsInum,
+];
+
+/// The fields the `--netns` filter reads: the current task's namespace and a socket's.
+pub const NETNS_FIELDS: [SockField; 5] = [
+    TASK_NETNS_FIELDS[0],
+    TASK_NETNS_FIELDS[1],
+    TASK_NETNS_FIELDS[2],
+    TASK_NETNS_FIELDS[3],
     SockField::SkNet,
 ];
 

@@ -85,10 +85,11 @@ impl Pipeline {
     /// Takes one raw ring-buffer record.
     pub fn ingest(&mut self, bytes: &[u8]) {
         match decode::decode(bytes) {
-            Ok(ev) => {
+            Ok(decode::Record::Event(ev)) => {
                 self.read_until_ns = self.read_until_ns.max(ev.ts_ns);
                 self.correlate(|correlator, out| correlator.observe(ev, out))
             }
+            Ok(decode::Record::Place { pid, place }) => self.places.learn(pid, place),
             Err(_) => self.stats.malformed += 1,
         }
     }

@@ -4,9 +4,11 @@
 //! its directory, its id and its descendants' (a cgroup v2 id is its directory's inode number,
 //! what `bpf_get_current_cgroup_id` returns), and which processes are in it.
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Why `--cgroup` names no cgroup.
 #[derive(Debug, thiserror::Error)]
@@ -42,28 +44,15 @@ impl Scope {
             .filter(|c| c.join("cgroup.procs").is_file())
             .find_map(|c| fs::canonicalize(c).ok())
             .ok_or_else(not)?;
-        let inside = dir.strip_prefix(mount).map_err(|_| not())?;
         Ok(Scope {
-            path: format!("/{}", inside.display()).replace("//", "/"),
+            path: inside(&dir, mount).ok_or_else(not)?,
             dir,
         })
     }
 
     /// The ids of the cgroup and of every cgroup below it, now.
     pub fn ids(&self) -> Vec<u64> {
-        let mut ids = Vec::new();
-        let mut stack = vec![self.dir.clone()];
-        while let Some(dir) = stack.pop() {
-            if let Ok(meta) = fs::metadata(&dir) {
-                ids.push(meta.ino());
-            }
-            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(entry.path());
-                }
-            }
-        }
-        ids
+        walk(&self.dir).into_iter().map(|(id, _)| id).collect()
     }
 
     /// Whether process `pid` is in the cgroup or below it.
@@ -75,8 +64,71 @@ impl Scope {
     }
 }
 
+/// The id and directory of cgroup `dir` and of every cgroup below it, now.
+fn walk(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+        }
+        if let Ok(meta) = fs::metadata(&dir) {
+            found.push((meta.ino(), dir));
+        }
+    }
+    found
+}
+
+/// Cgroup v2 paths by id (what the kernel reports of a process), from a walk of the hierarchy
+/// made when an id is not known yet, at most every [`Paths::REWALK`].
+#[derive(Default)]
+pub struct Paths {
+    mount: Option<String>,
+    by_id: HashMap<u64, String>,
+    walked: Option<Instant>,
+}
+
+impl Paths {
+    /// Least time between two walks: a cgroup made and removed within it may go unnamed.
+    const REWALK: Duration = Duration::from_millis(200);
+
+    /// Paths of the hierarchy mounted at `mount` (none without one).
+    pub fn new(mount: Option<String>) -> Self {
+        Self {
+            mount,
+            ..Self::default()
+        }
+    }
+
+    /// The path of cgroup `id`, as `/proc/PID/cgroup` spells it; `None` if no directory of the
+    /// hierarchy has that id (any more).
+    pub fn of(&mut self, id: u64) -> Option<String> {
+        if let Some(path) = self.by_id.get(&id) {
+            return Some(path.clone());
+        }
+        let mount = self.mount.as_deref()?;
+        if self.walked.is_some_and(|t| t.elapsed() < Self::REWALK) {
+            return None;
+        }
+        self.walked = Some(Instant::now());
+        self.by_id = walk(Path::new(mount))
+            .into_iter()
+            .filter_map(|(id, dir)| Some((id, inside(&dir, mount)?)))
+            .collect();
+        self.by_id.get(&id).cloned()
+    }
+}
+
+/// Directory `dir` of the hierarchy mounted at `mount` as `/proc/PID/cgroup` spells it.
+fn inside(dir: &Path, mount: &str) -> Option<String> {
+    let rel = dir.strip_prefix(mount).ok()?;
+    Some(format!("/{}", rel.display()).replace("//", "/"))
+}
+
 /// The cgroup v2 path in `/proc/PID/cgroup` text (its `0::` line).
-fn v2_path(text: &str) -> Option<String> {
+pub fn v2_path(text: &str) -> Option<String> {
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(str::to_string)
@@ -131,6 +183,22 @@ mod tests {
         assert!(!root.ids().is_empty());
         assert!(root.holds(std::process::id()));
         assert!(Scope::resolve(Path::new("/etc"), &mount).is_err());
+    }
+
+    #[test]
+    fn a_cgroup_id_names_the_path_proc_shows() {
+        let Some(mount) = cgroup2_mount() else {
+            return; // no cgroup v2 here
+        };
+        let text = fs::read_to_string("/proc/self/cgroup").unwrap();
+        let ours = v2_path(&text).unwrap();
+        let id = fs::metadata(format!("{mount}{ours}")).unwrap().ino();
+        let mut paths = Paths::new(Some(mount.clone()));
+        assert_eq!(paths.of(id), Some(ours));
+        let root = fs::metadata(&mount).unwrap().ino();
+        assert_eq!(paths.of(root).as_deref(), Some("/"));
+        assert_eq!(paths.of(u64::MAX), None);
+        assert_eq!(Paths::new(None).of(id), None);
     }
 
     #[test]

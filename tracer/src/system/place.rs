@@ -1,9 +1,12 @@
-//! Where a process runs: its network namespace and cgroup, read from `/proc/PID`, and kept
-//! only where they differ from the tracer's own — a container's connections say which
-//! container they are in, a host's say nothing extra.
+//! Where a process runs: its network namespace and cgroup, as the kernel reported them
+//! (`PlaceRecord`s, told as a traced process starts a syscall) or else read from `/proc/PID`,
+//! and kept only where they differ from the tracer's own — a container's connections say
+//! which container they are in, a host's say nothing extra.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
+
+use super::cgroup;
 
 /// A process's network namespace (the inode number `ip netns identify`, `lsns` and
 /// `/proc/PID/ns/net` show) and cgroup v2 path, each only where it is not the tracer's.
@@ -23,6 +26,7 @@ pub struct Places {
     own_netns: Option<u64>,
     own_cgroup: Option<String>,
     seen: HashMap<u32, Option<Place>>,
+    cgroups: cgroup::Paths,
 }
 
 impl Places {
@@ -33,7 +37,21 @@ impl Places {
             own_netns: netns_of(me),
             own_cgroup: cgroup_of(me),
             seen: HashMap::new(),
+            cgroups: cgroup::Paths::new(cgroup::cgroup2_mount()),
         }
+    }
+
+    /// What the kernel told of process `pid` (its cgroup id, its namespace or 0): taken over
+    /// whatever was known of it. What it cannot tell (a namespace on a kernel without the
+    /// offsets, a cgroup whose directory is gone) is read from `/proc`, if still there.
+    pub fn learn(&mut self, pid: u32, told: tracer_common::maps::Place) {
+        let netns = match told.netns {
+            0 => netns_of(pid),
+            n => Some(u64::from(n)),
+        };
+        let cgroup = self.cgroups.of(told.cgroup_id).or_else(|| cgroup_of(pid));
+        let place = self.relative(netns, cgroup);
+        self.remember(pid, place);
     }
 
     /// Where process `pid` runs; `None` when it is gone (or was never readable).
@@ -41,17 +59,24 @@ impl Places {
         if let Some(known) = self.seen.get(&pid) {
             return known.clone();
         }
+        let place = self.relative(netns_of(pid), cgroup_of(pid));
+        self.remember(pid, place.clone());
+        place
+    }
+
+    /// A place as the views show it: each part only where it is not the tracer's.
+    fn relative(&self, netns: Option<u64>, cgroup: Option<String>) -> Option<Place> {
+        (netns.is_some() || cgroup.is_some()).then(|| Place {
+            netns: netns.filter(|n| Some(*n) != self.own_netns),
+            cgroup: cgroup.filter(|c| Some(c) != self.own_cgroup.as_ref()),
+        })
+    }
+
+    fn remember(&mut self, pid: u32, place: Option<Place>) {
         if self.seen.len() >= CACHED {
             self.seen.clear();
         }
-        let netns = netns_of(pid);
-        let cgroup = cgroup_of(pid);
-        let place = (netns.is_some() || cgroup.is_some()).then(|| Place {
-            netns: netns.filter(|n| Some(*n) != self.own_netns),
-            cgroup: cgroup.filter(|c| Some(c) != self.own_cgroup.as_ref()),
-        });
-        self.seen.insert(pid, place.clone());
-        place
+        self.seen.insert(pid, place);
     }
 }
 
@@ -71,14 +96,7 @@ fn netns_of(pid: u32) -> Option<u64> {
 /// `pid`'s cgroup v2 path: the `0::PATH` line of `/proc/PID/cgroup`.
 fn cgroup_of(pid: u32) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    parse_cgroup(&text)
-}
-
-/// The cgroup v2 path in the text of a `/proc/PID/cgroup` file.
-fn parse_cgroup(text: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(str::to_string)
+    cgroup::v2_path(&text)
 }
 
 #[cfg(test)]
@@ -86,19 +104,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_v2_line_names_the_cgroup() {
-        let text = "12:cpu,cpuacct:/user.slice\n0::/user.slice/user-0.slice/session-4.scope\n";
-        assert_eq!(
-            parse_cgroup(text).as_deref(),
-            Some("/user.slice/user-0.slice/session-4.scope")
-        );
-        assert_eq!(parse_cgroup("12:cpu:/\n"), None);
-    }
-
-    #[test]
     fn the_tracer_itself_is_nowhere_else() {
         let mut places = Places::new();
         let here = places.of(std::process::id()).expect("our own /proc entry");
         assert_eq!(here, Place::default());
+    }
+
+    #[test]
+    fn what_the_kernel_told_outlives_the_process() {
+        let mut places = Places::new();
+        // No such process: only what the kernel told is there, relative to the tracer.
+        let gone = u32::MAX - 1;
+        places.learn(
+            gone,
+            tracer_common::maps::Place {
+                cgroup_id: u64::MAX,
+                netns: 4_000_000_123,
+                _pad: 0,
+            },
+        );
+        let place = places.of(gone).unwrap();
+        assert_eq!(place.netns, Some(4_000_000_123));
+        assert_eq!(place.cgroup, None, "no directory has that id");
+        // The tracer's own namespace is not named.
+        let own = places.own_netns.unwrap() as u32;
+        places.learn(
+            gone,
+            tracer_common::maps::Place {
+                cgroup_id: u64::MAX,
+                netns: own,
+                _pad: 0,
+            },
+        );
+        assert_eq!(places.of(gone), Some(Place::default()));
     }
 }
