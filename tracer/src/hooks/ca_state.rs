@@ -20,33 +20,39 @@ pub fn fallback(
         return status;
     }
     let (name, layer) = (status.name, status.layer);
-    let mut skipped = status.skipped;
-    if let Some(e) = &status.error {
-        skipped.push(format!("tracepoint: {e}"));
-    }
+    // Why no probe tier attached: only reasons, as the row's own status gives its error.
+    let mut tried = Vec::new();
+    // Where a probe tier attaches, the tracepoint's absence is among the reasons it was not
+    // the better hook.
+    let attached = |tier, via, tried: Vec<String>| {
+        let mut skipped = status.skipped.clone();
+        skipped.extend(status.error.as_ref().map(|e| format!("tracepoint: {e}")));
+        skipped.extend(tried);
+        HookStatus::attached(name, layer, tier, via, skipped)
+    };
     let functions = CA_STATE_FALLBACK.functions();
     match &tiers.fentry {
-        Err(why) => skipped.push(why.clone()),
+        Err(why) => tried.push(why.clone()),
         Ok(btf) => {
-            let attached: Result<Vec<String>, _> = CA_STATE_FALLBACK
+            let via: Result<Vec<String>, _> = CA_STATE_FALLBACK
                 .fentry
                 .iter()
                 .map(|(function, probe)| at.fentry(probe, function, btf))
                 .collect();
-            match attached {
-                Ok(via) => {
-                    return HookStatus::attached(name, layer, "fentry", via.join("+"), skipped);
-                }
-                Err(e) => skipped.push(format!("fentry: {e}")),
+            match via {
+                Ok(via) => return attached("fentry", via.join("+"), tried),
+                Err(e) => tried.push(format!("fentry: {e}")),
             }
         }
     }
     match &tiers.kprobe {
-        Err(why) => skipped.push(why.clone()),
+        Err(why) => tried.push(why.clone()),
         Ok(()) => match at.kprobes(&CA_STATE_FALLBACK.kprobes, &functions) {
-            Ok(via) => return HookStatus::attached(name, layer, "kprobe", via, skipped),
-            Err(e) => skipped.push(format!("kprobe: {e}")),
+            Ok(via) => return attached("kprobe", via, tried),
+            Err(e) => tried.push(format!("kprobe: {e}")),
         },
     }
+    let mut skipped = status.skipped.clone();
+    skipped.extend(tried);
     HookStatus { skipped, ..status }
 }

@@ -41,6 +41,45 @@ pub fn attach(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus
         return missing(AttachError::Lacking(why), Vec::new());
     }
     let mut skipped = Vec::new();
+    let Some((tier, via)) = attach_main(at, tiers, function, arity, &mut skipped) else {
+        return missing(no_stand_in, skipped);
+    };
+    let via = match offsets.scm_recv_one_fd {
+        None => via,
+        Some(scm_arity) => match attach_scm(at, &tier, scm_arity) {
+            Ok(scm) => format!("{via}+{scm}"),
+            Err(why) => {
+                skipped.push(format!(
+                    "{SCM_RECV_ONE_FD}: {why} (sockets passed with SCM_RIGHTS are not followed)"
+                ));
+                via
+            }
+        },
+    };
+    let name = match tier {
+        Tier::Fentry(_) => "fentry",
+        Tier::Kprobe => "kprobe",
+    };
+    HookStatus::attached(NAME, Layer::Syscall, name, via, skipped)
+}
+
+/// The tier the hook got.
+enum Tier<'a> {
+    /// fentry/fexit, with the kernel's BTF.
+    Fentry(&'a aya::Btf),
+    /// kprobe/kretprobe.
+    Kprobe,
+}
+
+/// Attaches the programs on `function` (of `arity` parameters) at the best tier allowed: the
+/// tier and the `via` text, or `None` with why each tier failed among `skipped`.
+fn attach_main<'a>(
+    at: &mut Attacher,
+    tiers: &'a Tiers,
+    function: &str,
+    arity: usize,
+    skipped: &mut Vec<String>,
+) -> Option<(Tier<'a>, String)> {
     match &tiers.fentry {
         Err(why) => skipped.push(why.clone()),
         Ok(btf) => {
@@ -51,21 +90,7 @@ pub fn attach(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus
                         .map_err(|e| format!("fentry: {e}"))
                 });
             match attached {
-                Ok(via) => {
-                    let via = with_scm(
-                        via,
-                        offsets,
-                        &mut skipped,
-                        |at| {
-                            let arity = offsets.scm_recv_one_fd.ok_or("not in kernel BTF")?;
-                            let probe = fitting(&RECEIVED_FD.scm_fentry, Ok(arity))?;
-                            at.fentry(probe, SCM_RECV_ONE_FD, btf)
-                                .map_err(|e| e.to_string())
-                        },
-                        at,
-                    );
-                    return HookStatus::attached(NAME, Layer::Syscall, "fentry", via, skipped);
-                }
+                Ok(via) => return Some((Tier::Fentry(btf), via)),
                 Err(why) => skipped.push(why),
             }
         }
@@ -73,44 +98,24 @@ pub fn attach(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus
     match &tiers.kprobe {
         Err(why) => skipped.push(why.clone()),
         Ok(()) => match at.kprobes(&RECEIVED_FD.kprobes(arity), &[function]) {
-            Ok(via) => {
-                let via = with_scm(
-                    via,
-                    offsets,
-                    &mut skipped,
-                    |at| {
-                        at.kprobes(&RECEIVED_FD.scm_kprobes, &[SCM_RECV_ONE_FD])
-                            .map_err(|e| e.to_string())
-                    },
-                    at,
-                );
-                return HookStatus::attached(NAME, Layer::Syscall, "kprobe", via, skipped);
-            }
+            Ok(via) => return Some((Tier::Kprobe, via)),
             Err(e) => skipped.push(format!("kprobe: {e}")),
         },
     }
-    missing(no_stand_in, skipped)
+    None
 }
 
-/// Where `SCM_RIGHTS` installs through `scm_recv_one_fd` (7.3), its programs too, attached by
-/// `attach` at the tier the hook got: `via` with theirs, or why not among `skipped`.
-fn with_scm(
-    via: String,
-    offsets: &Offsets,
-    skipped: &mut Vec<String>,
-    attach: impl FnOnce(&mut Attacher) -> Result<String, String>,
-    at: &mut Attacher,
-) -> String {
-    if offsets.scm_recv_one_fd.is_none() {
-        return via;
-    }
-    match attach(at) {
-        Ok(scm) => format!("{via}+{scm}"),
-        Err(why) => {
-            skipped.push(format!(
-                "{SCM_RECV_ONE_FD}: {why} (sockets passed with SCM_RIGHTS are not followed)"
-            ));
-            via
+/// Where `SCM_RIGHTS` installs through `scm_recv_one_fd` (7.3, of `arity` parameters), its
+/// programs too, at the tier the main hook got: their `via`, or why not.
+fn attach_scm(at: &mut Attacher, tier: &Tier, arity: usize) -> Result<String, String> {
+    match tier {
+        Tier::Fentry(btf) => {
+            let probe = fitting(&RECEIVED_FD.scm_fentry, Ok(arity))?;
+            at.fentry(probe, SCM_RECV_ONE_FD, btf)
+                .map_err(|e| e.to_string())
         }
+        Tier::Kprobe => at
+            .kprobes(&RECEIVED_FD.scm_kprobes, &[SCM_RECV_ONE_FD])
+            .map_err(|e| e.to_string()),
     }
 }
