@@ -52,14 +52,12 @@ pub fn sk_field<T: Default>(sk: u64, index: usize) -> T {
 /// BTF); zero if unreadable (counted unless `base` is null: no object, nothing to read).
 #[inline(always)]
 pub fn kernel_field<T: Default>(base: u64, index: usize) -> T {
-    // SAFETY: bpf_probe_read_kernel checks the address; a bad one reads nothing.
-    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((base as usize + offset(index)) as *const T) }
-        .unwrap_or_else(|_| {
-            if base != 0 {
-                count(Failure::ReadFailed);
-            }
-            T::default()
-        })
+    guessed_field(base, index).unwrap_or_else(|| {
+        if base != 0 {
+            count(Failure::ReadFailed);
+        }
+        T::default()
+    })
 }
 
 /// Reads a `T` at kernel address `base` plus the offset at index `index`, where `base` may not

@@ -24,6 +24,7 @@ mod emit;
 mod fds;
 mod filter;
 mod follow;
+mod handoff;
 mod kernel;
 mod maps;
 mod packets;

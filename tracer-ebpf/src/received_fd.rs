@@ -14,15 +14,11 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::{FExitContext, ProbeContext, RetProbeContext},
 };
-use tracer_common::{
-    failure::Failure,
-    offsets::{FILE_PRIVATE_DATA, SOCKET_FILE, SOCKET_SK},
-};
+use tracer_common::offsets::{FILE_PRIVATE_DATA, SOCKET_FILE, SOCKET_SK};
 
 use crate::{
     context::{guessed_field, kernel_field},
-    emit::count_if_refused,
-    fds,
+    fds, handoff,
     maps::SOCKS,
 };
 
@@ -81,8 +77,7 @@ pub fn fexit_receive_fd_args4(ctx: FExitContext) -> u32 {
 #[inline(always)]
 fn entered(file: u64) -> u32 {
     if let Some(sk) = traced_sock(file) {
-        let tid = bpf_get_current_pid_tgid() as u32;
-        count_if_refused(RECEIVING.insert(tid, sk, 0), Failure::InflightFull);
+        handoff::keep(&RECEIVING, sk);
     }
     0
 }
@@ -102,13 +97,9 @@ pub fn kprobe_receive_fd_args4(ctx: ProbeContext) -> u32 {
 /// `kretprobe:receive_fd`/`__receive_fd`: the new fd.
 #[kretprobe]
 pub fn kretprobe_receive_fd(ctx: RetProbeContext) -> u32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(sk) = RECEIVING.get_ptr(tid) else {
+    let Some(sk) = handoff::take(&RECEIVING) else {
         return 0;
     };
-    // SAFETY: a value pointer returned by the lookup just above.
-    let sk = unsafe { *sk };
-    let _ = RECEIVING.remove(tid);
     installed(sk, ctx.ret::<i32>());
     0
 }
@@ -139,12 +130,7 @@ pub fn fexit_scm_recv_one_fd(ctx: FExitContext) -> u32 {
 #[kprobe]
 pub fn kprobe_scm_recv_one_fd(ctx: ProbeContext) -> u32 {
     if let Some(sk) = traced_sock(ctx.arg::<u64>(0).unwrap_or(0)) {
-        let tid = bpf_get_current_pid_tgid() as u32;
-        let ufd = ctx.arg::<u64>(1).unwrap_or(0);
-        count_if_refused(
-            RECEIVING_SCM.insert(tid, [sk, ufd], 0),
-            Failure::InflightFull,
-        );
+        handoff::keep(&RECEIVING_SCM, [sk, ctx.arg::<u64>(1).unwrap_or(0)]);
     }
     0
 }
@@ -152,13 +138,9 @@ pub fn kprobe_scm_recv_one_fd(ctx: ProbeContext) -> u32 {
 /// `kretprobe:scm_recv_one_fd`
 #[kretprobe]
 pub fn kretprobe_scm_recv_one_fd(ctx: RetProbeContext) -> u32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(entry) = RECEIVING_SCM.get_ptr(tid) else {
+    let Some([sk, ufd]) = handoff::take(&RECEIVING_SCM) else {
         return 0;
     };
-    // SAFETY: a value pointer returned by the lookup just above.
-    let [sk, ufd] = unsafe { *entry };
-    let _ = RECEIVING_SCM.remove(tid);
     scm_received(sk, ufd, ctx.ret::<i32>());
     0
 }

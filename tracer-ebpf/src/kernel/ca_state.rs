@@ -7,7 +7,6 @@
 //! are seen as one; a change made elsewhere is seen at the next of these calls.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
     macros::{fexit, kprobe, kretprobe, map},
     maps::LruHashMap,
     programs::{FExitContext, ProbeContext, RetProbeContext},
@@ -18,7 +17,10 @@ use super::{
     congestion::{ca_state, snapshot},
     traced,
 };
-use crate::{emit::count_if_refused, emit::emit};
+use crate::{
+    emit::{count_if_refused, emit},
+    handoff,
+};
 
 /// `TCP_CA_Open`: every connection starts in it.
 const OPEN: u8 = 0;
@@ -86,8 +88,7 @@ pub fn fexit_tcp_enter_cwr(ctx: FExitContext) -> u32 {
 pub fn kprobe_ca_state(ctx: ProbeContext) -> u32 {
     let sk = ctx.arg::<u64>(0).unwrap_or(0);
     if traced(sk).is_some() {
-        let tid = bpf_get_current_pid_tgid() as u32;
-        count_if_refused(DECIDING.insert(tid, sk, 0), Failure::InflightFull);
+        handoff::keep(&DECIDING, sk);
     }
     0
 }
@@ -95,12 +96,8 @@ pub fn kprobe_ca_state(ctx: ProbeContext) -> u32 {
 /// `kretprobe:` each of those functions.
 #[kretprobe]
 pub fn kretprobe_ca_state(_ctx: RetProbeContext) -> u32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(sk) = DECIDING.get_ptr(tid) else {
+    let Some(sk) = handoff::take(&DECIDING) else {
         return 0;
     };
-    // SAFETY: a value pointer returned by the lookup just above.
-    let sk = unsafe { *sk };
-    let _ = DECIDING.remove(tid);
     decided(sk, Via::Kretprobe)
 }

@@ -7,10 +7,10 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::{FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
-use tracer_common::{KernelFn, Via, failure::Failure};
+use tracer_common::{KernelFn, Via};
 
 use super::{moved, sock_length, traced};
-use crate::{emit::count_if_refused, maps::INFLIGHT};
+use crate::{handoff, maps::INFLIGHT};
 
 /// `tcp_recvmsg`'s socket between kprobe and kretprobe, by thread.
 #[map]
@@ -49,7 +49,7 @@ pub fn kprobe_tcp_recvmsg(ctx: ProbeContext) -> u32 {
     let sk = ctx.arg::<u64>(0).unwrap_or(0);
     let tid = bpf_get_current_pid_tgid() as u32;
     if traced(sk).is_some() || INFLIGHT.get_ptr(tid).is_some() {
-        count_if_refused(RECV_SOCK.insert(tid, sk, 0), Failure::InflightFull);
+        handoff::keep(&RECV_SOCK, sk);
     }
     0
 }
@@ -57,13 +57,9 @@ pub fn kprobe_tcp_recvmsg(ctx: ProbeContext) -> u32 {
 /// `kretprobe:tcp_recvmsg`
 #[kretprobe]
 pub fn kretprobe_tcp_recvmsg(ctx: RetProbeContext) -> u32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(sk) = RECV_SOCK.get_ptr(tid) else {
+    let Some(sk) = handoff::take(&RECV_SOCK) else {
         return 0;
     };
-    // SAFETY: a value pointer returned by the lookup just above.
-    let sk = unsafe { *sk };
-    let _ = RECV_SOCK.remove(tid);
     moved(
         sk,
         i64::from(ctx.ret::<i32>()),
