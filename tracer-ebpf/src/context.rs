@@ -52,12 +52,16 @@ pub fn sk_field<T: Default>(sk: u64, index: usize) -> T {
 /// BTF); zero if unreadable (counted unless `base` is null: no object, nothing to read).
 #[inline(always)]
 pub fn kernel_field<T: Default>(base: u64, index: usize) -> T {
-    guessed_field(base, index).unwrap_or_else(|| {
-        if base != 0 {
-            count(Failure::ReadFailed);
-        }
-        T::default()
-    })
+    // Not `guessed_field(..).unwrap_or_else(..)`: the same read, but the code it compiles to
+    // made 6.18's verifier give up on `sock_recv_length` (a million instructions processed).
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one reads nothing.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((base as usize + offset(index)) as *const T) }
+        .unwrap_or_else(|_| {
+            if base != 0 {
+                count(Failure::ReadFailed);
+            }
+            T::default()
+        })
 }
 
 /// Reads a `T` at kernel address `base` plus the offset at index `index`, where `base` may not
