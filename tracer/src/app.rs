@@ -123,6 +123,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             Some((held, user))
         }
     };
+    // On before anything is attached, so that every run is counted; off when the fd closes.
+    let _stats_on = if cli.prog_stats {
+        hooks::runs::enable_stats().map_err(|e| anyhow::anyhow!(e))?
+    } else {
+        None
+    };
     let mut loaded = hooks::load(&filter)?;
     let missing = loaded.missing_layers();
     let mut what = match &held {
@@ -171,6 +177,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     .await;
     // Read from the programs before they are unloaded.
     let skipped = loaded.skipped();
+    let prog_stats = cli.prog_stats.then(|| loaded.prog_stats());
     let failures = loaded.stop();
     let finished = result.and_then(|end| {
         pipeline.finish(failures, &skipped).map_err(output_error)?;
@@ -186,6 +193,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             "tracer: the kernel skipped {n} run(s) of {program} (another BPF program was running \
              on that CPU): events may be missing"
         );
+    }
+    if let Some(stats) = &prog_stats {
+        let _ = crate::render::prog_stats::write(&mut io::stderr().lock(), stats);
     }
     loaded.detach();
     if let (Ok(_), [first, ..]) = (&finished, pipeline.failed()) {

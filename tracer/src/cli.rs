@@ -142,6 +142,12 @@ pub struct Cli {
     #[arg(long)]
     pub verifier_log: bool,
 
+    /// At exit, each eBPF program's runs and average run time, as the kernel counted them (its
+    /// BPF statistics, turned on for the run: Linux 5.8+), on stderr. What a traced
+    /// application pays in its own threads, program by program; costs a clock read per run.
+    #[arg(long)]
+    pub prog_stats: bool,
+
     /// For tests: load map NAME with N entries instead of its usual size, to make it fill.
     #[arg(long, value_name = "NAME=N", hide = true, value_parser = map_entries)]
     pub map_entries: Vec<(String, u32)>,

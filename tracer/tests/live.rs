@@ -1374,3 +1374,47 @@ fn a_socket_passed_to_another_process_is_followed_there() {
         .collect();
     assert_eq!(closes, [i64::from(server_fd)], "{}", brief(&events));
 }
+
+/// `--prog-stats`: the kernel's own count of each program's runs. The state program runs at
+/// least once for every state change the trace shows (more: it runs for every socket of the
+/// host), the total line adds the others up, and the kernel's statistics are left as they
+/// were before the run.
+#[test]
+fn prog_stats_are_the_kernels_run_counts() {
+    let sysctl = || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
+    let before = sysctl();
+    let port = free_port();
+    let trace = start(&["--port", &port.to_string(), "--prog-stats"]);
+    echo_session("127.0.0.1", port, &["stats"]);
+    let (events, stderr) = trace.stop_with_stderr();
+    let states = layer(&events, "state").len() as u64;
+    assert!(states >= 10, "{}", brief(&events));
+    let table: Vec<(String, u64, u64)> = stderr
+        .lines()
+        .skip_while(|l| !l.contains("--prog-stats"))
+        .skip(2)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].to_string(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    let runs = |name: &str| {
+        table
+            .iter()
+            .find(|(p, ..)| p == name)
+            .map(|r| r.1)
+            .unwrap_or_else(|| panic!("no {name} in {stderr}"))
+    };
+    assert!(runs("inet_sock_set_state") >= states, "{stderr}");
+    let programs: u64 = table.iter().filter(|r| r.0 != "all").map(|r| r.1).sum();
+    assert_eq!(runs("all"), programs, "{stderr}");
+    assert!(
+        table.iter().all(|r| r.2 > 0),
+        "each ran for some time: {stderr}"
+    );
+    assert_eq!(sysctl(), before, "the statistics are off again");
+}

@@ -93,7 +93,12 @@ impl Loaded {
 
     /// Runs of each program the kernel skipped, for those that had any.
     pub fn skipped(&self) -> Vec<(String, u64)> {
-        super::misses::skipped(&self.ebpf)
+        super::runs::skipped(&self.ebpf)
+    }
+
+    /// Runs and run time of each program that ran while the kernel's BPF statistics were on.
+    pub fn prog_stats(&self) -> Vec<super::runs::ProgStat> {
+        super::runs::stats(&self.ebpf)
     }
 
     /// Adds the cgroups created below `scope` since the start to the in-kernel filter; how

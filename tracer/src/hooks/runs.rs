@@ -1,18 +1,26 @@
-//! Runs of our programs the kernel skipped. A BPF program is not run when another BPF program
+//! How our programs ran, from the kernel's account of each (`BPF_OBJ_GET_INFO_BY_FD`).
+//!
+//! Runs the kernel skipped: a BPF program is not run when another BPF program
 //! is already running on the same CPU in a way the kernel's recursion guard forbids (a per-CPU
 //! counter for kprobes and perf-attached tracepoints, a per-program one for fentry/fexit); on
 //! kernels where BPF programs are preemptible, one task's preempted program can make another
 //! task's event on that CPU go unrecorded. The kernel counts each skip in the program's
 //! `recursion_misses` (5.12+), which is how the tracer reports them instead of losing them
 //! silently.
+//!
+//! Runs and run time (`--prog-stats`): the kernel counts them while its BPF statistics are
+//! enabled (`BPF_ENABLE_STATS`, 5.8+, on as long as the fd it returns is open, or the
+//! `kernel.bpf_stats_enabled` sysctl), for each program: what a traced application pays in its
+//! own threads, program by program.
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::Ebpf;
 use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_prog_info};
 
-/// `recursion_misses` of the program behind `fd`; `None` where the kernel does not say.
-fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
+/// The kernel's account of the program behind `fd`, and how many bytes of it the kernel
+/// wrote (an older kernel fills a shorter struct).
+fn info(fd: std::os::fd::BorrowedFd<'_>) -> Option<(bpf_prog_info, usize)> {
     // SAFETY: both are plain C structs for which all-zero bytes are a valid value.
     let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
@@ -30,11 +38,68 @@ fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
             std::mem::size_of::<bpf_attr>(),
         )
     };
-    // An older kernel fills a shorter struct: `info_len` says how much it wrote.
     // SAFETY: reading back the field the kernel set in the union we passed.
     let written = unsafe { attr.info.info_len } as usize;
+    (rc == 0).then_some((info, written))
+}
+
+/// `recursion_misses` of the program behind `fd`; `None` where the kernel does not say.
+fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
+    let (info, written) = info(fd)?;
     let end = std::mem::offset_of!(bpf_prog_info, recursion_misses) + 8;
-    (rc == 0 && written >= end).then_some(info.recursion_misses)
+    (written >= end).then_some(info.recursion_misses)
+}
+
+/// One program's runs while the kernel's BPF statistics were on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgStat {
+    /// The program's name in the object.
+    pub program: String,
+    /// Times it ran.
+    pub runs: u64,
+    /// Time it ran, in all, in nanoseconds.
+    pub run_ns: u64,
+}
+
+impl ProgStat {
+    /// Average time of one run, in nanoseconds (0 if it never ran).
+    pub fn average_ns(&self) -> u64 {
+        self.run_ns.checked_div(self.runs).unwrap_or(0)
+    }
+}
+
+/// Runs and run time of every loaded program of `ebpf` that ran, most time first.
+pub fn stats(ebpf: &Ebpf) -> Vec<ProgStat> {
+    let mut stats: Vec<ProgStat> = ebpf
+        .programs()
+        .filter_map(|(name, prog)| {
+            let (info, _) = info(prog.fd().ok()?.as_fd())?;
+            (info.run_cnt > 0).then(|| ProgStat {
+                program: name.to_string(),
+                runs: info.run_cnt,
+                run_ns: info.run_time_ns,
+            })
+        })
+        .collect();
+    stats.sort_by(|a, b| b.run_ns.cmp(&a.run_ns).then(a.program.cmp(&b.program)));
+    stats
+}
+
+/// Turns the kernel's BPF statistics on for as long as the returned fd is open; `Ok(None)`
+/// when they already are on (the sysctl), and why not where they cannot be.
+pub fn enable_stats() -> Result<Option<std::os::fd::OwnedFd>, String> {
+    if std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() == "1")
+    {
+        return Ok(None);
+    }
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map(Some)
+        .map_err(|e| {
+            format!(
+                "--prog-stats: the kernel's BPF statistics cannot be turned on (BPF_ENABLE_STATS \
+                 needs Linux 5.8; or: sysctl kernel.bpf_stats_enabled=1): {e}"
+            )
+        })
 }
 
 /// Skipped runs per loaded program of `ebpf`, for the programs that had any.

@@ -9,6 +9,7 @@ pub mod ladder;
 pub mod output;
 pub mod pcap;
 pub mod plot;
+pub mod prog_stats;
 pub mod summary;
 pub mod text;
 pub mod timeline;

@@ -77,7 +77,12 @@ impl Trace {
     }
 
     /// Stops the tracer with SIGINT (as Ctrl-C would) and returns every line it printed.
-    pub fn stop(mut self) -> Vec<Value> {
+    pub fn stop(self) -> Vec<Value> {
+        self.stop_with_stderr().0
+    }
+
+    /// As [`Trace::stop`], with what it wrote to stderr.
+    pub fn stop_with_stderr(mut self) -> (Vec<Value>, String) {
         // Let the last records arrive and leave the reorder window.
         std::thread::sleep(Duration::from_millis(300));
         // SAFETY: kill(2) on our own child.
@@ -93,8 +98,13 @@ impl Trace {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        assert!(status.success(), "tracer exited with {status}");
-        self.reader.join().expect("reader thread")
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        assert!(status.success(), "tracer exited with {status}: {stderr}");
+        (self.reader.join().expect("reader thread"), stderr)
     }
 }
 
