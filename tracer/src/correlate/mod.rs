@@ -1320,6 +1320,60 @@ mod tests {
         assert_ne!(again, first);
     }
 
+    /// On loopback the kernel reuses a TIME_WAIT 4-tuple for the client's next connection
+    /// (`tcp_tw_reuse` 2, the default) and may give the new child socket the freed one's
+    /// address: two prefork workers, each reading through an fd adopted without an accept
+    /// record, must still own two connections.
+    #[test]
+    fn a_reused_four_tuple_on_a_reused_socket_is_a_new_connection() {
+        use crate::decode::KernelCall;
+        let mut c = Correlator::new();
+        let destroy = || {
+            Kind::Kernel(KernelCall {
+                func: KernelFn::TcpDestroySock,
+                bytes: None,
+                isn: None,
+                write_seq: None,
+                at_syscall_start: false,
+            })
+        };
+        let mut ids = Vec::new();
+        for (worker, base) in [(101u32, 10u64), (102, 100)] {
+            let (first, _) = observe(
+                &mut c,
+                &state(tcp_state::LISTEN, tcp_state::SYN_RECV, 5, base),
+            );
+            observe(
+                &mut c,
+                &state(tcp_state::SYN_RECV, tcp_state::ESTABLISHED, 5, base + 1),
+            );
+            let mut read = ev(call(SyscallOp::Recvfrom, 6), 5, 4, base + 2);
+            read.pid = worker;
+            read.tid = worker;
+            read.local = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 41000));
+            read.remote = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 8080));
+            assert_eq!(observe(&mut c, &read).0, first);
+            let mut close = ev(call(SyscallOp::Close, 0), 5, 4, base + 3);
+            close.pid = worker;
+            close.tid = worker;
+            assert_eq!(observe(&mut c, &close).0, first);
+            for (from, to, ts) in [
+                (tcp_state::ESTABLISHED, tcp_state::FIN_WAIT1, base + 4),
+                (tcp_state::FIN_WAIT1, tcp_state::FIN_WAIT2, base + 5),
+                (tcp_state::FIN_WAIT2, tcp_state::CLOSE, base + 6),
+            ] {
+                observe(&mut c, &state(from, to, 5, ts));
+            }
+            assert_eq!(observe(&mut c, &ev(destroy(), 5, -1, base + 7)).0, first);
+            ids.push((first, worker));
+        }
+        assert_ne!(ids[0].0, ids[1].0, "two connections");
+        for (id, worker) in ids {
+            assert_eq!(c.get(id).unwrap().pid, worker);
+            assert_eq!(c.get(id).unwrap().bytes_received, 6);
+        }
+    }
+
     /// A socket freed (tcp_destroy_sock) may be reallocated at once for a new connection in
     /// another process: the new one's events must not fold it into the finished one.
     #[test]
