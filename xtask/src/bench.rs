@@ -70,10 +70,17 @@ fn stat(mut v: Vec<f64>) -> Stat {
 struct Traced {
     child: Child,
     output: PathBuf,
+    /// The tracer's stderr after its `ready` line, read to its end.
+    stderr: Option<std::thread::JoinHandle<Vec<String>>>,
 }
 
 impl Traced {
-    fn stop(mut self) -> anyhow::Result<String> {
+    fn stop(self) -> anyhow::Result<String> {
+        Ok(self.stop_with_stderr()?.0)
+    }
+
+    /// Stops it; what it wrote to its output file and, for tracer, to stderr after `ready`.
+    fn stop_with_stderr(mut self) -> anyhow::Result<(String, Vec<String>)> {
         // SAFETY: kill(2) on our own child.
         unsafe { libc_kill(self.child.id() as i32, 2) };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -88,7 +95,12 @@ impl Traced {
         }
         let text = fs::read_to_string(&self.output).unwrap_or_default();
         let _ = fs::remove_file(&self.output);
-        Ok(text)
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        Ok((text, stderr))
     }
 
     fn vm_hwm_kib(&self) -> Option<u64> {
@@ -166,8 +178,15 @@ impl Bench {
         let Some(ready) = ready else {
             bail!("tracer exited before it was ready");
         };
-        std::thread::spawn(move || for _ in lines {});
-        Ok((Traced { child, output }, ready))
+        let stderr = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+        Ok((
+            Traced {
+                child,
+                output,
+                stderr: Some(stderr),
+            },
+            ready,
+        ))
     }
 
     /// Starts bpftrace on the peer script for `port`; returns it and the time from exec to
@@ -188,7 +207,11 @@ impl Bench {
             .stderr(Stdio::null())
             .spawn()
             .context("starting bpftrace")?;
-        let traced = Traced { child, output };
+        let traced = Traced {
+            child,
+            output,
+            stderr: None,
+        };
         let deadline = started + Duration::from_secs(60);
         loop {
             if fs::read_to_string(&traced.output).is_ok_and(|t| t.contains("Attaching")) {
@@ -357,6 +380,58 @@ impl Bench {
             .collect())
     }
 
+    /// What ping-pong's round trips cost the load generator's own threads, untraced and traced
+    /// by tracer with each filter, and (traced) what each of our programs took of it, as the
+    /// kernel counted it (`--prog-stats`). One run of each: the statistics are sums.
+    fn costs(&mut self) -> anyhow::Result<Vec<Cost>> {
+        let mut costs = Vec::new();
+        for config in [
+            Config::Untraced,
+            Config::TracerMatching,
+            Config::TracerNotMatching,
+        ] {
+            let port = free_port()?;
+            let filter_port = if config == Config::TracerNotMatching {
+                free_port()?
+            } else {
+                port
+            };
+            let traced = match config {
+                Config::Untraced => None,
+                _ => Some(
+                    self.start_tracer(&[
+                        "--port".into(),
+                        filter_port.to_string(),
+                        "--json".into(),
+                        "--prog-stats".into(),
+                    ])?
+                    .0,
+                ),
+            };
+            let cpu_before = children_cpu_s();
+            let started = Instant::now();
+            let rate = self.loadgen("pingpong", port, &[])?;
+            let round_trips = rate * started.elapsed().as_secs_f64().min(self.plan.secs);
+            let cpu_s = children_cpu_s() - cpu_before;
+            let programs = match traced {
+                Some(t) => prog_stats(&t.stop_with_stderr()?.1),
+                None => Vec::new(),
+            };
+            eprintln!(
+                "bench: costs {}: {:.1} µs of CPU per round trip",
+                config.label(),
+                cpu_s * 1e6 / round_trips.max(1.0)
+            );
+            costs.push(Cost {
+                label: config.label(),
+                round_trips,
+                cpu_s,
+                programs,
+            });
+        }
+        Ok(costs)
+    }
+
     fn memory(&mut self) -> anyhow::Result<(u64, u64)> {
         let port = free_port()?;
         let (traced, _) =
@@ -367,6 +442,103 @@ impl Bench {
         traced.stop()?;
         Ok((hwm, maps))
     }
+}
+
+/// The cost tables: the workload's CPU per round trip in each configuration, and, for each
+/// filter, what each of our programs took of it.
+fn write_costs(md: &mut String, costs: &[Cost], secs: f64) {
+    let per_trip = |c: &Cost| c.cpu_s * 1e6 / c.round_trips.max(1.0);
+    let base = costs.first().map_or(0.0, per_trip);
+    let _ = writeln!(
+        md,
+        "## What a round trip costs the traced application (ping-pong, CPU time)\n\n\
+         Throughput on loopback follows wakeup latency more than work done; the CPU time of the \
+         load generator's own process (user + system, `getrusage`) per round trip is what it \
+         pays, and our programs run in its threads: their time is the kernel's own count \
+         (`tracer --prog-stats`, one run of {secs} s each, beside the throughput runs above).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| configuration | round trips | CPU µs per round trip | vs untraced | our programs, µs per round trip | their share of its CPU |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    for c in costs {
+        let ebpf_ns: u64 = c.programs.iter().map(|p| p.2).sum();
+        let ebpf_us = ebpf_ns as f64 / 1e3 / c.round_trips.max(1.0);
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.1} | {:+.1} µs | {} | {} |",
+            c.label,
+            c.round_trips,
+            per_trip(c),
+            per_trip(c) - base,
+            if c.programs.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{ebpf_us:.2}")
+            },
+            if c.programs.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.1} %", ebpf_ns as f64 / 1e9 / c.cpu_s.max(1e-9) * 100.0)
+            },
+        );
+    }
+    for c in costs.iter().filter(|c| !c.programs.is_empty()) {
+        let _ = writeln!(md, "\nPrograms, `{}` (most time first):\n", c.label);
+        let _ = writeln!(
+            md,
+            "| program | runs per round trip | avg ns | ns per round trip | share of the workload's CPU |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|");
+        for (program, runs, run_ns) in &c.programs {
+            let _ = writeln!(
+                md,
+                "| {program} | {:.2} | {} | {:.0} | {:.2} % |",
+                *runs as f64 / c.round_trips.max(1.0),
+                run_ns.checked_div(*runs).unwrap_or(0),
+                *run_ns as f64 / c.round_trips.max(1.0),
+                *run_ns as f64 / 1e9 / c.cpu_s.max(1e-9) * 100.0
+            );
+        }
+    }
+    let _ = writeln!(md);
+}
+
+/// One configuration's cost per ping-pong round trip.
+struct Cost {
+    label: &'static str,
+    /// Round trips made (rate × seconds).
+    round_trips: f64,
+    /// CPU time (user + system) of the load generator's process, seconds.
+    cpu_s: f64,
+    /// `(program, runs, run time ns)` of each of our programs that ran.
+    programs: Vec<(String, u64, u64)>,
+}
+
+/// CPU time (user + system) of this process's waited-for children so far, in seconds.
+fn children_cpu_s() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The rows of tracer's `--prog-stats` table in its stderr: `(program, runs, run time ns)`,
+/// the total line left out.
+fn prog_stats(stderr: &[String]) -> Vec<(String, u64, u64)> {
+    stderr
+        .iter()
+        .skip_while(|l| !l.contains("--prog-stats"))
+        .skip(2)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (runs, avg_ns): (u64, u64) = (f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?);
+            (f[0] != "all").then(|| (f[0].to_string(), runs, runs * avg_ns))
+        })
+        .collect()
 }
 
 /// Bytes the bystander's `dd` copies, one per read and write.
@@ -407,6 +579,18 @@ fn json_number(line: &str, key: &str) -> Option<u64> {
 }
 
 fn ensure_bpftrace() -> anyhow::Result<()> {
+    // bpftrace finds tracepoints in tracefs, which a fresh machine may not have mounted (tracer
+    // mounts it only in its own mount namespace).
+    if !Path::new("/sys/kernel/tracing/events").exists() {
+        let mounted = Command::new("mount")
+            .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            bail!("tracefs is not mounted and mounting it at /sys/kernel/tracing failed");
+        }
+        eprintln!("bench: mounted tracefs at /sys/kernel/tracing for bpftrace");
+    }
     if Command::new("bpftrace")
         .arg("--version")
         .output()
@@ -456,6 +640,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
         plan,
     };
     let pingpong = bench.workload("pingpong", &[])?;
+    let costs = bench.costs()?;
     let churn = bench.workload("churn", &["--clients", "4"])?;
     let capacity = bench.capacity()?;
     let (start_ours, start_bpftrace) = bench.startup()?;
@@ -535,6 +720,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
             1.0 / 1.2
         );
     }
+    write_costs(&mut md, &costs, bench.plan.secs);
     let _ = writeln!(
         md,
         "## Capacity: events delivered end to end (kernel → ring buffer → decode → JSON to a file)\n"
