@@ -40,10 +40,8 @@ fn mark_holding(tgid: u32) {
 
 /// Whether process `tgid` may hold a traced fd (no: it holds none, for sure).
 #[inline(always)]
-pub fn may_hold(tgid: u32) -> bool {
-    HOLDING
-        .get(tgid % HOLDING_SLOTS)
-        .is_some_and(|slot| *slot != 0)
+fn may_hold(tgid: u32) -> bool {
+    HOLDING.get(tgid % HOLDING_SLOTS).is_some_and(|slot| *slot != 0)
 }
 
 /// The kernel socket behind `fd` of process `tgid` (0 if not known yet), if the fd is traced

@@ -7,8 +7,8 @@ use aya_ebpf::{
 use tracer_common::{
     failure::FAILURE_KINDS,
     maps::{
-        FdKey, HOLDING_SLOTS, Held, HeldCallKey, Inflight, MAX_CGROUPS, MAX_PORTS, Owner,
-        PIDS_CAPACITY, Place, PortPair, SOCK_OPS_SLOTS, Sampled, TALLIES_LEN, TracepointFn,
+        FdKey, HOLDING_SLOTS, Held, HeldCallKey, Inflight, MAX_CGROUPS, MAX_PORTS, Owner, PIDS_CAPACITY, Place,
+        PortPair, SOCK_OPS_SLOTS, Sampled, TALLIES_LEN, TracepointFn,
     },
     record::SyscallRecord,
 };

@@ -109,19 +109,13 @@ fn sock_length(ctx: &TracePointContext) -> Option<(u64, i64)> {
 fn moved(sk: u64, bytes: i64, func: KernelFn, via: Via, fill: impl FnOnce(&mut KernelRecord)) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    let owner = traced(sk);
-    // An untraced socket of a process that holds no traced fd (the usual case, for every
-    // socket of the host): nothing in flight can be ours either.
-    if owner.is_none() && !crate::fds::may_hold(tgid) {
-        return;
-    }
     // Only a syscall that moves data can be the one this runs in: any other entry is one
     // whose exit the kernel skipped (its fd is not this socket's).
     let inflight = INFLIGHT.get_ptr(pid_tgid as u32).filter(|i| {
         // SAFETY: a value pointer returned by the lookup.
         SyscallOp::from_u8(unsafe { (**i).record.header.op }).is_some_and(SyscallOp::moves_data)
     });
-    let (owner, adopted) = match owner {
+    let (owner, adopted) = match traced(sk) {
         Some(owner) => (owner, false),
         // A socket open before the tracer started, used through a traced fd (found in /proc
         // at startup): the syscall in flight says so. Adopt it.
