@@ -161,10 +161,6 @@ pub struct FilterConfig {
     pub netns: u32,
 }
 
-/// Slots of `HOLDING`, the array that says which processes may hold a traced fd: a process's
-/// slot is its tgid modulo this.
-pub const HOLDING_SLOTS: u32 = 1 << 16;
-
 /// Where a process runs, as the kernel sees it: the value of `PLACES` (by tgid) and the body
 /// of a `PlaceRecord`.
 #[repr(C)]

@@ -5,16 +5,12 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use tracer_common::{
-    failure::Failure,
-    maps::{FdKey, HOLDING_SLOTS},
-    offsets,
-};
+use tracer_common::{failure::Failure, maps::FdKey, offsets};
 
 use crate::{
     context::field,
     emit::count_if_refused,
-    maps::{FDS, FORKED, HOLDERS, HOLDING},
+    maps::{FDS, FORKED, HOLDERS},
 };
 
 /// How many generations an fd is followed up: nginx's daemon opens its listeners, forks the
@@ -26,31 +22,12 @@ const GENERATIONS: usize = 3;
 pub fn track(tgid: u32, fd: i32, sock: u64) {
     count_if_refused(FDS.insert(FdKey { tgid, fd }, sock, 0), Failure::FdsFull);
     count_if_refused(HOLDERS.insert(tgid, 1, 0), Failure::FdsFull);
-    mark_holding(tgid);
-}
-
-/// Marks process `tgid` as one that may hold a traced fd.
-#[inline(always)]
-fn mark_holding(tgid: u32) {
-    if let Some(slot) = HOLDING.get_ptr_mut(tgid % HOLDING_SLOTS) {
-        // SAFETY: a value pointer from the lookup; every writer stores the same byte.
-        unsafe { *slot = 1 };
-    }
-}
-
-/// Whether process `tgid` may hold a traced fd (no: it holds none, for sure).
-#[inline(always)]
-fn may_hold(tgid: u32) -> bool {
-    HOLDING.get(tgid % HOLDING_SLOTS).is_some_and(|slot| *slot != 0)
 }
 
 /// The kernel socket behind `fd` of process `tgid` (0 if not known yet), if the fd is traced
 /// — registered for this process, or inherited from a forebear that registered it.
 #[inline(always)]
 pub fn traced(tgid: u32, fd: i32) -> Option<u64> {
-    if !may_hold(tgid) {
-        return None;
-    }
     if let Some(sock) = FDS.get_ptr(FdKey { tgid, fd }) {
         // SAFETY: a value pointer returned by the lookup just above.
         return Some(unsafe { *sock });
@@ -82,7 +59,6 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     if child != 0 && child != parent {
         count_if_refused(FORKED.insert(child, parent, 0), Failure::FdsFull);
         count_if_refused(HOLDERS.insert(child, 1, 0), Failure::FdsFull);
-        mark_holding(child);
     }
     0
 }

@@ -7,7 +7,7 @@ use aya_ebpf::{
 use tracer_common::{
     failure::FAILURE_KINDS,
     maps::{
-        FdKey, HOLDING_SLOTS, Held, HeldCallKey, Inflight, MAX_CGROUPS, MAX_PORTS, Owner, PIDS_CAPACITY, Place,
+        FdKey, Held, HeldCallKey, Inflight, MAX_CGROUPS, MAX_PORTS, Owner, PIDS_CAPACITY, Place,
         PortPair, SOCK_OPS_SLOTS, Sampled, TALLIES_LEN, TracepointFn,
     },
     record::SyscallRecord,
@@ -60,15 +60,6 @@ pub static SOCKS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(65536, 0
 /// Traced file descriptors and the kernel socket behind each (0 until it is seen).
 #[map]
 pub static FDS: LruHashMap<FdKey, u64> = LruHashMap::with_max_entries(65536, 0);
-
-/// Which processes may hold a traced fd, by `tgid % HOLDING_SLOTS` (non-zero: maybe): the
-/// first thing every syscall program asks of the fd's process, for every process on the
-/// host. An array lookup, which the verifier inlines — no helper call, no hashing — where the
-/// precise answer (`FDS`, `FORKED`) takes hash lookups; two processes sharing a slot only
-/// cost the second those lookups. Set when a process's fd is traced (and by the loader for
-/// sockets open before the start) or it is forked from a holder; never cleared.
-#[map]
-pub static HOLDING: Array<u8> = Array::with_max_entries(HOLDING_SLOTS, 0);
 
 /// Processes that hold (or held) a traced fd: their children inherit them.
 #[map]

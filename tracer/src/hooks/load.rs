@@ -1,13 +1,13 @@
 //! Loading the embedded object and attaching every hook of the table with the best tier this
 //! kernel allows.
 
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use aya::programs::{CgroupSkbAttachType, Program, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use tracer_common::{
     COMM_LEN, KernelFn, SyscallOp,
     failure::Failure,
-    maps::{FdKey, FilterConfig, HOLDING_SLOTS, Owner},
+    maps::{FdKey, FilterConfig, Owner},
 };
 
 use super::attach::{Attacher, Links, fill, map};
@@ -496,10 +496,6 @@ fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<Vec<sockets::Exist
     let mut holders: BpfHashMap<_, u32, u8> = map(ebpf, "HOLDERS")?;
     for s in &found {
         let _ = holders.insert(s.pid, 1, 0);
-    }
-    let mut holding: Array<_, u8> = map(ebpf, "HOLDING")?;
-    for s in &found {
-        let _ = holding.set(s.pid % HOLDING_SLOTS, 1, 0);
     }
     let mut listeners: BpfHashMap<_, u16, Owner> = map(ebpf, "LISTENERS")?;
     for s in found.iter().filter(|s| s.listening) {
