@@ -25,15 +25,23 @@ impl Cgroup {
         Cgroup(dir)
     }
 
-    /// Runs the echo server on `port` inside this cgroup (moved there before it execs).
+    /// A command that runs `program args` inside this cgroup (moved there before it execs).
+    fn command(&self, program: &str, args: &str) -> Command {
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(format!(
+            "echo $$ > '{}/cgroup.procs' && exec '{program}' {args}",
+            self.0.display()
+        ));
+        sh
+    }
+
+    /// Runs the echo server on `port` inside this cgroup.
     fn echo_server(&self, port: u16) -> Child {
-        let script = format!(
-            "echo $$ > '{}/cgroup.procs' && exec '{}' --port {port} --bind 127.0.0.1",
-            self.0.display(),
-            support::ECHO_SERVER
-        );
-        let child = Command::new("sh")
-            .args(["-c", &script])
+        let child = self
+            .command(
+                support::ECHO_SERVER,
+                &format!("--port {port} --bind 127.0.0.1"),
+            )
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
@@ -46,24 +54,13 @@ impl Cgroup {
 
     /// One echo exchange with the server on `port` from a client inside this cgroup; its pid.
     fn talk(&self, port: u16, message: &str) -> u32 {
-        let script = format!(
-            "echo $$ > '{}/cgroup.procs' && exec '{}' --addr 127.0.0.1:{port} --message '{message}'",
-            self.0.display(),
-            support::ECHO_CLIENT
-        );
-        let child = Command::new("sh")
-            .args(["-c", &script])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            format!("your message is{message}")
-        );
-        pid
+        support::echo_exchange(
+            &mut self.command(
+                support::ECHO_CLIENT,
+                &format!("--addr 127.0.0.1:{port} --message '{message}'"),
+            ),
+            message,
+        )
     }
 }
 
@@ -92,14 +89,14 @@ fn cgroup2_mount() -> PathBuf {
 
 /// One echo exchange with the server on `port`, from outside any test cgroup.
 fn talk(port: u16, message: &str) {
-    let out = Command::new(support::ECHO_CLIENT)
-        .args(["--addr", &format!("127.0.0.1:{port}"), "--message", message])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("your message is{message}")
+    support::echo_exchange(
+        Command::new(support::ECHO_CLIENT).args([
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--message",
+            message,
+        ]),
+        message,
     );
 }
 

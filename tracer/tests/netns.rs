@@ -55,20 +55,15 @@ impl Netns {
 
     /// One echo exchange inside this namespace; the client's pid.
     fn talk(&self, port: u16, message: &str) -> u32 {
-        let child = self
-            .exec(support::ECHO_CLIENT)
-            .args(["--addr", &format!("127.0.0.1:{port}"), "--message", message])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            format!("your message is{message}")
-        );
-        pid
+        support::echo_exchange(
+            self.exec(support::ECHO_CLIENT).args([
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+                "--message",
+                message,
+            ]),
+            message,
+        )
     }
 }
 

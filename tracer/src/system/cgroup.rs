@@ -57,10 +57,7 @@ impl Scope {
 
     /// Whether process `pid` is in the cgroup or below it.
     pub fn holds(&self, pid: u32) -> bool {
-        fs::read_to_string(format!("/proc/{pid}/cgroup"))
-            .ok()
-            .and_then(|text| v2_path(&text).map(|p| within(&p, &self.path)))
-            .unwrap_or(false)
+        of_pid(pid).is_some_and(|p| within(&p, &self.path))
     }
 }
 
@@ -127,8 +124,13 @@ fn inside(dir: &Path, mount: &str) -> Option<String> {
     Some(format!("/{}", rel.display()).replace("//", "/"))
 }
 
+/// Process `pid`'s cgroup v2 path, from `/proc/PID/cgroup`; `None` once it is gone.
+pub fn of_pid(pid: u32) -> Option<String> {
+    v2_path(&fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
+}
+
 /// The cgroup v2 path in `/proc/PID/cgroup` text (its `0::` line).
-pub fn v2_path(text: &str) -> Option<String> {
+fn v2_path(text: &str) -> Option<String> {
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(str::to_string)
@@ -190,8 +192,7 @@ mod tests {
         let Some(mount) = cgroup2_mount() else {
             return; // no cgroup v2 here
         };
-        let text = fs::read_to_string("/proc/self/cgroup").unwrap();
-        let ours = v2_path(&text).unwrap();
+        let ours = of_pid(std::process::id()).unwrap();
         let id = fs::metadata(format!("{mount}{ours}")).unwrap().ino();
         let mut paths = Paths::new(Some(mount.clone()));
         assert_eq!(paths.of(id), Some(ours));

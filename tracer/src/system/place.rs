@@ -35,7 +35,7 @@ impl Places {
         let me = std::process::id();
         Self {
             own_netns: netns_of(me),
-            own_cgroup: cgroup_of(me),
+            own_cgroup: cgroup::of_pid(me),
             seen: HashMap::new(),
             cgroups: cgroup::Paths::new(cgroup::cgroup2_mount()),
         }
@@ -49,7 +49,10 @@ impl Places {
             0 => netns_of(pid),
             n => Some(u64::from(n)),
         };
-        let cgroup = self.cgroups.of(told.cgroup_id).or_else(|| cgroup_of(pid));
+        let cgroup = self
+            .cgroups
+            .of(told.cgroup_id)
+            .or_else(|| cgroup::of_pid(pid));
         let place = self.relative(netns, cgroup);
         self.remember(pid, place);
     }
@@ -59,7 +62,7 @@ impl Places {
         if let Some(known) = self.seen.get(&pid) {
             return known.clone();
         }
-        let place = self.relative(netns_of(pid), cgroup_of(pid));
+        let place = self.relative(netns_of(pid), cgroup::of_pid(pid));
         self.remember(pid, place.clone());
         place
     }
@@ -91,12 +94,6 @@ fn netns_of(pid: u32) -> Option<u64> {
     std::fs::metadata(format!("/proc/{pid}/ns/net"))
         .ok()
         .map(|m| m.ino())
-}
-
-/// `pid`'s cgroup v2 path: the `0::PATH` line of `/proc/PID/cgroup`.
-fn cgroup_of(pid: u32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    cgroup::v2_path(&text)
 }
 
 #[cfg(test)]

@@ -168,6 +168,20 @@ pub struct Echo {
     pub messages: Vec<String>,
 }
 
+/// Runs `client` (an echo client, or a command that execs one, sending `message` to
+/// 127.0.0.1:`port`) to its end and checks the echo; its pid.
+pub fn echo_exchange(client: &mut Command, message: &str) -> u32 {
+    let child = client.stdout(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("your message is{message}")
+    );
+    pid
+}
+
 /// Runs the echo server on `bind`:`port`, a client exchanging `messages`, then stops the server.
 pub fn echo_session(bind: &str, port: u16, messages: &[&str]) -> Echo {
     let mut server = echo_server(Path::new(ECHO_SERVER), bind, port);
