@@ -225,8 +225,13 @@ impl Bench {
         Ok((traced, started.elapsed()))
     }
 
-    fn start(&self, config: Config, port: u16) -> anyhow::Result<Option<Traced>> {
-        let json = |p: u16| vec!["--port".to_string(), p.to_string(), "--json".into()];
+    /// Starts `config` for a workload on `port`; tracer gets `extra` arguments too.
+    fn start(&self, config: Config, port: u16, extra: &[&str]) -> anyhow::Result<Option<Traced>> {
+        let json = |p: u16| {
+            let mut args = vec!["--port".to_string(), p.to_string(), "--json".into()];
+            args.extend(extra.iter().map(|a| a.to_string()));
+            args
+        };
         Ok(match config {
             Config::Untraced => None,
             Config::TracerMatching => Some(self.start_tracer(&json(port))?.0),
@@ -266,7 +271,7 @@ impl Bench {
         for run in 0..self.plan.runs {
             for (i, config) in Config::ALL.into_iter().enumerate() {
                 let port = free_port()?;
-                let traced = self.start(config, port)?;
+                let traced = self.start(config, port, &[])?;
                 let rate = self.loadgen(mode, port, extra)?;
                 if let Some(t) = traced {
                     t.stop()?;
@@ -391,23 +396,7 @@ impl Bench {
             Config::TracerNotMatching,
         ] {
             let port = free_port()?;
-            let filter_port = if config == Config::TracerNotMatching {
-                free_port()?
-            } else {
-                port
-            };
-            let traced = match config {
-                Config::Untraced => None,
-                _ => Some(
-                    self.start_tracer(&[
-                        "--port".into(),
-                        filter_port.to_string(),
-                        "--json".into(),
-                        "--prog-stats".into(),
-                    ])?
-                    .0,
-                ),
-            };
+            let traced = self.start(config, port, &["--prog-stats"])?;
             let cpu_before = children_cpu_s();
             let started = Instant::now();
             let rate = self.loadgen("pingpong", port, &[])?;
@@ -464,24 +453,21 @@ fn write_costs(md: &mut String, costs: &[Cost], secs: f64) {
     let _ = writeln!(md, "|---|---|---|---|---|---|");
     for c in costs {
         let ebpf_ns: u64 = c.programs.iter().map(|p| p.2).sum();
-        let ebpf_us = ebpf_ns as f64 / 1e3 / c.round_trips.max(1.0);
+        let (ebpf_us, share) = if c.programs.is_empty() {
+            ("-".to_string(), "-".to_string())
+        } else {
+            (
+                format!("{:.2}", ebpf_ns as f64 / 1e3 / c.round_trips.max(1.0)),
+                format!("{:.1} %", ebpf_ns as f64 / 1e9 / c.cpu_s.max(1e-9) * 100.0),
+            )
+        };
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.1} | {:+.1} µs | {} | {} |",
+            "| {} | {:.0} | {:.1} | {:+.1} µs | {ebpf_us} | {share} |",
             c.label,
             c.round_trips,
             per_trip(c),
             per_trip(c) - base,
-            if c.programs.is_empty() {
-                "-".to_string()
-            } else {
-                format!("{ebpf_us:.2}")
-            },
-            if c.programs.is_empty() {
-                "-".to_string()
-            } else {
-                format!("{:.1} %", ebpf_ns as f64 / 1e9 / c.cpu_s.max(1e-9) * 100.0)
-            },
         );
     }
     for c in costs.iter().filter(|c| !c.programs.is_empty()) {
