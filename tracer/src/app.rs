@@ -11,10 +11,11 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 use tracer_common::failure::{FAILURE_KINDS, Failure};
 
-use crate::cli::{Cli, ColorChoice};
+use crate::cli::{Cli, ColorChoice, ViewOptions};
 use crate::demo;
 use crate::hooks::{self, Filter};
 use crate::pipeline::Pipeline;
+use crate::pipeline::recording::{Frame, Header, Recorder};
 use crate::render::{
     Meta, View, banner,
     json::Json,
@@ -96,7 +97,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             .map(crate::system::netns::resolve)
             .transpose()?,
     };
-    let views = views(&cli)?;
+    let realtime_offset_ns = realtime_offset_ns();
+    let views = views(
+        &cli.view_options(),
+        realtime_offset_ns,
+        Box::new(monotonic_ns),
+    )?;
+    let recorder = cli
+        .record
+        .as_deref()
+        .map(|path| {
+            let header = Header {
+                realtime_offset_ns,
+                drop_strays: filter.netns.is_some() || filter.cgroup.is_some(),
+                no_syscalls: cli.no_syscalls,
+            };
+            Recorder::create(path, header)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+        })
+        .transpose()?;
     // Only once every argument and output file is known good: a bad one changes nothing.
     match tracefs::ensure_mounted()? {
         tracefs::Mounted::Already => {}
@@ -157,12 +176,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
     let mut pipeline = Pipeline::new(views, cli.ladder);
     pipeline.correlator.drop_strays = filter.netns.is_some() || filter.cgroup.is_some();
+    if let Some(recorder) = recorder {
+        pipeline.record_to(recorder);
+    }
     let now = monotonic_ns();
     for s in loaded.existing.iter().filter(|s| s.listening) {
         let local = crate::correlate::endpoint(s.laddr, s.lport);
-        pipeline
-            .correlator
-            .adopt_listener(s.pid, &s.comm, s.fd, local, now);
+        pipeline.adopt_listener(s.pid, &s.comm, s.fd, local, now);
     }
     let scope = filter.cgroup.clone();
     let result = trace(
@@ -242,15 +262,20 @@ fn output_error(e: io::Error) -> anyhow::Error {
     anyhow::Error::new(e).context("writing the output failed")
 }
 
-/// The views the options ask for, in the order they write at the end.
-fn views(cli: &Cli) -> anyhow::Result<Vec<Box<dyn View>>> {
+/// The views `opts` asks for, in the order they write at the end. `realtime_offset_ns` dates
+/// the kernel's timestamps (pcap); `clock` dates the JSON view's notices.
+pub fn views(
+    opts: &ViewOptions,
+    realtime_offset_ns: i128,
+    clock: Box<dyn Fn() -> u64>,
+) -> anyhow::Result<Vec<Box<dyn View>>> {
     // A command keeps stdout for its own output.
-    let target = match &cli.output {
+    let target = match opts.output {
         Some(path) => Output::create(path)?,
-        None if !cli.run.is_empty() => Output::Stderr(io::stderr()),
+        None if opts.command_runs => Output::Stderr(io::stderr()),
         None => Output::Stdout(io::stdout()),
     };
-    let color = match cli.color {
+    let color = match opts.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => target.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
@@ -261,25 +286,25 @@ fn views(cli: &Cli) -> anyhow::Result<Vec<Box<dyn View>>> {
             .map_err(|e| anyhow::anyhow!("cannot write the output: {e}"))
     };
     let out = || handle().map(|h| BufWriter::with_capacity(1 << 16, h));
-    let named = match (&cli.output, cli.run.is_empty()) {
+    let named = match (opts.output, opts.command_runs) {
         (Some(path), _) => Some(path.display().to_string()),
-        (None, false) => Some("stderr".to_string()),
-        (None, true) => None,
+        (None, true) => Some("stderr".to_string()),
+        (None, false) => None,
     };
     let mut views: Vec<Box<dyn View>> = Vec::new();
-    if cli.json {
-        let mut json = Json::new(out()?, monotonic_ns);
-        json.conns = !cli.no_summary;
-        json.ladders = cli.ladder;
+    if opts.json {
+        let mut json = Json::new(out()?, clock);
+        json.conns = !opts.no_summary;
+        json.ladders = opts.ladder;
         views.push(Box::new(json));
     } else {
         let mut timeline = Timeline::new(out()?, color);
-        timeline.syscalls = !cli.no_syscalls;
+        timeline.syscalls = !opts.no_syscalls;
         views.push(Box::new(timeline));
-        if cli.ladder {
+        if opts.ladder {
             views.push(Box::new(Ladder::new(handle()?)));
         }
-        if !cli.no_summary {
+        if !opts.no_summary {
             views.push(Box::new(Summary::new(handle()?)));
         }
     }
@@ -289,12 +314,12 @@ fn views(cli: &Cli) -> anyhow::Result<Vec<Box<dyn View>>> {
             .map(|v| Box::new(Named::new(v, target.clone())) as Box<dyn View>)
             .collect();
     }
-    if let Some(path) = &cli.pcap {
-        let pcap = Pcap::create(path, realtime_offset_ns())
+    if let Some(path) = opts.pcap {
+        let pcap = Pcap::create(path, realtime_offset_ns)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         views.push(Box::new(pcap));
     }
-    if let Some(path) = &cli.plot {
+    if let Some(path) = opts.plot {
         let plot = Plot::create(path)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         views.push(Box::new(plot));
@@ -381,6 +406,7 @@ async fn trace(
                 if total != reported && last_drop_notice.elapsed() >= Duration::from_secs(1) {
                     let new: [u64; FAILURE_KINDS as usize] =
                         std::array::from_fn(|i| total[i] - reported[i]);
+                    pipeline.record(&Frame::Dropped { total, new });
                     if cli.json {
                         pipeline
                             .meta(&Meta::Dropped { total, new })

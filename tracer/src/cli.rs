@@ -23,7 +23,7 @@ pub enum ColorChoice {
 /// Trace how a TCP connection's socket calls travel through the kernel: syscalls, kernel TCP
 /// functions and state transitions, one timeline per connection.
 #[derive(Debug, Parser)]
-#[command(name = "tracer", version, about, long_about = None)]
+#[command(name = "tracer", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// Trace connections with this local or remote port (repeatable).
     #[arg(short, long = "port", value_name = "PORT", value_parser = parse_port)]
@@ -111,6 +111,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<std::path::PathBuf>,
 
+    /// Also record the run's raw input to FILE: `tracer replay FILE` renders it again later, as
+    /// any view (a bug report, a trace taken on one host and read on another).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
+
     /// At exit, draw FILE.svg: per connection that sent data, its time-sequence graph (with
     /// retransmissions) and its cwnd, ssthresh, in-flight and srtt over time.
     #[arg(long, value_name = "FILE.svg")]
@@ -152,7 +157,7 @@ pub struct Cli {
     #[arg(long, value_name = "NAME=N", hide = true, value_parser = map_entries)]
     pub map_entries: Vec<(String, u32)>,
 
-    /// A subcommand instead of tracing (`decode`).
+    /// A subcommand instead of tracing (`decode`, `replay`).
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -185,6 +190,81 @@ pub enum Command {
         #[arg(required = true)]
         hex: Vec<String>,
     },
+    /// Render a recording made with `--record FILE` again, as any view; nothing is traced, no
+    /// privileges are needed.
+    Replay {
+        /// The recording.
+        file: std::path::PathBuf,
+        /// How to show it.
+        #[command(flatten)]
+        views: ViewArgs,
+    },
+}
+
+/// The views of a replay: the same flags as a live run's.
+#[derive(Debug, clap::Args)]
+pub struct ViewArgs {
+    /// Print JSON Lines (one object per event) instead of the timeline.
+    #[arg(long)]
+    pub json: bool,
+    /// Print a ladder diagram of each connection's segments at the end.
+    #[arg(long)]
+    pub ladder: bool,
+    /// Do not print the per-connection summary at the end.
+    #[arg(long)]
+    pub no_summary: bool,
+    /// Write the captured segments to FILE as pcap.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<std::path::PathBuf>,
+    /// Draw FILE.svg (see the live run's --plot).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
+    /// Write the trace to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Colour the timeline.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// What the views are asked to show and where, from a live run's flags or a replay's.
+#[derive(Debug)]
+pub struct ViewOptions<'a> {
+    /// JSON Lines instead of the timeline.
+    pub json: bool,
+    /// Ladder diagrams.
+    pub ladder: bool,
+    /// No summary.
+    pub no_summary: bool,
+    /// The syscall layer was off.
+    pub no_syscalls: bool,
+    /// The pcap file.
+    pub pcap: Option<&'a Path>,
+    /// The plot file.
+    pub plot: Option<&'a Path>,
+    /// The output file.
+    pub output: Option<&'a Path>,
+    /// A command runs: it keeps stdout for itself.
+    pub command_runs: bool,
+    /// Colour.
+    pub color: ColorChoice,
+}
+
+impl ViewArgs {
+    /// The views of a replay of a run whose syscall layer was off or not.
+    pub fn options(&self, no_syscalls: bool) -> ViewOptions<'_> {
+        ViewOptions {
+            json: self.json,
+            ladder: self.ladder,
+            no_summary: self.no_summary,
+            no_syscalls,
+            pcap: self.pcap.as_deref(),
+            plot: self.plot.as_deref(),
+            output: self.output.as_deref(),
+            command_runs: false,
+            color: self.color,
+        }
+    }
 }
 
 /// A usage error found after parsing.
@@ -226,6 +306,21 @@ impl Cli {
             }
         }
         Ok(())
+    }
+
+    /// The views this run's flags ask for.
+    pub fn view_options(&self) -> ViewOptions<'_> {
+        ViewOptions {
+            json: self.json,
+            ladder: self.ladder,
+            no_summary: self.no_summary,
+            no_syscalls: self.no_syscalls,
+            pcap: self.pcap.as_deref(),
+            plot: self.plot.as_deref(),
+            output: self.output.as_deref(),
+            command_runs: !self.run.is_empty(),
+            color: self.color,
+        }
     }
 
     /// Payload bytes to capture per segment (0 unless --payload).

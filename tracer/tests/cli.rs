@@ -276,3 +276,37 @@ fn an_unwritable_pcap_fails_before_attaching() {
         );
     }
 }
+
+/// `replay` of what is not a recording, or of nothing: one line saying which, no panic.
+#[test]
+fn replay_refuses_what_is_not_a_recording() {
+    let (code, err) = run(&["replay", "/etc/hostname"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        one_line(&err),
+        "error: /etc/hostname: not a recording made with `tracer --record`"
+    );
+    let (code, err) = run(&["replay", "/no/such/recording"]);
+    assert_eq!(code, 1);
+    assert!(one_line(&err).starts_with("error: /no/such/recording: No such file"));
+    let (code, err) = run(&["replay"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        one_line(&err),
+        "error: the following required arguments were not provided: <FILE>"
+    );
+    // The live run's filters mean nothing to a replay.
+    let (code, _) = run(&["--port", "80", "replay", "/etc/hostname"]);
+    assert_eq!(code, 2);
+}
+
+/// A recording that cannot be created fails before anything is attached.
+#[test]
+fn an_unwritable_recording_fails_before_attaching() {
+    let (code, err) = run(&["--record", "/no/such/dir/run.rec", "--port", "1"]);
+    assert_ne!(code, 0);
+    assert!(
+        one_line(&err).contains("cannot write /no/such/dir/run.rec"),
+        "{err}"
+    );
+}

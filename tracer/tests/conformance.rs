@@ -504,11 +504,14 @@ fn download_and_404(place: Place, tag: &str) {
         &dir.join("tcpdump.pcap"),
     );
     let ours = dir.join("tracer.pcap");
+    let recording = dir.join("run.rec");
     let trace = support::start(&[
         "--port",
         &port.to_string(),
         "--pcap",
         ours.to_str().unwrap(),
+        "--record",
+        recording.to_str().unwrap(),
     ]);
     let since = now();
     assert_eq!(
@@ -540,6 +543,15 @@ fn download_and_404(place: Place, tag: &str) {
     assert_eq!(listener["lport"], port);
     assert_eq!(listener["laddr"], place.ip);
     assert_eq!(listener["states"][0], "LISTEN");
+    // The recording, replayed: the live run's every line, and a capture as tcpdump's.
+    let replayed_pcap = dir.join("replayed.pcap");
+    let replayed = support::replay(&recording, &["--pcap", replayed_pcap.to_str().unwrap()]);
+    assert_eq!(
+        support::as_replayed(&replayed),
+        support::as_replayed(&events),
+        "the replay differs from the live run"
+    );
+    conforms(&replayed, &tcpdump, &read_pcap(&replayed_pcap), port);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -866,11 +878,14 @@ fn redis(place: Place) {
         &dir.join("tcpdump.pcap"),
     );
     let ours = dir.join("tracer.pcap");
+    let recording = dir.join("run.rec");
     let trace = support::start(&[
         "--port",
         &port.to_string(),
         "--pcap",
         ours.to_str().unwrap(),
+        "--record",
+        recording.to_str().unwrap(),
     ]);
     let since = now();
     let out = in_ns(place.client(), "redis-benchmark")

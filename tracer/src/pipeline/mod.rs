@@ -2,6 +2,7 @@
 //! exits → reorder → every view. The pipeline knows views only through [`View`].
 
 mod pairing;
+pub mod recording;
 mod reorder;
 mod sinks;
 
@@ -13,6 +14,7 @@ use crate::hooks::failures::Counts;
 use crate::render::{Finish, Line, Meta, Part, View};
 use crate::system::place::Places;
 use pairing::Pairing;
+use recording::{Frame, Recorder};
 use reorder::Reorder;
 pub use sinks::Failed;
 use sinks::Sinks;
@@ -52,6 +54,8 @@ pub struct Pipeline {
     read_until_ns: u64,
     /// Where connections' owners run.
     places: Places,
+    /// `--record`: where the input goes too.
+    recorder: Option<Recorder>,
 }
 
 impl Pipeline {
@@ -68,7 +72,88 @@ impl Pipeline {
             ready: Vec::new(),
             read_until_ns: 0,
             places: Places::new(),
+            recorder: None,
         }
+    }
+
+    /// A pipeline for a replay: where processes ran is what the recording says, never what
+    /// this system's `/proc` says now.
+    pub fn replaying(views: Vec<Box<dyn View>>, keep_ladder: bool) -> Self {
+        let mut pipeline = Self::new(views, keep_ladder);
+        pipeline.places = Places::offline();
+        pipeline
+    }
+
+    /// Writes everything the pipeline is told to `recorder` from now on.
+    pub fn record_to(&mut self, recorder: Recorder) {
+        self.places.keep_resolved();
+        self.recorder = Some(recorder);
+    }
+
+    /// Records `frame`; a recording that cannot be written stops, and the run ends saying its
+    /// output is incomplete, as for any other output.
+    pub fn record(&mut self, frame: &Frame) {
+        if let Some(recorder) = &mut self.recorder
+            && let Err(error) = recorder.frame(frame)
+        {
+            self.recording_failed(error);
+        }
+    }
+
+    fn recording_failed(&mut self, error: io::Error) {
+        if let Some(recorder) = self.recorder.take() {
+            eprintln!(
+                "tracer: cannot write {}: {error}; the recording stops here, the other outputs \
+                 go on",
+                recorder.target
+            );
+            self.sinks.failed.push(Failed {
+                target: recorder.target,
+                error,
+            });
+        }
+    }
+
+    /// Writes the places resolved since the last call to the recording.
+    fn record_places(&mut self) {
+        let Some(recorder) = &mut self.recorder else {
+            return;
+        };
+        let mut result = Ok(());
+        if let Some(resolved) = self.places.take_resolved() {
+            for (pid, place) in resolved {
+                if result.is_ok() {
+                    result = recorder.frame(&Frame::Place(pid, place));
+                }
+            }
+        }
+        if let Err(error) = result {
+            self.recording_failed(error);
+        }
+    }
+
+    /// A place the recorded run resolved (replay).
+    pub fn replayed_place(&mut self, pid: u32, place: Option<crate::system::place::Place>) {
+        self.places.replayed(pid, place);
+    }
+
+    /// A listener open before the start (found in `/proc`): see [`Correlator::adopt_listener`].
+    pub fn adopt_listener(
+        &mut self,
+        pid: u32,
+        comm: &str,
+        fd: i32,
+        local: crate::decode::Endpoint,
+        now_ns: u64,
+    ) {
+        self.record(&Frame::Listener {
+            pid,
+            comm: comm.into(),
+            fd,
+            local,
+            now_ns,
+        });
+        self.correlator.adopt_listener(pid, comm, fd, local, now_ns);
     }
 
     /// The views that stopped writing during the run (a full disk): the output is incomplete.
@@ -91,6 +176,14 @@ impl Pipeline {
             }
             Ok(decode::Record::Place { pid, place }) => self.places.learn(pid, place),
             Err(_) => self.stats.malformed += 1,
+        }
+        // The places this record made the pipeline look up go first: a replay knows them
+        // before it needs them.
+        self.record_places();
+        if let Some(recorder) = &mut self.recorder
+            && let Err(error) = recorder.record(bytes)
+        {
+            self.recording_failed(error);
         }
     }
 
@@ -142,6 +235,8 @@ impl Pipeline {
         self.render_until(limit)?;
         self.correlator.retire_before(limit);
         self.pairing.prune(now_ns, 10 * REORDER_WINDOW_NS);
+        self.record_places();
+        self.record(&Frame::Drain(now_ns));
         self.flush()
     }
 
@@ -149,6 +244,16 @@ impl Pipeline {
     pub fn finish(&mut self, failures: Counts, skipped: &[(String, u64)]) -> io::Result<()> {
         self.correlate(|correlator, out| correlator.flush(out));
         self.render_until(u64::MAX)?;
+        self.record_places();
+        self.record(&Frame::Finish {
+            failures,
+            skipped: skipped.to_vec(),
+        });
+        if let Some(recorder) = &mut self.recorder
+            && let Err(error) = recorder.flush()
+        {
+            self.recording_failed(error);
+        }
         let conns = self.correlator.all();
         let finish = Finish {
             conns: &conns,
@@ -195,6 +300,11 @@ impl Pipeline {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(recorder) = &mut self.recorder
+            && let Err(error) = recorder.flush()
+        {
+            self.recording_failed(error);
+        }
         self.sinks.each(|view| view.flush())
     }
 }

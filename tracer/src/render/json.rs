@@ -244,12 +244,12 @@ pub struct Json<W: Write> {
     pub conns: bool,
     /// Put the ladder diagrams in the summary line.
     pub ladders: bool,
-    now: fn() -> u64,
+    now: Box<dyn Fn() -> u64>,
 }
 
 impl<W: Write> Json<W> {
     /// A view writing to `out`; `now` dates the meta lines.
-    pub fn new(out: W, now: fn() -> u64) -> Self {
+    pub fn new(out: W, now: Box<dyn Fn() -> u64>) -> Self {
         Self {
             out,
             scratch: Scratch::default(),

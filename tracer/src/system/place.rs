@@ -27,6 +27,11 @@ pub struct Places {
     own_cgroup: Option<String>,
     seen: HashMap<u32, Option<Place>>,
     cgroups: cgroup::Paths,
+    /// Replaying a recording: the system is not the one traced, and places are only what the
+    /// recording says ([`Places::replayed`]).
+    offline: bool,
+    /// Recording: every place resolved, in order, until taken ([`Places::take_resolved`]).
+    resolved: Option<Vec<(u32, Option<Place>)>>,
 }
 
 impl Places {
@@ -38,13 +43,48 @@ impl Places {
             own_cgroup: cgroup::of_pid(me),
             seen: HashMap::new(),
             cgroups: cgroup::Paths::new(cgroup::cgroup2_mount()),
+            offline: false,
+            resolved: None,
         }
+    }
+
+    /// For a replay: nothing is looked up, every place comes from [`Places::replayed`].
+    pub fn offline() -> Self {
+        Self {
+            own_netns: None,
+            own_cgroup: None,
+            seen: HashMap::new(),
+            cgroups: cgroup::Paths::new(None),
+            offline: true,
+            resolved: None,
+        }
+    }
+
+    /// Keeps every place resolved from now on for [`Places::take_resolved`] (a recording).
+    pub fn keep_resolved(&mut self) {
+        self.resolved.get_or_insert_with(Vec::new);
+    }
+
+    /// The places resolved since the last call, in order.
+    pub fn take_resolved(&mut self) -> Option<std::vec::Drain<'_, (u32, Option<Place>)>> {
+        self.resolved
+            .as_mut()
+            .filter(|r| !r.is_empty())
+            .map(|r| r.drain(..))
+    }
+
+    /// A place the recorded run resolved.
+    pub fn replayed(&mut self, pid: u32, place: Option<Place>) {
+        self.remember(pid, place);
     }
 
     /// What the kernel told of process `pid` (its cgroup id, its namespace or 0): taken over
     /// whatever was known of it. What it cannot tell (a namespace on a kernel without the
     /// offsets, a cgroup whose directory is gone) is read from `/proc`, if still there.
     pub fn learn(&mut self, pid: u32, told: tracer_common::maps::Place) {
+        if self.offline {
+            return;
+        }
         let netns = match told.netns {
             0 => netns_of(pid),
             n => Some(u64::from(n)),
@@ -62,6 +102,9 @@ impl Places {
         if let Some(known) = self.seen.get(&pid) {
             return known.clone();
         }
+        if self.offline {
+            return None;
+        }
         let place = self.relative(netns_of(pid), cgroup::of_pid(pid));
         self.remember(pid, place.clone());
         place
@@ -78,6 +121,9 @@ impl Places {
     fn remember(&mut self, pid: u32, place: Option<Place>) {
         if self.seen.len() >= CACHED {
             self.seen.clear();
+        }
+        if let Some(resolved) = &mut self.resolved {
+            resolved.push((pid, place.clone()));
         }
         self.seen.insert(pid, place);
     }

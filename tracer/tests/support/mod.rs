@@ -108,6 +108,45 @@ impl Trace {
     }
 }
 
+/// `tracer replay FILE --json ARGS`: the events a recording renders, without privileges.
+pub fn replay(file: &Path, args: &[&str]) -> Vec<Value> {
+    let out = Command::new(TRACER)
+        .arg("replay")
+        .arg(file)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("tracer replay");
+    assert!(
+        out.status.success(),
+        "tracer replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("replay printed JSON"))
+        .collect()
+}
+
+/// A live run's lines as a replay of its recording prints them: without the `ready` line
+/// (the hooks are the live run's alone), and with the meta lines' dates, which a replay takes
+/// from the recorded clock, left out.
+pub fn as_replayed(events: &[Value]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] != "ready")
+        .map(|e| {
+            let mut e = e.clone();
+            if e["layer"] == "meta"
+                && let Some(o) = e.as_object_mut()
+            {
+                o.remove("ts_ns");
+            }
+            e
+        })
+        .collect()
+}
+
 /// Runs `cmd` to its end; fails the test, with its stderr, unless it succeeds.
 pub fn run(cmd: &mut Command) {
     let out = cmd.output().expect("run");
