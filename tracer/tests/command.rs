@@ -449,22 +449,21 @@ for pid in workers:
     });
     support::wait_listening(port);
     let mut replies = Vec::new();
-    // Each client socket stays open until both exchanges are done: on loopback the kernel may
-    // give the second connect the first one's port once it is closed (the server's TIME_WAIT
-    // is reused, `tcp_tw_reuse` 2), and two connections with one 4-tuple are a known gap of
-    // the correlator (see the notes), not what this test is about.
-    let mut open = Vec::new();
+    // Both connections from one local port: the second has the first one's 4-tuple, which the
+    // first worker's end holds in TIME_WAIT (it closed first); on loopback the kernel lets the
+    // new SYN take it over. The tracer must tell the two apart.
+    let mut local_ports = Vec::new();
     for message in ["first!", "second one"] {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut stream = connect_from(CLIENT_PORT_BASE + (port % 1000), port);
+        local_ports.push(stream.local_addr().unwrap().port());
         stream.write_all(message.as_bytes()).unwrap();
         let mut reply = String::new();
         stream.read_to_string(&mut reply).unwrap();
         replies.push((message, reply));
-        open.push(stream);
     }
+    assert_eq!(local_ports[0], local_ports[1], "one 4-tuple for both");
     rx.recv_timeout(Duration::from_secs(60))
         .expect("python exited");
-    drop(open);
     let out = runner.join().unwrap();
     assert!(
         out.status.success(),
@@ -500,6 +499,78 @@ for pid in workers:
     expected.sort();
     assert_ne!(expected[0].0, expected[1].0, "two workers served");
     assert_eq!(servers, expected, "{}", support::brief(&events));
+    // Each connection has its own handshake and exactly its own payload on the wire.
+    for c in conns(&events).iter().filter(|c| c["role"] == "server") {
+        let id = c["conn"].as_u64().unwrap();
+        let segs: Vec<&serde_json::Value> = support::of_conn(&events, id)
+            .into_iter()
+            .filter(|e| e["layer"] == "packet")
+            .collect();
+        let count = |dir: &str, flags: &str| {
+            segs.iter()
+                .filter(|e| e["dir"] == dir && e["flags"] == flags)
+                .count()
+        };
+        assert_eq!(
+            (count("in", "S"), count("out", "SA")),
+            (1, 1),
+            "conn {id}: {}",
+            support::brief(&events)
+        );
+        let payload = |dir: &str| -> u64 {
+            segs.iter()
+                .filter(|e| e["dir"] == dir)
+                .map(|e| e["len"].as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            (payload("in"), payload("out")),
+            (
+                c["bytes_received"].as_u64().unwrap(),
+                c["bytes_sent"].as_u64().unwrap()
+            ),
+            "conn {id}"
+        );
+    }
+}
+
+/// Where the prefork test's client binds: its ports are not in the ephemeral range.
+const CLIENT_PORT_BASE: u16 = 21000;
+
+/// A TCP connection to 127.0.0.1:`port` from 127.0.0.1:`from` (SO_REUSEADDR: the port may be
+/// held by a connection in TIME_WAIT).
+fn connect_from(from: u16, port: u16) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let addr = |p: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: p.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on an fd this function owns until it hands it to TcpStream;
+    // the addresses are live locals of the length given.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let local = addr(from);
+        let r = libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(r, 0, "bind {from}: {}", std::io::Error::last_os_error());
+        let remote = addr(port);
+        let r = libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(r, 0, "connect: {}", std::io::Error::last_os_error());
+        std::net::TcpStream::from_raw_fd(fd)
+    }
 }
 
 /// Top-level comma-separated arguments of an strace call, brackets, braces and quotes kept

@@ -361,6 +361,14 @@ impl Correlator {
             && self.listening_on(dst.port)
         {
             self.syn_arrived(canonical(src), canonical(dst), ev.ts_ns);
+            // A new connection on the 4-tuple of one the server end finished (TIME_WAIT,
+            // reused on loopback): the ends are the next child's from now on.
+            let key = (canonical(dst), canonical(src));
+            if let Some(&old) = self.by_ends.get(&key)
+                && self.live(self.resolve(old)).is_none_or(|c| c.closed)
+            {
+                self.by_ends.remove(&key);
+            }
         }
         // A handshake segment on a traced listener's port that no connection names yet: the
         // accepted child will, once the handshake's last ACK is in.
@@ -622,6 +630,12 @@ impl Correlator {
             self.by_tuple.get(&(local.port, canonical(remote))).copied()
         };
         let id = match (by_fd, by_sock) {
+            // The fd's connection had this very socket, freed since, and its memory now holds
+            // another connection's (a syscall written at its exit, after a new connection on
+            // the same 4-tuple began): the fd says whose the event is.
+            (Some(a), Some(b)) if a != b && self.live(a).is_some_and(|c| c.sk == Some(ev.sock)) => {
+                return a;
+            }
             (Some(a), Some(b)) if a != b => {
                 // Seen first through two identities; from now on they are one connection. The
                 // older keeps its id: events already printed under it (a handshake seen
@@ -1374,6 +1388,74 @@ mod tests {
         }
     }
 
+    /// As above, with the order a prefork server's records arrive in (seen with `tracer
+    /// record`): the first worker's `close` is written at its exit, after its socket was freed
+    /// and reallocated to the next connection on the same 4-tuple, whose handshake is already
+    /// in. The close names its fd's connection and the address the next one now has: it is the
+    /// first connection's, and the two stay apart.
+    #[test]
+    fn a_late_close_of_a_freed_socket_stays_with_its_own_connection() {
+        use crate::decode::KernelCall;
+        let mut c = Correlator::new();
+        let destroy = ev(
+            Kind::Kernel(KernelCall {
+                func: KernelFn::TcpDestroySock,
+                bytes: None,
+                isn: None,
+                write_seq: None,
+                at_syscall_start: false,
+            }),
+            5,
+            -1,
+            0,
+        );
+        let on = |worker: u32, mut e: Event| {
+            e.pid = worker;
+            e.tid = worker;
+            e
+        };
+        let mut at = |e: &Event, ts: u64| {
+            let mut e = e.clone();
+            e.ts_ns = ts;
+            observe(&mut c, &e).0
+        };
+        let first = at(&state(tcp_state::LISTEN, tcp_state::SYN_RECV, 5, 0), 10);
+        at(
+            &state(tcp_state::SYN_RECV, tcp_state::ESTABLISHED, 5, 0),
+            11,
+        );
+        assert_eq!(
+            at(&on(101, ev(call(SyscallOp::Recvfrom, 6), 5, 4, 0)), 12),
+            first
+        );
+        at(
+            &state(tcp_state::ESTABLISHED, tcp_state::FIN_WAIT1, 5, 0),
+            14,
+        );
+        at(&state(tcp_state::FIN_WAIT1, tcp_state::FIN_WAIT2, 5, 0), 15);
+        at(&state(tcp_state::FIN_WAIT2, tcp_state::CLOSE, 5, 0), 16);
+        assert_eq!(at(&destroy, 17), first);
+        let second = at(&state(tcp_state::LISTEN, tcp_state::SYN_RECV, 5, 0), 20);
+        assert_ne!(second, first);
+        at(
+            &state(tcp_state::SYN_RECV, tcp_state::ESTABLISHED, 5, 0),
+            21,
+        );
+        // The first worker's close, begun at 13, read now.
+        assert_eq!(
+            at(&on(101, ev(call(SyscallOp::Close, 0), 5, 4, 0)), 13),
+            first
+        );
+        assert_eq!(
+            at(&on(102, ev(call(SyscallOp::Recvfrom, 10), 5, 4, 0)), 22),
+            second
+        );
+        assert_ne!(c.resolve(second), first, "not merged");
+        assert_eq!(c.get(first).unwrap().bytes_received, 6);
+        assert_eq!(c.get(second).unwrap().bytes_received, 10);
+        assert_eq!(c.get(second).unwrap().pid, 102);
+    }
+
     /// A socket freed (tcp_destroy_sock) may be reallocated at once for a new connection in
     /// another process: the new one's events must not fold it into the finished one.
     #[test]
@@ -1533,6 +1615,53 @@ mod tests {
         assert_eq!(conns.len(), 2, "both ends: {conns:?}");
         assert!(conns.contains(&client));
         assert_eq!(c.oldest_parked_ns(), None);
+    }
+
+    /// A SYN reaching a traced listener on the 4-tuple of a connection its server end holds in
+    /// TIME_WAIT (loopback, `tcp_tw_reuse`) starts the next connection: it waits for that
+    /// one's child, and never lands on the finished one.
+    #[test]
+    fn a_syn_on_a_four_tuple_in_time_wait_waits_for_the_new_child() {
+        let mut c = Correlator::new();
+        observe(&mut c, &listening_on_8080());
+        let server_end = |from, to, sock, ts| {
+            let mut e = state(from, to, sock, ts);
+            e.local = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 8080));
+            e.remote = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 41000));
+            e
+        };
+        let old = observe(
+            &mut c,
+            &server_end(tcp_state::LISTEN, tcp_state::SYN_RECV, 3, 2),
+        )
+        .0;
+        for (from, to, ts) in [
+            (tcp_state::SYN_RECV, tcp_state::ESTABLISHED, 3),
+            (tcp_state::ESTABLISHED, tcp_state::FIN_WAIT1, 4),
+            (tcp_state::FIN_WAIT1, tcp_state::FIN_WAIT2, 5),
+            (tcp_state::FIN_WAIT2, tcp_state::CLOSE, 6),
+        ] {
+            observe(&mut c, &server_end(from, to, 3, ts));
+        }
+        // 127.0.0.1:41000 -> 127.0.0.1:8080 SYN.
+        let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
+        let mut got = Vec::new();
+        c.observe(packet(hex, 7), &mut |x| got.push(x));
+        assert!(got.is_empty(), "parked until the new child is known");
+        c.observe(
+            server_end(tcp_state::LISTEN, tcp_state::SYN_RECV, 3, 8),
+            &mut |x| got.push(x),
+        );
+        let new = got
+            .iter()
+            .find(|x| x.event.layer() == "state")
+            .and_then(|x| x.ends.iter().next())
+            .unwrap()
+            .conn;
+        assert_ne!(new, old);
+        let seg = got.iter().find(|x| x.event.layer() == "packet").unwrap();
+        let conns: Vec<ConnId> = seg.ends.iter().map(|e| e.conn).collect();
+        assert_eq!(conns, [new]);
     }
 
     /// A listener's SYN-ACK sent again names no socket: it makes the server's end of its
