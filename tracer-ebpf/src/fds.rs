@@ -3,14 +3,16 @@
 //! (nginx, Apache, gunicorn) uses fd numbers its own pid never registered.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::tracepoint,
+    programs::TracePointContext,
 };
 use tracer_common::{failure::Failure, maps::FdKey, offsets};
 
 use crate::{
     context::field,
     emit::count_if_refused,
-    maps::{FDS, FORKED, HOLDERS},
+    maps::{CLOSED_FDS, Closed, FDS, FORKED, Forked, HOLDERS},
 };
 
 /// How many generations an fd is followed up: nginx's daemon opens its listeners, forks the
@@ -25,7 +27,8 @@ pub fn track(tgid: u32, fd: i32, sock: u64) {
 }
 
 /// The kernel socket behind `fd` of process `tgid` (0 if not known yet), if the fd is traced
-/// — registered for this process, or inherited from a forebear that registered it.
+/// — registered for this process, or inherited from a forebear that registered it, held it
+/// when it forked this line of descent, and had not closed it before.
 #[inline(always)]
 pub fn traced(tgid: u32, fd: i32) -> Option<u64> {
     if let Some(sock) = FDS.get_ptr(FdKey { tgid, fd }) {
@@ -35,16 +38,48 @@ pub fn traced(tgid: u32, fd: i32) -> Option<u64> {
     let mut holder = tgid;
     for _ in 0..GENERATIONS {
         // SAFETY: a value pointer returned by the lookup.
-        let parent = unsafe { *FORKED.get_ptr(holder)? };
-        if let Some(sock) = FDS.get_ptr(FdKey { tgid: parent, fd }) {
+        let link = unsafe { *FORKED.get_ptr(holder)? };
+        let key = FdKey {
+            tgid: link.parent,
+            fd,
+        };
+        if let Some(sock) = FDS.get_ptr(key) {
             // SAFETY: as above.
             let sock = unsafe { *sock };
             track(tgid, fd, sock);
             return Some(sock);
         }
-        holder = parent;
+        if let Some(closed) = CLOSED_FDS.get_ptr(key) {
+            // SAFETY: as above.
+            let closed = unsafe { *closed };
+            // Closed after this line forked: the copy inherited is open. Before: the fd number
+            // names something else here.
+            if closed.at_ns <= link.at_ns {
+                return None;
+            }
+            track(tgid, fd, closed.sock);
+            return Some(closed.sock);
+        }
+        holder = link.parent;
     }
     None
+}
+
+/// `fd` of process `tgid` was closed: no longer traced there, but still in the children it
+/// forked before (see [`CLOSED_FDS`]).
+#[inline(always)]
+pub fn closed(tgid: u32, fd: i32) {
+    let key = FdKey { tgid, fd };
+    if let Some(sock) = FDS.get_ptr(key) {
+        let closed = Closed {
+            // SAFETY: a value pointer returned by the lookup just above.
+            sock: unsafe { *sock },
+            // SAFETY: a helper without arguments.
+            at_ns: unsafe { bpf_ktime_get_ns() },
+        };
+        let _ = CLOSED_FDS.insert(key, closed, 0);
+        let _ = FDS.remove(key);
+    }
 }
 
 /// `sched:sched_process_fork`: the child of a process holding traced fds holds them too.
@@ -57,7 +92,13 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     }
     let child: u32 = field(&ctx, offsets::FORK_CHILD_PID);
     if child != 0 && child != parent {
-        count_if_refused(FORKED.insert(child, parent, 0), Failure::FdsFull);
+        let link = Forked {
+            parent,
+            _pad: 0,
+            // SAFETY: a helper without arguments.
+            at_ns: unsafe { bpf_ktime_get_ns() },
+        };
+        count_if_refused(FORKED.insert(child, link, 0), Failure::FdsFull);
         count_if_refused(HOLDERS.insert(child, 1, 0), Failure::FdsFull);
     }
     0

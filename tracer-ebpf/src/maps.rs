@@ -65,9 +65,35 @@ pub static FDS: LruHashMap<FdKey, u64> = LruHashMap::with_max_entries(65536, 0);
 #[map]
 pub static HOLDERS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
 
+/// A child of a holder: the process it was forked from, and when.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Forked {
+    /// The parent's tgid.
+    pub parent: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns` at the fork.
+    pub at_ns: u64,
+}
+
 /// Children of [`HOLDERS`] and the process they were forked from, until they exec.
 #[map]
-pub static FORKED: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
+pub static FORKED: LruHashMap<u32, Forked> = LruHashMap::with_max_entries(16384, 0);
+
+/// A traced fd its process closed: the socket it named, and when it was closed.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Closed {
+    /// The kernel socket (0 if it was never seen).
+    pub sock: u64,
+    /// `bpf_ktime_get_ns` at the close.
+    pub at_ns: u64,
+}
+
+/// Traced fds their process closed, kept for the children it forked before: a prefork master
+/// closes its listener once its workers are forked, often before they accept on their copies.
+#[map]
+pub static CLOSED_FDS: LruHashMap<FdKey, Closed> = LruHashMap::with_max_entries(16384, 0);
 
 /// `socket()` records held back until a port filter decides (at bind or connect) whether the
 /// socket is traced, with the count of calls held on each.

@@ -477,7 +477,7 @@ fn finish(inflight: &mut Inflight, ret: i64) {
             }
         }
         Some(SyscallOp::Close) => {
-            let _ = FDS.remove(key);
+            fds::closed(tgid, key.fd);
             let _ = HELD_SOCKETS.remove(key);
         }
         Some(SyscallOp::Getsockopt) => {

@@ -499,9 +499,21 @@ for pid in workers:
     expected.sort();
     assert_ne!(expected[0].0, expected[1].0, "two workers served");
     assert_eq!(servers, expected, "{}", support::brief(&events));
-    // Each connection has its own handshake and exactly its own payload on the wire.
+    // Each connection has its own handshake and exactly its own payload on the wire, and
+    // begins, for its worker, with the accept that returned it — though the master closed its
+    // listener before the workers accepted on their copies.
     for c in conns(&events).iter().filter(|c| c["role"] == "server") {
         let id = c["conn"].as_u64().unwrap();
+        let accepts: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| {
+                e["layer"] == "syscall"
+                    && (e["name"] == "accept4" || e["name"] == "accept")
+                    && e["pid"] == c["pid"]
+            })
+            .collect();
+        assert_eq!(accepts.len(), 1, "{}", support::brief(&events));
+        assert_eq!(accepts[0]["conn"], id, "{}", support::brief(&events));
         let segs: Vec<&serde_json::Value> = support::of_conn(&events, id)
             .into_iter()
             .filter(|e| e["layer"] == "packet")
@@ -532,6 +544,66 @@ for pid in workers:
             "conn {id}"
         );
     }
+}
+
+/// The other side of following fds closed by a parent: a traced socket closed *before* a
+/// fork is not the child's, and the file the child then opens on that fd number is not traced.
+/// A socket closed by the parent *after* the fork stays traced in the child.
+#[test]
+fn an_fd_closed_before_a_fork_is_not_traced_in_the_child() {
+    let port = support::free_port();
+    let mut server = echo_server(port);
+    let script = format!(
+        r#"
+import os, socket
+a = socket.create_connection(("127.0.0.1", {port}))
+assert a.fileno() == 3
+a.close()
+b = socket.create_connection(("127.0.0.1", {port}))
+assert b.fileno() == 3
+pid = os.fork()
+if pid == 0:
+    b.sendall(b"after the parent closed it")
+    b.recv(100)
+    os._exit(0)
+b.close()
+os.waitpid(pid, 0)
+# Closed before this fork: fd 3 is a file here.
+pid = os.fork()
+if pid == 0:
+    fd = os.open("/etc/hostname", os.O_RDONLY)
+    assert fd == 3, fd
+    os.read(fd, 64)
+    os.read(fd, 64)
+    os._exit(0)
+os.waitpid(pid, 0)
+"#
+    );
+    let file = TraceFile::new("closed-before-fork");
+    let out = run_traced(&file, &[], &["python3", "-c", &script], &[]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = file.events();
+    let calls = |name: &str| -> Vec<&Value> {
+        events
+            .iter()
+            .filter(|e| e["layer"] == "syscall" && e["name"] == name)
+            .collect()
+    };
+    // The first child's send and receive on its inherited copy are traced.
+    let sends: Vec<&Value> = calls("sendto")
+        .into_iter()
+        .chain(calls("send"))
+        .filter(|e| e["ret"] == 26)
+        .collect();
+    assert_eq!(sends.len(), 1, "{}", support::brief(&events));
+    // No read of the second child's file.
+    assert!(calls("read").is_empty(), "{}", support::brief(&events));
 }
 
 /// Where the prefork test's client binds: its ports are not in the ephemeral range.
