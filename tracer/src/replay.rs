@@ -2,6 +2,7 @@
 //! rendered as any view. Nothing is loaded or traced; the recorded drain ticks stand in for
 //! the event loop's clock, so the output is the live run's.
 
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,8 +48,8 @@ pub fn run(file: &Path, args: &ViewArgs) -> anyhow::Result<Replayed> {
 }
 
 /// Sends every frame of `replay` through `pipeline`, then finishes it.
-pub fn feed(
-    replay: &mut Replay,
+pub fn feed<R: Read>(
+    replay: &mut Replay<R>,
     pipeline: &mut Pipeline,
     clock: &AtomicU64,
 ) -> anyhow::Result<Replayed> {
