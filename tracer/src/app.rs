@@ -59,9 +59,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         interrupt: signal(SignalKind::interrupt())?,
         terminate: signal(SignalKind::terminate())?,
     };
+    let mut phases = crate::system::timings::Phases::start();
     privileges::check_privileges()?;
     crate::system::limits::ensure_fd_room()?;
     hooks::tier::check_forced(cli.probe_mode).map_err(|e| anyhow::anyhow!(e))?;
+    phases.end("privileges, fd limit, forced tier");
     let mut filter = Filter {
         ports: {
             // The demo's ports are traced whatever else is.
@@ -116,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
         })
         .transpose()?;
+    phases.end("filters, outputs");
     // Only once every argument and output file is known good: a bad one changes nothing.
     match tracefs::ensure_mounted()? {
         tracefs::Mounted::Already => {}
@@ -148,7 +151,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     } else {
         None
     };
-    let mut loaded = hooks::load(&filter)?;
+    phases.end("tracefs, command held");
+    let mut loaded = hooks::load(&filter, &mut phases)?;
     let missing = loaded.missing_layers();
     let mut what = match &held {
         Some((held, user)) => format!(
@@ -167,6 +171,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             layer.name(),
             layer.off_flag().unwrap_or_default()
         ));
+    }
+    if cli.timings {
+        let _ = phases.write(&mut io::stderr().lock());
     }
     banner::write(&mut io::stderr().lock(), &what, &loaded.hooks, &missing);
     if cli.verifier_log {

@@ -153,6 +153,11 @@ pub struct Cli {
     #[arg(long)]
     pub prog_stats: bool,
 
+    /// Before `ready`, how long each startup phase took (tracefs formats, tier probes, BTF,
+    /// the verifier, the /proc scan, attaching), on stderr.
+    #[arg(long)]
+    pub timings: bool,
+
     /// For tests: load map NAME with N entries instead of its usual size, to make it fill.
     #[arg(long, value_name = "NAME=N", hide = true, value_parser = map_entries)]
     pub map_entries: Vec<(String, u32)>,

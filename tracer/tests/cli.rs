@@ -310,3 +310,40 @@ fn an_unwritable_recording_fails_before_attaching() {
         "{err}"
     );
 }
+
+/// `--timings` names each startup phase before `ready`, and the phases add up to the total.
+#[test]
+fn timings_account_for_the_whole_start() {
+    let out = Command::new(TRACER)
+        .args(["--port", "1", "--timings", "--duration", "0.2", "--json"])
+        .output()
+        .expect("run tracer");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let block: Vec<&str> = err
+        .lines()
+        .skip_while(|l| *l != "tracer: startup phases (--timings)")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    let ms = |l: &str| -> f64 {
+        l.trim_end_matches(" ms")
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{l:?}"))
+    };
+    let (total, phases) = block.split_last().expect("a total");
+    assert!(total.trim_start().starts_with("total"), "{err}");
+    for name in [
+        "tracepoint formats",
+        "verifying the syscall layer",
+        "attaching",
+    ] {
+        assert!(phases.iter().any(|l| l.contains(name)), "{name}: {err}");
+    }
+    let sum: f64 = phases.iter().map(|l| ms(l)).sum();
+    assert!((sum - ms(total)).abs() < 0.1 * phases.len() as f64, "{err}");
+    let ready = err.find("tracer: ready").expect("ready");
+    assert!(err.find("startup phases").unwrap() < ready);
+}

@@ -72,6 +72,8 @@ struct Traced {
     output: PathBuf,
     /// The tracer's stderr after its `ready` line, read to its end.
     stderr: Option<std::thread::JoinHandle<Vec<String>>>,
+    /// The tracer's stderr before its `ready` line.
+    startup: Vec<String>,
 }
 
 impl Traced {
@@ -169,11 +171,14 @@ impl Bench {
         let stderr = child.stderr.take().context("tracer stderr")?;
         let mut lines = BufReader::new(stderr).lines();
         let mut ready = None;
+        let mut startup = Vec::new();
         for line in lines.by_ref() {
-            if line?.starts_with("tracer: ready") {
+            let line = line?;
+            if line.starts_with("tracer: ready") {
                 ready = Some(started.elapsed());
                 break;
             }
+            startup.push(line);
         }
         let Some(ready) = ready else {
             bail!("tracer exited before it was ready");
@@ -184,6 +189,7 @@ impl Bench {
                 child,
                 output,
                 stderr: Some(stderr),
+                startup,
             },
             ready,
         ))
@@ -211,6 +217,7 @@ impl Bench {
             child,
             output,
             stderr: None,
+            startup: Vec::new(),
         };
         let deadline = started + Duration::from_secs(60);
         loop {
@@ -365,12 +372,35 @@ impl Bench {
         Ok(rows)
     }
 
-    fn startup(&mut self) -> anyhow::Result<(Stat, Stat)> {
+    /// Exec to ready, tracer's and bpftrace's; and tracer's phases (`--timings`), each the
+    /// median over the runs, in the order they ran.
+    fn startup(&mut self) -> anyhow::Result<(Stat, Stat, Phases)> {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let mut phases: Vec<(String, Vec<f64>)> = Vec::new();
         for _ in 0..self.plan.runs {
             let port = free_port()?;
-            let (t, ready) =
-                self.start_tracer(&["--port".into(), port.to_string(), "--json".into()])?;
+            let (t, ready) = self.start_tracer(&[
+                "--port".into(),
+                port.to_string(),
+                "--json".into(),
+                "--timings".into(),
+            ])?;
+            for line in &t.startup {
+                // "  name ...   12.3 ms"
+                let Some(rest) = line.strip_prefix("  ") else {
+                    continue;
+                };
+                let Some((name, ms)) = rest.trim_end_matches(" ms").rsplit_once(' ') else {
+                    continue;
+                };
+                let (name, Ok(ms)) = (name.trim().to_string(), ms.trim().parse::<f64>()) else {
+                    continue;
+                };
+                match phases.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, v)) => v.push(ms),
+                    None => phases.push((name, vec![ms])),
+                }
+            }
             t.stop()?;
             ours.push(ready.as_secs_f64() * 1e3);
             // bpftrace prints "Attaching N probes..." before it attaches: time it to its first
@@ -393,7 +423,11 @@ impl Bench {
             b.stop()?;
             drop(listener);
         }
-        Ok((stat(ours), stat(theirs)))
+        let phases = phases
+            .into_iter()
+            .map(|(name, v)| (name, stat(v).median))
+            .collect();
+        Ok((stat(ours), stat(theirs), phases))
     }
 
     /// The tax on a process that never touches a socket: `dd` copying `BYSTANDER_BYTES` one
@@ -558,6 +592,9 @@ struct Cost {
 }
 
 /// CPU time (user + system) of this process's waited-for children so far, in seconds.
+/// Startup phases by name, each a median in milliseconds.
+type Phases = Vec<(String, f64)>;
+
 /// One view's consumer benchmark.
 struct Consumer {
     view: &'static str,
@@ -694,7 +731,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let churn = bench.workload("churn", &["--clients", "4"])?;
     let capacity = bench.capacity()?;
     let consumer = bench.consumer()?;
-    let (start_ours, start_bpftrace) = bench.startup()?;
+    let (start_ours, start_bpftrace, start_phases) = bench.startup()?;
     let (hwm_kib, map_bytes) = bench.memory()?;
     let bystander = bench.bystander()?;
 
@@ -843,6 +880,17 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
         "\ntracer starts {:.1}× faster (target ≥ 10×, ≤ 100 ms).\n",
         start_bpftrace.median / start_ours.median.max(0.001)
     );
+    let _ = writeln!(
+        md,
+        "Where tracer's start goes (`--timings`, median of the runs; the rest of exec to ready is \
+         the process's own start and the banner):\n"
+    );
+    let _ = writeln!(md, "| phase | ms |");
+    let _ = writeln!(md, "|---|---|");
+    for (name, ms) in &start_phases {
+        let _ = writeln!(md, "| {name} | {ms:.1} |");
+    }
+    let _ = writeln!(md);
     let _ = writeln!(
         md,
         "## The tax on everything else: a process that never touches a socket\n\n\

@@ -69,8 +69,8 @@ fn pass(input: &[u8], view: &str) -> Result<Pass, String> {
     let clock = AtomicU64::new(0);
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let started = Instant::now();
-    let replayed = tracer::replay::feed(&mut replay, &mut pipeline, &clock)
-        .map_err(|e| e.to_string())?;
+    let replayed =
+        tracer::replay::feed(&mut replay, &mut pipeline, &clock).map_err(|e| e.to_string())?;
     Ok(Pass {
         records: replayed.records,
         secs: started.elapsed().as_secs_f64(),

@@ -21,6 +21,7 @@ use super::table::{
 };
 use super::tier::{ProbeMode, Tiers};
 use super::{ca_state, received_fd};
+use crate::system::timings::Phases;
 use crate::system::{cgroup, sockets};
 
 /// The compiled programs, embedded at build time.
@@ -205,11 +206,14 @@ fn filter_config(filter: &Filter, netns_readable: bool) -> FilterConfig {
 }
 
 /// Loads the programs with `filter` and attaches every hook it can.
-pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
+pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     let mut offsets = Offsets::tracepoints()?;
+    phases.end("tracepoint formats (tracefs)");
     let tiers = Tiers::probe(filter.probe_mode);
+    phases.end("probing tiers (fentry, kprobes)");
     // The congestion layer reads `tcp_sock` fields on every tier.
     offsets.add_kernel_fields(tiers.any_probe(), filter.packets);
+    phases.end("kernel field offsets (BTF)");
     if filter.netns.is_some()
         && let Some(why) = offsets.lacking(&NETNS_FIELDS)
     {
@@ -227,6 +231,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
         loader.map_max_entries(name, *entries);
     }
     let mut ebpf = loader.load(PROGRAMS)?;
+    phases.end("reading the programs, creating the maps");
     if let Some((name, _)) = filter
         .map_entries
         .iter()
@@ -244,7 +249,12 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
         fill(&mut ebpf, "CGROUPS", &scope.ids())?;
     }
     let existing = adopt_existing(&mut ebpf, filter)?;
+    phases.end("filter maps, sockets open before (/proc)");
 
+    if filter.syscalls {
+        preload_syscall_layer(&mut ebpf);
+        phases.end("verifying the syscall layer (2 threads)");
+    }
     let mut at = Attacher::new(&mut ebpf, cgroup::cgroup2_mount());
     if filter.follow {
         follow(&mut at, &offsets)?;
@@ -258,10 +268,12 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
     if let Some(e) = state.error {
         return Err(LoadError::Core(e));
     }
+    phases.end("attaching the state hook");
     let mut hooks = Vec::new();
     if filter.syscalls {
         hooks.push(syscalls(&mut at));
         hooks.push(received_fd::attach(&mut at, &tiers, &offsets));
+        phases.end("attaching the syscall layer");
     }
     let mut state = Some(state);
     for row in &KERNEL_HOOKS {
@@ -279,6 +291,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, LoadError> {
             });
         }
     }
+    phases.end("attaching the kernel, packet, congestion hooks");
     let tracepoint_links = std::mem::take(&mut at.links);
     let rejected = std::mem::take(&mut at.rejected);
     let failures = Failures::map(&ebpf)?;
@@ -436,6 +449,42 @@ fn syscalls(at: &mut Attacher) -> HookStatus {
             reason: errors.join("; "),
         }),
     }
+}
+
+/// Loads (verifies) the syscall layer's programs and the state program on two threads ahead of
+/// attaching them: the kernel's verifier is most of the startup, each program is verified on
+/// its own, and these are attached by every run that traces syscalls. A program that fails here
+/// is loaded again, and its error reported, when it is attached.
+fn preload_syscall_layer(ebpf: &mut Ebpf) {
+    let mut names: Vec<String> = SyscallOp::ALL
+        .iter()
+        .flat_map(|&op| {
+            let (enter, exit) = syscall_programs(op);
+            [enter, exit.to_string()]
+        })
+        .chain(PROCESS_PROGRAMS.iter().map(|(p, _)| p.to_string()))
+        .chain(std::iter::once("inet_sock_set_state".to_string()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let queue: std::sync::Mutex<Vec<&mut TracePoint>> = std::sync::Mutex::new(
+        ebpf.programs_mut()
+            .filter(|(name, _)| names.binary_search_by(|n| n.as_str().cmp(name)).is_ok())
+            .filter_map(|(_, p)| <&mut TracePoint>::try_from(p).ok())
+            .filter(|p| p.fd().is_err())
+            .collect(),
+    );
+    let work = || {
+        loop {
+            let next = queue.lock().ok().and_then(|mut q| q.pop());
+            let Some(program) = next else { break };
+            let _ = program.load();
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(work);
+        work();
+    });
 }
 
 /// The packet layer: cgroup_skb egress and ingress on the cgroup2 root, and the raw

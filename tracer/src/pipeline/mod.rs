@@ -45,7 +45,7 @@ pub struct Pipeline {
     /// The connection table.
     pub correlator: Correlator,
     pairing: Pairing,
-    reorder: Reorder<Box<Item>>,
+    reorder: Reorder<Item>,
     sinks: Sinks,
     /// What went through so far.
     pub stats: Stats,
@@ -203,7 +203,7 @@ impl Pipeline {
             if c.event.captured().is_some_and(|p| p.segment.is_err()) {
                 self.stats.malformed += 1;
             }
-            self.reorder.push(key, Box::new(Item { c, part }));
+            self.reorder.push(key, Item { c, part });
         }
         self.ready = ready;
     }

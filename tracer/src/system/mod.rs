@@ -12,4 +12,5 @@ pub mod netns;
 pub mod place;
 pub mod privileges;
 pub mod sockets;
+pub mod timings;
 pub mod tracefs;
