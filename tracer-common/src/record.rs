@@ -155,7 +155,8 @@ impl Header {
 ///
 /// `args` are the syscall's own arguments the views show: `socket(type, protocol)`,
 /// `listen(backlog)`, `shutdown(how)`, `accept4(flags)`, the byte count asked of a read or
-/// write; zero otherwise. `tuple` is the address argument: `bind`'s local end, `connect`'s
+/// write; for `bind`/`connect`, `args[1]` is the process that created the socket when a
+/// forebear of the caller did (held until this call named a traced port); zero otherwise. `tuple` is the address argument: `bind`'s local end, `connect`'s
 /// remote end, the peer `accept` returned, `socket`'s family.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -12,7 +12,7 @@ use tracer_common::{failure::Failure, maps::FdKey, offsets};
 use crate::{
     context::field,
     emit::count_if_refused,
-    maps::{CLOSED_FDS, Closed, FDS, FORKED, Forked, HOLDERS},
+    maps::{CLOSED_FDS, Closed, FDS, FORKED, Forked, HELD_SOCKETS, HOLDERS},
 };
 
 /// How many generations an fd is followed up: nginx's daemon opens its listeners, forks the
@@ -23,6 +23,12 @@ const GENERATIONS: usize = 3;
 #[inline(always)]
 pub fn track(tgid: u32, fd: i32, sock: u64) {
     count_if_refused(FDS.insert(FdKey { tgid, fd }, sock, 0), Failure::FdsFull);
+    may_pass_on(tgid);
+}
+
+/// Process `tgid` holds a socket its children may inherit: the children it forks are noted.
+#[inline(always)]
+pub fn may_pass_on(tgid: u32) {
     count_if_refused(HOLDERS.insert(tgid, 1, 0), Failure::FdsFull);
 }
 
@@ -61,6 +67,29 @@ pub fn traced(tgid: u32, fd: i32) -> Option<u64> {
             return Some(closed.sock);
         }
         holder = link.parent;
+    }
+    None
+}
+
+/// Where the held `socket()` behind `fd` of process `tgid` is kept: under the process's own
+/// key, or under a forebear's that created the socket, forked this line of descent and still
+/// holds it (a socket made before a fork and connected in the child, with a port filter that
+/// decides only at the connect).
+#[inline(always)]
+pub fn held(tgid: u32, fd: i32) -> Option<FdKey> {
+    let own = FdKey { tgid, fd };
+    if HELD_SOCKETS.get_ptr(own).is_some() {
+        return Some(own);
+    }
+    let mut holder = tgid;
+    for _ in 0..GENERATIONS {
+        // SAFETY: a value pointer returned by the lookup.
+        let parent = unsafe { (*FORKED.get_ptr(holder)?).parent };
+        let key = FdKey { tgid: parent, fd };
+        if HELD_SOCKETS.get_ptr(key).is_some() {
+            return Some(key);
+        }
+        holder = parent;
     }
     None
 }

@@ -340,11 +340,15 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
 fn addr_enter(ctx: &TracePointContext, op: SyscallOp) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let fd = syscall_arg(ctx, 0) as i32;
-    let key = FdKey { tgid, fd };
     let sock = fds::traced(tgid, fd);
-    if sock.is_none() && HELD_SOCKETS.get_ptr(key).is_none() {
-        return 0;
-    }
+    let held = if sock.is_none() {
+        match fds::held(tgid, fd) {
+            Some(key) => key,
+            None => return 0,
+        }
+    } else {
+        FdKey { tgid, fd }
+    };
     let mut inflight = begin(ctx, op, fd, sock.unwrap_or(0));
     let end = if op == SyscallOp::Bind {
         End::Local
@@ -364,12 +368,17 @@ fn addr_enter(ctx: &TracePointContext, op: SyscallOp) -> u32 {
             return 0;
         }
         // Traced from now on: the held socket() record goes out first, before anything this
-        // syscall causes.
-        if let Some(held) = HELD_SOCKETS.get_ptr(key) {
+        // syscall causes — its creator's, when a forebear created it.
+        if let Some(record) = HELD_SOCKETS.get_ptr(held) {
             // SAFETY: a value pointer returned by the lookup just above.
-            release(key, unsafe { &*held });
+            release(held, unsafe { &*record });
         }
-        let _ = HELD_SOCKETS.remove(key);
+        let _ = HELD_SOCKETS.remove(held);
+        if held.tgid != tgid {
+            fds::track(held.tgid, fd, 0);
+            // Tells user space whose socket() this fd is (see SyscallRecord's args).
+            inflight.record.args[1] = u64::from(held.tgid);
+        }
         fds::track(tgid, fd, 0);
     }
     stash(&inflight);
@@ -466,6 +475,8 @@ fn finish(inflight: &mut Inflight, ret: i64) {
                     _pad: 0,
                 };
                 count_if_refused(HELD_SOCKETS.insert(key, held, 0), Failure::FdsFull);
+                // Its children may connect it: they are followed as a holder's are.
+                fds::may_pass_on(tgid);
                 return;
             }
             fds::track(tgid, ret as i32, 0);

@@ -585,6 +585,86 @@ fn calls_before_the_connect_are_held_and_what_does_not_fit_is_counted() {
     assert_eq!(summary["failures"]["held_calls_full"], 2, "{summary}");
 }
 
+/// With `--port`, a socket made before a fork and connected by the child (the port is known
+/// only at the connect): its `socket()` (the parent's) and the child's connect, send and
+/// receive are traced, on one connection.
+#[test]
+fn a_socket_made_before_a_fork_and_connected_in_the_child_is_traced() {
+    let port = free_port();
+    let mut server = echo_server(std::path::Path::new(ECHO_SERVER), "127.0.0.1", port);
+    let trace = start(&["--port", &port.to_string()]);
+    let script = format!(
+        r#"
+import os, socket, sys
+s = socket.socket()
+pid = os.fork()
+if pid == 0:
+    s.connect(("127.0.0.1", {port}))
+    s.sendall(b"from the child\n")
+    s.recv(100)
+    s.close()
+    os._exit(0)
+os.waitpid(pid, 0)
+print(os.getpid(), pid, s.fileno())
+s.close()
+"#
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ids: Vec<u64> = text
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let (parent, child, fd) = (ids[0], ids[1], ids[2]);
+    let events = trace.stop();
+    let _ = server.kill();
+    let _ = server.wait();
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["layer"] == "syscall" && e["fd"] == fd && (e["pid"] == parent || e["pid"] == child)
+        })
+        .collect();
+    let named: Vec<(u64, &str)> = calls
+        .iter()
+        .map(|e| (e["pid"].as_u64().unwrap(), e["event"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        named.first(),
+        Some(&(parent, "socket")),
+        "{}",
+        brief(&events)
+    );
+    for call in ["connect", "sendto", "recvfrom"] {
+        assert!(
+            named.contains(&(child, call)),
+            "{call} of the child: {named:?}\n{}",
+            brief(&events)
+        );
+    }
+    let conns: std::collections::BTreeSet<u64> =
+        calls.iter().map(|e| e["conn"].as_u64().unwrap()).collect();
+    assert_eq!(conns.len(), 1, "{}", brief(&events));
+    let conn = *conns.iter().next().unwrap();
+    let summary = events.last().unwrap();
+    let owner = summary["conns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["conn"] == conn)
+        .expect("the connection in the summary");
+    assert_eq!(owner["role"], "client");
+    assert_eq!(owner["bytes_sent"], 15);
+}
+
 /// Records the ring buffer had no room for are counted, not lost silently: with the tracer
 /// stopped (SIGSTOP), the kernel keeps writing until the 4 MiB ring is full, then counts.
 #[test]

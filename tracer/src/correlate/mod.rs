@@ -620,10 +620,28 @@ impl Correlator {
                 // A socket address reused by a new connection starts a new life.
                 !(opening && self.live(id).is_some_and(|c| !c.states.is_empty()))
             });
-        let by_fd = (ev.fd >= 0)
+        let own_fd = (ev.fd >= 0)
             .then(|| self.by_fd.get(&(ev.pid, ev.fd)).copied())
             .flatten()
             .map(|id| self.resolve(id));
+        // A bind or connect on a socket a forebear created (before a fork): its fd there.
+        let creator = syscall
+            .filter(|s| matches!(s.op, SyscallOp::Bind | SyscallOp::Connect))
+            .map(|s| s.args[1] as u32)
+            .filter(|&pid| pid != 0 && pid != ev.pid);
+        let made = creator
+            .and_then(|pid| self.by_fd.get(&(pid, ev.fd)).copied())
+            .map(|id| self.resolve(id));
+        let by_fd = match (own_fd, made) {
+            // The child's end was seen first (its state changes come before the connect's
+            // record): the socket() that began it is the same connection.
+            (Some(a), Some(b)) if a != b && self.live(b).is_some_and(|c| c.states.is_empty()) => {
+                let (keep, gone) = (a.min(b), a.max(b));
+                self.merge(keep, gone);
+                Some(keep)
+            }
+            (own, made) => own.or(made),
+        };
         let by_tuple = || -> Option<ConnId> {
             let local = ev.local?;
             let remote = ev.remote?;
@@ -660,7 +678,7 @@ impl Correlator {
                 conn.sk = Some(ev.sock);
             }
         }
-        if ev.fd >= 0 && by_fd.is_none() && !syscall.is_some_and(|s| s.op == SyscallOp::Close) {
+        if ev.fd >= 0 && own_fd.is_none() && !syscall.is_some_and(|s| s.op == SyscallOp::Close) {
             self.bind_fd(ev.pid, ev.fd, id);
         }
         id
@@ -1386,6 +1404,35 @@ mod tests {
             assert_eq!(c.get(id).unwrap().pid, worker);
             assert_eq!(c.get(id).unwrap().bytes_received, 6);
         }
+    }
+
+    /// A socket made before a fork and connected by the child: the connect names the process
+    /// that made it, and lands on the connection its `socket()` began.
+    #[test]
+    fn a_connect_on_a_socket_a_forebear_made_joins_its_socket_call() {
+        let mut c = Correlator::new();
+        let on = |pid: u32, mut e: Event| {
+            e.pid = pid;
+            e.tid = pid;
+            e
+        };
+        let made = observe(&mut c, &on(10, ev(call(SyscallOp::Socket, 3), 0, 3, 1))).0;
+        // The child's state change is read before its connect's record (written at the exit).
+        let mut syn_sent = on(11, state(tcp_state::CLOSE, tcp_state::SYN_SENT, 7, 2));
+        syn_sent.fd = 3;
+        observe(&mut c, &syn_sent);
+        let mut connect = on(11, ev(call(SyscallOp::Connect, 0), 0, 3, 2));
+        if let Kind::Syscall(s) = &mut connect.kind {
+            s.args[1] = 10;
+        }
+        let joined = observe(&mut c, &connect).0;
+        assert_eq!(joined, made);
+        let send = on(11, ev(call(SyscallOp::Sendto, 5), 0, 3, 3));
+        assert_eq!(observe(&mut c, &send).0, made);
+        // The parent's own fd 3 is still the socket's too.
+        let close = on(10, ev(call(SyscallOp::Close, 0), 0, 3, 4));
+        assert_eq!(observe(&mut c, &close).0, made);
+        assert_eq!(c.get(made).unwrap().bytes_sent, 5);
     }
 
     /// As above, with the order a prefork server's records arrive in (seen with `tracer
