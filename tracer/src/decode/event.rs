@@ -92,7 +92,42 @@ pub struct Captured {
     /// veth pair): this copy is the receiver's view, the capture file has the first.
     pub repeat: bool,
     /// The captured bytes (headers, plus payload up to the snap length).
-    pub data: Vec<u8>,
+    pub data: CapturedBytes,
+}
+
+/// A captured segment's bytes, held inline (at most what the kernel side copies): decoding a
+/// segment allocates nothing for them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CapturedBytes {
+    len: u16,
+    bytes: [u8; tracer_common::record::PACKET_CAP],
+}
+
+impl CapturedBytes {
+    /// The first [`tracer_common::record::PACKET_CAP`] bytes of `b`.
+    pub fn new(b: &[u8]) -> Self {
+        let len = b.len().min(tracer_common::record::PACKET_CAP);
+        let mut bytes = [0; tracer_common::record::PACKET_CAP];
+        bytes[..len].copy_from_slice(&b[..len]);
+        Self {
+            len: len as u16,
+            bytes,
+        }
+    }
+}
+
+impl std::ops::Deref for CapturedBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for CapturedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
 }
 
 #[cfg(test)]
@@ -109,7 +144,7 @@ impl Captured {
             gso_size: 0,
             gso_segs: 0,
             repeat: false,
-            data,
+            data: CapturedBytes::new(&data),
         }
     }
 }

@@ -20,7 +20,9 @@ use tracer_common::{
 };
 
 pub use congestion::{Congestion, RetransmitKind};
-pub use event::{Captured, Comm, Endpoint, Event, Exit, KernelCall, Kind, StateChange, Syscall};
+pub use event::{
+    Captured, CapturedBytes, Comm, Endpoint, Event, Exit, KernelCall, Kind, StateChange, Syscall,
+};
 use tcpip::Segment;
 
 /// Why a record could not be decoded.
@@ -198,7 +200,7 @@ fn state(r: &StateRecord) -> Result<Event, DecodeError> {
 fn packet(raw: &PacketRecord) -> Result<Event, DecodeError> {
     let via = Via::from_u8(raw.via).ok_or(unknown("hook", raw.via))?;
     let caplen = usize::from(raw.caplen).min(raw.data.len());
-    let data = raw.data[..caplen].to_vec();
+    let data = CapturedBytes::new(&raw.data[..caplen]);
     let segment = Segment::decode_captured(&data, raw.len as usize);
     let (family, local, remote) = match &segment {
         Ok(s) => (
