@@ -40,8 +40,19 @@ pub struct Row {
 /// Every TCP socket by inode, from `/proc/net/tcp{,6}` text.
 pub fn parse_proc_net_tcp(text: &str, out: &mut HashMap<u64, Row>) {
     for line in text.lines().skip(1) {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if cols.len() < 10 {
+        // sl local rem st tx:rx tr:tm retrnsmt uid timeout inode ...
+        let mut cols = line.split_whitespace();
+        let (Some(_), Some(local), Some(remote), Some(state)) =
+            (cols.next(), cols.next(), cols.next(), cols.next())
+        else {
+            continue;
+        };
+        // No fd holds a socket without an inode (TIME_WAIT, a request): skipped before any
+        // other parsing, as a host after a burst of connections has tens of thousands.
+        let Some(inode) = cols.nth(5).and_then(|c| c.parse::<u64>().ok()) else {
+            continue;
+        };
+        if inode == 0 {
             continue;
         }
         let port = |c: &str| {
@@ -49,26 +60,22 @@ pub fn parse_proc_net_tcp(text: &str, out: &mut HashMap<u64, Row>) {
                 .next()
                 .and_then(|p| u16::from_str_radix(p, 16).ok())
         };
-        let (Some(lport), Some(rport), Some(laddr), Ok(inode)) = (
-            port(cols[1]),
-            port(cols[2]),
-            cols[1].split(':').next().and_then(proc_addr),
-            cols[9].parse::<u64>(),
+        let (Some(lport), Some(rport), Some(laddr)) = (
+            port(local),
+            port(remote),
+            local.split(':').next().and_then(proc_addr),
         ) else {
             continue;
         };
-        if inode != 0 {
-            let listening = cols[3] == "0A";
-            out.insert(
-                inode,
-                Row {
-                    laddr,
-                    lport,
-                    rport,
-                    listening,
-                },
-            );
-        }
+        out.insert(
+            inode,
+            Row {
+                laddr,
+                lport,
+                rport,
+                listening: state == "0A",
+            },
+        );
     }
 }
 
