@@ -11,6 +11,7 @@ pub mod limits;
 pub mod netns;
 pub mod place;
 pub mod privileges;
+pub mod sock_diag;
 pub mod sockets;
 pub mod timings;
 pub mod tracefs;

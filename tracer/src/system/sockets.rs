@@ -128,6 +128,9 @@ pub fn is_listening_in(proc_dir: &str, port: u16) -> bool {
 pub fn scan(wanted: impl Fn(u32, &str, u16, u16) -> bool) -> Vec<Existing> {
     // One table per namespace, read once.
     let mut by_netns: HashMap<String, HashMap<u64, Row>> = HashMap::new();
+    let own_netns = fs::read_link("/proc/self/ns/net")
+        .map(|l| l.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut found = Vec::new();
     let Ok(procs) = fs::read_dir("/proc") else {
         return found;
@@ -146,9 +149,13 @@ pub fn scan(wanted: impl Fn(u32, &str, u16, u16) -> bool) -> Vec<Existing> {
         let netns = fs::read_link(entry.path().join("ns/net"))
             .map(|l| l.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tcp = by_netns
-            .entry(netns)
-            .or_insert_with(|| tcp_sockets_of(&format!("/proc/{pid}")));
+        let own = netns == own_netns;
+        let tcp = by_netns.entry(netns).or_insert_with(|| {
+            // The kernel's socket diagnostics when it answers (root); else /proc's table.
+            let ns = format!("/proc/{pid}/ns/net");
+            super::sock_diag::tcp_sockets((!own).then_some(std::path::Path::new(&ns)))
+                .unwrap_or_else(|_| tcp_sockets_of(&format!("/proc/{pid}")))
+        });
         // Only the newline /proc adds: a name may itself end in spaces.
         let comm = fs::read(entry.path().join("comm"))
             .map(|c| String::from_utf8_lossy(c.strip_suffix(b"\n").unwrap_or(&c)).into_owned())
