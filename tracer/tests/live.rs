@@ -1193,13 +1193,13 @@ fn a_full_disk_under_the_pcap_is_reported_and_the_rest_goes_on() {
     assert!(mounted.success(), "mount a 4 KiB tmpfs");
     let pcap = dir.join("capture.pcap");
     let port = free_port();
-    let child = std::process::Command::new(TRACER)
+    let mut child = std::process::Command::new(TRACER)
         .args([
             "--json",
             "--port",
             &port.to_string(),
             "--duration",
-            "4",
+            "6",
             "--pcap",
         ])
         .arg(&pcap)
@@ -1207,14 +1207,34 @@ fn a_full_disk_under_the_pcap_is_reported_and_the_rest_goes_on() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The session starts once everything is attached (a loaded machine takes seconds).
+    let stderr = child.stderr.take().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut text = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("tracer: ready") {
+                let _ = ready_tx.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    ready_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("tracer ready");
     let messages: Vec<String> = (0..60).map(|i| format!("message number {i}")).collect();
     let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
     echo_session("127.0.0.1", port, &refs);
     let out = child.wait_with_output().unwrap();
     let _ = std::process::Command::new("umount").arg(&dir).status();
     let _ = std::fs::remove_dir_all(&dir);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = reader.join().unwrap();
     assert_eq!(out.status.code(), Some(1), "{err}");
     let name = pcap.display().to_string();
     assert!(
