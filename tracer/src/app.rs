@@ -238,13 +238,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }) => anyhow::bail!(e),
         Ok(end) => Ok(end.command.unwrap_or(0)),
         // `tracer | head`: the reader has what it wanted.
-        Err(e)
-            if e.root_cause()
-                .downcast_ref::<io::Error>()
-                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
-        {
-            Ok(0)
-        }
+        Err(e) if is_broken_pipe(&e) => Ok(0),
         Err(e) => Err(e),
     }
 }
@@ -264,8 +258,15 @@ struct Stop {
     terminate: tokio::signal::unix::Signal,
 }
 
+/// Whether `e` is a closed reader (`tracer | head`): a normal end, not an error.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.root_cause()
+        .downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
 /// A view could not write.
-fn output_error(e: io::Error) -> anyhow::Error {
+pub(crate) fn output_error(e: io::Error) -> anyhow::Error {
     anyhow::Error::new(e).context("writing the output failed")
 }
 

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     if let Some(tracer::cli::Command::Replay { file, views }) = &cli.command {
         return match tracer::replay::run(file, views) {
             Ok(_) => ExitCode::SUCCESS,
-            Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+            Err(e) if tracer::app::is_broken_pipe(&e) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE
@@ -80,13 +80,6 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-/// `tracer replay FILE | head`: the reader has what it wanted.
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.root_cause()
-        .downcast_ref::<std::io::Error>()
-        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// `tracer decode HEX`: no privileges needed, nothing loaded.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::app::views;
+use crate::app::{output_error, views};
 use crate::cli::ViewArgs;
 use crate::hooks::failures::Counts;
 use crate::pipeline::Pipeline;
@@ -73,7 +73,7 @@ pub fn feed<R: Read>(
             Next::Frame(Frame::Record(bytes)) => pipeline.ingest(&bytes),
             Next::Frame(Frame::Drain(now)) => {
                 clock.store(now, Ordering::Relaxed);
-                pipeline.drain(now).map_err(write_error)?;
+                pipeline.drain(now).map_err(output_error)?;
             }
             Next::Frame(Frame::Listener {
                 pid,
@@ -86,7 +86,7 @@ pub fn feed<R: Read>(
             Next::Frame(Frame::Dropped { total, new }) => {
                 pipeline
                     .meta(&Meta::Dropped { total, new })
-                    .map_err(write_error)?;
+                    .map_err(output_error)?;
             }
             Next::Frame(Frame::Finish { failures, skipped }) => end = Some((failures, skipped)),
         }
@@ -99,10 +99,6 @@ pub fn feed<R: Read>(
         );
     }
     let (failures, skipped) = end.unwrap_or_default();
-    pipeline.finish(failures, &skipped).map_err(write_error)?;
+    pipeline.finish(failures, &skipped).map_err(output_error)?;
     Ok(replayed)
-}
-
-fn write_error(e: std::io::Error) -> anyhow::Error {
-    anyhow::Error::new(e).context("writing the output failed")
 }

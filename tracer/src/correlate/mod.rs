@@ -636,9 +636,7 @@ impl Correlator {
             // The child's end was seen first (its state changes come before the connect's
             // record): the socket() that began it is the same connection.
             (Some(a), Some(b)) if a != b && self.live(b).is_some_and(|c| c.states.is_empty()) => {
-                let (keep, gone) = (a.min(b), a.max(b));
-                self.merge(keep, gone);
-                Some(keep)
+                Some(self.join(a, b))
             }
             (own, made) => own.or(made),
         };
@@ -659,9 +657,7 @@ impl Correlator {
                 // older keeps its id: events already printed under it (a handshake seen
                 // before the fd of an accept that was blocked when tracing began) stay with
                 // the rest of their connection.
-                let (keep, gone) = (a.min(b), a.max(b));
-                self.merge(keep, gone);
-                keep
+                self.join(a, b)
             }
             (Some(a), _) => a,
             (None, Some(b)) => b,
@@ -714,6 +710,14 @@ impl Correlator {
                     && c.local.map(canonical) == Some(local)
             })
             .map(|c| c.id)
+    }
+
+    /// Makes `a` and `b` one connection under the older id (events already shown under it
+    /// stay with it); returns that id.
+    fn join(&mut self, a: ConnId, b: ConnId) -> ConnId {
+        let (keep, gone) = (a.min(b), a.max(b));
+        self.merge(keep, gone);
+        keep
     }
 
     /// Folds connection `b` into `a`, which keeps its id.
@@ -1019,8 +1023,7 @@ impl Correlator {
         if other == id || !made_by_synack {
             return;
         }
-        let (keep, gone) = (id.min(other), id.max(other));
-        self.merge(keep, gone);
+        let keep = self.join(id, other);
         self.by_ends.insert(key, keep);
     }
 }

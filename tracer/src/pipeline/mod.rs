@@ -93,9 +93,15 @@ impl Pipeline {
     /// Records `frame`; a recording that cannot be written stops, and the run ends saying its
     /// output is incomplete, as for any other output.
     pub fn record(&mut self, frame: &Frame) {
-        if let Some(recorder) = &mut self.recorder
-            && let Err(error) = recorder.frame(frame)
-        {
+        self.write_recording(|recorder| recorder.frame(frame));
+    }
+
+    /// Runs `write` on the recorder, if there is one and it still writes; stops it on error.
+    fn write_recording(&mut self, write: impl FnOnce(&mut Recorder) -> io::Result<()>) {
+        let Some(recorder) = &mut self.recorder else {
+            return;
+        };
+        if let Err(error) = write(recorder) {
             self.recording_failed(error);
         }
     }
@@ -119,14 +125,9 @@ impl Pipeline {
         let Some(recorder) = &mut self.recorder else {
             return;
         };
-        let mut result = Ok(());
-        if let Some(resolved) = self.places.take_resolved() {
-            for (pid, place) in resolved {
-                if result.is_ok() {
-                    result = recorder.frame(&Frame::Place(pid, place));
-                }
-            }
-        }
+        let result = self.places.take_resolved().map_or(Ok(()), |mut resolved| {
+            resolved.try_for_each(|(pid, place)| recorder.frame(&Frame::Place(pid, place)))
+        });
         if let Err(error) = result {
             self.recording_failed(error);
         }
@@ -180,11 +181,7 @@ impl Pipeline {
         // The places this record made the pipeline look up go first: a replay knows them
         // before it needs them.
         self.record_places();
-        if let Some(recorder) = &mut self.recorder
-            && let Err(error) = recorder.record(bytes)
-        {
-            self.recording_failed(error);
-        }
+        self.write_recording(|recorder| recorder.record(bytes));
     }
 
     /// Runs one correlator step and queues what it hands out for rendering.
@@ -249,11 +246,7 @@ impl Pipeline {
             failures,
             skipped: skipped.to_vec(),
         });
-        if let Some(recorder) = &mut self.recorder
-            && let Err(error) = recorder.flush()
-        {
-            self.recording_failed(error);
-        }
+        self.write_recording(|recorder| recorder.flush());
         let conns = self.correlator.all();
         let finish = Finish {
             conns: &conns,
@@ -300,11 +293,7 @@ impl Pipeline {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if let Some(recorder) = &mut self.recorder
-            && let Err(error) = recorder.flush()
-        {
-            self.recording_failed(error);
-        }
+        self.write_recording(|recorder| recorder.flush());
         self.sinks.each(|view| view.flush())
     }
 }
