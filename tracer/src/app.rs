@@ -243,6 +243,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// Tells the program runs the kernel skipped since `told`, if any: a `skipped` event in JSON, a
+/// line per program on stderr otherwise (and a frame in the recording).
+fn tell_skips(
+    cli: &Cli,
+    loaded: &hooks::Loaded,
+    pipeline: &mut Pipeline,
+    told: &mut Vec<(String, u64)>,
+) -> anyhow::Result<()> {
+    let total = loaded.skipped();
+    let new = hooks::runs::skipped_since(&total, told);
+    if new.is_empty() {
+        return Ok(());
+    }
+    pipeline.record(&Frame::Skipped {
+        total: total.clone(),
+        new: new.clone(),
+    });
+    if cli.json {
+        pipeline
+            .meta(&Meta::Skipped {
+                total: &total,
+                new: &new,
+            })
+            .map_err(output_error)?;
+    } else {
+        for (program, n) in &new {
+            let all = total
+                .iter()
+                .find(|(p, _)| p == program)
+                .map_or(*n, |(_, n)| *n);
+            eprintln!(
+                "tracer: the kernel skipped {n} run(s) of {program} ({all} so far; another BPF \
+                 program held that CPU): events may be missing"
+            );
+        }
+    }
+    *told = total;
+    Ok(())
+}
+
 /// How the event loop ended, besides an error.
 #[derive(Default)]
 struct End {
@@ -385,6 +425,10 @@ async fn trace(
     // Cgroups created below --cgroup's after the start join the filter within a second.
     let mut cgroups_seen = std::time::Instant::now();
     let mut last_drop_notice = std::time::Instant::now() - Duration::from_secs(1);
+    // Program runs the kernel skipped, as last told; asked once a second (a syscall per
+    // program).
+    let mut skips_told: Vec<(String, u64)> = Vec::new();
+    let mut skips_seen = std::time::Instant::now();
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -408,6 +452,10 @@ async fn trace(
                 {
                     loaded.refresh_cgroups(scope)?;
                     cgroups_seen = std::time::Instant::now();
+                }
+                if skips_seen.elapsed() >= Duration::from_secs(1) {
+                    tell_skips(cli, loaded, pipeline, &mut skips_told)?;
+                    skips_seen = std::time::Instant::now();
                 }
                 // Losses are told as they happen, at most once a second.
                 let total = loaded.failures();

@@ -88,6 +88,14 @@ pub fn feed<R: Read>(
                     .meta(&Meta::Dropped { total, new })
                     .map_err(output_error)?;
             }
+            Next::Frame(Frame::Skipped { total, new }) => {
+                pipeline
+                    .meta(&Meta::Skipped {
+                        total: &total,
+                        new: &new,
+                    })
+                    .map_err(output_error)?;
+            }
             Next::Frame(Frame::Finish { failures, skipped }) => end = Some((failures, skipped)),
         }
     };

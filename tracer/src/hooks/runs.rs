@@ -112,3 +112,42 @@ pub fn skipped(ebpf: &Ebpf) -> Vec<(String, u64)> {
         })
         .collect()
 }
+
+/// The runs skipped since `before` (an earlier [`skipped`]), per program, for the programs
+/// that had new ones.
+pub fn skipped_since(now: &[(String, u64)], before: &[(String, u64)]) -> Vec<(String, u64)> {
+    now.iter()
+        .filter_map(|(program, n)| {
+            let was = before
+                .iter()
+                .find(|(p, _)| p == program)
+                .map_or(0, |(_, n)| *n);
+            (*n > was).then(|| (program.clone(), n - was))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+        list.iter().map(|(p, n)| (p.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn skipped_since_keeps_only_programs_with_new_skips() {
+        let before = runs(&[("sys_exit", 2), ("sys_enter_write", 1)]);
+        let now = runs(&[
+            ("sys_exit", 5),
+            ("sys_enter_write", 1),
+            ("sys_enter_read", 3),
+        ]);
+        assert_eq!(
+            skipped_since(&now, &before),
+            runs(&[("sys_exit", 3), ("sys_enter_read", 3)])
+        );
+        assert!(skipped_since(&now, &now).is_empty());
+        assert_eq!(skipped_since(&now, &[]), now);
+    }
+}

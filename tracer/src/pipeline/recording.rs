@@ -32,6 +32,7 @@ mod tag {
     pub const PLACE: u8 = 4;
     pub const DROPPED: u8 = 5;
     pub const FINISH: u8 = 6;
+    pub const SKIPPED: u8 = 7;
 }
 
 /// What a recording says of its run, ahead of the frames.
@@ -73,6 +74,14 @@ pub enum Frame {
         total: Counts,
         /// Since the last notice.
         new: Counts,
+    },
+    /// A notice of program runs the kernel skipped: so far and since the last notice, per
+    /// program.
+    Skipped {
+        /// Since the start.
+        total: Vec<(String, u64)>,
+        /// Since the last notice.
+        new: Vec<(String, u64)>,
     },
     /// The run's end: its in-kernel failure counts and the programs' skipped runs.
     Finish {
@@ -185,15 +194,18 @@ impl<W: Write> Recorder<W> {
                 }
                 tag::DROPPED
             }
+            Frame::Skipped { total, new } => {
+                for list in [total, new] {
+                    body.extend_from_slice(&(list.len() as u32).to_le_bytes());
+                    put_runs(&mut body, list);
+                }
+                tag::SKIPPED
+            }
             Frame::Finish { failures, skipped } => {
                 for n in failures {
                     body.extend_from_slice(&n.to_le_bytes());
                 }
-                for (program, n) in skipped {
-                    body.extend_from_slice(&n.to_le_bytes());
-                    body.extend_from_slice(&(program.len() as u32).to_le_bytes());
-                    body.extend_from_slice(program.as_bytes());
-                }
+                put_runs(&mut body, skipped);
                 tag::FINISH
             }
         };
@@ -324,16 +336,28 @@ impl<R: Read> Replay<R> {
                 let new = read_counts(body, COUNTS_LEN).ok_or(short(index))?;
                 Frame::Dropped { total, new }
             }
+            tag::SKIPPED => {
+                let mut at = 0;
+                let mut lists = [Vec::new(), Vec::new()];
+                for list in &mut lists {
+                    let count = read_u32(body, at).ok_or(short(index))?;
+                    at += 4;
+                    for _ in 0..count {
+                        list.push(read_run(body, &mut at).ok_or(short(index))?);
+                    }
+                }
+                if at != body.len() {
+                    return Err(short(index));
+                }
+                let [total, new] = lists;
+                Frame::Skipped { total, new }
+            }
             tag::FINISH => {
                 let failures = read_counts(body, 0).ok_or(short(index))?;
                 let mut skipped = Vec::new();
                 let mut at = COUNTS_LEN;
                 while at < body.len() {
-                    let n = read_u64(body, at).ok_or(short(index))?;
-                    let len = read_u32(body, at + 8).ok_or(short(index))? as usize;
-                    let name = body.get(at + 12..at + 12 + len).ok_or(short(index))?;
-                    skipped.push((String::from_utf8_lossy(name).into_owned(), n));
-                    at += 12 + len;
+                    skipped.push(read_run(body, &mut at).ok_or(short(index))?);
                 }
                 Frame::Finish { failures, skipped }
             }
@@ -384,6 +408,24 @@ fn read_or_end(input: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// Writes each program's skipped runs: the count, then the name's length and the name.
+fn put_runs(body: &mut Vec<u8>, runs: &[(String, u64)]) {
+    for (program, n) in runs {
+        body.extend_from_slice(&n.to_le_bytes());
+        body.extend_from_slice(&(program.len() as u32).to_le_bytes());
+        body.extend_from_slice(program.as_bytes());
+    }
+}
+
+/// One program's skipped runs at `*at`, moving `at` past them.
+fn read_run(body: &[u8], at: &mut usize) -> Option<(String, u64)> {
+    let n = read_u64(body, *at)?;
+    let len = read_u32(body, *at + 8)? as usize;
+    let name = body.get(*at + 12..(*at + 12).checked_add(len)?)?;
+    *at += 12 + len;
+    Some((String::from_utf8_lossy(name).into_owned(), n))
 }
 
 fn read_u32(body: &[u8], at: usize) -> Option<u32> {
@@ -468,6 +510,14 @@ mod tests {
             Frame::Drain(123_456_789),
             Frame::Record(Vec::new()),
             Frame::Dropped { total, new },
+            Frame::Skipped {
+                total: vec![("sys_exit".into(), 5), ("sys_enter_recvfrom".into(), 1)],
+                new: vec![("sys_exit".into(), 2)],
+            },
+            Frame::Skipped {
+                total: Vec::new(),
+                new: Vec::new(),
+            },
             Frame::Finish {
                 failures: total,
                 skipped: vec![("sys_exit".into(), 5), ("tcp_probe".into(), 0)],

@@ -271,6 +271,18 @@ impl<W: Write> View for Json<W> {
                 o.failures("new_failures", new);
                 o.end();
             }
+            Meta::Skipped { total, new } => {
+                let mut o = Obj::meta(&mut self.scratch, (self.now)(), "skipped");
+                o.num("skipped", total.iter().map(|(_, n)| n).sum::<u64>());
+                o.num("new", new.iter().map(|(_, n)| n).sum::<u64>());
+                for (key, list) in [("skipped_by", total), ("new_by", new)] {
+                    o.objects(key, list.iter(), |o, (program, n)| {
+                        o.str("program", program);
+                        o.num("runs", *n);
+                    });
+                }
+                o.end();
+            }
             Meta::Ready {
                 hooks,
                 missing_layers,
@@ -655,5 +667,29 @@ mod tests {
         assert_eq!(v["hooks"][1]["skipped"][0], "x\ny");
         assert_eq!(v["missing_layers"].as_array().unwrap().len(), 0);
         assert!(text.starts_with("{\"ts_ns\":7,\"layer\":\"meta\",\"event\":\"ready\","));
+    }
+
+    #[test]
+    fn a_skip_notice_gives_the_totals_and_what_is_new_per_program() {
+        let mut out = Vec::new();
+        let mut json = Json::new(&mut out, Box::new(|| 9));
+        let total = [
+            ("sys_exit".to_string(), 5),
+            ("sys_enter_write".to_string(), 2),
+        ];
+        let new = [("sys_exit".to_string(), 3)];
+        json.meta(&Meta::Skipped {
+            total: &total,
+            new: &new,
+        })
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["event"], "skipped");
+        assert_eq!(v["skipped"], 7);
+        assert_eq!(v["new"], 3);
+        assert_eq!(v["skipped_by"][1]["program"], "sys_enter_write");
+        assert_eq!(v["skipped_by"][1]["runs"], 2);
+        assert_eq!(v["new_by"].as_array().unwrap().len(), 1);
+        assert_eq!(v["new_by"][0]["runs"], 3);
     }
 }

@@ -72,6 +72,14 @@ pub enum Meta<'a> {
         /// Since the last notice.
         new: Counts,
     },
+    /// The kernel skipped runs of our programs since the last such notice (another BPF
+    /// program held that CPU's guard): the events those runs would have made are missing.
+    Skipped {
+        /// Runs skipped since the start, per program.
+        total: &'a [(String, u64)],
+        /// Since the last notice, for the programs that had new ones.
+        new: &'a [(String, u64)],
+    },
 }
 
 /// The end of the run.

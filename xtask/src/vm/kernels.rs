@@ -42,11 +42,12 @@ pub struct Pinned {
     pub known: Option<&'static str>,
 }
 
-/// The known failure of 7.x kernels (see `tracer-ebpf/src/maps.rs`, `DROPS`, and
-/// `tracer/src/hooks/misses.rs`).
-const PREEMPTIBLE_TRACEPOINTS: &str = "since 7.0 tracepoint BPF programs are preemptible; a \
-    preempted program holds the per-CPU guard of perf-attached programs, and the kernel skips \
-    other tasks' syscall programs on that CPU (reported by tracer as `skipped`)";
+/// The known failure of 7.x kernels (README's "Known on 7.x"; the skips are read in
+/// `tracer/src/hooks/runs.rs`).
+const PREEMPTIBLE_TRACEPOINTS: &str = "7.x kernels preempt kernel code (lazy or full only); a \
+    syscall program preempted mid-run holds the per-CPU guard of perf-attached programs, and \
+    the kernel skips other tasks' syscall programs on that CPU (reported by tracer as \
+    `skipped`, live and at exit)";
 
 /// The matrix `cargo xtask vm-test` runs by default, oldest first.
 pub const MATRIX: &[Pinned] = &[

@@ -157,9 +157,11 @@ fn boot(
         .arg("-append")
         .arg(format!(
             "console=ttyS0 quiet loglevel=5 panic=-1 vmtest.modes={} vmtest.repeat={repeat} \
-             vmtest.retry={}",
+             vmtest.retry={} {}",
             modes.join(","),
-            u8::from(retry)
+            u8::from(retry),
+            // More of the kernel's command line, for debugging (`VMTEST_APPEND`).
+            std::env::var("VMTEST_APPEND").unwrap_or_default()
         ))
         .stdin(Stdio::null())
         .output()
