@@ -106,6 +106,11 @@ pub struct Correlator {
     by_fd: HashMap<(u32, i32), ConnId>,
     by_tuple: HashMap<(u16, Endpoint), ConnId>,
     alias: HashMap<ConnId, ConnId>,
+    /// Retired connections whose names may still be in `by_ends` and `by_tuple`: lookups there
+    /// skip ids no longer live, and the names go in one pass once there are enough of them.
+    /// A pass per tick was O(names) each time, and under churn the names are those of every
+    /// connection in TIME_WAIT (a minute's worth): most of the consumer's time.
+    unnamed: rustc_hash::FxHashSet<ConnId>,
     retiring: VecDeque<(u64, ConnId)>,
     /// Connections a resent SYN-ACK made, by when their handshake must have completed: one
     /// still half-open then never will (the listener gave up), and is finished — a SYN flood
@@ -135,6 +140,10 @@ pub struct Correlator {
     /// Finished connections no longer kept for the summary (beyond [`FINISHED_KEPT`]).
     pub evicted: u64,
 }
+
+/// Retired connections whose names are kept at least until this many (see
+/// `Correlator::unnamed`).
+const UNNAME_AT: usize = 256;
 
 /// `lo`'s interface index: segments on it are captured once, leaving.
 const LOOPBACK_IFINDEX: u32 = 1;
@@ -274,12 +283,17 @@ impl Correlator {
                 self.finished.push_back(conn);
             }
         }
-        // One pass over the indexes for all the connections retired now: under churn,
-        // hundreds retire per tick.
-        if !gone.is_empty() {
+        // Merges are few: their index is cleaned at once.
+        if !gone.is_empty() && !self.alias.is_empty() {
+            self.alias.retain(|_, v| !gone.contains(v));
+        }
+        // The names, in one pass once the retired outnumber a quarter of them: amortized
+        // O(1) per connection.
+        self.unnamed.extend(gone);
+        if self.unnamed.len() >= UNNAME_AT.max((self.by_ends.len() + self.by_tuple.len()) / 4) {
+            let gone = std::mem::take(&mut self.unnamed);
             self.by_tuple.retain(|_, v| !gone.contains(v));
             self.by_ends.retain(|_, v| !gone.contains(v));
-            self.alias.retain(|_, v| !gone.contains(v));
         }
         if listener_gone {
             self.refresh_listening();
@@ -316,12 +330,8 @@ impl Correlator {
     /// The traced ends of the segment from `src` to `dst`, each with whether it sent it.
     fn ends_of(&self, src: Endpoint, dst: Endpoint) -> (Option<ConnId>, Option<ConnId>) {
         (
-            self.by_ends
-                .get(&(canonical(src), canonical(dst)))
-                .map(|&id| self.resolve(id)),
-            self.by_ends
-                .get(&(canonical(dst), canonical(src)))
-                .map(|&id| self.resolve(id)),
+            self.named_live(&(canonical(src), canonical(dst))),
+            self.named_live(&(canonical(dst), canonical(src))),
         )
     }
 
@@ -588,6 +598,21 @@ impl Correlator {
         self.conns.get(&id)
     }
 
+    /// The live connection named by ends `key` (a retired one's name may linger, see
+    /// `Correlator::unnamed`).
+    fn named_live(&self, key: &(Endpoint, Endpoint)) -> Option<ConnId> {
+        let id = self.resolve(*self.by_ends.get(key)?);
+        self.conns.contains_key(&id).then_some(id)
+    }
+
+    /// The live connection with local port and remote end `key` (as `named_live`).
+    fn tuple_live(&self, key: &(u16, Endpoint)) -> Option<ConnId> {
+        self.by_tuple
+            .get(key)
+            .copied()
+            .filter(|id| self.conns.contains_key(id))
+    }
+
     /// Whether connection `id` is in TIME_WAIT.
     fn in_time_wait(&self, id: ConnId) -> bool {
         self.live(id)
@@ -643,7 +668,7 @@ impl Correlator {
         let by_tuple = || -> Option<ConnId> {
             let local = ev.local?;
             let remote = ev.remote?;
-            self.by_tuple.get(&(local.port, canonical(remote))).copied()
+            self.tuple_live(&(local.port, canonical(remote)))
         };
         let id = match (by_fd, by_sock) {
             // The fd's connection had this very socket, freed since, and its memory now holds
@@ -781,9 +806,7 @@ impl Correlator {
             .and_then(|id| self.live(self.resolve(id)));
         let local = listener.and_then(|l| l.local);
         let child = match (local, ev.remote) {
-            (Some(local), Some(remote)) => {
-                self.by_tuple.get(&(local.port, canonical(remote))).copied()
-            }
+            (Some(local), Some(remote)) => self.tuple_live(&(local.port, canonical(remote))),
             _ => None,
         };
         let id = match child {
@@ -1325,6 +1348,42 @@ mod tests {
         assert_eq!(c.total, n);
         assert_eq!(c.all().len(), FINISHED_KEPT);
         assert_eq!(c.evicted, 5);
+    }
+
+    /// A retired connection's name is no longer anyone's, though it may linger in the index
+    /// until enough others retired (then they all go in one pass).
+    #[test]
+    fn retired_connections_names_claim_nothing_and_are_purged_in_bulk() {
+        let closed = |c: &mut Correlator, sock: u64, port: u16| {
+            for (from, to) in [
+                (tcp_state::CLOSE, tcp_state::SYN_SENT),
+                (tcp_state::SYN_SENT, tcp_state::CLOSE),
+            ] {
+                let mut e = state(from, to, sock, sock);
+                e.local = Some(endpoint(Ipv4Addr::LOCALHOST.into(), port));
+                observe(c, &e);
+            }
+        };
+        let server = endpoint(Ipv4Addr::LOCALHOST.into(), 8080);
+        let mut c = Correlator::new();
+        for i in 0..3u16 {
+            closed(&mut c, u64::from(i) + 1, 41000 + i);
+        }
+        c.expire(u64::MAX, &mut |_| {});
+        c.retire_before(u64::MAX);
+        let client = endpoint(Ipv4Addr::LOCALHOST.into(), 41001);
+        assert!(c.by_ends.values().count() > 0, "a few names linger");
+        assert_eq!(c.ends_of(client, server), (None, None));
+        assert!(c.unclaimed(client, server));
+
+        let n = (UNNAME_AT as u64) * 2;
+        for i in 0..n {
+            closed(&mut c, 100 + i, 42000 + i as u16);
+        }
+        c.expire(u64::MAX, &mut |_| {});
+        c.retire_before(u64::MAX);
+        assert!(c.by_ends.is_empty() && c.by_tuple.is_empty());
+        assert!(c.unnamed.is_empty());
     }
 
     /// A connection first seen late in its life (open before the tracer) has no known state
