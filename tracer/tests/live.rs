@@ -665,6 +665,102 @@ s.close()
     assert_eq!(owner["bytes_sent"], 15);
 }
 
+/// close() gives the fd number back before it returns (a lingering close blocks for seconds
+/// after): another thread's accept() gets that number meanwhile. The close, whose record comes
+/// at its exit, is the old connection's, and the new connection stays a connection of its own.
+#[test]
+fn a_close_that_lingers_while_its_fd_number_is_reused_stays_with_the_old_socket() {
+    let port = free_port();
+    let trace = start(&["--port", &port.to_string()]);
+    let script = format!(
+        r#"
+import os, socket, struct, threading, time
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", {port}))
+srv.listen(8)
+first = socket.socket()
+first.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+first.connect(("127.0.0.1", {port}))
+a, _ = srv.accept()
+a.setblocking(False)
+try:
+    while True:
+        a.send(b"x" * 65536)
+except BlockingIOError:
+    pass
+# Unsent data and a linger time: close() blocks until it gives up, 2 s later.
+a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 2))
+a.setblocking(True)
+second = socket.socket()
+fd = a.detach()
+closer = threading.Thread(target=os.close, args=(fd,))
+start = time.monotonic()
+closer.start()
+time.sleep(0.3)
+second.connect(("127.0.0.1", {port}))
+b, _ = srv.accept()
+closer.join()
+lingered = time.monotonic() - start
+second.sendall(b"after the close\n")
+got = b.recv(100)
+print(os.getpid(), fd, b.fileno(), len(got), lingered)
+"#
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = text.split_whitespace().collect();
+    let (pid, fd, reused, got): (u64, i64, i64, u64) = (
+        f[0].parse().unwrap(),
+        f[1].parse().unwrap(),
+        f[2].parse().unwrap(),
+        f[3].parse().unwrap(),
+    );
+    let lingered: f64 = f[4].parse().unwrap();
+    assert_eq!(fd, reused, "the accept got the number being closed");
+    assert!(lingered >= 1.5, "the close lingered: {lingered} s");
+    let events = trace.stop();
+    let accepts: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["pid"] == pid && e["event"] == "accept4" && e["ret"] == fd)
+        .collect();
+    assert_eq!(accepts.len(), 2, "{}", brief(&events));
+    let (old, new) = (
+        accepts[0]["conn"].as_u64().unwrap(),
+        accepts[1]["conn"].as_u64().unwrap(),
+    );
+    assert_ne!(old, new);
+    let closes: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["pid"] == pid && e["event"] == "close" && e["fd"] == fd)
+        .collect();
+    assert!(!closes.is_empty(), "{}", brief(&events));
+    assert_eq!(
+        closes[0]["conn"], old,
+        "the lingering close is the first connection's"
+    );
+    // Every event of the second connection's server end stays under its own id (the late
+    // close used to fold it into the first connection).
+    let peer = accepts[1]["rport"].clone();
+    let second: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["lport"] == port && e["rport"] == peer && e["conn"].is_u64())
+        .collect();
+    assert!(second.len() > 3, "{}", brief(&events));
+    for e in &second {
+        assert_eq!(e["conn"], new, "{e}\n{}", brief(&events));
+    }
+    let _ = got;
+}
+
 /// Records the ring buffer had no room for are counted, not lost silently: with the tracer
 /// stopped (SIGSTOP), the kernel keeps writing until the 4 MiB ring is full, then counts.
 #[test]

@@ -104,6 +104,10 @@ pub struct Correlator {
     conns: HashMap<ConnId, Conn>,
     by_sock: HashMap<u64, ConnId>,
     by_fd: HashMap<(u32, i32), ConnId>,
+    /// Fd numbers given to a new socket before the old one's close was seen, with when the
+    /// new one got it: close() gives the number back as it starts, and the record of a close
+    /// entered before that time is the old connection's (see `find`).
+    moved_fds: HashMap<(u32, i32), (ConnId, u64)>,
     by_tuple: HashMap<(u16, Endpoint), ConnId>,
     alias: HashMap<ConnId, ConnId>,
     /// Retired connections whose names may still be in `by_ends` and `by_tuple`: lookups there
@@ -140,6 +144,9 @@ pub struct Correlator {
     /// Finished connections no longer kept for the summary (beyond [`FINISHED_KEPT`]).
     pub evicted: u64,
 }
+
+/// Fd numbers remembered as moved to a new socket at most (see `Correlator::moved_fds`).
+const MOVED_FDS_MAX: usize = 4096;
 
 /// Retired connections whose names are kept at least until this many (see
 /// `Correlator::unnamed`).
@@ -180,7 +187,7 @@ impl Correlator {
             && call.op.duplicates(&call.args)
         {
             // A second fd for the socket: its syscalls land on the same connection.
-            self.bind_fd(ev.pid, call.ret() as i32, id);
+            self.bind_fd(ev.pid, call.ret() as i32, id, ev.end_ns());
         }
         self.forget_if_freed(id, &ev);
         if self
@@ -630,12 +637,22 @@ impl Correlator {
         if syscall.is_some_and(|s| s.op == SyscallOp::Socket) {
             let id = self.create(ev);
             if ev.fd >= 0 {
-                self.bind_fd(ev.pid, ev.fd, id);
+                self.bind_fd(ev.pid, ev.fd, id, ev.end_ns());
             }
             return id;
         }
         if syscall.is_some_and(|s| s.op.accepts() && s.exit.is_some() && s.ret() >= 0) {
             return self.accepted(ev);
+        }
+        if syscall.is_some_and(|s| s.op == SyscallOp::Close)
+            && let Some((old, until)) = self.moved_fds.remove(&(ev.pid, ev.fd))
+        {
+            // Entered before the number was given to the new socket: the old one's close
+            // (its record, written at its exit, came after). Entered later: the new one's.
+            let old = self.resolve(old);
+            if ev.ts_ns < until && self.live(old).is_some() {
+                return old;
+            }
         }
         let by_sock = (ev.sock != 0)
             .then(|| self.by_sock.get(&ev.sock).copied())
@@ -677,6 +694,17 @@ impl Correlator {
             (Some(a), Some(b)) if a != b && self.live(a).is_some_and(|c| c.sk == Some(ev.sock)) => {
                 return a;
             }
+            // The fd number names another socket by now: close() gives the number back before
+            // it returns (a lingering one seconds before), and an accept() in another thread
+            // took it. The record's socket says whose it is; the fd stays the new one's.
+            (Some(a), Some(b))
+                if a != b
+                    && self
+                        .live(a)
+                        .is_some_and(|c| c.sk.is_some_and(|sk| sk != ev.sock)) =>
+            {
+                return b;
+            }
             (Some(a), Some(b)) if a != b => {
                 // Seen first through two identities; from now on they are one connection. The
                 // older keeps its id: events already printed under it (a handshake seen
@@ -700,7 +728,7 @@ impl Correlator {
             }
         }
         if ev.fd >= 0 && own_fd.is_none() && !syscall.is_some_and(|s| s.op == SyscallOp::Close) {
-            self.bind_fd(ev.pid, ev.fd, id);
+            self.bind_fd(ev.pid, ev.fd, id, ev.end_ns());
         }
         id
     }
@@ -824,7 +852,7 @@ impl Correlator {
             }
         };
         let ret = ev.syscall().map_or(-1, |s| s.ret());
-        self.bind_fd(ev.pid, ret as i32, id);
+        self.bind_fd(ev.pid, ret as i32, id, ev.end_ns());
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.role = Role::Server;
             if conn.remote.is_none() {
@@ -850,15 +878,24 @@ impl Correlator {
             conn.role = Role::Listener;
             conn.states.push(tcp_state::LISTEN);
         }
-        self.bind_fd(pid, fd, id);
+        self.bind_fd(pid, fd, id, 0);
         self.refresh_listening();
     }
 
-    fn bind_fd(&mut self, pid: u32, fd: i32, id: ConnId) {
+    /// Fd `fd` of `pid` names connection `id` from `at_ns` (when the syscall that made it
+    /// returned).
+    fn bind_fd(&mut self, pid: u32, fd: i32, id: ConnId, at_ns: u64) {
         if let Some(old) = self.by_fd.insert((pid, fd), id)
             && let Some(conn) = self.conns.get_mut(&old)
         {
             conn.fds = conn.fds.saturating_sub(1);
+            if old != id {
+                // Lost closes would leave these behind: bounded.
+                if self.moved_fds.len() >= MOVED_FDS_MAX {
+                    self.moved_fds.clear();
+                }
+                self.moved_fds.insert((pid, fd), (old, at_ns));
+            }
         }
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.fds += 1;
@@ -997,7 +1034,9 @@ impl Correlator {
                     }
                 }
                 if op == SyscallOp::Close && ret == 0 {
-                    if self.by_fd.remove(&(ev.pid, ev.fd)).is_some() {
+                    // Only if the fd still names this connection (see `find`).
+                    if self.by_fd.get(&(ev.pid, ev.fd)) == Some(&id) {
+                        self.by_fd.remove(&(ev.pid, ev.fd));
                         conn.fds = conn.fds.saturating_sub(1);
                     }
                     if conn.fds == 0 && conn.states.is_empty() {
@@ -1348,6 +1387,31 @@ mod tests {
         assert_eq!(c.total, n);
         assert_eq!(c.all().len(), FINISHED_KEPT);
         assert_eq!(c.evicted, 5);
+    }
+
+    /// A close that returns after its fd number went to a new socket (accepted by another
+    /// thread meanwhile) is the old socket's; the number stays the new one's.
+    #[test]
+    fn a_late_close_of_a_reused_fd_number_is_the_old_sockets() {
+        let mut c = Correlator::new();
+        let opened = |c: &mut Correlator, sock: u64, ts: u64| {
+            let (id, _) = observe(c, &ev(call(SyscallOp::Socket, 4), 0, 4, ts));
+            assert_eq!(
+                observe(c, &ev(call(SyscallOp::Connect, 0), sock, 4, ts + 1)).0,
+                id
+            );
+            id
+        };
+        let old = opened(&mut c, 0x100, 10);
+        // Another thread's socket() got fd 4 while the close was still on its way.
+        let new = opened(&mut c, 0x200, 20);
+        assert_ne!(old, new);
+        // The close's record comes at its exit, with the socket it closed.
+        let close = ev(call(SyscallOp::Close, 0), 0x100, 4, 30);
+        assert_eq!(observe(&mut c, &close).0, old);
+        let read = ev(call(SyscallOp::Recvfrom, 16), 0x200, 4, 31);
+        assert_eq!(observe(&mut c, &read).0, new);
+        assert_eq!(c.by_fd.get(&(42, 4)), Some(&new));
     }
 
     /// A retired connection's name is no longer anyone's, though it may linger in the index
