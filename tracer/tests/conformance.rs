@@ -1007,15 +1007,7 @@ conn.close()
 time.sleep(0.3)
 cli.close()
 time.sleep(0.3)";
-    let out = Command::new("python3")
-        .args(["-c", script, &port.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::python(script, &[&port.to_string()]);
     let events = trace.stop();
     capture.stop();
     let tcpdump = read_pcap(&dir.join("tcpdump.pcap"));

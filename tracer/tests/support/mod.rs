@@ -157,6 +157,22 @@ pub fn run(cmd: &mut Command) {
     );
 }
 
+/// Runs a Python `script` with `args` to its end and returns what it printed; fails the test,
+/// with its stderr, unless it succeeds.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// What `child` (stdout and stderr piped) printed and how it ended, read while it runs (a
 /// full pipe would stop it); it is killed and the test fails if it has not ended within
 /// `limit`.
