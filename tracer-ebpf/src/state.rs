@@ -80,7 +80,11 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         let (fd, op) = unsafe { ((*inflight).record.header.fd, (*inflight).record.header.op) };
         if fd >= 0 && syscall_makes(op, old, new) {
             record.header.fd = fd;
-            crate::fds::track(owner.pid, fd, sk);
+            // Not a close's fd: it was forgotten at the close's start and is not this
+            // socket's any more (another thread may have it already).
+            if op != SyscallOp::Close as u8 {
+                crate::fds::track(owner.pid, fd, sk);
+            }
         }
     }
     if sport != 0 && dport != 0 {

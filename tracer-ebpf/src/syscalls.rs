@@ -307,7 +307,12 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     if config().by_port != 0 {
         let _ = HELD_SOCKETS.remove(FdKey { tgid, fd });
     }
-    fd_enter(&ctx, SyscallOp::Close, None)
+    fd_enter(&ctx, SyscallOp::Close, None);
+    // Forgotten now, not at the return: close() frees the number before it returns (a
+    // lingering close, seconds before), and another thread's accept() or socket() may get it
+    // and track it first; forgetting it at the return would untrack that new socket.
+    fds::closed(tgid, fd);
+    0
 }
 
 /// `syscalls:sys_enter_socket`: TCP sockets of traced tasks.
@@ -487,10 +492,6 @@ fn finish(inflight: &mut Inflight, ret: i64) {
                 let _ = sockaddr::read_user(inflight.user_addr, &mut record.tuple, End::Remote);
             }
         }
-        Some(SyscallOp::Close) => {
-            fds::closed(tgid, key.fd);
-            let _ = HELD_SOCKETS.remove(key);
-        }
         Some(SyscallOp::Getsockopt) => {
             // SAFETY: bpf_probe_read_user checks the user address.
             let len: u32 =
@@ -512,7 +513,9 @@ fn finish(inflight: &mut Inflight, ret: i64) {
         hold_call(key, record);
         return;
     }
+    // Not for a close: its fd number may name another socket by now.
     if record.header.sock == 0
+        && record.header.op != SyscallOp::Close as u8
         && let Some(sock) = FDS.get_ptr(key)
     {
         // SAFETY: a value pointer returned by the lookup just above.

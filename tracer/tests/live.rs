@@ -739,6 +739,15 @@ print(os.getpid(), fd, b.fileno(), lingered)
     for e in &second {
         assert_eq!(e["conn"], new, "{e}\n{}", brief(&events));
     }
+    // The new socket stays traced after the old one's close returns (its fd used to be
+    // forgotten then): its recv() on the reused number is seen, bytes exact.
+    let recvs: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["pid"] == pid && e["event"] == "recvfrom" && e["fd"] == fd)
+        .collect();
+    assert_eq!(recvs.len(), 1, "{}", brief(&events));
+    assert_eq!(recvs[0]["conn"], new);
+    assert_eq!(recvs[0]["ret"], "after the close\n".len());
 }
 
 /// Records the ring buffer had no room for are counted, not lost silently: with the tracer
