@@ -298,8 +298,8 @@ pub fn sys_enter_splice(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `syscalls:sys_enter_close`: also forgets a held `socket()` whose fd is being closed, so a
-/// reused fd number cannot inherit it.
+/// `syscalls:sys_enter_close`: records the close, and forgets the fd — traced or a held
+/// `socket()` — at once, so a reused fd number inherits neither.
 #[tracepoint]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
