@@ -3,7 +3,7 @@
 //! `struct sock` fields from the running kernel's BTF. Nothing here is compiled in.
 
 /// Length of the offsets array.
-pub const OFFSETS_LEN: usize = 64;
+pub const OFFSETS_LEN: usize = 128;
 
 /// `inet_sock_set_state.skaddr`
 pub const STATE_SKADDR: usize = 0;
@@ -136,3 +136,8 @@ pub const FILE_PRIVATE_DATA: usize = 61;
 pub const SOCKET_FILE: usize = 62;
 /// `socket.sk`
 pub const SOCKET_SK: usize = 63;
+/// `struct pt_regs`: where a syscall function finds its first argument (x86-64: `di`); the
+/// next five follow at `SYSCALL_ARG0 + 1..=5` (`si`, `dx`, `r10`, `r8`, `r9`)
+pub const SYSCALL_ARG0: usize = 64;
+/// `struct pt_regs`: the syscall's number (x86-64: `orig_ax`; arm64: `syscallno`)
+pub const SYSCALL_NR: usize = 70;

@@ -112,6 +112,11 @@ pub const FLAG_WRITE_SEQ: u8 = 8;
 /// in (just after it), not when the hook fired: a hook at the function's end (the
 /// `sock_send_length` tracepoint) fires after the segments the function sent.
 pub const FLAG_AT_SYSCALL_START: u8 = 16;
+/// `Header::flags` of a [`SyscallRecord`]: made at the syscall's return, its enter program
+/// having been skipped by the kernel (fentry tier, see `tracer-ebpf/src/call.rs`): no
+/// duration, and the kernel functions it ran saw no syscall in flight (their bytes were
+/// counted as no syscall's).
+pub const FLAG_LATE: u8 = 32;
 
 /// The start of every record but [`PacketRecord`].
 #[repr(C)]

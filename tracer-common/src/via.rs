@@ -27,11 +27,13 @@ pub enum Via {
     /// A raw tracepoint (`net:net_dev_queue`): segments leaving that no socket's cgroup_skb
     /// program sees (those a TIME_WAIT socket sends).
     RawTracepoint = 10,
+    /// fentry + fexit on a syscall's function (`__x64_sys_*`).
+    SyscallFunctions = 11,
 }
 
 impl Via {
     /// Every mechanism, in declaration order.
-    pub const ALL: [Via; 10] = [
+    pub const ALL: [Via; 11] = [
         Self::Syscalls,
         Self::Tracepoint,
         Self::SockOps,
@@ -42,6 +44,7 @@ impl Via {
         Self::CgroupSkbEgress,
         Self::CgroupSkbIngress,
         Self::RawTracepoint,
+        Self::SyscallFunctions,
     ];
 
     /// Decodes the raw byte written by the eBPF side.
@@ -54,7 +57,7 @@ impl Via {
         match self {
             Self::Syscalls | Self::Tracepoint => "tracepoint",
             Self::SockOps => "sock_ops",
-            Self::Fentry => "fentry",
+            Self::Fentry | Self::SyscallFunctions => "fentry",
             Self::Fexit => "fexit",
             Self::Kprobe => "kprobe",
             Self::Kretprobe => "kretprobe",

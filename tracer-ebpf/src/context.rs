@@ -34,13 +34,6 @@ pub fn at<T: Default>(ctx: &TracePointContext, offset: usize) -> T {
     })
 }
 
-/// Reads syscall argument `n` (the `args[6]` array starts at byte 16 in every syscall record,
-/// a layout fixed by the syscall tracing ABI).
-#[inline(always)]
-pub fn syscall_arg(ctx: &TracePointContext, n: usize) -> u64 {
-    at(ctx, 16 + 8 * n)
-}
-
 /// Reads a `T` at `sk` plus the offset at index `index` (one of the `SK_*`/`TP_*` indexes,
 /// from the kernel's BTF); zero if unreadable.
 #[inline(always)]

@@ -1,6 +1,7 @@
 //! tracer's eBPF programs, one module per layer of the journey:
 //!
-//! - [`syscalls`]: `syscalls:sys_enter_*`/`sys_exit_*` on traced sockets, enter and exit paired;
+//! - [`syscalls`]: the system calls on traced sockets, enter and exit paired, from
+//!   `syscalls:sys_enter_*`/`sys_exit_*` or fentry/fexit on the syscall functions ([`call`]);
 //! - [`kernel`]: the kernel TCP functions, one file per function with its fentry/kprobe
 //!   programs, plus the generic stand-ins (sock_ops, tracepoints naming a socket) that the
 //!   loader points at whichever functions lack a better tier;
@@ -19,6 +20,7 @@
 #![feature(core_intrinsics)]
 #![no_main]
 
+mod call;
 mod context;
 mod emit;
 mod fds;

@@ -1,5 +1,10 @@
-//! The syscall layer: `syscalls:sys_enter_*` stash a record per thread when the fd is a traced
-//! socket (one map lookup otherwise); the shared `sys_exit` program completes and emits it.
+//! The syscall layer: an enter program per syscall stashes a record per thread when the fd is
+//! a traced socket (one map lookup otherwise); the exit program completes and emits it.
+//!
+//! Each syscall has programs in two tiers, sharing every line here and told apart only by
+//! where they read the call ([`crate::call`]): `syscalls:sys_enter_*` with one shared
+//! `sys_exit` (tracepoints), and fentry/fexit on its function (`__x64_sys_*`), which the
+//! loader prefers where the kernel has them.
 //!
 //! With a port filter, `socket()` cannot know yet whether the socket will be traced, so its
 //! record waits in `HELD_SOCKETS` until `bind()`/`connect()` names a matching port; it is then
@@ -9,19 +14,19 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{fentry, fexit, tracepoint},
+    programs::{FEntryContext, FExitContext, TracePointContext},
 };
 use tracer_common::{
     AF_INET, AF_INET6, SyscallOp,
     failure::Failure,
     maps::{FdKey, Held, HeldCallKey, Inflight, MAX_HELD_CALLS},
-    record::{RecordKind, SyscallRecord},
+    record::{FLAG_LATE, RecordKind, SyscallRecord},
     syscall::{SPLICE_TO_SOCKET, sockopt},
 };
 
 use crate::{
-    context::{at, syscall_arg},
+    call::{Call, Regs, ret},
     emit::{count, count_if_refused, emit},
     fds,
     filter::{config, current_comm, ports_match, ports_only, task_matches},
@@ -34,19 +39,16 @@ const SOCK_STREAM: u64 = 1;
 const SOCK_TYPE_MASK: u64 = 0xf;
 const IPPROTO_TCP: u64 = 6;
 
-/// The syscall number in a `syscalls:` enter or exit record (`__syscall_nr`, at byte 8 in
-/// every one, before the arguments or the return value).
+/// A fresh in-flight record for the running thread, in the syscall `call`.
 #[inline(always)]
-fn syscall_nr(ctx: &TracePointContext) -> u32 {
-    at(ctx, 8)
-}
-
-/// A fresh in-flight record for the running thread, in the syscall whose enter is `ctx`.
-#[inline(always)]
-fn begin(ctx: &TracePointContext, op: SyscallOp, fd: i32, sock: u64) -> Inflight {
+fn begin<C: Call>(call: &C, op: SyscallOp, fd: i32, sock: u64) -> Inflight {
     let pid_tgid = bpf_get_current_pid_tgid();
     let mut record = SyscallRecord::new(op);
     let h = &mut record.header;
+    h.via = C::VIA as u8;
+    if call.late() {
+        h.flags |= FLAG_LATE;
+    }
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     h.ts_ns = unsafe { bpf_ktime_get_ns() };
     h.task.pid = (pid_tgid >> 32) as u32;
@@ -58,7 +60,7 @@ fn begin(ctx: &TracePointContext, op: SyscallOp, fd: i32, sock: u64) -> Inflight
         record,
         user_addr: 0,
         held: 0,
-        nr: syscall_nr(ctx),
+        nr: call.nr(),
     }
 }
 
@@ -87,112 +89,317 @@ fn stash(inflight: &Inflight) {
     }
 }
 
-/// Enter of a syscall whose first argument is the fd: traced only if the fd is. `arg` is the
-/// index of the argument the views show, if any.
-#[inline(always)]
-fn fd_enter(ctx: &TracePointContext, op: SyscallOp, arg: Option<usize>) -> u32 {
-    fd_args(ctx, op, false, |inflight| {
-        if let Some(n) = arg {
-            inflight.record.args[0] = syscall_arg(ctx, n);
-        }
-        if op.accepts() {
-            inflight.user_addr = syscall_arg(ctx, 1);
-        }
-    })
-}
-
-macro_rules! fd_syscall {
-    ($name:ident, $op:expr, $arg:expr) => {
-        #[doc = concat!("`syscalls:", stringify!($name), "`")]
+/// Syscall `$op`'s programs: the enter tracepoint `$tracepoint` (its exit is the shared
+/// [`sys_exit`] or [`sys_exit_accept`]), and fentry `$fentry` and fexit `$fexit` on its
+/// function. Both enters run `$body` with `$call` the [`Call`]; the fexit completes the record
+/// with `$exit` ([`exit`], or [`accept_exit`] for the accepts), and the exit tracepoint's
+/// program, attached with them, completes it if the kernel skipped the fexit.
+///
+/// On 7.x a program can be preempted, and a trampoline runs a program on one CPU only once at
+/// a time: another task's call of the same syscall meanwhile is skipped. When the fentry
+/// program was, the fexit finds no record of its call and, if `$rescue`, runs `$body` itself
+/// with the registers, still there: the call is shown, with its return value, and with no
+/// duration. Not for `close`: its enter forgets the fd, and at the return
+/// the number may already name another thread's new socket. `#[inline(never)]` before the
+/// body makes the fexit's rescue a function of its own (a BPF-to-BPF call), for a body and
+/// exit that together need more than the 512 bytes of stack one function may have.
+macro_rules! syscall {
+    (
+        $tracepoint:ident, $fentry:ident, $fexit:ident, $op:expr, $exit:ident, $rescue:literal,
+        |$call:ident| $body:block
+    ) => {
+        syscall!(
+            $tracepoint, $fentry, $fexit, $op, $exit, $rescue, #[inline(always)], |$call| $body
+        );
+    };
+    (
+        $tracepoint:ident, $fentry:ident, $fexit:ident, $op:expr, $exit:ident, $rescue:literal,
+        #[$rescue_inline:meta], |$call:ident| $body:block
+    ) => {
+        #[doc = concat!("`syscalls:", stringify!($tracepoint), "`: ", stringify!($op))]
         #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
-            fd_enter(&ctx, $op, $arg)
+        pub fn $tracepoint(ctx: TracePointContext) -> u32 {
+            #[inline(always)]
+            fn body($call: &impl Call) -> u32 $body
+            body(&ctx)
+        }
+
+        #[doc = concat!("fentry on the function of `", stringify!($tracepoint), "`")]
+        #[fentry]
+        pub fn $fentry(ctx: FEntryContext) -> u32 {
+            #[inline(always)]
+            fn body($call: &impl Call) -> u32 $body
+            body(&Regs::of(&ctx))
+        }
+
+        #[doc = concat!("fexit on the function of `", stringify!($tracepoint), "`")]
+        #[fexit]
+        pub fn $fexit(ctx: FExitContext) -> u32 {
+            #[$rescue_inline]
+            fn body($call: &impl Call) -> u32 $body
+            let regs = Regs::of_exit(&ctx);
+            let nr = regs.nr();
+            if $rescue && !pending(nr) {
+                body(&regs);
+            }
+            // The function's one parameter is the registers; its return value comes after.
+            $exit(nr, ctx.arg::<i64>(1))
         }
     };
 }
 
-fd_syscall!(sys_enter_listen, SyscallOp::Listen, Some(1));
-fd_syscall!(sys_enter_accept, SyscallOp::Accept, None);
-fd_syscall!(sys_enter_accept4, SyscallOp::Accept4, Some(3));
-fd_syscall!(sys_enter_read, SyscallOp::Read, Some(2));
-fd_syscall!(sys_enter_write, SyscallOp::Write, Some(2));
-fd_syscall!(sys_enter_readv, SyscallOp::Readv, Some(2));
-fd_syscall!(sys_enter_writev, SyscallOp::Writev, Some(2));
-fd_syscall!(sys_enter_sendto, SyscallOp::Sendto, Some(2));
-fd_syscall!(sys_enter_recvfrom, SyscallOp::Recvfrom, Some(2));
-fd_syscall!(sys_enter_sendmsg, SyscallOp::Sendmsg, Some(2));
-fd_syscall!(sys_enter_recvmsg, SyscallOp::Recvmsg, Some(2));
-fd_syscall!(sys_enter_shutdown, SyscallOp::Shutdown, Some(1));
-fd_syscall!(sys_enter_sendfile64, SyscallOp::Sendfile, Some(3));
-fd_syscall!(sys_enter_sendmmsg, SyscallOp::Sendmmsg, Some(2));
-fd_syscall!(sys_enter_recvmmsg, SyscallOp::Recvmmsg, Some(2));
-
-/// `syscalls:sys_enter_dup`: `dup(oldfd)`.
-#[tracepoint]
-pub fn sys_enter_dup(ctx: TracePointContext) -> u32 {
-    fd_args(&ctx, SyscallOp::Dup, true, |_| {})
-}
-
-/// `syscalls:sys_enter_dup2`: `dup2(oldfd, newfd)`.
-#[tracepoint]
-pub fn sys_enter_dup2(ctx: TracePointContext) -> u32 {
-    fd_args(&ctx, SyscallOp::Dup2, true, |inflight| {
-        inflight.record.args[0] = syscall_arg(&ctx, 1);
-    })
-}
-
-/// `syscalls:sys_enter_dup3`: `dup3(oldfd, newfd, flags)`.
-#[tracepoint]
-pub fn sys_enter_dup3(ctx: TracePointContext) -> u32 {
-    fd_args(&ctx, SyscallOp::Dup3, true, |inflight| {
-        inflight.record.args = [syscall_arg(&ctx, 1), syscall_arg(&ctx, 2)];
-    })
-}
-
-/// `syscalls:sys_enter_fcntl`: `fcntl(fd, cmd, arg)`.
-#[tracepoint]
-pub fn sys_enter_fcntl(ctx: TracePointContext) -> u32 {
-    fd_args(&ctx, SyscallOp::Fcntl, true, |inflight| {
-        inflight.record.args = [syscall_arg(&ctx, 1), syscall_arg(&ctx, 2)];
-    })
-}
-
-/// `syscalls:sys_enter_setsockopt`: `setsockopt(fd, level, optname, optval, optlen)`; the
-/// value set is read now.
-#[tracepoint]
-pub fn sys_enter_setsockopt(ctx: TracePointContext) -> u32 {
-    fd_args(&ctx, SyscallOp::Setsockopt, true, |inflight| {
-        let level = syscall_arg(&ctx, 1) as u32;
-        let name = syscall_arg(&ctx, 2) as u32;
-        let len = syscall_arg(&ctx, 4) as u32;
-        inflight.record.args = [sockopt(level, name), user_value(syscall_arg(&ctx, 3), len)];
-    })
-}
-
-/// `syscalls:sys_enter_getsockopt`: `getsockopt(fd, level, optname, optval, optlen)`; the
-/// value is read at return ([`finish`]), the pointers kept till then.
-#[tracepoint]
-pub fn sys_enter_getsockopt(ctx: TracePointContext) -> u32 {
-    fd_args(&ctx, SyscallOp::Getsockopt, true, |inflight| {
-        let level = syscall_arg(&ctx, 1) as u32;
-        let name = syscall_arg(&ctx, 2) as u32;
-        inflight.record.args = [sockopt(level, name), syscall_arg(&ctx, 4)];
-        inflight.user_addr = syscall_arg(&ctx, 3);
-    })
-}
-
-/// Enter of a syscall whose first argument is the fd and whose other arguments `fill` records:
-/// traced if the fd is, or, when `may_be_held`, held if the fd is a held socket (a port filter
-/// has not decided yet).
+/// Enter of a syscall whose first argument is the fd: traced only if the fd is. `arg` is the
+/// index of the argument the views show, if any.
 #[inline(always)]
-fn fd_args(
-    ctx: &TracePointContext,
-    op: SyscallOp,
-    may_be_held: bool,
-    fill: impl FnOnce(&mut Inflight),
-) -> u32 {
+fn fd_enter(call: &impl Call, op: SyscallOp, arg: Option<usize>) -> u32 {
+    let Some(mut inflight) = fd_begin(call, op, false) else {
+        return 0;
+    };
+    if let Some(n) = arg {
+        inflight.record.args[0] = call.arg(n);
+    }
+    if op.accepts() {
+        inflight.user_addr = call.arg(1);
+    }
+    stash(&inflight);
+    0
+}
+
+macro_rules! fd_syscall {
+    ($tracepoint:ident, $fentry:ident, $fexit:ident, $op:expr, $arg:expr) => {
+        syscall!($tracepoint, $fentry, $fexit, $op, exit, true, |call| {
+            fd_enter(call, $op, $arg)
+        });
+    };
+}
+
+fd_syscall!(
+    sys_enter_listen,
+    fentry_sys_listen,
+    fexit_sys_listen,
+    SyscallOp::Listen,
+    Some(1)
+);
+syscall!(
+    sys_enter_accept,
+    fentry_sys_accept,
+    fexit_sys_accept,
+    SyscallOp::Accept,
+    accept_exit,
+    true,
+    #[inline(never)],
+    |call| { fd_enter(call, SyscallOp::Accept, None) }
+);
+syscall!(
+    sys_enter_accept4,
+    fentry_sys_accept4,
+    fexit_sys_accept4,
+    SyscallOp::Accept4,
+    accept_exit,
+    true,
+    #[inline(never)],
+    |call| { fd_enter(call, SyscallOp::Accept4, Some(3)) }
+);
+fd_syscall!(
+    sys_enter_read,
+    fentry_sys_read,
+    fexit_sys_read,
+    SyscallOp::Read,
+    Some(2)
+);
+fd_syscall!(
+    sys_enter_write,
+    fentry_sys_write,
+    fexit_sys_write,
+    SyscallOp::Write,
+    Some(2)
+);
+fd_syscall!(
+    sys_enter_readv,
+    fentry_sys_readv,
+    fexit_sys_readv,
+    SyscallOp::Readv,
+    Some(2)
+);
+fd_syscall!(
+    sys_enter_writev,
+    fentry_sys_writev,
+    fexit_sys_writev,
+    SyscallOp::Writev,
+    Some(2)
+);
+fd_syscall!(
+    sys_enter_sendto,
+    fentry_sys_sendto,
+    fexit_sys_sendto,
+    SyscallOp::Sendto,
+    Some(2)
+);
+fd_syscall!(
+    sys_enter_recvfrom,
+    fentry_sys_recvfrom,
+    fexit_sys_recvfrom,
+    SyscallOp::Recvfrom,
+    Some(2)
+);
+fd_syscall!(
+    sys_enter_sendmsg,
+    fentry_sys_sendmsg,
+    fexit_sys_sendmsg,
+    SyscallOp::Sendmsg,
+    Some(2)
+);
+fd_syscall!(
+    sys_enter_recvmsg,
+    fentry_sys_recvmsg,
+    fexit_sys_recvmsg,
+    SyscallOp::Recvmsg,
+    Some(2)
+);
+fd_syscall!(
+    sys_enter_shutdown,
+    fentry_sys_shutdown,
+    fexit_sys_shutdown,
+    SyscallOp::Shutdown,
+    Some(1)
+);
+fd_syscall!(
+    sys_enter_sendfile64,
+    fentry_sys_sendfile64,
+    fexit_sys_sendfile64,
+    SyscallOp::Sendfile,
+    Some(3)
+);
+fd_syscall!(
+    sys_enter_sendmmsg,
+    fentry_sys_sendmmsg,
+    fexit_sys_sendmmsg,
+    SyscallOp::Sendmmsg,
+    Some(2)
+);
+fd_syscall!(
+    sys_enter_recvmmsg,
+    fentry_sys_recvmmsg,
+    fexit_sys_recvmmsg,
+    SyscallOp::Recvmmsg,
+    Some(2)
+);
+
+// `dup(oldfd)`.
+syscall!(
+    sys_enter_dup,
+    fentry_sys_dup,
+    fexit_sys_dup,
+    SyscallOp::Dup,
+    exit,
+    true,
+    |call| {
+        if let Some(inflight) = fd_begin(call, SyscallOp::Dup, true) {
+            stash(&inflight);
+        }
+        0
+    }
+);
+
+// `dup2(oldfd, newfd)`.
+syscall!(
+    sys_enter_dup2,
+    fentry_sys_dup2,
+    fexit_sys_dup2,
+    SyscallOp::Dup2,
+    exit,
+    true,
+    |call| {
+        if let Some(mut inflight) = fd_begin(call, SyscallOp::Dup2, true) {
+            inflight.record.args[0] = call.arg(1);
+            stash(&inflight);
+        }
+        0
+    }
+);
+
+// `dup3(oldfd, newfd, flags)`.
+syscall!(
+    sys_enter_dup3,
+    fentry_sys_dup3,
+    fexit_sys_dup3,
+    SyscallOp::Dup3,
+    exit,
+    true,
+    |call| {
+        if let Some(mut inflight) = fd_begin(call, SyscallOp::Dup3, true) {
+            inflight.record.args = [call.arg(1), call.arg(2)];
+            stash(&inflight);
+        }
+        0
+    }
+);
+
+// `fcntl(fd, cmd, arg)`.
+syscall!(
+    sys_enter_fcntl,
+    fentry_sys_fcntl,
+    fexit_sys_fcntl,
+    SyscallOp::Fcntl,
+    exit,
+    true,
+    |call| {
+        if let Some(mut inflight) = fd_begin(call, SyscallOp::Fcntl, true) {
+            inflight.record.args = [call.arg(1), call.arg(2)];
+            stash(&inflight);
+        }
+        0
+    }
+);
+
+// `setsockopt(fd, level, optname, optval, optlen)`; the value set is read now.
+syscall!(
+    sys_enter_setsockopt,
+    fentry_sys_setsockopt,
+    fexit_sys_setsockopt,
+    SyscallOp::Setsockopt,
+    exit,
+    true,
+    |call| {
+        if let Some(mut inflight) = fd_begin(call, SyscallOp::Setsockopt, true) {
+            let level = call.arg(1) as u32;
+            let name = call.arg(2) as u32;
+            let len = call.arg(4) as u32;
+            inflight.record.args = [sockopt(level, name), user_value(call.arg(3), len)];
+            stash(&inflight);
+        }
+        0
+    }
+);
+
+// `getsockopt(fd, level, optname, optval, optlen)`; the value is read at return ([`finish`]),
+// the pointers kept till then.
+syscall!(
+    sys_enter_getsockopt,
+    fentry_sys_getsockopt,
+    fexit_sys_getsockopt,
+    SyscallOp::Getsockopt,
+    exit,
+    true,
+    |call| {
+        if let Some(mut inflight) = fd_begin(call, SyscallOp::Getsockopt, true) {
+            let level = call.arg(1) as u32;
+            let name = call.arg(2) as u32;
+            inflight.record.args = [sockopt(level, name), call.arg(4)];
+            inflight.user_addr = call.arg(3);
+            stash(&inflight);
+        }
+        0
+    }
+);
+
+/// The in-flight record of a syscall whose first argument is the fd, if it is traced: if the
+/// fd is, or, when `may_be_held`, if the fd is a held socket (a port filter has not decided
+/// yet), which the record says.
+#[inline(always)]
+fn fd_begin(call: &impl Call, op: SyscallOp, may_be_held: bool) -> Option<Inflight> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let fd = syscall_arg(ctx, 0) as i32;
+    let fd = call.arg(0) as i32;
     let (sock, held) = match fds::traced(tgid, fd) {
         Some(sock) => (sock, false),
         None if may_be_held
@@ -201,13 +408,11 @@ fn fd_args(
         {
             (0, true)
         }
-        None => return 0,
+        None => return None,
     };
-    let mut inflight = begin(ctx, op, fd, sock);
+    let mut inflight = begin(call, op, fd, sock);
     inflight.held = u32::from(held);
-    fill(&mut inflight);
-    stash(&inflight);
-    0
+    Some(inflight)
 }
 
 /// Holds a completed call on held socket `key` with it, in the next free slot.
@@ -276,75 +481,97 @@ fn user_value(ptr: u64, len: u32) -> u64 {
     }
 }
 
-/// `syscalls:sys_enter_splice`: `splice(fd_in, off_in, fd_out, off_out, len, flags)` with a
-/// traced socket at either end; `args` hold the length and which end the socket is.
-#[tracepoint]
-pub fn sys_enter_splice(ctx: TracePointContext) -> u32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let out = syscall_arg(&ctx, 2) as i32;
-    let (fd, sock, to_socket) = match fds::traced(tgid, out) {
-        Some(sock) => (out, sock, SPLICE_TO_SOCKET),
-        None => {
-            let fd = syscall_arg(&ctx, 0) as i32;
-            let Some(sock) = fds::traced(tgid, fd) else {
-                return 0;
-            };
-            (fd, sock, 0)
+// `splice(fd_in, off_in, fd_out, off_out, len, flags)` with a traced socket at either end;
+// `args` hold the length and which end the socket is.
+syscall!(
+    sys_enter_splice,
+    fentry_sys_splice,
+    fexit_sys_splice,
+    SyscallOp::Splice,
+    exit,
+    true,
+    |call| {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let out = call.arg(2) as i32;
+        let (fd, sock, to_socket) = match fds::traced(tgid, out) {
+            Some(sock) => (out, sock, SPLICE_TO_SOCKET),
+            None => {
+                let fd = call.arg(0) as i32;
+                let Some(sock) = fds::traced(tgid, fd) else {
+                    return 0;
+                };
+                (fd, sock, 0)
+            }
+        };
+        let mut inflight = begin(call, SyscallOp::Splice, fd, sock);
+        inflight.record.args = [call.arg(4), to_socket];
+        stash(&inflight);
+        0
+    }
+);
+
+// `close(fd)`: records the close, and forgets the fd — traced or a held `socket()` — at once,
+// so a reused fd number inherits neither.
+syscall!(
+    sys_enter_close,
+    fentry_sys_close,
+    fexit_sys_close,
+    SyscallOp::Close,
+    exit,
+    false,
+    |call| {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let fd = call.arg(0) as i32;
+        if config().by_port != 0 {
+            let _ = HELD_SOCKETS.remove(FdKey { tgid, fd });
         }
-    };
-    let mut inflight = begin(&ctx, SyscallOp::Splice, fd, sock);
-    inflight.record.args = [syscall_arg(&ctx, 4), to_socket];
-    stash(&inflight);
-    0
-}
+        fd_enter(call, SyscallOp::Close, None);
+        // Forgotten now, not at the return: close() frees the number before it returns (a
+        // lingering close, seconds before), and another thread's accept() or socket() may get it
+        // and track it first; forgetting it at the return would untrack that new socket.
+        fds::closed(tgid, fd);
+        0
+    }
+);
 
-/// `syscalls:sys_enter_close`: records the close, and forgets the fd — traced or a held
-/// `socket()` — at once, so a reused fd number inherits neither.
-#[tracepoint]
-pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let fd = syscall_arg(&ctx, 0) as i32;
-    if config().by_port != 0 {
-        let _ = HELD_SOCKETS.remove(FdKey { tgid, fd });
+// `socket(family, type, protocol)`: TCP sockets of traced tasks.
+syscall!(
+    sys_enter_socket,
+    fentry_sys_socket,
+    fexit_sys_socket,
+    SyscallOp::Socket,
+    exit,
+    true,
+    #[inline(never)],
+    |call| {
+        let family = call.arg(0);
+        let ty = call.arg(1);
+        let protocol = call.arg(2);
+        if family != AF_INET as u64 && family != AF_INET6 as u64 {
+            return 0;
+        }
+        if ty & SOCK_TYPE_MASK != SOCK_STREAM || (protocol != 0 && protocol != IPPROTO_TCP) {
+            return 0;
+        }
+        let cfg = config();
+        let mut inflight = begin(call, SyscallOp::Socket, -1, 0);
+        let task = &inflight.record.header.task;
+        if !task_matches(&cfg, task.pid, &task.comm) {
+            return 0;
+        }
+        inflight.record.tuple.family = family as u16;
+        inflight.record.args = [ty, protocol];
+        stash(&inflight);
+        0
     }
-    fd_enter(&ctx, SyscallOp::Close, None);
-    // Forgotten now, not at the return: close() frees the number before it returns (a
-    // lingering close, seconds before), and another thread's accept() or socket() may get it
-    // and track it first; forgetting it at the return would untrack that new socket.
-    fds::closed(tgid, fd);
-    0
-}
-
-/// `syscalls:sys_enter_socket`: TCP sockets of traced tasks.
-#[tracepoint]
-pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
-    let family = syscall_arg(&ctx, 0);
-    let ty = syscall_arg(&ctx, 1);
-    let protocol = syscall_arg(&ctx, 2);
-    if family != AF_INET as u64 && family != AF_INET6 as u64 {
-        return 0;
-    }
-    if ty & SOCK_TYPE_MASK != SOCK_STREAM || (protocol != 0 && protocol != IPPROTO_TCP) {
-        return 0;
-    }
-    let cfg = config();
-    let mut inflight = begin(&ctx, SyscallOp::Socket, -1, 0);
-    let task = &inflight.record.header.task;
-    if !task_matches(&cfg, task.pid, &task.comm) {
-        return 0;
-    }
-    inflight.record.tuple.family = family as u16;
-    inflight.record.args = [ty, protocol];
-    stash(&inflight);
-    0
-}
+);
 
 /// Enter of `bind`/`connect`: traced if the fd is, or if it is a held socket and the address
 /// names a traced port.
 #[inline(always)]
-fn addr_enter(ctx: &TracePointContext, op: SyscallOp) -> u32 {
+fn addr_enter(call: &impl Call, op: SyscallOp) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let fd = syscall_arg(ctx, 0) as i32;
+    let fd = call.arg(0) as i32;
     let sock = fds::traced(tgid, fd);
     let held = if sock.is_none() {
         match fds::held(tgid, fd) {
@@ -354,14 +581,13 @@ fn addr_enter(ctx: &TracePointContext, op: SyscallOp) -> u32 {
     } else {
         FdKey { tgid, fd }
     };
-    let mut inflight = begin(ctx, op, fd, sock.unwrap_or(0));
+    let mut inflight = begin(call, op, fd, sock.unwrap_or(0));
     let end = if op == SyscallOp::Bind {
         End::Local
     } else {
         End::Remote
     };
-    let port =
-        sockaddr::read_user(syscall_arg(ctx, 1), &mut inflight.record.tuple, end).unwrap_or(0);
+    let port = sockaddr::read_user(call.arg(1), &mut inflight.record.tuple, end).unwrap_or(0);
     if sock.is_none() {
         let cfg = config();
         let matched = if end == End::Local {
@@ -390,53 +616,60 @@ fn addr_enter(ctx: &TracePointContext, op: SyscallOp) -> u32 {
     0
 }
 
-/// `syscalls:sys_enter_bind`
-#[tracepoint]
-pub fn sys_enter_bind(ctx: TracePointContext) -> u32 {
-    addr_enter(&ctx, SyscallOp::Bind)
-}
+syscall!(
+    sys_enter_bind,
+    fentry_sys_bind,
+    fexit_sys_bind,
+    SyscallOp::Bind,
+    exit,
+    true,
+    |call| { addr_enter(call, SyscallOp::Bind) }
+);
 
-/// `syscalls:sys_enter_connect`
-#[tracepoint]
-pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
-    addr_enter(&ctx, SyscallOp::Connect)
-}
+syscall!(
+    sys_enter_connect,
+    fentry_sys_connect,
+    fexit_sys_connect,
+    SyscallOp::Connect,
+    exit,
+    true,
+    |call| { addr_enter(call, SyscallOp::Connect) }
+);
 
-/// The thread's in-flight record if it is this exit's syscall's; a stale one (its exit was
-/// skipped by the kernel, which counts that) is dropped.
+/// The thread's in-flight record if it is syscall `nr`'s; a stale one (its exit was skipped
+/// by the kernel, which counts that) is dropped.
 #[inline(always)]
-fn inflight_of(ctx: &TracePointContext, tid: u32) -> Option<&'static mut Inflight> {
+fn inflight_of(nr: u32, tid: u32) -> Option<&'static mut Inflight> {
     let inflight = INFLIGHT.get_ptr_mut(tid)?;
     // SAFETY: a value pointer from the lookup above; only this thread uses its own entry.
     let inflight = unsafe { &mut *inflight };
-    if inflight.nr != syscall_nr(ctx) {
+    if inflight.nr != nr {
         let _ = INFLIGHT.remove(tid);
         return None;
     }
     Some(inflight)
 }
 
-/// Every traced `syscalls:sys_exit_*`: completes the thread's in-flight record, if any.
-#[tracepoint]
-pub fn sys_exit(ctx: TracePointContext) -> u32 {
+/// The return of syscall `nr` with `ret`: completes the thread's in-flight record, if any.
+#[inline(always)]
+fn exit(nr: u32, ret: i64) -> u32 {
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(inflight) = inflight_of(&ctx, tid) else {
+    let Some(inflight) = inflight_of(nr, tid) else {
         return 0;
     };
-    finish(inflight, syscall_arg(&ctx, 0) as i64);
+    finish(inflight, ret);
     let _ = INFLIGHT.remove(tid);
     0
 }
 
-/// `syscalls:sys_exit_accept`/`sys_exit_accept4`: as [`sys_exit`], and also adopts the fd
-/// returned by an accept that was already blocked when the tracer started (its enter was never
-/// seen), when the task is traced by who it is (pid, comm, cgroup, network namespace).
-#[tracepoint]
-pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
+/// The return of an accept: as [`exit`], and also adopts the fd returned by an accept that
+/// was already blocked when the tracer started (its enter was never seen), when the task is
+/// traced by who it is (pid, comm, cgroup, network namespace).
+#[inline(always)]
+fn accept_exit(nr: u32, ret: i64) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
-    let ret = syscall_arg(&ctx, 0) as i64;
-    if let Some(inflight) = inflight_of(&ctx, tid) {
+    if let Some(inflight) = inflight_of(nr, tid) {
         finish(inflight, ret);
         let _ = INFLIGHT.remove(tid);
         return 0;
@@ -449,6 +682,28 @@ pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
         fds::track(tgid, ret as i32, 0);
     }
     0
+}
+
+/// Whether the running thread has an in-flight record of syscall `nr`.
+#[inline(always)]
+fn pending(nr: u32) -> bool {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: a value pointer from the lookup; only this thread uses its own entry.
+    INFLIGHT
+        .get_ptr(tid)
+        .is_some_and(|inflight| unsafe { (*inflight).nr } == nr)
+}
+
+/// Every traced `syscalls:sys_exit_*` but the accepts'.
+#[tracepoint]
+pub fn sys_exit(ctx: TracePointContext) -> u32 {
+    exit(ctx.nr(), ret(&ctx))
+}
+
+/// `syscalls:sys_exit_accept`/`sys_exit_accept4`.
+#[tracepoint]
+pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
+    accept_exit(ctx.nr(), ret(&ctx))
 }
 
 #[inline(always)]

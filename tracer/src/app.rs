@@ -83,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         snaplen: cli.payload_snaplen(),
         sample_gap_us: cli.sample_ms.saturating_mul(1000),
         probe_mode: cli.probe_mode,
+        syscall_mode: cli.syscall_mode,
         map_entries: cli.map_entries.clone(),
         follow: cli.follow_children,
         cgroup: match &cli.cgroup {

@@ -7,7 +7,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::demo::Demo;
 use crate::demo::loss::Impairment;
-use crate::hooks::ProbeMode;
+use crate::hooks::{ProbeMode, SyscallMode};
 
 /// When to colour the human view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -132,6 +132,11 @@ pub struct Cli {
     /// Which tier the kernel-function hooks use: the best available (auto), or one forced.
     #[arg(long, value_enum, default_value_t = ProbeMode::Auto)]
     pub probe_mode: ProbeMode,
+
+    /// Which tier the syscall layer uses: fentry/fexit on each syscall's function where the
+    /// kernel allows it (auto), or the syscalls: tracepoints.
+    #[arg(long, value_enum, default_value_t = SyscallMode::Auto)]
+    pub syscall_mode: SyscallMode,
 
     /// Least time between two congestion samples (cwnd, ssthresh, RTT, windows) of one
     /// connection, in milliseconds; a change of congestion state or ssthresh is always sampled.

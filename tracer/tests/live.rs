@@ -155,6 +155,11 @@ fn check_echo(events: &[Value], echo: &Echo, family: &str) {
                 assert!(why.contains("added in Linux 6.3"), "{name}: {why}");
             }
         }
+        // The syscall layer is on its functions' fentry/fexit in every probe mode wherever
+        // the kernel has fentry (every kernel of the matrix), all of them.
+        assert_eq!(tier("syscalls"), "fentry", "tier of the syscall layer");
+        let via = hook_status(events, "syscalls")["via"].to_string();
+        assert!(via.contains("(26/26 syscalls)"), "{via}");
     }
     if ["fentry", "kprobe"].contains(&tier("tcp_connect").as_str()) {
         // The function's own arguments: the initial sequence number is the SYN's, and each
@@ -338,9 +343,16 @@ fn comm_filter_traces_only_that_program() {
 fn every_program_passes_the_verifier() {
     // In the guest (`cargo xtask vm-test`) every tier exists; on a host some may not.
     let in_guest = std::env::var("TRACER_EXPECT_TIER").is_ok();
-    for mode in ["tracepoint", "kprobe", "fentry"] {
+    // The syscall layer's two tiers: its tracepoint programs with the tracepoint mode, its
+    // fentry/fexit programs (where the kernel has fentry) with the others.
+    for (mode, syscall_mode) in [
+        ("tracepoint", "tracepoint"),
+        ("kprobe", "auto"),
+        ("fentry", "auto"),
+    ] {
         let out = std::process::Command::new(TRACER)
             .args(["--json", "--verifier-log", "--probe-mode", mode])
+            .args(["--syscall-mode", syscall_mode])
             .args(["--port", &free_port().to_string(), "--duration", "0.1"])
             .output()
             .unwrap();
@@ -364,6 +376,14 @@ fn every_program_passes_the_verifier() {
         }
         let syscalls = ready["hooks"][0]["via"].as_str().unwrap();
         assert!(syscalls.ends_with("(26/26 syscalls)"), "{syscalls}");
+        if in_guest {
+            let tier = if syscall_mode == "auto" {
+                "fentry"
+            } else {
+                "tracepoint"
+            };
+            assert_eq!(ready["hooks"][0]["tier"], tier, "{}", ready["hooks"][0]);
+        }
         // Includes the fork/exec programs that let forked workers inherit traced fds.
         assert!(
             ready["hooks"][0]["error"].is_null(),

@@ -69,6 +69,10 @@ pub struct Conn {
     pub bytes_sent: u64,
     /// Bytes the application received.
     pub bytes_received: u64,
+    /// Bytes counted from the kernel layer as no syscall's, sent and received: the thread
+    /// that moved them and how many since. A late syscall record of that thread (its enter
+    /// was skipped, so its kernel functions saw no syscall) carried them: not counted twice.
+    pub loose: [(u32, u64); 2],
     /// When the handshake started (SYN_SENT or SYN_RECV entered).
     pub handshake_start_ns: Option<u64>,
     /// Handshake duration, once ESTABLISHED.
@@ -127,6 +131,7 @@ impl Conn {
             states: Vec::new(),
             bytes_sent: 0,
             bytes_received: 0,
+            loose: [(0, 0); 2],
             handshake_start_ns: None,
             handshake_ns: None,
             reset_received: false,

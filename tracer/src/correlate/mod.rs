@@ -993,9 +993,17 @@ impl Correlator {
                 // Bytes no traced syscall carried (io_uring, a kernel socket user, a syscall
                 // this tracer does not follow): counted where TCP saw them.
                 let unaccounted = call.bytes.filter(|&b| b > 0 && ev.fd < 0).unwrap_or(0) as u64;
+                let mut loose = |direction: usize| {
+                    let loose = &mut conn.loose[direction];
+                    if loose.0 != ev.tid {
+                        *loose = (ev.tid, 0);
+                    }
+                    loose.1 += unaccounted;
+                    unaccounted
+                };
                 match call.func {
-                    KernelFn::TcpSendmsg => conn.bytes_sent += unaccounted,
-                    KernelFn::TcpRecvmsg => conn.bytes_received += unaccounted,
+                    KernelFn::TcpSendmsg => conn.bytes_sent += loose(0),
+                    KernelFn::TcpRecvmsg => conn.bytes_received += loose(1),
                     KernelFn::TcpReceiveReset => conn.reset_received = true,
                     KernelFn::TcpSendReset => conn.reset_sent = true,
                     _ => {}
@@ -1027,10 +1035,21 @@ impl Correlator {
                     _ => {}
                 }
                 if ret > 0 {
+                    let late = call.exit.is_some_and(|e| e.late);
+                    // What the kernel layer already counted of a late call's bytes.
+                    let mut counted = |direction: usize| -> u64 {
+                        let loose = &mut conn.loose[direction];
+                        if !late || loose.0 != ev.tid {
+                            return 0;
+                        }
+                        let counted = loose.1.min(ret as u64);
+                        loose.1 -= counted;
+                        counted
+                    };
                     if op.sends(&call.args) {
-                        conn.bytes_sent += ret as u64;
+                        conn.bytes_sent += ret as u64 - counted(0);
                     } else if op.receives(&call.args) {
-                        conn.bytes_received += ret as u64;
+                        conn.bytes_received += ret as u64 - counted(1);
                     }
                 }
                 if op == SyscallOp::Close && ret == 0 {
@@ -1184,6 +1203,7 @@ mod tests {
             exit: Some(Exit {
                 ret,
                 duration_ns: 0,
+                late: false,
             }),
         })
     }
@@ -1337,6 +1357,50 @@ mod tests {
             200,
             "plus what no syscall carried"
         );
+    }
+
+    /// A syscall whose enter program the kernel skipped is recorded at its return (late):
+    /// its kernel function saw no syscall in flight and counted its bytes already.
+    #[test]
+    fn a_late_syscalls_bytes_are_not_counted_twice() {
+        use crate::decode::KernelCall;
+        let mut c = Correlator::new();
+        let (id, _) = observe(
+            &mut c,
+            &state(tcp_state::SYN_SENT, tcp_state::ESTABLISHED, 7, 1),
+        );
+        let received = |bytes: i64, ts: u64| {
+            let call = KernelCall {
+                func: KernelFn::TcpRecvmsg,
+                bytes: Some(bytes),
+                isn: None,
+                write_seq: None,
+                at_syscall_start: false,
+            };
+            ev(Kind::Kernel(call), 7, -1, ts)
+        };
+        let late = |ret: i64, ts: u64| {
+            let mut e = ev(call(SyscallOp::Recvfrom, ret), 7, 3, ts);
+            if let Kind::Syscall(Syscall {
+                exit: Some(exit), ..
+            }) = &mut e.kind
+            {
+                exit.late = true;
+            }
+            e
+        };
+        observe(&mut c, &received(21, 2));
+        observe(&mut c, &late(21, 3));
+        assert_eq!(c.get(id).unwrap().bytes_received, 21, "once");
+        // A late call whose kernel function was not seen counts its own bytes.
+        observe(&mut c, &late(6, 4));
+        assert_eq!(c.get(id).unwrap().bytes_received, 27);
+        // Another thread's loose bytes are not this late call's.
+        observe(&mut c, &received(10, 5));
+        let mut other = late(5, 6);
+        other.tid = 43;
+        observe(&mut c, &other);
+        assert_eq!(c.get(id).unwrap().bytes_received, 42);
     }
 
     #[test]

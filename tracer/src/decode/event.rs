@@ -23,6 +23,9 @@ pub struct Exit {
     pub ret: i64,
     /// Time from enter to exit.
     pub duration_ns: u64,
+    /// Made at the return: the enter was not seen (its program was skipped by the kernel);
+    /// no duration.
+    pub late: bool,
 }
 
 /// A system call on a traced socket.

@@ -13,9 +13,9 @@ use tracer_common::{
     AF_INET, AF_INET6, KernelFn, SyscallOp, Via,
     maps::Place,
     record::{
-        CongestionRecord, FLAG_AT_SYSCALL_START, FLAG_BYTES, FLAG_ISN, FLAG_OWNER_GUESSED,
-        FLAG_WRITE_SEQ, Header, KernelRecord, PacketRecord, PlaceRecord, RecordKind, StateRecord,
-        SyscallRecord, Tuple,
+        CongestionRecord, FLAG_AT_SYSCALL_START, FLAG_BYTES, FLAG_ISN, FLAG_LATE,
+        FLAG_OWNER_GUESSED, FLAG_WRITE_SEQ, Header, KernelRecord, PacketRecord, PlaceRecord,
+        RecordKind, StateRecord, SyscallRecord, Tuple,
     },
 };
 
@@ -144,6 +144,7 @@ fn syscall(r: &SyscallRecord, kind: RecordKind) -> Result<Event, DecodeError> {
     let exit = (kind == RecordKind::Syscall).then_some(Exit {
         ret: r.ret,
         duration_ns: r.duration_ns,
+        late: r.header.flags & FLAG_LATE != 0,
     });
     let call = Syscall {
         op,

@@ -236,6 +236,42 @@ impl<'a> Attacher<'a> {
         Ok(format!("{}:{function}", probe.via.name()))
     }
 
+    /// Attaches fentry program `enter` and fexit program `exit` to kernel function
+    /// `function`, both or neither: they pair their records, and an exit whose enter is
+    /// another tier's would take that tier's in-flight record.
+    pub fn fentry_pair(
+        &mut self,
+        enter: &str,
+        exit: &str,
+        function: &str,
+        btf: &aya::Btf,
+    ) -> Result<(), AttachError> {
+        let attach = |name: &str, e: &dyn std::error::Error| {
+            AttachError::attach(format!("{name} on {function}"), e)
+        };
+        let prog: &mut FExit = program(self.ebpf, exit)?;
+        if prog.fd().is_err() {
+            prog.load(function, btf)
+                .map_err(|e| kept(&mut self.rejected, AttachError::load(exit, e)))?;
+        }
+        let prog: &mut FEntry = program(self.ebpf, enter)?;
+        if prog.fd().is_err() {
+            prog.load(function, btf)
+                .map_err(|e| kept(&mut self.rejected, AttachError::load(enter, e)))?;
+        }
+        // The exit first: until the enter is attached it finds nothing to complete.
+        let prog: &mut FExit = program(self.ebpf, exit)?;
+        prog.attach().map_err(|e| attach(exit, &e))?;
+        let prog: &mut FEntry = program(self.ebpf, enter)?;
+        if let Err(e) = prog.attach() {
+            let error = attach(enter, &e);
+            let prog: &mut FExit = program(self.ebpf, exit)?;
+            let _ = prog.unload();
+            return Err(error);
+        }
+        Ok(())
+    }
+
     /// Attaches every kprobe/kretprobe of `probes` to each kernel function of `functions`.
     pub fn kprobes(&mut self, probes: &[Probe], functions: &[&str]) -> Result<String, AttachError> {
         let mut via = Vec::new();

@@ -2,7 +2,7 @@
 //! kernel allows.
 
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
-use aya::programs::{CgroupSkbAttachType, Program, TracePoint};
+use aya::programs::{CgroupSkbAttachType, FEntry, FExit, Program, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use tracer_common::{
     COMM_LEN, KernelFn, SyscallOp,
@@ -17,9 +17,9 @@ use super::offsets::{NETNS_FIELDS, Offsets, SKB_FIELDS, TASK_FIELDS, TASK_NETNS_
 use super::status::{HookStatus, missing_layers};
 use super::table::{
     FOLLOW_PROGRAMS, KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, PROCESS_PROGRAMS, Probe,
-    StandIn, TIMEWAIT_PROGRAM, syscall_programs,
+    StandIn, TIMEWAIT_PROGRAM, syscall_function, syscall_function_programs, syscall_programs,
 };
-use super::tier::{ProbeMode, Tiers};
+use super::tier::{ProbeMode, SyscallMode, Tiers};
 use super::{ca_state, received_fd};
 use crate::system::timings::Phases;
 use crate::system::{cgroup, sockets};
@@ -50,6 +50,8 @@ pub struct Filter {
     pub sample_gap_us: u32,
     /// Which tier the kernel-function hooks use.
     pub probe_mode: ProbeMode,
+    /// Which tier the syscall layer uses.
+    pub syscall_mode: SyscallMode,
     /// Maps loaded with another number of entries than the object says (tests fill them).
     pub map_entries: Vec<(String, u32)>,
     /// Trace the processes that traced processes fork, from their start.
@@ -209,7 +211,7 @@ fn filter_config(filter: &Filter, netns_readable: bool) -> FilterConfig {
 pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     let mut offsets = Offsets::tracepoints()?;
     phases.end("tracepoint formats (tracefs)");
-    let tiers = Tiers::probe(filter.probe_mode);
+    let tiers = Tiers::probe(filter.probe_mode, filter.syscall_mode);
     phases.end("probing tiers (fentry, kprobes)");
     // The congestion layer reads `tcp_sock` fields on every tier.
     offsets.add_kernel_fields(tiers.any_probe(), filter.packets);
@@ -252,7 +254,7 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     phases.end("filter maps, sockets open before (/proc)");
 
     if filter.syscalls {
-        preload_syscall_layer(&mut ebpf);
+        preload_syscall_layer(&mut ebpf, &tiers);
         phases.end("verifying the syscall layer (2 threads)");
     }
     let mut at = Attacher::new(&mut ebpf, cgroup::cgroup2_mount());
@@ -271,7 +273,7 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     phases.end("attaching the state hook");
     let mut hooks = Vec::new();
     if filter.syscalls {
-        hooks.push(syscalls(&mut at));
+        hooks.push(syscalls(&mut at, &tiers));
         hooks.push(received_fd::attach(&mut at, &tiers, &offsets));
         phases.end("attaching the syscall layer");
     }
@@ -414,18 +416,45 @@ fn attach_row(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets, row: &KernelH
     }
 }
 
-/// The syscall layer: one enter program per syscall, one shared exit program.
-fn syscalls(at: &mut Attacher) -> HookStatus {
-    let mut attached = 0;
+/// The syscall layer: per syscall, fentry and fexit on its function where the kernel allows
+/// it, with the exit tracepoint's program as their backup; else its enter and exit
+/// tracepoints' programs.
+///
+/// The backup: on 7.x the kernel skips a trampoline's program while the same program is
+/// preempted on that CPU, and a skipped fexit would lose its call's record; the exit
+/// tracepoint's program completes it (its skips come from another guard). It also sees the
+/// return of an `accept()` blocked since before the start, which no fexit program sees (a
+/// trampoline sees only the calls that enter the function after it is attached), and adopts
+/// its fd. The cost: every syscall of every task takes the kernel's tracing path while a
+/// `syscalls:` tracepoint has a program (README, Hooks and tiers).
+fn syscalls(at: &mut Attacher, tiers: &Tiers) -> HookStatus {
+    let (mut on_functions, mut on_tracepoints) = (0, 0);
     let mut errors = Vec::new();
+    let mut skipped = Vec::new();
+    if let Err(why) = &tiers.syscall_fentry {
+        skipped.push(why.clone());
+    }
     for op in SyscallOp::ALL {
         let (enter, exit_program) = syscall_programs(op);
         let exit = format!("sys_exit_{}", op.tracepoint());
+        if let (Ok(btf), Some(function)) = (&tiers.syscall_fentry, syscall_function(op)) {
+            let (entry, function_exit) = syscall_function_programs(op);
+            match at.fentry_pair(&entry, &function_exit, &function, btf) {
+                Ok(()) => {
+                    on_functions += 1;
+                    if let Err(e) = at.tracepoint(exit_program, "syscalls", &exit, None) {
+                        errors.push(format!("{e} (a skipped fexit loses its call)"));
+                    }
+                    continue;
+                }
+                Err(e) => skipped.push(format!("fentry: {}: {e}", op.name())),
+            }
+        }
         let result = at
             .tracepoint(&enter, "syscalls", &enter, None)
             .and_then(|_| at.tracepoint(exit_program, "syscalls", &exit, None));
         match result {
-            Ok(_) => attached += 1,
+            Ok(_) => on_tracepoints += 1,
             Err(e) => errors.push(e.to_string()),
         }
     }
@@ -436,14 +465,29 @@ fn syscalls(at: &mut Attacher) -> HookStatus {
         }
     }
     let all = SyscallOp::ALL.len();
+    let prefix = super::table::SYSCALL_ABI.map_or("", |abi| abi.prefix);
+    let via = match (on_functions, on_tracepoints) {
+        (0, 0) => None,
+        (0, n) => Some(format!(
+            "tracepoint:syscalls:sys_enter_*/sys_exit_* ({n}/{all} syscalls)"
+        )),
+        (n, 0) => Some(format!(
+            "fentry/fexit:{prefix}* + tracepoint:syscalls:sys_exit_* ({n}/{all} syscalls)"
+        )),
+        (n, m) => Some(format!(
+            "fentry/fexit:{prefix}* + tracepoint:syscalls:sys_exit_* ({n}/{all} syscalls) + tracepoint:syscalls:sys_enter_*/sys_exit_* ({m}/{all})"
+        )),
+    };
     HookStatus {
         name: "syscalls",
         layer: Layer::Syscall,
-        tier: (attached > 0).then_some("tracepoint"),
-        via: (attached > 0).then(|| {
-            format!("tracepoint:syscalls:sys_enter_*/sys_exit_* ({attached}/{all} syscalls)")
+        tier: via.is_some().then_some(if on_functions > 0 {
+            "fentry"
+        } else {
+            "tracepoint"
         }),
-        skipped: Vec::new(),
+        via,
+        skipped,
         error: (!errors.is_empty()).then(|| AttachError::Load {
             program: "sys_enter_*".into(),
             reason: errors.join("; "),
@@ -451,34 +495,68 @@ fn syscalls(at: &mut Attacher) -> HookStatus {
     }
 }
 
-/// Loads (verifies) the syscall layer's programs and the state program on two threads ahead of
-/// attaching them: the kernel's verifier is most of the startup, each program is verified on
-/// its own, and these are attached by every run that traces syscalls. A program that fails here
-/// is loaded again, and its error reported, when it is attached.
-fn preload_syscall_layer(ebpf: &mut Ebpf) {
-    let mut names: Vec<String> = SyscallOp::ALL
-        .iter()
-        .flat_map(|&op| {
-            let (enter, exit) = syscall_programs(op);
-            [enter, exit.to_string()]
-        })
-        .chain(PROCESS_PROGRAMS.iter().map(|(p, _)| p.to_string()))
-        .chain(std::iter::once("inet_sock_set_state".to_string()))
-        .collect();
+/// A program loaded ahead of its attachment.
+enum Preload<'p> {
+    /// A tracepoint's.
+    Tracepoint(&'p mut TracePoint),
+    /// An fentry program for the function named.
+    Entry(&'p mut FEntry, String),
+    /// An fexit program for the function named.
+    Exit(&'p mut FExit, String),
+}
+
+/// Loads (verifies) the syscall layer's programs, of the tier [`syscalls`] will try first, and
+/// the state program on two threads ahead of attaching them: the kernel's verifier is most of
+/// the startup, each program is verified on its own, and these are attached by every run that
+/// traces syscalls. A program that fails here is loaded again, and its error reported, when it
+/// is attached.
+fn preload_syscall_layer(ebpf: &mut Ebpf, tiers: &Tiers) {
+    let btf = tiers.syscall_fentry.as_ref().ok();
+    let mut functions = std::collections::HashMap::new();
+    let mut names: Vec<String> = Vec::new();
+    for op in SyscallOp::ALL {
+        match (btf, syscall_function(op)) {
+            (Some(_), Some(function)) => {
+                let (enter, exit) = syscall_function_programs(op);
+                functions.insert(enter.clone(), function.clone());
+                functions.insert(exit.clone(), function);
+                names.extend([enter, exit, syscall_programs(op).1.to_string()]);
+            }
+            _ => {
+                let (enter, exit) = syscall_programs(op);
+                names.extend([enter, exit.to_string()]);
+            }
+        }
+    }
+    names.extend(PROCESS_PROGRAMS.iter().map(|(p, _)| p.to_string()));
+    names.push("inet_sock_set_state".to_string());
     names.sort();
     names.dedup();
-    let queue: std::sync::Mutex<Vec<&mut TracePoint>> = std::sync::Mutex::new(
+    let queue: std::sync::Mutex<Vec<Preload>> = std::sync::Mutex::new(
         ebpf.programs_mut()
             .filter(|(name, _)| names.binary_search_by(|n| n.as_str().cmp(name)).is_ok())
-            .filter_map(|(_, p)| <&mut TracePoint>::try_from(p).ok())
-            .filter(|p| p.fd().is_err())
+            .filter(|(_, p)| p.fd().is_err())
+            .filter_map(|(name, p)| {
+                let function = functions.get(name).cloned();
+                match p {
+                    Program::TracePoint(p) => Some(Preload::Tracepoint(p)),
+                    Program::FEntry(p) => Some(Preload::Entry(p, function?)),
+                    Program::FExit(p) => Some(Preload::Exit(p, function?)),
+                    _ => None,
+                }
+            })
             .collect(),
     );
     let work = || {
         loop {
             let next = queue.lock().ok().and_then(|mut q| q.pop());
             let Some(program) = next else { break };
-            let _ = program.load();
+            let _ = match (program, btf) {
+                (Preload::Tracepoint(p), _) => p.load(),
+                (Preload::Entry(p, function), Some(btf)) => p.load(&function, btf),
+                (Preload::Exit(p, function), Some(btf)) => p.load(&function, btf),
+                _ => Ok(()),
+            };
         }
     };
     std::thread::scope(|s| {

@@ -20,4 +20,4 @@ pub mod tier;
 
 pub use load::{Filter, Loaded, load};
 pub use status::HookStatus;
-pub use tier::ProbeMode;
+pub use tier::{ProbeMode, SyscallMode};

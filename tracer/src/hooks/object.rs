@@ -9,7 +9,7 @@ mod tests {
     use crate::hooks::load::PROGRAMS;
     use crate::hooks::table::{
         CA_STATE_FALLBACK, KERNEL_HOOKS, PACKET_PROGRAMS, PROCESS_PROGRAMS, RECEIVED_FD,
-        TIMEWAIT_PROGRAM, syscall_programs,
+        TIMEWAIT_PROGRAM, syscall_function_programs, syscall_programs,
     };
 
     fn matches(section: &ProgramSection, via: Via) -> bool {
@@ -49,6 +49,9 @@ mod tests {
             let (enter, exit) = syscall_programs(op);
             check(&enter, Via::Tracepoint);
             check(exit, Via::Tracepoint);
+            let (enter, exit) = syscall_function_programs(op);
+            check(&enter, Via::Fentry);
+            check(&exit, Via::Fexit);
         }
         for (name, _) in PROCESS_PROGRAMS {
             check(name, Via::Tracepoint);

@@ -329,6 +329,11 @@ impl Offsets {
         if let Ok(f) = Format::read("tcp", "tcp_retransmit_skb") {
             values[off::RETRANS_HAS_ERR] = u32::from(f.offset("err").is_ok());
         }
+        if let Some(abi) = super::table::SYSCALL_ABI {
+            for (n, offset) in abi.args.into_iter().enumerate() {
+                values[off::SYSCALL_ARG0 + n] = offset;
+            }
+        }
 
         Ok(Self {
             values,

@@ -440,6 +440,45 @@ pub fn syscall_programs(op: SyscallOp) -> (String, &'static str) {
     (format!("sys_enter_{}", op.tracepoint()), exit)
 }
 
+/// The fentry tier's programs for `op`, on its syscall function: `(fentry, fexit)`.
+pub fn syscall_function_programs(op: SyscallOp) -> (String, String) {
+    let name = op.tracepoint();
+    (format!("fentry_sys_{name}"), format!("fexit_sys_{name}"))
+}
+
+/// How the architecture the tracer was built for enters a syscall: the prefix of its syscall
+/// functions, each given the user's `struct pt_regs`, and where in that struct the syscall's
+/// six arguments are.
+#[derive(Clone, Copy, Debug)]
+pub struct SyscallAbi {
+    /// `__x64_sys_`: `read(2)` is `__x64_sys_read`.
+    pub prefix: &'static str,
+    /// Byte offsets of arguments 0 to 5 in `struct pt_regs`.
+    pub args: [u32; 6],
+}
+
+/// This architecture's [`SyscallAbi`]; `None` leaves the syscall layer on its tracepoints.
+pub const SYSCALL_ABI: Option<SyscallAbi> = if cfg!(target_arch = "x86_64") {
+    // di, si, dx, r10, r8, r9.
+    Some(SyscallAbi {
+        prefix: "__x64_sys_",
+        args: [112, 104, 96, 56, 72, 64],
+    })
+} else if cfg!(target_arch = "aarch64") {
+    // regs[0] to regs[5].
+    Some(SyscallAbi {
+        prefix: "__arm64_sys_",
+        args: [0, 8, 16, 24, 32, 40],
+    })
+} else {
+    None
+};
+
+/// The kernel function `op`'s syscall enters through on this architecture.
+pub fn syscall_function(op: SyscallOp) -> Option<String> {
+    SYSCALL_ABI.map(|abi| format!("{}{}", abi.prefix, op.tracepoint()))
+}
+
 /// Programs that follow traced fds into forked children: `(program, sched event)`.
 pub const PROCESS_PROGRAMS: [(&str, &str); 2] = [
     ("sched_process_fork", "sched_process_fork"),
@@ -563,6 +602,7 @@ impl fmt::Display for HookLabel {
 pub fn label(func: Option<KernelFn>, via: Via) -> HookLabel {
     match (via, func.map(noticed_by)) {
         (Via::Syscalls, _) => HookLabel::Fixed("tracepoint:syscalls"),
+        (Via::SyscallFunctions, _) => HookLabel::Fixed("fentry:syscalls"),
         (Via::CgroupSkbEgress, _) => HookLabel::Fixed("cgroup_skb:egress"),
         (Via::CgroupSkbIngress, _) => HookLabel::Fixed("cgroup_skb:ingress"),
         (Via::RawTracepoint, None) => HookLabel::Fixed("raw_tracepoint:net_dev_queue"),

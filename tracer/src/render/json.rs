@@ -535,6 +535,9 @@ fn write_event(
                 );
             }
             o.num("duration_ns", call.duration_ns());
+            if call.exit.is_some_and(|e| e.late) {
+                o.bool("late", true);
+            }
             if call.op.accepts()
                 && let Some(peer) = &ev.remote
             {

@@ -471,6 +471,7 @@ mod tests {
             exit: Some(Exit {
                 ret: -111,
                 duration_ns: 24_000,
+                late: false,
             }),
         };
         let mut connect = Event::blank(Kind::Syscall(call), Via::Syscalls, 1_000);
@@ -529,6 +530,7 @@ mod tests {
                 exit: Some(Exit {
                     ret: 5,
                     duration_ns: 1_000,
+                    late: false,
                 }),
             };
             let mut e = Event::blank(Kind::Syscall(call), Via::Syscalls, ts);
