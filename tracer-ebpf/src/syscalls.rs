@@ -101,8 +101,9 @@ fn stash(inflight: &Inflight) {
 /// with the registers, still there: the call is shown, with its return value, and with no
 /// duration. Not for `close`: its enter forgets the fd, and at the return
 /// the number may already name another thread's new socket. `#[inline(never)]` before the
-/// body makes the fexit's rescue a function of its own (a BPF-to-BPF call), for a body and
-/// exit that together need more than the 512 bytes of stack one function may have.
+/// body makes the fexit's rescue and its completion functions of their own (BPF-to-BPF
+/// calls, one after the other), for a body and exit that together need more than the 512
+/// bytes of stack a program may have (6.1's verifier adds the caller's frame to each call's).
 macro_rules! syscall {
     (
         $tracepoint:ident, $fentry:ident, $fexit:ident, $op:expr, $exit:ident, $rescue:literal,
@@ -142,8 +143,12 @@ macro_rules! syscall {
             if $rescue && !pending(nr) {
                 body(&regs);
             }
+            #[$rescue_inline]
+            fn complete(nr: u32, ret: i64) -> u32 {
+                $exit(nr, ret)
+            }
             // The function's one parameter is the registers; its return value comes after.
-            $exit(nr, ctx.arg::<i64>(1))
+            complete(nr, ctx.arg::<i64>(1))
         }
     };
 }

@@ -214,7 +214,11 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     let tiers = Tiers::probe(filter.probe_mode, filter.syscall_mode);
     phases.end("probing tiers (fentry, kprobes)");
     // The congestion layer reads `tcp_sock` fields on every tier.
-    offsets.add_kernel_fields(tiers.any_probe(), filter.packets);
+    offsets.add_kernel_fields(
+        tiers.any_probe(),
+        filter.packets,
+        filter.syscalls && tiers.syscall_fentry.is_ok(),
+    );
     phases.end("kernel field offsets (BTF)");
     if filter.netns.is_some()
         && let Some(why) = offsets.lacking(&NETNS_FIELDS)
@@ -254,7 +258,7 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     phases.end("filter maps, sockets open before (/proc)");
 
     if filter.syscalls {
-        preload_syscall_layer(&mut ebpf, &tiers);
+        preload_syscall_layer(&mut ebpf, &tiers, &offsets);
         phases.end("verifying the syscall layer (2 threads)");
     }
     let mut at = Attacher::new(&mut ebpf, cgroup::cgroup2_mount());
@@ -273,7 +277,7 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     phases.end("attaching the state hook");
     let mut hooks = Vec::new();
     if filter.syscalls {
-        hooks.push(syscalls(&mut at, &tiers));
+        hooks.push(syscalls(&mut at, &tiers, &offsets));
         hooks.push(received_fd::attach(&mut at, &tiers, &offsets));
         phases.end("attaching the syscall layer");
     }
@@ -427,7 +431,7 @@ fn attach_row(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets, row: &KernelH
 /// trampoline sees only the calls that enter the function after it is attached), and adopts
 /// its fd. The cost: every syscall of every task takes the kernel's tracing path while a
 /// `syscalls:` tracepoint has a program (README, Hooks and tiers).
-fn syscalls(at: &mut Attacher, tiers: &Tiers) -> HookStatus {
+fn syscalls(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus {
     let (mut on_functions, mut on_tracepoints) = (0, 0);
     let mut errors = Vec::new();
     let mut skipped = Vec::new();
@@ -435,13 +439,18 @@ fn syscalls(at: &mut Attacher, tiers: &Tiers) -> HookStatus {
         skipped.push(why.clone());
     }
     for op in SyscallOp::ALL {
-        let (enter, exit_program) = syscall_programs(op);
-        let exit = format!("sys_exit_{}", op.tracepoint());
         if let (Ok(btf), Some(function)) = (&tiers.syscall_fentry, syscall_function(op)) {
+            if let Some(why) = offsets.syscall_function_unusable(op) {
+                skipped.push(format!("fentry: {}: {why}", op.name()));
+                fallback(at, op, &mut on_tracepoints, &mut errors);
+                continue;
+            }
             let (entry, function_exit) = syscall_function_programs(op);
             match at.fentry_pair(&entry, &function_exit, &function, btf) {
                 Ok(()) => {
                     on_functions += 1;
+                    let (_, exit_program) = syscall_programs(op);
+                    let exit = format!("sys_exit_{}", op.tracepoint());
                     if let Err(e) = at.tracepoint(exit_program, "syscalls", &exit, None) {
                         errors.push(format!("{e} (a skipped fexit loses its call)"));
                     }
@@ -450,13 +459,7 @@ fn syscalls(at: &mut Attacher, tiers: &Tiers) -> HookStatus {
                 Err(e) => skipped.push(format!("fentry: {}: {e}", op.name())),
             }
         }
-        let result = at
-            .tracepoint(&enter, "syscalls", &enter, None)
-            .and_then(|_| at.tracepoint(exit_program, "syscalls", &exit, None));
-        match result {
-            Ok(_) => on_tracepoints += 1,
-            Err(e) => errors.push(e.to_string()),
-        }
+        fallback(at, op, &mut on_tracepoints, &mut errors);
     }
     // A worker forked after the start uses the fds its master registered.
     for (program, event) in PROCESS_PROGRAMS {
@@ -495,6 +498,20 @@ fn syscalls(at: &mut Attacher, tiers: &Tiers) -> HookStatus {
     }
 }
 
+/// Attaches syscall `op`'s tracepoint programs, counting it in `attached` or its error in
+/// `errors`.
+fn fallback(at: &mut Attacher, op: SyscallOp, attached: &mut usize, errors: &mut Vec<String>) {
+    let (enter, exit_program) = syscall_programs(op);
+    let exit = format!("sys_exit_{}", op.tracepoint());
+    let result = at
+        .tracepoint(&enter, "syscalls", &enter, None)
+        .and_then(|_| at.tracepoint(exit_program, "syscalls", &exit, None));
+    match result {
+        Ok(_) => *attached += 1,
+        Err(e) => errors.push(e.to_string()),
+    }
+}
+
 /// A program loaded ahead of its attachment.
 enum Preload<'p> {
     /// A tracepoint's.
@@ -510,13 +527,13 @@ enum Preload<'p> {
 /// the startup, each program is verified on its own, and these are attached by every run that
 /// traces syscalls. A program that fails here is loaded again, and its error reported, when it
 /// is attached.
-fn preload_syscall_layer(ebpf: &mut Ebpf, tiers: &Tiers) {
+fn preload_syscall_layer(ebpf: &mut Ebpf, tiers: &Tiers, offsets: &Offsets) {
     let btf = tiers.syscall_fentry.as_ref().ok();
     let mut functions = std::collections::HashMap::new();
     let mut names: Vec<String> = Vec::new();
     for op in SyscallOp::ALL {
         match (btf, syscall_function(op)) {
-            (Some(_), Some(function)) => {
+            (Some(_), Some(function)) if offsets.syscall_function_unusable(op).is_none() => {
                 let (enter, exit) = syscall_function_programs(op);
                 functions.insert(enter.clone(), function.clone());
                 functions.insert(exit.clone(), function);

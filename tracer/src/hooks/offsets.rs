@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use tracer_common::KernelFn;
 use tracer_common::offsets::{self as off, OFFSETS_LEN};
+use tracer_common::{KernelFn, SyscallOp};
 
 use super::error::LoadError;
 use super::table::KERNEL_HOOKS;
@@ -288,6 +288,30 @@ pub struct Offsets {
     /// The parameter count of `scm_recv_one_fd` where it is a function of its own (7.3:
     /// `SCM_RIGHTS` installs through it, not through the function above).
     pub scm_recv_one_fd: Option<usize>,
+    /// Why each syscall's function cannot take fentry/fexit programs here, for those that
+    /// cannot (read from the kernel's BTF when the syscall layer may use them).
+    pub syscall_functions: HashMap<SyscallOp, String>,
+}
+
+/// Whether `function`'s only parameter is, in the kernel's BTF, a pointer to a complete
+/// `struct pt_regs`, as the syscall layer's fentry/fexit programs need: 5.10's BTF declares
+/// it only as a forward declaration in the functions of `net/socket.c`, which its verifier
+/// refuses to let a program read.
+fn takes_registers(btf: &Btf, function: &str) -> Result<(), String> {
+    let signature = btf
+        .signature(function)
+        .map_err(|e| format!("kernel BTF: {e}"))?;
+    match signature.types.as_slice() {
+        [only] if only.ends_with("struct pt_regs *") => Ok(()),
+        [only] if only.ends_with("pt_regs *") => Err(format!(
+            "the kernel's BTF has only a forward declaration of struct pt_regs for {function}, \
+             which this kernel does not let programs read (5.10)"
+        )),
+        types => Err(format!(
+            "{function} takes ({}) in the kernel's BTF, not the registers",
+            types.join(", ")
+        )),
+    }
 }
 
 impl Offsets {
@@ -333,6 +357,7 @@ impl Offsets {
             for (n, offset) in abi.args.into_iter().enumerate() {
                 values[off::SYSCALL_ARG0 + n] = offset;
             }
+            values[off::SYSCALL_NR] = abi.nr;
         }
 
         Ok(Self {
@@ -340,6 +365,7 @@ impl Offsets {
             missing: HashMap::new(),
             arities: HashMap::new(),
             receive_fd: Err("kernel BTF not read".into()),
+            syscall_functions: HashMap::new(),
             scm_recv_one_fd: None,
         })
     }
@@ -348,7 +374,8 @@ impl Offsets {
     /// the `struct sock` fields and the probed functions' parameter counts; with `packets`, the
     /// `sk_buff` fields the TIME_WAIT capture reads. A field it lacks is recorded in
     /// [`Self::missing`], and what needs it is not attached.
-    pub fn add_kernel_fields(&mut self, probes: bool, packets: bool) {
+    /// `syscall_functions`: the syscall layer may use its functions; check their signatures.
+    pub fn add_kernel_fields(&mut self, probes: bool, packets: bool, syscall_functions: bool) {
         let wanted: Vec<SockField> = probes
             .then_some(SockField::ALL.as_slice())
             .into_iter()
@@ -367,9 +394,24 @@ impl Offsets {
                 for field in wanted {
                     self.missing.insert(field, e.to_string());
                 }
+                if syscall_functions {
+                    for op in SyscallOp::ALL {
+                        self.syscall_functions
+                            .insert(op, format!("kernel BTF: {e}"));
+                    }
+                }
                 return;
             }
         };
+        if syscall_functions {
+            for op in SyscallOp::ALL {
+                if let Some(function) = super::table::syscall_function(op)
+                    && let Err(why) = takes_registers(&btf, &function)
+                {
+                    self.syscall_functions.insert(op, why);
+                }
+            }
+        }
         if probes {
             for row in &KERNEL_HOOKS {
                 if row.fentry.iter().any(|p| p.args.is_some()) {
@@ -402,6 +444,12 @@ impl Offsets {
                 }
             }
         }
+    }
+
+    /// Why syscall `op`'s function cannot take the syscall layer's fentry/fexit programs here,
+    /// if it cannot.
+    pub fn syscall_function_unusable(&self, op: SyscallOp) -> Option<&str> {
+        self.syscall_functions.get(&op).map(String::as_str)
     }
 
     /// The parameter count of `func` on this kernel, or why it is unknown.

@@ -455,6 +455,8 @@ pub struct SyscallAbi {
     pub prefix: &'static str,
     /// Byte offsets of arguments 0 to 5 in `struct pt_regs`.
     pub args: [u32; 6],
+    /// Byte offset of the syscall's number in `struct pt_regs`.
+    pub nr: u32,
 }
 
 /// This architecture's [`SyscallAbi`]; `None` leaves the syscall layer on its tracepoints.
@@ -463,12 +465,16 @@ pub const SYSCALL_ABI: Option<SyscallAbi> = if cfg!(target_arch = "x86_64") {
     Some(SyscallAbi {
         prefix: "__x64_sys_",
         args: [112, 104, 96, 56, 72, 64],
+        // orig_ax.
+        nr: 120,
     })
 } else if cfg!(target_arch = "aarch64") {
     // regs[0] to regs[5].
     Some(SyscallAbi {
         prefix: "__arm64_sys_",
         args: [0, 8, 16, 24, 32, 40],
+        // syscallno, after regs[31], sp, pc, pstate and orig_x0.
+        nr: 280,
     })
 } else {
     None
