@@ -73,6 +73,10 @@ pub struct Conn {
     /// that moved them and how many since. A late syscall record of that thread (its enter
     /// was skipped, so its kernel functions saw no syscall) carried them: not counted twice.
     pub loose: [(u32, u64); 2],
+    /// Bytes of late syscall records counted in full (no loose bytes of their thread here),
+    /// by thread, sent and received: their kernel functions' may be in a connection this one
+    /// is later joined with, where they were loose.
+    pub late: [(u32, u64); 2],
     /// When the handshake started (SYN_SENT or SYN_RECV entered).
     pub handshake_start_ns: Option<u64>,
     /// Handshake duration, once ESTABLISHED.
@@ -132,6 +136,7 @@ impl Conn {
             bytes_sent: 0,
             bytes_received: 0,
             loose: [(0, 0); 2],
+            late: [(0, 0); 2],
             handshake_start_ns: None,
             handshake_ns: None,
             reset_received: false,

@@ -776,7 +776,7 @@ impl Correlator {
     /// Folds connection `b` into `a`, which keeps its id.
     fn merge(&mut self, a: ConnId, b: ConnId) {
         self.alias.insert(b, a);
-        let Some(old) = self.conns.remove(&b) else {
+        let Some(mut old) = self.conns.remove(&b) else {
             return;
         };
         self.total -= 1;
@@ -802,8 +802,20 @@ impl Correlator {
                 conn.states = old.states;
                 conn.state_log = old.state_log;
             }
-            conn.bytes_sent += old.bytes_sent;
-            conn.bytes_received += old.bytes_received;
+            // A late call's bytes counted in one and its kernel function's, loose, in the other.
+            let mut twice = [0u64; 2];
+            for (d, twice) in twice.iter_mut().enumerate() {
+                *twice = overlap(&mut conn.loose[d], &mut old.late[d])
+                    + overlap(&mut old.loose[d], &mut conn.late[d]);
+                if conn.loose[d].1 == 0 {
+                    conn.loose[d] = old.loose[d];
+                }
+                if conn.late[d].1 == 0 {
+                    conn.late[d] = old.late[d];
+                }
+            }
+            conn.bytes_sent += old.bytes_sent.saturating_sub(twice[0]);
+            conn.bytes_received += old.bytes_received.saturating_sub(twice[1]);
             // The handshake began at the earlier start and ended where either saw it end.
             let end = |start: Option<u64>, took: Option<u64>| Some(start? + took?);
             let ended = end(conn.handshake_start_ns, conn.handshake_ns)
@@ -1046,10 +1058,27 @@ impl Correlator {
                         loose.1 -= counted;
                         counted
                     };
-                    if op.sends(&call.args) {
-                        conn.bytes_sent += ret as u64 - counted(0);
+                    let direction = if op.sends(&call.args) {
+                        Some(0)
                     } else if op.receives(&call.args) {
-                        conn.bytes_received += ret as u64 - counted(1);
+                        Some(1)
+                    } else {
+                        None
+                    };
+                    if let Some(d) = direction {
+                        let own = ret as u64 - counted(d);
+                        if late && own > 0 {
+                            let mine = &mut conn.late[d];
+                            if mine.0 != ev.tid {
+                                *mine = (ev.tid, 0);
+                            }
+                            mine.1 += own;
+                        }
+                        if d == 0 {
+                            conn.bytes_sent += own;
+                        } else {
+                            conn.bytes_received += own;
+                        }
                     }
                 }
                 if op == SyscallOp::Close && ret == 0 {
@@ -1179,6 +1208,18 @@ fn seg_ends(ev: &Event) -> Option<(Endpoint, Endpoint)> {
             port: seg.tcp.dport,
         },
     ))
+}
+
+/// Bytes one thread's late syscalls counted (`late`) that its kernel functions also counted
+/// as no syscall's (`loose`): taken out of both, and how many.
+fn overlap(loose: &mut (u32, u64), late: &mut (u32, u64)) -> u64 {
+    if loose.0 != late.0 {
+        return 0;
+    }
+    let twice = loose.1.min(late.1);
+    loose.1 -= twice;
+    late.1 -= twice;
+    twice
 }
 
 #[cfg(test)]
@@ -1401,6 +1442,26 @@ mod tests {
         other.tid = 43;
         observe(&mut c, &other);
         assert_eq!(c.get(id).unwrap().bytes_received, 42);
+
+        // The late call on an fd not yet known to name the socket (an accept adopted at its
+        // return): counted in a connection of its own, then joined with the socket's, whose
+        // kernel function counted the same bytes.
+        let mut c = Correlator::new();
+        let (a, _) = observe(
+            &mut c,
+            &state(tcp_state::SYN_RECV, tcp_state::ESTABLISHED, 0xabc, 1),
+        );
+        let mut kernel = received(6, 2);
+        kernel.sock = 0xabc;
+        observe(&mut c, &kernel);
+        let mut by_fd = late(6, 3);
+        by_fd.sock = 0;
+        by_fd.fd = 4;
+        let (b, _) = observe(&mut c, &by_fd);
+        assert_ne!(a, b, "an fd nothing names yet");
+        let naming_both = ev(call(SyscallOp::Recvfrom, 0), 0xabc, 4, 4);
+        assert_eq!(observe(&mut c, &naming_both).0, a);
+        assert_eq!(c.get(a).unwrap().bytes_received, 6, "once, after the join");
     }
 
     #[test]
