@@ -627,6 +627,19 @@ pub fn label(func: Option<KernelFn>, via: Via) -> HookLabel {
 mod tests {
     use super::*;
 
+    /// The syscall ABI's register offsets are where the running kernel's BTF puts those
+    /// members of `struct pt_regs` (x86-64: di, si, dx, r10, r8, r9, orig_ax).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_syscall_registers_are_where_the_kernels_btf_says() {
+        let btf = crate::system::btf::Btf::from_sys_fs().expect("this kernel's BTF");
+        let abi = SYSCALL_ABI.expect("x86-64 has a syscall ABI");
+        let at = |member: &str| btf.member_offset("pt_regs", member).unwrap();
+        let args: Vec<u32> = ["di", "si", "dx", "r10", "r8", "r9"].map(at).to_vec();
+        assert_eq!(args, abi.args);
+        assert_eq!(at("orig_ax"), abi.nr);
+    }
+
     #[test]
     fn every_function_has_one_row_and_labels_name_the_hook() {
         for func in KernelFn::ALL.into_iter().filter(|&f| noticed_by(f) == f) {
