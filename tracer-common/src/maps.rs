@@ -155,8 +155,10 @@ pub struct FilterConfig {
     /// Non-zero when the task-to-namespace fields' offsets are known, so that a
     /// `PlaceRecord` can carry the network namespace.
     pub netns_readable: u8,
-    /// Explicit padding.
-    pub _pad: u8,
+    /// Non-zero when the kernel may preempt a BPF program mid-run, so that the kernel can
+    /// skip a syscall's fentry program (its per-CPU guard still held by a preempted run): the
+    /// fexit then makes the call's record up from the registers (`FLAG_LATE`).
+    pub preemptible: u8,
     /// The network namespace's inode number (`ls -L -i /proc/PID/ns/net`), with `by_netns`.
     pub netns: u32,
 }

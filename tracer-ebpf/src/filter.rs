@@ -31,7 +31,7 @@ static FILTER: Global<FilterConfig> = Global::new(FilterConfig {
     by_cgroup: 0,
     by_netns: 0,
     netns_readable: 0,
-    _pad: 0,
+    preemptible: 0,
     netns: 0,
 });
 

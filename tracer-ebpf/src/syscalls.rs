@@ -92,12 +92,14 @@ fn stash(inflight: &Inflight) {
 /// Syscall `$op`'s programs: the enter tracepoint `$tracepoint` (its exit is the shared
 /// [`sys_exit`] or [`sys_exit_accept`]), and fentry `$fentry` and fexit `$fexit` on its
 /// function. Both enters run `$body` with `$call` the [`Call`]; the fexit completes the record
-/// with `$exit` ([`exit`], or [`accept_exit`] for the accepts), and the exit tracepoint's
-/// program, attached with them, completes it if the kernel skipped the fexit.
+/// with `$exit` ([`exit`], or [`accept_exit`] for the accepts), and on kernels that preempt
+/// BPF programs the exit tracepoint's program, attached with them, completes it if the kernel
+/// skipped the fexit.
 ///
 /// On 7.x a program can be preempted, and a trampoline runs a program on one CPU only once at
 /// a time: another task's call of the same syscall meanwhile is skipped. When the fentry
-/// program was, the fexit finds no record of its call and, if `$rescue`, runs `$body` itself
+/// program was (`preemptible` in the filter: the loader found the kernel preempts kernel
+/// code), the fexit finds no record of its call and, if `$rescue`, runs `$body` itself
 /// with the registers, still there: the call is shown, with its return value, and with no
 /// duration. Not for `close`: its enter forgets the fd, and at the return
 /// the number may already name another thread's new socket. `#[inline(never)]` before the
@@ -140,7 +142,9 @@ macro_rules! syscall {
             fn body($call: &impl Call) -> u32 $body
             let regs = Regs::of_exit(&ctx);
             let nr = regs.nr();
-            if $rescue && !pending(nr) {
+            // Only a preempted run holds the guard that makes the kernel skip an fentry: on
+            // other kernels the verifier prunes the rescue, and its lookups with it.
+            if $rescue && config().preemptible != 0 && !pending(nr) {
                 body(&regs);
             }
             #[$rescue_inline]

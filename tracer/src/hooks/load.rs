@@ -17,12 +17,14 @@ use super::offsets::{NETNS_FIELDS, Offsets, SKB_FIELDS, TASK_FIELDS, TASK_NETNS_
 use super::status::{HookStatus, missing_layers};
 use super::table::{
     FOLLOW_PROGRAMS, KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, PROCESS_PROGRAMS, Probe,
-    StandIn, TIMEWAIT_PROGRAM, syscall_function, syscall_function_programs, syscall_programs,
+    StandIn, TIMEWAIT_PROGRAM, exit_event, syscall_function, syscall_function_programs,
+    syscall_programs,
 };
 use super::tier::{ProbeMode, SyscallMode, Tiers};
 use super::{ca_state, received_fd};
+use crate::system::preemption::{self, Preemption};
 use crate::system::timings::Phases;
-use crate::system::{cgroup, sockets};
+use crate::system::{blocked, cgroup, sockets};
 
 /// The compiled programs, embedded at build time.
 pub(super) static PROGRAMS: &[u8] =
@@ -182,7 +184,7 @@ fn unload(program: &mut Program) {
 
 /// What the programs are told of `filter`; `netns_readable` when the offsets from a task to
 /// its network namespace are known.
-fn filter_config(filter: &Filter, netns_readable: bool) -> FilterConfig {
+fn filter_config(filter: &Filter, netns_readable: bool, preemptible: bool) -> FilterConfig {
     let mut comm = [0u8; COMM_LEN];
     if let Some(c) = &filter.comm {
         let n = c.len().min(COMM_LEN - 1);
@@ -202,7 +204,7 @@ fn filter_config(filter: &Filter, netns_readable: bool) -> FilterConfig {
         by_cgroup: u8::from(filter.cgroup.is_some()),
         by_netns: u8::from(filter.netns.is_some()),
         netns_readable: u8::from(netns_readable),
-        _pad: 0,
+        preemptible: u8::from(preemptible),
         netns: filter.netns.unwrap_or(0),
     }
 }
@@ -227,7 +229,12 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     }
     // No kernel BTF for the loader: Rust programs carry no CO-RE relocations to resolve, and
     // parsing vmlinux BTF would cost ~100 ms of startup.
-    let config = filter_config(filter, offsets.lacking(&TASK_NETNS_FIELDS).is_none());
+    let preemption = preemption::probe();
+    let config = filter_config(
+        filter,
+        offsets.lacking(&TASK_NETNS_FIELDS).is_none(),
+        preemption.preemptible,
+    );
     let mut loader = EbpfLoader::new();
     loader
         .btf(None)
@@ -256,9 +263,10 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     }
     let existing = adopt_existing(&mut ebpf, filter)?;
     phases.end("filter maps, sockets open before (/proc)");
+    let backup = ExitBackup::choose(filter, &preemption, &existing);
 
     if filter.syscalls {
-        preload_syscall_layer(&mut ebpf, &tiers, &offsets);
+        preload_syscall_layer(&mut ebpf, &tiers, &offsets, &backup);
         phases.end("verifying the syscall layer (2 threads)");
     }
     let mut at = Attacher::new(&mut ebpf, cgroup::cgroup2_mount());
@@ -277,7 +285,7 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     phases.end("attaching the state hook");
     let mut hooks = Vec::new();
     if filter.syscalls {
-        hooks.push(syscalls(&mut at, &tiers, &offsets));
+        hooks.push(syscalls(&mut at, &tiers, &offsets, &backup));
         hooks.push(received_fd::attach(&mut at, &tiers, &offsets));
         phases.end("attaching the syscall layer");
     }
@@ -431,10 +439,16 @@ fn attach_row(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets, row: &KernelH
 /// trampoline sees only the calls that enter the function after it is attached), and adopts
 /// its fd. The cost: every syscall of every task takes the kernel's tracing path while a
 /// `syscalls:` tracepoint has a program (README, Hooks and tiers).
-fn syscalls(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus {
+fn syscalls(
+    at: &mut Attacher,
+    tiers: &Tiers,
+    offsets: &Offsets,
+    backup: &ExitBackup,
+) -> HookStatus {
     let (mut on_functions, mut on_tracepoints) = (0, 0);
     let mut errors = Vec::new();
     let mut skipped = Vec::new();
+    let mut accepts = Vec::new();
     if let Err(why) = &tiers.syscall_fentry {
         skipped.push(why.clone());
     }
@@ -449,10 +463,10 @@ fn syscalls(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus {
             match at.fentry_pair(&entry, &function_exit, &function, btf) {
                 Ok(()) => {
                     on_functions += 1;
-                    let (_, exit_program) = syscall_programs(op);
-                    let exit = format!("sys_exit_{}", op.tracepoint());
-                    if let Err(e) = at.tracepoint(exit_program, "syscalls", &exit, None) {
-                        errors.push(format!("{e} (a skipped fexit loses its call)"));
+                    if matches!(backup, ExitBackup::Every) {
+                        back_up(at, op, &mut errors);
+                    } else if op.accepts() {
+                        accepts.push(op);
                     }
                     continue;
                 }
@@ -460,6 +474,14 @@ fn syscalls(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus {
             }
         }
         fallback(at, op, &mut on_tracepoints, &mut errors);
+    }
+    // After the fexits are attached: an accept entered since returns through them, one
+    // blocked before is in /proc now.
+    let accepts_backed = !accepts.is_empty() && backup.blocked_accept();
+    if accepts_backed {
+        for op in accepts {
+            back_up(at, op, &mut errors);
+        }
     }
     // A worker forked after the start uses the fds its master registered.
     for (program, event) in PROCESS_PROGRAMS {
@@ -475,10 +497,12 @@ fn syscalls(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus {
             "tracepoint:syscalls:sys_enter_*/sys_exit_* ({n}/{all} syscalls)"
         )),
         (n, 0) => Some(format!(
-            "fentry/fexit:{prefix}* + tracepoint:syscalls:sys_exit_* ({n}/{all} syscalls)"
+            "fentry/fexit:{prefix}*{} ({n}/{all} syscalls)",
+            backup.via(accepts_backed)
         )),
         (n, m) => Some(format!(
-            "fentry/fexit:{prefix}* + tracepoint:syscalls:sys_exit_* ({n}/{all} syscalls) + tracepoint:syscalls:sys_enter_*/sys_exit_* ({m}/{all})"
+            "fentry/fexit:{prefix}*{} ({n}/{all} syscalls) + tracepoint:syscalls:sys_enter_*/sys_exit_* ({m}/{all})",
+            backup.via(accepts_backed)
         )),
     };
     HookStatus {
@@ -498,11 +522,86 @@ fn syscalls(at: &mut Attacher, tiers: &Tiers, offsets: &Offsets) -> HookStatus {
     }
 }
 
+/// Which exit tracepoints back the syscall layer's fexits up. Any syscall tracepoint sends
+/// every syscall of every task through the kernel's slow tracing path, so they are attached
+/// only where a fexit can be missed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ExitBackup {
+    /// Every syscall's: the kernel preempts BPF programs, and skips a trampoline program on a
+    /// CPU while a preempted run of it holds its guard there (7.x).
+    Every,
+    /// The accepts', if a thread of one of these processes (every process when `None`) is
+    /// blocked in one at the start: its fd is adopted when it returns (a task filter), and no
+    /// fexit sees the return of a call entered before its trampoline was attached.
+    BlockedAccepts(Option<Vec<u32>>),
+    /// None: no fexit is skipped, and no accept's return is adopted.
+    Nothing,
+}
+
+impl ExitBackup {
+    /// The backup `filter` needs on a kernel with `preemption`, given the sockets traced
+    /// processes held before the start.
+    fn choose(filter: &Filter, preemption: &Preemption, existing: &[sockets::Existing]) -> Self {
+        let by_task = !filter.pids.is_empty()
+            || filter.comm.is_some()
+            || filter.cgroup.is_some()
+            || filter.netns.is_some();
+        if preemption.preemptible {
+            Self::Every
+        } else if !by_task {
+            Self::Nothing
+        } else if filter.netns.is_some() {
+            // /proc/net/tcp lists the tracer's own namespace: look in every process.
+            Self::BlockedAccepts(None)
+        } else {
+            let mut listeners: Vec<u32> = existing
+                .iter()
+                .filter(|s| s.listening)
+                .map(|s| s.pid)
+                .collect();
+            listeners.sort_unstable();
+            listeners.dedup();
+            Self::BlockedAccepts(Some(listeners))
+        }
+    }
+
+    /// Whether the accepts' exit tracepoints are needed now: a thread is blocked in one, or
+    /// /proc could not say.
+    fn blocked_accept(&self) -> bool {
+        match self {
+            Self::Every => true,
+            Self::Nothing => false,
+            Self::BlockedAccepts(pids) => {
+                let accepts = [libc::SYS_accept, libc::SYS_accept4];
+                blocked::any_thread_in(&accepts, pids.as_deref()).unwrap_or(true)
+            }
+        }
+    }
+
+    /// What the syscall layer's `via` adds for the exit tracepoints attached.
+    fn via(&self, accepts_backed: bool) -> &'static str {
+        match (self, accepts_backed) {
+            (Self::Every, _) => " + tracepoint:syscalls:sys_exit_*",
+            (_, true) => " + tracepoint:syscalls:sys_exit_accept*",
+            (_, false) => "",
+        }
+    }
+}
+
+/// Attaches the exit tracepoint's program of syscall `op`, whose fexit it backs up.
+fn back_up(at: &mut Attacher, op: SyscallOp, errors: &mut Vec<String>) {
+    let (_, program) = syscall_programs(op);
+    let exit = exit_event(op);
+    if let Err(e) = at.tracepoint(program, "syscalls", &exit, None) {
+        errors.push(format!("{e} (a skipped fexit loses its call)"));
+    }
+}
+
 /// Attaches syscall `op`'s tracepoint programs, counting it in `attached` or its error in
 /// `errors`.
 fn fallback(at: &mut Attacher, op: SyscallOp, attached: &mut usize, errors: &mut Vec<String>) {
     let (enter, exit_program) = syscall_programs(op);
-    let exit = format!("sys_exit_{}", op.tracepoint());
+    let exit = exit_event(op);
     let result = at
         .tracepoint(&enter, "syscalls", &enter, None)
         .and_then(|_| at.tracepoint(exit_program, "syscalls", &exit, None));
@@ -527,7 +626,7 @@ enum Preload<'p> {
 /// the startup, each program is verified on its own, and these are attached by every run that
 /// traces syscalls. A program that fails here is loaded again, and its error reported, when it
 /// is attached.
-fn preload_syscall_layer(ebpf: &mut Ebpf, tiers: &Tiers, offsets: &Offsets) {
+fn preload_syscall_layer(ebpf: &mut Ebpf, tiers: &Tiers, offsets: &Offsets, backup: &ExitBackup) {
     let btf = tiers.syscall_fentry.as_ref().ok();
     let mut functions = std::collections::HashMap::new();
     let mut names: Vec<String> = Vec::new();
@@ -537,7 +636,10 @@ fn preload_syscall_layer(ebpf: &mut Ebpf, tiers: &Tiers, offsets: &Offsets) {
                 let (enter, exit) = syscall_function_programs(op);
                 functions.insert(enter.clone(), function.clone());
                 functions.insert(exit.clone(), function);
-                names.extend([enter, exit, syscall_programs(op).1.to_string()]);
+                names.extend([enter, exit]);
+                if *backup == ExitBackup::Every {
+                    names.push(syscall_programs(op).1.to_string());
+                }
             }
             _ => {
                 let (enter, exit) = syscall_programs(op);

@@ -440,6 +440,11 @@ pub fn syscall_programs(op: SyscallOp) -> (String, &'static str) {
     (format!("sys_enter_{}", op.tracepoint()), exit)
 }
 
+/// The exit tracepoint of syscall `op` in the `syscalls` group (`sys_exit_accept4`).
+pub fn exit_event(op: SyscallOp) -> String {
+    format!("sys_exit_{}", op.tracepoint())
+}
+
 /// The fentry tier's programs for `op`, on its syscall function: `(fentry, fexit)`.
 pub fn syscall_function_programs(op: SyscallOp) -> (String, String) {
     let name = op.tracepoint();

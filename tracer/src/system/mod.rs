@@ -2,6 +2,7 @@
 //! the kernel's BTF and tracefs, which probe mechanisms the kernel offers, the cgroup2 mount, the TCP sockets
 //! already open, and where a traced process runs.
 
+pub mod blocked;
 pub mod btf;
 pub mod cgroup;
 pub mod command;
@@ -10,6 +11,7 @@ pub mod hz;
 pub mod limits;
 pub mod netns;
 pub mod place;
+pub mod preemption;
 pub mod privileges;
 pub mod sock_diag;
 pub mod sockets;

@@ -195,6 +195,7 @@ fn init_script(tests: &TestBinaries, tracer: &Path) -> String {
          /bin/busybox mount -t sysfs sys /sys\n\
          /bin/busybox mount -t devtmpfs dev /dev\n\
          /bin/busybox mount -t tracefs nodev /sys/kernel/tracing\n\
+         /bin/busybox mount -t debugfs nodev /sys/kernel/debug\n\
          /bin/busybox mount -t cgroup2 none /sys/fs/cgroup\n\
          /bin/busybox mount -t tmpfs none /run\n\
          /bin/busybox ip link set lo up\n\
