@@ -712,21 +712,36 @@ fn packets(at: &mut Attacher, offsets: &Offsets) -> HookStatus {
     }
 }
 
+/// The sockets and processes a [`Filter`] traces, as [`sockets::scan`] asks.
+struct Traced<'a> {
+    filter: &'a Filter,
+    /// The tracer itself, never traced.
+    me: u32,
+}
+
+impl sockets::Wanted for Traced<'_> {
+    fn task(&self, pid: u32, comm: &str) -> bool {
+        let f = self.filter;
+        pid != self.me
+            && (f.pids.is_empty() || f.pids.contains(&pid))
+            && f.comm.as_deref().is_none_or(|c| c == comm)
+            && f.cgroup.as_ref().is_none_or(|s| s.holds(pid))
+            && f.netns
+                .is_none_or(|n| crate::system::netns::of_pid(pid) == Some(n))
+    }
+
+    fn ports(&self, lport: u16, rport: u16) -> bool {
+        let ports = &self.filter.ports;
+        ports.is_empty() || ports.contains(&lport) || ports.contains(&rport)
+    }
+}
+
 /// Marks the TCP sockets traced processes already hold as traced: their fds, and their
 /// listeners' ports so that the connections they accept belong to them.
 fn adopt_existing(ebpf: &mut Ebpf, filter: &Filter) -> Result<Vec<sockets::Existing>, LoadError> {
-    let me = std::process::id();
-    let found = sockets::scan(|pid, comm, lport, rport| {
-        pid != me
-            && (filter.pids.is_empty() || filter.pids.contains(&pid))
-            && filter.comm.as_deref().is_none_or(|c| c == comm)
-            && filter.cgroup.as_ref().is_none_or(|s| s.holds(pid))
-            && filter
-                .netns
-                .is_none_or(|n| crate::system::netns::of_pid(pid) == Some(n))
-            && (filter.ports.is_empty()
-                || filter.ports.contains(&lport)
-                || filter.ports.contains(&rport))
+    let found = sockets::scan(&Traced {
+        filter,
+        me: std::process::id(),
     });
     let mut fds: BpfHashMap<_, FdKey, u64> = map(ebpf, "FDS")?;
     for s in &found {

@@ -123,11 +123,21 @@ pub fn is_listening_in(proc_dir: &str, port: u16) -> bool {
         .any(|row| row.listening && row.lport == port)
 }
 
-/// TCP sockets of processes that pass `wanted(pid, comm, lport, rport)`, in every network
-/// namespace (a container's sockets are only in its own `/proc/<pid>/net/tcp`).
-pub fn scan(wanted: impl Fn(u32, &str, u16, u16) -> bool) -> Vec<Existing> {
-    // One table per namespace, read once.
-    let mut by_netns: HashMap<String, HashMap<u64, Row>> = HashMap::new();
+/// Which existing sockets [`scan`] keeps: a process by who it is, a socket by its ports.
+pub trait Wanted {
+    /// Whether process `pid`, named `comm`, is traced.
+    fn task(&self, pid: u32, comm: &str) -> bool;
+    /// Whether a socket of local port `lport` and remote port `rport` (0 for a listener) is.
+    fn ports(&self, lport: u16, rport: u16) -> bool;
+}
+
+/// TCP sockets of processes that `wanted` keeps, in every network namespace (a container's
+/// sockets are only in its own `/proc/<pid>/net/tcp`). A process's fds, the costly part
+/// (a `readlink` each), are read only when the process is wanted and its namespace holds a
+/// wanted socket: with `--port P` and nothing on P yet, none are.
+pub fn scan(wanted: &impl Wanted) -> Vec<Existing> {
+    // One table per namespace, read once, with whether any of its sockets is wanted.
+    let mut by_netns: HashMap<String, (HashMap<u64, Row>, bool)> = HashMap::new();
     let own_netns = fs::read_link("/proc/self/ns/net")
         .map(|l| l.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -143,23 +153,31 @@ pub fn scan(wanted: impl Fn(u32, &str, u16, u16) -> bool) -> Vec<Existing> {
         else {
             continue;
         };
-        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        let netns = fs::read_link(entry.path().join("ns/net"))
-            .map(|l| l.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let own = netns == own_netns;
-        let tcp = by_netns.entry(netns).or_insert_with(|| {
-            // The kernel's socket diagnostics when it answers (root); else /proc's table.
-            let ns = format!("/proc/{pid}/ns/net");
-            super::sock_diag::tcp_sockets((!own).then_some(std::path::Path::new(&ns)))
-                .unwrap_or_else(|_| tcp_sockets_of(&format!("/proc/{pid}")))
-        });
         // Only the newline /proc adds: a name may itself end in spaces.
         let comm = fs::read(entry.path().join("comm"))
             .map(|c| String::from_utf8_lossy(c.strip_suffix(b"\n").unwrap_or(&c)).into_owned())
             .unwrap_or_default();
+        if !wanted.task(pid, &comm) {
+            continue;
+        }
+        let netns = fs::read_link(entry.path().join("ns/net"))
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let own = netns == own_netns;
+        let (tcp, any) = by_netns.entry(netns).or_insert_with(|| {
+            // The kernel's socket diagnostics when it answers (root); else /proc's table.
+            let ns = format!("/proc/{pid}/ns/net");
+            let tcp = super::sock_diag::tcp_sockets((!own).then_some(std::path::Path::new(&ns)))
+                .unwrap_or_else(|_| tcp_sockets_of(&format!("/proc/{pid}")));
+            let any = tcp.values().any(|r| wanted.ports(r.lport, r.rport));
+            (tcp, any)
+        });
+        if !*any {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
             let Ok(target) = fs::read_link(fd.path()) else {
                 continue;
@@ -184,7 +202,7 @@ pub fn scan(wanted: impl Fn(u32, &str, u16, u16) -> bool) -> Vec<Existing> {
             let Some(fd) = fd.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
                 continue;
             };
-            if wanted(pid, &comm, lport, rport) {
+            if wanted.ports(lport, rport) {
                 found.push(Existing {
                     pid,
                     comm: comm.clone(),

@@ -42,13 +42,6 @@ pub struct Pinned {
     pub known: Option<&'static str>,
 }
 
-/// The known failure of 7.x kernels (README's "Known on 7.x"; the skips are read in
-/// `tracer/src/hooks/runs.rs`).
-const PREEMPTIBLE_TRACEPOINTS: &str = "7.x kernels preempt kernel code (lazy or full only); a \
-    syscall program preempted mid-run holds the per-CPU guard of perf-attached programs, and \
-    the kernel skips other tasks' syscall programs on that CPU (reported by tracer as \
-    `skipped`, live and at exit)";
-
 /// The matrix `cargo xtask vm-test` runs by default, oldest first.
 pub const MATRIX: &[Pinned] = &[
     Pinned {
@@ -135,7 +128,7 @@ pub const MATRIX: &[Pinned] = &[
             sha256: "a37a3d200915c4cf524e90c81bbb2a8b683d292cd00873e89c23b2ef32b1bf11",
         }),
         canary: false,
-        known: Some(PREEMPTIBLE_TRACEPOINTS),
+        known: None,
     },
     Pinned {
         name: "7.3-rc",
@@ -154,7 +147,7 @@ pub const MATRIX: &[Pinned] = &[
             sha256: "3c3cb040797c989838f1f0d1667b5a1246ec6d0eee45c944e04de06db140dd00",
         }),
         canary: true,
-        known: Some(PREEMPTIBLE_TRACEPOINTS),
+        known: None,
     },
 ];
 
