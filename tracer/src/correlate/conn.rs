@@ -113,6 +113,9 @@ pub struct Conn {
     /// Segments, for the ladder (kept only when asked for, bounded).
     pub ladder: Vec<LadderRow>,
     pub(super) closed: bool,
+    /// Ended without its end being seen (the records that said so were dropped): a new
+    /// connection began on its socket.
+    pub(super) end_lost: bool,
     pub(super) retiring: bool,
     pub(super) sk: Option<u64>,
     pub(super) fds: u32,
@@ -154,6 +157,7 @@ impl Conn {
             state_log: Vec::new(),
             ladder: Vec::new(),
             closed: false,
+            end_lost: false,
             retiring: false,
             sk: None,
             fds: 0,
@@ -186,7 +190,9 @@ impl Conn {
             return None;
         }
         let last = self.states.last().copied();
-        Some(if self.connect_error == Some(-libc::ECONNREFUSED as i64) {
+        Some(if self.end_lost {
+            "ended unseen (records lost)"
+        } else if self.connect_error == Some(-libc::ECONNREFUSED as i64) {
             "refused"
         } else if self.reset_received {
             "reset by peer"

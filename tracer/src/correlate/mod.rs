@@ -95,6 +95,11 @@ pub struct Correlator {
     by_ends: HashMap<(Endpoint, Endpoint), ConnId>,
     /// Keep segments for the ladder diagram.
     pub keep_ladder: bool,
+    /// Whether records were lost in the kernel (the ring buffer was full): only then is a
+    /// connection taken to have ended unseen (`end_unseen`). Without losses, a socket address
+    /// that seems reused by a live connection says a record was attributed wrongly (a churn
+    /// recording with no drop had 2 such connections in 11,759), not that its end was lost.
+    pub records_lost: bool,
     /// Drop segments no traced end claims instead of giving them a connection of their own:
     /// with `--netns`/`--cgroup` they belong to what is not traced (the packet filter lets
     /// through every segment to a traced listener's port, whatever namespace it is in).
@@ -666,6 +671,9 @@ impl Correlator {
             .then(|| self.by_fd.get(&(ev.pid, ev.fd)).copied())
             .flatten()
             .map(|id| self.resolve(id));
+        if opening {
+            self.end_unseen(ev, own_fd);
+        }
         // A bind or connect on a socket a forebear created (before a fork): its fd there.
         let creator = syscall
             .filter(|s| matches!(s.op, SyscallOp::Bind | SyscallOp::Connect))
@@ -731,6 +739,43 @@ impl Correlator {
             self.bind_fd(ev.pid, ev.fd, id, ev.end_ns());
         }
         id
+    }
+
+    /// A new connection begins on the socket address of connection `old`, which never
+    /// closed as far as the records say: the kernel freed `old`'s socket, so its end (close,
+    /// CLOSE, destroy) was in records the ring buffer dropped. `old` ends here, marked so,
+    /// and retires like any other: a table that kept every connection whose end was lost
+    /// would grow for as long as drops go on. Not when the event's own fd names `old` (a
+    /// socket connecting again is the same connection), nor for a closed one (a socket
+    /// reconnecting after a failed connect is one too), nor when the address is only an old
+    /// one of `old`'s (a connection merged from two identities keeps both in the index).
+    fn end_unseen(&mut self, ev: &Event, own_fd: Option<ConnId>) {
+        if !self.records_lost || ev.sock == 0 {
+            return;
+        }
+        let Some(old) = self.by_sock.get(&ev.sock).map(|&id| self.resolve(id)) else {
+            return;
+        };
+        if own_fd == Some(old) {
+            return;
+        }
+        let Some(conn) = self
+            .conns
+            .get_mut(&old)
+            .filter(|c| !c.closed && !c.states.is_empty() && c.sk == Some(ev.sock))
+        else {
+            return;
+        };
+        conn.closed = true;
+        conn.end_lost = true;
+        // Its fds were closed unseen: their numbers may name anything now.
+        conn.fds = 0;
+        if !conn.retiring {
+            conn.retiring = true;
+            self.retiring
+                .push_back((ev.ts_ns.max(conn.last_ns) + RETIRE_AFTER_NS, old));
+        }
+        self.by_sock.remove(&ev.sock);
     }
 
     /// Once the kernel frees a socket (tcp_destroy_sock), the next one allocated — in any
@@ -831,6 +876,7 @@ impl Correlator {
             conn.congestion.merge(old.congestion);
             conn.events += old.events;
             conn.closed |= old.closed;
+            conn.end_lost |= old.end_lost;
             conn.sk = conn.sk.or(old.sk);
             conn.fds += old.fds;
         }
@@ -1537,6 +1583,50 @@ mod tests {
         let read = ev(call(SyscallOp::Recvfrom, 16), 0x200, 4, 31);
         assert_eq!(observe(&mut c, &read).0, new);
         assert_eq!(c.by_fd.get(&(42, 4)), Some(&new));
+    }
+
+    /// A connection whose end records were lost ends when a new one begins on its socket,
+    /// and retires: the table does not grow with every lost end. A socket connecting again
+    /// after a failed connect stays one connection.
+    #[test]
+    fn a_connection_whose_end_was_lost_ends_when_its_socket_is_reused() {
+        let syn = |sock: u64, ts: u64| state(tcp_state::CLOSE, tcp_state::SYN_SENT, sock, ts);
+        let est = state(tcp_state::SYN_SENT, tcp_state::ESTABLISHED, 0x100, 11);
+        let mut next = syn(0x100, 1_000);
+        next.local = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 41001));
+        // No record lost: nothing is taken to have ended.
+        let mut c = Correlator::new();
+        let (old, _) = observe(&mut c, &syn(0x100, 10));
+        observe(&mut c, &est);
+        observe(&mut c, &next);
+        assert_eq!(c.get(old).unwrap().outcome(), None);
+
+        let mut c = Correlator::new();
+        c.records_lost = true;
+        let (old, _) = observe(&mut c, &syn(0x100, 10));
+        assert_eq!(observe(&mut c, &est).0, old);
+        // Its FIN_WAIT1..CLOSE and destroy were dropped; the kernel gave its memory to a new
+        // socket.
+        let (new, _) = observe(&mut c, &next);
+        assert_ne!(new, old);
+        let ended = c.get(old).unwrap();
+        assert_eq!(ended.outcome(), Some("ended unseen (records lost)"));
+        assert_eq!(c.get(new).unwrap().outcome(), None);
+        c.retire_before(u64::MAX / 2);
+        assert!(c.live(old).is_none(), "retired");
+        assert!(c.live(new).is_some());
+
+        // Refused, then connecting again on the same socket and fd: the same connection.
+        let mut c = Correlator::new();
+        c.records_lost = true;
+        let (first, _) = observe(&mut c, &ev(call(SyscallOp::Socket, 5), 0, 5, 1));
+        let mut syn = syn(0x300, 2);
+        syn.fd = 5;
+        assert_eq!(observe(&mut c, &syn).0, first);
+        let mut again = state(tcp_state::CLOSE, tcp_state::SYN_SENT, 0x300, 3);
+        again.fd = 5;
+        assert_eq!(observe(&mut c, &again).0, first);
+        assert_eq!(c.get(first).unwrap().outcome(), None);
     }
 
     /// A retired connection's name is no longer anyone's, though it may linger in the index

@@ -157,6 +157,12 @@ impl Pipeline {
         self.correlator.adopt_listener(pid, comm, fd, local, now_ns);
     }
 
+    /// The kernel lost records (`Frame::Dropped`): connections whose end went with them
+    /// may be ended when their socket is seen reused (`Correlator::records_lost`).
+    pub fn records_lost(&mut self) {
+        self.correlator.records_lost = true;
+    }
+
     /// The views that stopped writing during the run (a full disk): the output is incomplete.
     pub fn failed(&self) -> &[Failed] {
         &self.sinks.failed
