@@ -213,15 +213,25 @@ fn filter_config(filter: &Filter, netns_readable: bool, preemptible: bool) -> Fi
 pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     let mut offsets = Offsets::tracepoints()?;
     phases.end("tracepoint formats (tracefs)");
-    let tiers = Tiers::probe(filter.probe_mode, filter.syscall_mode);
-    phases.end("probing tiers (fentry, kprobes)");
+    // Our BTF parse (for offsets) beside aya's (for fentry) and the tier probes: both read
+    // all of the kernel's BTF, tens of milliseconds each.
+    let (tiers, btf) = std::thread::scope(|s| {
+        let btf = s.spawn(crate::system::btf::Btf::from_sys_fs);
+        let tiers = Tiers::probe(filter.probe_mode, filter.syscall_mode);
+        let btf = btf
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (tiers, btf)
+    });
+    phases.end("probing tiers (fentry, kprobes), kernel BTF");
     // The congestion layer reads `tcp_sock` fields on every tier.
     offsets.add_kernel_fields(
+        btf,
         tiers.any_probe(),
         filter.packets,
         filter.syscalls && tiers.syscall_fentry.is_ok(),
     );
-    phases.end("kernel field offsets (BTF)");
+    phases.end("kernel field offsets");
     if filter.netns.is_some()
         && let Some(why) = offsets.lacking(&NETNS_FIELDS)
     {

@@ -9,7 +9,8 @@ use tracer_common::{KernelFn, SyscallOp};
 
 use super::error::LoadError;
 use super::table::KERNEL_HOOKS;
-use crate::system::{btf::Btf, tracefs::Format};
+use crate::system::btf::{Btf, BtfError};
+use crate::system::tracefs::Format;
 
 /// A `struct sock` (or `tcp_sock`) field the probe programs read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -370,12 +371,19 @@ impl Offsets {
         })
     }
 
-    /// Adds kernel struct offsets from the running kernel's BTF, parsed once: with `probes`,
+    /// Adds kernel struct offsets from the running kernel's BTF (`btf`, parsed by the caller,
+    /// or why it could not be): with `probes`,
     /// the `struct sock` fields and the probed functions' parameter counts; with `packets`, the
     /// `sk_buff` fields the TIME_WAIT capture reads. A field it lacks is recorded in
     /// [`Self::missing`], and what needs it is not attached.
     /// `syscall_functions`: the syscall layer may use its functions; check their signatures.
-    pub fn add_kernel_fields(&mut self, probes: bool, packets: bool, syscall_functions: bool) {
+    pub fn add_kernel_fields(
+        &mut self,
+        btf: Result<Btf, BtfError>,
+        probes: bool,
+        packets: bool,
+        syscall_functions: bool,
+    ) {
         let wanted: Vec<SockField> = probes
             .then_some(SockField::ALL.as_slice())
             .into_iter()
@@ -388,7 +396,7 @@ impl Offsets {
             .flatten()
             .copied()
             .collect();
-        let btf = match Btf::from_sys_fs() {
+        let btf = match btf {
             Ok(btf) => btf,
             Err(e) => {
                 for field in wanted {
