@@ -5,7 +5,7 @@
 
 use std::io::{self, Write};
 
-use tracer_common::{KernelFn, SyscallOp, ca_state, tcp_state};
+use tracer_common::{KernelFn, SyscallOp, Via, ca_state, tcp_state};
 
 use super::text::{
     bits_per_second, duration, endpoint, errno_name, family_name, maybe_endpoint, shutdown_how,
@@ -90,7 +90,10 @@ impl<W: Write> Timeline<W> {
             None => describe(ev, conn, part, timewait, self.syscalls),
         };
         let hook = match &ev.kind {
-            Kind::Syscall(s) => format!("syscalls:sys_*_{}", s.op.tracepoint()),
+            Kind::Syscall(s) => match crate::hooks::table::syscall_function(s.op) {
+                Some(function) if ev.via == Via::SyscallFunctions => format!("fentry:{function}"),
+                _ => format!("syscalls:sys_*_{}", s.op.tracepoint()),
+            },
             _ => ev.hook.to_string(),
         };
         let tail = if tail.is_empty() {
@@ -336,10 +339,17 @@ fn syscall(ev: &Event, call: &Syscall, part: Part) -> (String, String) {
         },
         _ => ret_value.to_string(),
     };
+    // A late call's entry was made up at its return (the kernel skipped its entry program,
+    // README "Hooks and tiers"): it has no duration to show.
+    let took = if call.exit.is_some_and(|e| e.late) {
+        "late".to_string()
+    } else {
+        duration(call.duration_ns())
+    };
     match part {
         Part::Enter => (format!("{text} ..."), String::new()),
-        Part::Return => (format!("{name} = {ret}"), duration(call.duration_ns())),
-        Part::Whole => (format!("{text} = {ret}"), duration(call.duration_ns())),
+        Part::Return => (format!("{name} = {ret}"), took),
+        Part::Whole => (format!("{text} = {ret}"), took),
     }
 }
 
@@ -516,6 +526,38 @@ mod tests {
             "{}",
             lines[2]
         );
+    }
+
+    /// A late call (its entry made up at the return) says so where the duration goes.
+    #[test]
+    fn a_late_call_shows_late_instead_of_a_duration() {
+        let mut c = Correlator::new();
+        let call = Syscall {
+            op: SyscallOp::Write,
+            args: [5, 0],
+            exit: Some(Exit {
+                ret: 5,
+                duration_ns: 70,
+                late: true,
+            }),
+        };
+        let mut e = Event::blank(Kind::Syscall(call), Via::SyscallFunctions, 1_000);
+        e.pid = 7;
+        e.fd = 3;
+        let mut id = 0;
+        c.observe(e.clone(), &mut |x| id = x.ends.iter().next().unwrap().conn);
+        let mut out = Vec::new();
+        let mut t = Timeline::new(&mut out, false);
+        t.line(&e, c.get(id).unwrap(), Part::Whole, None, false)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let line = text.lines().find(|l| l.contains("write(")).unwrap();
+        assert!(line.contains("= 5 bytes"), "{line}");
+        assert!(
+            line.ends_with(" late  via fentry:__x64_sys_write"),
+            "{line}"
+        );
+        assert!(!line.contains("ns ") && !line.contains("µs"), "{line}");
     }
 
     /// Two connections whose events interleave: their lines read on one clock, so the
