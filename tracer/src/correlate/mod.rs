@@ -219,6 +219,23 @@ impl Correlator {
         self.release_parked(now_ns, out);
     }
 
+    /// Releases the parked segments seen before `ts_ns`, whatever their deadline: the
+    /// caller holds every later event back while they wait (`oldest_parked_ns`), and can hold
+    /// only so many. Each goes to whatever claims it now, else to a connection of its own.
+    pub fn release_parked_before(&mut self, ts_ns: u64, out: &mut dyn FnMut(Correlated)) {
+        let mut i = 0;
+        while i < self.parked.len() {
+            if self.parked[i].event.ts_ns < ts_ns
+                && let Some(p) = self.parked.remove(i)
+            {
+                self.unpark(&p.event);
+                self.attribute(p.event, out);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
     /// Releases every parked segment.
     pub fn flush(&mut self, out: &mut dyn FnMut(Correlated)) {
         self.release_parked(u64::MAX, out);
@@ -2003,6 +2020,28 @@ mod tests {
         assert_eq!(conns.len(), 2, "both ends: {conns:?}");
         assert!(conns.contains(&client));
         assert_eq!(c.oldest_parked_ns(), None);
+    }
+
+    /// A parked segment leaves before its deadline when the caller cannot hold events back
+    /// any longer: it goes to the end that claims it (here the client), and nothing stays
+    /// parked; a later one is not released.
+    #[test]
+    fn parked_segments_before_a_time_are_released_on_demand() {
+        let mut c = Correlator::new();
+        observe(&mut c, &listening_on_8080());
+        let client = observe(&mut c, &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 2, 2)).0;
+        let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
+        let mut got = Vec::new();
+        c.observe(packet(hex, 3), &mut |x| got.push(x));
+        c.observe(packet(hex, 50), &mut |x| got.push(x));
+        assert!(got.is_empty(), "parked until the child is known");
+        assert_eq!(c.oldest_parked_ns(), Some(3));
+        c.release_parked_before(10, &mut |x| got.push(x));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].event.ts_ns, 3);
+        let conns: Vec<ConnId> = got[0].ends.iter().map(|e| e.conn).collect();
+        assert_eq!(conns, vec![client]);
+        assert_eq!(c.oldest_parked_ns(), Some(50));
     }
 
     /// A SYN reaching a traced listener on the 4-tuple of a connection its server end holds in

@@ -22,6 +22,10 @@ use sinks::Sinks;
 /// How long a record waits for earlier ones that were written after it.
 pub const REORDER_WINDOW_NS: u64 = 30_000_000;
 
+/// Events held back for parked segments at most (see `Pipeline::drain`): a few megabytes,
+/// a tenth of a second at the rates this machine can trace.
+const HELD_MAX: usize = 32_768;
+
 struct Item {
     c: Correlated,
     part: Part,
@@ -232,6 +236,13 @@ impl Pipeline {
     pub fn drain(&mut self, now_ns: u64) -> io::Result<()> {
         self.correlate(|correlator, out| correlator.expire(now_ns, out));
         let mut limit = now_ns.saturating_sub(REORDER_WINDOW_NS);
+        if self.reorder.len() >= HELD_MAX {
+            // A segment to a traced listener waits up to a second for its connection, and
+            // everything after it waits with it: under a heavy load that loses records (the
+            // ones that would have named its connection), a second of events — 300,000
+            // items, 200 MB — was held. Past `HELD_MAX` the segments stop waiting.
+            self.correlate(|correlator, out| correlator.release_parked_before(limit, out));
+        }
         if let Some(parked) = self.correlator.oldest_parked_ns() {
             limit = limit.min(parked.saturating_sub(1));
         }

@@ -38,6 +38,11 @@ impl<T> Reorder<T> {
         }
     }
 
+    /// How many items wait.
+    pub fn len(&self) -> usize {
+        self.run.len() + self.heap.len()
+    }
+
     /// Adds `item` to leave at `key` (ties leave in insertion order).
     pub fn push(&mut self, key: u64, item: T) {
         self.seq += 1;
