@@ -222,19 +222,9 @@ impl Correlator {
 
     /// Releases the parked segments seen before `ts_ns`, whatever their deadline: the
     /// caller holds every later event back while they wait (`oldest_parked_ns`), and can hold
-    /// only so many. Each goes to whatever claims it now, else to a connection of its own.
+    /// only so many.
     pub fn release_parked_before(&mut self, ts_ns: u64, out: &mut dyn FnMut(Correlated)) {
-        let mut i = 0;
-        while i < self.parked.len() {
-            if self.parked[i].event.ts_ns < ts_ns
-                && let Some(p) = self.parked.remove(i)
-            {
-                self.unpark(&p.event);
-                self.attribute(p.event, out);
-            } else {
-                i += 1;
-            }
-        }
+        self.release_where(out, |_, p| p.event.ts_ns < ts_ns);
     }
 
     /// Releases every parked segment.
@@ -484,18 +474,27 @@ impl Correlator {
             return;
         }
         self.rescan = false;
+        self.release_where(out, |c, p| {
+            p.deadline_ns <= now_ns
+                || seg_ends(&p.event)
+                    .is_some_and(|(src, dst)| !c.awaits_child(src, dst) && !c.unclaimed(src, dst))
+        });
+    }
+
+    /// Releases the parked segments `ready` picks, in the order they arrived: each goes to
+    /// whatever claims it now, else to a connection of its own.
+    fn release_where(
+        &mut self,
+        out: &mut dyn FnMut(Correlated),
+        ready: impl Fn(&Self, &Parked) -> bool,
+    ) {
         let mut i = 0;
         while i < self.parked.len() {
-            let p = &self.parked[i];
-            let ready = p.deadline_ns <= now_ns
-                || seg_ends(&p.event).is_some_and(|(src, dst)| {
-                    !self.awaits_child(src, dst) && !self.unclaimed(src, dst)
-                });
-            if ready {
-                if let Some(p) = self.parked.remove(i) {
-                    self.unpark(&p.event);
-                    self.attribute(p.event, out);
-                }
+            if ready(self, &self.parked[i])
+                && let Some(p) = self.parked.remove(i)
+            {
+                self.unpark(&p.event);
+                self.attribute(p.event, out);
             } else {
                 i += 1;
             }
