@@ -464,9 +464,7 @@ async fn trace(
                     let new: [u64; FAILURE_KINDS as usize] =
                         std::array::from_fn(|i| total[i] - reported[i]);
                     pipeline.record(&Frame::Dropped { total, new });
-                    if new[Failure::RingFull as usize] > 0 {
-                        pipeline.records_lost();
-                    }
+                    pipeline.lost(&new);
                     if cli.json {
                         pipeline
                             .meta(&Meta::Dropped { total, new })

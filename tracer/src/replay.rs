@@ -84,9 +84,7 @@ pub fn feed<R: Read>(
             }) => pipeline.adopt_listener(pid, &comm, fd, local, now_ns),
             Next::Frame(Frame::Place(pid, place)) => pipeline.replayed_place(pid, place),
             Next::Frame(Frame::Dropped { total, new }) => {
-                if new[tracer_common::failure::Failure::RingFull as usize] > 0 {
-                    pipeline.records_lost();
-                }
+                pipeline.lost(&new);
                 pipeline
                     .meta(&Meta::Dropped { total, new })
                     .map_err(output_error)?;

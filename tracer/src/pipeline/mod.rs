@@ -8,6 +8,8 @@ mod sinks;
 
 use std::io;
 
+use tracer_common::failure::{FAILURE_KINDS, Failure};
+
 use crate::correlate::{Correlated, Correlator};
 use crate::decode;
 use crate::hooks::failures::Counts;
@@ -161,10 +163,13 @@ impl Pipeline {
         self.correlator.adopt_listener(pid, comm, fd, local, now_ns);
     }
 
-    /// The kernel lost records (`Frame::Dropped`): connections whose end went with them
-    /// may be ended when their socket is seen reused (`Correlator::records_lost`).
-    pub fn records_lost(&mut self) {
-        self.correlator.records_lost = true;
+    /// Losses the kernel counted since the last report (`Frame::Dropped`'s `new`): once the
+    /// ring buffer lost records, connections whose end went with them may be ended when their
+    /// socket is seen reused (`Correlator::records_lost`).
+    pub fn lost(&mut self, new: &[u64; FAILURE_KINDS as usize]) {
+        if new[Failure::RingFull as usize] > 0 {
+            self.correlator.records_lost = true;
+        }
     }
 
     /// The views that stopped writing during the run (a full disk): the output is incomplete.
