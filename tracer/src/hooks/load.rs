@@ -22,7 +22,7 @@ use super::table::{
 };
 use super::tier::{ProbeMode, SyscallMode, Tiers};
 use super::{ca_state, received_fd};
-use crate::system::preemption::{self, Preemption};
+use crate::system::preemption;
 use crate::system::timings::Phases;
 use crate::system::{blocked, cgroup, sockets};
 
@@ -239,11 +239,13 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     }
     // No kernel BTF for the loader: Rust programs carry no CO-RE relocations to resolve, and
     // parsing vmlinux BTF would cost ~100 ms of startup.
-    let preemption = preemption::probe();
+    // Only the syscall layer's fexits care whether a program can be preempted.
+    let preemptible =
+        filter.syscalls && tiers.syscall_fentry.is_ok() && preemption::probe().preemptible;
     let config = filter_config(
         filter,
         offsets.lacking(&TASK_NETNS_FIELDS).is_none(),
-        preemption.preemptible,
+        preemptible,
     );
     let mut loader = EbpfLoader::new();
     loader
@@ -273,7 +275,7 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     }
     let existing = adopt_existing(&mut ebpf, filter)?;
     phases.end("filter maps, sockets open before (/proc)");
-    let backup = ExitBackup::choose(filter, &preemption, &existing);
+    let backup = ExitBackup::choose(filter, preemptible, &existing);
 
     if filter.syscalls {
         preload_syscall_layer(&mut ebpf, &tiers, &offsets, &backup);
@@ -549,14 +551,14 @@ enum ExitBackup {
 }
 
 impl ExitBackup {
-    /// The backup `filter` needs on a kernel with `preemption`, given the sockets traced
-    /// processes held before the start.
-    fn choose(filter: &Filter, preemption: &Preemption, existing: &[sockets::Existing]) -> Self {
+    /// The backup `filter` needs on a kernel that may preempt BPF programs (`preemptible`) or
+    /// not, given the sockets traced processes held before the start.
+    fn choose(filter: &Filter, preemptible: bool, existing: &[sockets::Existing]) -> Self {
         let by_task = !filter.pids.is_empty()
             || filter.comm.is_some()
             || filter.cgroup.is_some()
             || filter.netns.is_some();
-        if preemption.preemptible {
+        if preemptible {
             Self::Every
         } else if !by_task {
             Self::Nothing
