@@ -1953,6 +1953,10 @@ mod tests {
         );
     }
 
+    /// A SYN from 127.0.0.1:41000 to 127.0.0.1:8080, as captured on lo.
+    const SYN_41000_TO_8080: &str =
+        "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
+
     /// A captured segment from its hex dump.
     fn packet(hex: &str, ts: u64) -> Event {
         use crate::decode::Captured;
@@ -2006,7 +2010,7 @@ mod tests {
         observe(&mut c, &listening_on_8080());
         let client = observe(&mut c, &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 2, 2)).0;
         // 127.0.0.1:41000 -> 127.0.0.1:8080 SYN.
-        let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
+        let hex = SYN_41000_TO_8080;
         let syn = packet(hex, 3);
         let mut got = Vec::new();
         c.observe(syn, &mut |x| got.push(x));
@@ -2030,7 +2034,7 @@ mod tests {
         let mut c = Correlator::new();
         observe(&mut c, &listening_on_8080());
         let client = observe(&mut c, &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 2, 2)).0;
-        let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
+        let hex = SYN_41000_TO_8080;
         let mut got = Vec::new();
         c.observe(packet(hex, 3), &mut |x| got.push(x));
         c.observe(packet(hex, 50), &mut |x| got.push(x));
@@ -2071,7 +2075,7 @@ mod tests {
             observe(&mut c, &server_end(from, to, 3, ts));
         }
         // 127.0.0.1:41000 -> 127.0.0.1:8080 SYN.
-        let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
+        let hex = SYN_41000_TO_8080;
         let mut got = Vec::new();
         c.observe(packet(hex, 7), &mut |x| got.push(x));
         assert!(got.is_empty(), "parked until the new child is known");
@@ -2100,7 +2104,7 @@ mod tests {
         observe(&mut c, &listening_on_8080());
         let client = observe(&mut c, &state(tcp_state::CLOSE, tcp_state::SYN_SENT, 2, 2)).0;
         // 127.0.0.1:41000 -> 127.0.0.1:8080 SYN: parked for the child.
-        let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
+        let hex = SYN_41000_TO_8080;
         let mut got = Vec::new();
         c.observe(packet(hex, 3), &mut |x| got.push(x));
         assert!(got.is_empty());
@@ -2154,7 +2158,7 @@ mod tests {
         let mut c = Correlator::new();
         observe(&mut c, &listening_on_8080());
         // 127.0.0.1:41000 -> 127.0.0.1:8080 SYN, no client traced: it waits for the child.
-        let hex = "450000280000400040060000 7f000001 7f000001 a0281f90 000003e8 00000000 5002faf0 00000000";
+        let hex = SYN_41000_TO_8080;
         c.observe(packet(hex, 3), &mut |_| {});
         let mut child = state(tcp_state::LISTEN, tcp_state::SYN_RECV, 3, 1000);
         child.local = Some(endpoint(Ipv4Addr::LOCALHOST.into(), 8080));
