@@ -67,6 +67,10 @@ enum Cmd {
         /// Accept records lost to a full ring buffer (still counted and told).
         #[arg(long)]
         allow_drops: bool,
+        /// Keep each run's recording (`tracer --record`) here as `run-N.rec`, to replay
+        /// (`tracer replay`) what a failed check saw.
+        #[arg(long, value_name = "DIR")]
+        record: Option<std::path::PathBuf>,
     },
     /// Measure overhead, capacity, startup and memory against bpftrace; rewrite BENCHMARKS.md.
     Bench {
@@ -138,6 +142,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             minutes,
             runs,
             allow_drops,
+            record,
         } => {
             build(&root)?;
             if !is_root() {
@@ -152,6 +157,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     secs: minutes * 60.0,
                     runs,
                     allow_drops,
+                    record,
                 },
             )
         }
@@ -197,6 +203,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     secs: 40.0,
                     runs: 2,
                     allow_drops: true,
+                    record: None,
                 },
             )?;
             // The same live tests on every kernel of the matrix, in every probe mode.

@@ -3,8 +3,9 @@
 //! - `tracer-loadgen pingpong --port P --secs S [--conns N] [--rate R]`: N connections each
 //!   doing 64-byte request/response round trips (at most R a second each when R > 0); prints
 //!   `round_trips_per_sec=<f64>`.
-//! - `tracer-loadgen churn --port P --secs S [--clients N]`: N clients each doing connect, 64
-//!   bytes each way, close, as fast as they can; prints `connections_per_sec=<f64>`.
+//! - `tracer-loadgen churn --port P --secs S [--clients N] [--rate R]`: N clients each doing
+//!   connect, 64 bytes each way, close, as fast as they can or, when R > 0, R connections a
+//!   second in total (shared evenly by the clients); prints `connections_per_sec=<f64>`.
 //!
 //! The server side runs in the same process (threads), so both ends are traced alike.
 
@@ -48,6 +49,9 @@ enum Mode {
         secs: f64,
         #[arg(long, default_value_t = 4)]
         clients: usize,
+        /// Connections per second in total at most (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
     },
 }
 
@@ -129,10 +133,25 @@ fn main() -> ExitCode {
             });
             println!("round_trips_per_sec={rate:.1}");
         }
-        Mode::Churn { secs, clients, .. } => {
+        Mode::Churn {
+            secs,
+            clients,
+            rate,
+            ..
+        } => {
+            // Each client keeps its own schedule, so a slow connection delays only its client.
+            let pace = (rate > 0).then(|| clients as f64 / f64::from(rate));
+            let pace = pace.map(Duration::from_secs_f64);
             let rate = run(clients, secs, move |stop, count| {
                 let mut buf = [7u8; MESSAGE];
+                let start = Instant::now();
+                let mut started = 0u32;
                 while !stop.load(Ordering::Relaxed) {
+                    if let Some(pace) = pace {
+                        let due = start + pace * started;
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                        started += 1;
+                    }
                     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
                         continue;
                     };
