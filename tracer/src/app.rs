@@ -13,6 +13,7 @@ use tracer_common::failure::{FAILURE_KINDS, Failure};
 
 use crate::cli::{Cli, ColorChoice, ViewOptions};
 use crate::demo;
+use crate::hooks::failures::Counts;
 use crate::hooks::{self, Filter};
 use crate::pipeline::Pipeline;
 use crate::pipeline::recording::{Frame, Header, Recorder};
@@ -206,7 +207,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     // Read from the programs before they are unloaded.
     let skipped = loaded.skipped();
     let prog_stats = cli.prog_stats.then(|| loaded.prog_stats());
-    let failures = loaded.stop();
+    let counted = result
+        .as_ref()
+        .map_or_else(|_| loaded.failures(), |end| end.failures);
+    let failures = loaded.stop(counted);
     let finished = result.and_then(|end| {
         pipeline.finish(failures, &skipped).map_err(output_error)?;
         Ok(end)
@@ -291,6 +295,10 @@ struct End {
     demo: Option<Result<(), String>>,
     /// The command's exit code, when it ran to its end.
     command: Option<u8>,
+    /// What the programs had given up on when the trace ended, before the last records were
+    /// read: what the ring buffer refuses after that (while the programs are detached, which
+    /// takes a while) was written after the end and belongs to no trace.
+    failures: Counts,
 }
 
 /// The signals that end a run, listened to from the start.
@@ -511,6 +519,7 @@ async fn trace(
             }
         }
     }
+    end.failures = loaded.failures();
     // What the ring buffer holds now (under load the programs keep writing: a ring's worth).
     for _ in 0..RING_WORTH {
         if collect(ring.get_mut(), pipeline) {

@@ -126,14 +126,15 @@ impl Loaded {
         missing_layers(&self.hooks)
     }
 
-    /// Stops every program and returns the final counts of what they gave up on, with the
-    /// sockets `SOCKS` evicted (which only a count taken while nothing runs can tell).
-    pub fn stop(&mut self) -> Counts {
+    /// Stops every program and returns `counted` — what they gave up on until the trace
+    /// ended, read then with [`Self::failures`] — with the sockets `SOCKS` evicted added
+    /// (which only a count taken while nothing runs can tell).
+    pub fn stop(&mut self, counted: Counts) -> Counts {
         self.release_tracepoint_links();
         for (_, program) in self.ebpf.programs_mut() {
             unload(program);
         }
-        let mut counts = self.failures.counts();
+        let mut counts = counted;
         counts[Failure::SocketsFull as usize] += super::failures::evicted_sockets(&self.ebpf);
         counts
     }
