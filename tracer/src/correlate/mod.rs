@@ -110,10 +110,12 @@ pub struct Correlator {
     conns: HashMap<ConnId, Conn>,
     by_sock: HashMap<u64, ConnId>,
     by_fd: HashMap<(u32, i32), ConnId>,
-    /// Fd numbers given to a new socket before the old one's close was seen, with when the
-    /// new one got it: close() gives the number back as it starts, and the record of a close
-    /// entered before that time is the old connection's (see `find`).
-    moved_fds: HashMap<(u32, i32), (ConnId, u64)>,
+    /// Fd numbers given to a new socket before the old one's close was seen: each earlier
+    /// holder, oldest first, with when the next one got the number. close() gives the number
+    /// back as it starts, and the record of a close entered before that time is the old
+    /// connection's (see `moved_from`); under churn the number can move twice before the
+    /// first close's record comes.
+    moved_fds: HashMap<(u32, i32), Vec<(ConnId, u64)>>,
     by_tuple: HashMap<(u16, Endpoint), ConnId>,
     alias: HashMap<ConnId, ConnId>,
     /// Retired connections whose names may still be in `by_ends` and `by_tuple`: lookups there
@@ -153,6 +155,8 @@ pub struct Correlator {
 
 /// Fd numbers remembered as moved to a new socket at most (see `Correlator::moved_fds`).
 const MOVED_FDS_MAX: usize = 4096;
+/// Earlier holders remembered per fd number at most.
+const MOVES_KEPT: usize = 4;
 
 /// Retired connections whose names are kept at least until this many (see
 /// `Correlator::unnamed`).
@@ -667,19 +671,17 @@ impl Correlator {
             return self.accepted(ev);
         }
         if syscall.is_some_and(|s| s.op == SyscallOp::Close)
-            && let Some((old, until)) = self.moved_fds.remove(&(ev.pid, ev.fd))
+            && let Some(old) = self.moved_from(ev)
         {
-            // Entered before the number was given to the new socket: the old one's close
-            // (its record, written at its exit, came after). Entered later: the new one's.
-            let old = self.resolve(old);
-            if ev.ts_ns < until && self.live(old).is_some() {
-                return old;
-            }
+            return old;
         }
+        // Index entries naming a retired connection are stale: one of them must not swallow a
+        // new connection into one that is gone (its events would never be shown).
         let by_sock = (ev.sock != 0)
             .then(|| self.by_sock.get(&ev.sock).copied())
             .flatten()
             .map(|id| self.resolve(id))
+            .filter(|&id| self.live(id).is_some())
             .filter(|&id| {
                 // A socket address reused by a new connection starts a new life.
                 !(opening && self.live(id).is_some_and(|c| !c.states.is_empty()))
@@ -687,7 +689,8 @@ impl Correlator {
         let own_fd = (ev.fd >= 0)
             .then(|| self.by_fd.get(&(ev.pid, ev.fd)).copied())
             .flatten()
-            .map(|id| self.resolve(id));
+            .map(|id| self.resolve(id))
+            .filter(|&id| self.live(id).is_some());
         if opening {
             self.end_unseen(ev, own_fd);
         }
@@ -698,7 +701,8 @@ impl Correlator {
             .filter(|&pid| pid != 0 && pid != ev.pid);
         let made = creator
             .and_then(|pid| self.by_fd.get(&(pid, ev.fd)).copied())
-            .map(|id| self.resolve(id));
+            .map(|id| self.resolve(id))
+            .filter(|&id| self.live(id).is_some());
         let by_fd = match (own_fd, made) {
             // The child's end was seen first (its state changes come before the connect's
             // record): the socket() that began it is the same connection.
@@ -730,6 +734,9 @@ impl Correlator {
             {
                 return b;
             }
+            // The socket's connection held the fd number before `a` got it, and is still
+            // closing: a state change its close caused names the number it closed.
+            (Some(a), Some(b)) if a != b && self.held_before(ev, b) => return b,
             (Some(a), Some(b)) if a != b => {
                 // Seen first through two identities; from now on they are one connection. The
                 // older keeps its id: events already printed under it (a handshake seen
@@ -756,6 +763,33 @@ impl Correlator {
             self.bind_fd(ev.pid, ev.fd, id, ev.end_ns());
         }
         id
+    }
+
+    /// Whether connection `id` held `ev`'s fd number before it moved to a new socket.
+    fn held_before(&self, ev: &Event, id: ConnId) -> bool {
+        self.moved_fds
+            .get(&(ev.pid, ev.fd))
+            .is_some_and(|moves| moves.iter().any(|&(old, _)| self.resolve(old) == id))
+    }
+
+    /// The earlier holder of `ev`'s fd number whose close `ev` is: the one that held the
+    /// number when the close entered and, when both are known, had the socket it closed.
+    fn moved_from(&mut self, ev: &Event) -> Option<ConnId> {
+        let key = (ev.pid, ev.fd);
+        let moves = self.moved_fds.get(&key)?;
+        let closed_here = |&(old, until): &(ConnId, u64)| {
+            ev.ts_ns < until
+                && self
+                    .live(self.resolve(old))
+                    .is_some_and(|c| ev.sock == 0 || c.sk.is_none_or(|sk| sk == ev.sock))
+        };
+        let i = moves.iter().position(closed_here)?;
+        let moves = self.moved_fds.get_mut(&key)?;
+        let (old, _) = moves.remove(i);
+        if moves.is_empty() {
+            self.moved_fds.remove(&key);
+        }
+        Some(self.resolve(old))
     }
 
     /// A new connection begins on the socket address of connection `old`, which never
@@ -969,7 +1003,11 @@ impl Correlator {
                 if self.moved_fds.len() >= MOVED_FDS_MAX {
                     self.moved_fds.clear();
                 }
-                self.moved_fds.insert((pid, fd), (old, at_ns));
+                let moves = self.moved_fds.entry((pid, fd)).or_default();
+                if moves.len() == MOVES_KEPT {
+                    moves.remove(0);
+                }
+                moves.push((old, at_ns));
             }
         }
         if let Some(conn) = self.conns.get_mut(&id) {
@@ -1600,6 +1638,82 @@ mod tests {
         let read = ev(call(SyscallOp::Recvfrom, 16), 0x200, 4, 31);
         assert_eq!(observe(&mut c, &read).0, new);
         assert_eq!(c.by_fd.get(&(42, 4)), Some(&new));
+    }
+
+    /// Under churn a close can return after its fd number went to a second socket, that one
+    /// closed, and a third took the number: the late record is still the first socket's —
+    /// even once that socket was freed and the third holds the number.
+    #[test]
+    fn a_late_close_is_the_old_sockets_after_its_number_moved_twice() {
+        use crate::decode::KernelCall;
+        let mut c = Correlator::new();
+        let opened = |c: &mut Correlator, sock: u64, ts: u64| {
+            let (id, _) = observe(c, &ev(call(SyscallOp::Socket, 4), 0, 4, ts));
+            assert_eq!(
+                observe(c, &ev(call(SyscallOp::Connect, 0), sock, 4, ts + 1)).0,
+                id
+            );
+            id
+        };
+        let first = opened(&mut c, 0x100, 10);
+        // Its close entered at 30; the socket was freed meanwhile.
+        let destroy = Kind::Kernel(KernelCall {
+            func: KernelFn::TcpDestroySock,
+            bytes: None,
+            isn: None,
+            write_seq: None,
+            at_syscall_start: false,
+        });
+        assert_eq!(observe(&mut c, &ev(destroy, 0x100, -1, 32)).0, first);
+        let second = opened(&mut c, 0x200, 40);
+        let close = |sock: u64, ts: u64| ev(call(SyscallOp::Close, 0), sock, 4, ts);
+        assert_eq!(observe(&mut c, &close(0x200, 50)).0, second);
+        let third = opened(&mut c, 0x300, 60);
+        assert_eq!(observe(&mut c, &close(0x100, 30)).0, first);
+        assert_eq!(c.by_fd.get(&(42, 4)), Some(&third));
+        let read = ev(call(SyscallOp::Recvfrom, 16), 0x300, 4, 70);
+        assert_eq!(observe(&mut c, &read).0, third);
+        assert_eq!(c.live(third).and_then(|t| t.sk), Some(0x300));
+
+        // The second close late too: both records come after the third socket's open.
+        let mut c = Correlator::new();
+        let first = opened(&mut c, 0x100, 10);
+        let second = opened(&mut c, 0x200, 40);
+        let third = opened(&mut c, 0x300, 60);
+        assert_eq!(observe(&mut c, &close(0x200, 50)).0, second);
+        assert_eq!(observe(&mut c, &close(0x100, 30)).0, first);
+        assert_eq!(c.by_fd.get(&(42, 4)), Some(&third));
+
+        // A state change the first close caused, named with its fd after the number moved
+        // (and before the new socket's connect named its socket): still the first's.
+        let mut c = Correlator::new();
+        let first = opened(&mut c, 0x100, 10);
+        let (second, _) = observe(&mut c, &ev(call(SyscallOp::Socket, 4), 0, 4, 20));
+        let mut fin = state(tcp_state::ESTABLISHED, tcp_state::FIN_WAIT1, 0x100, 22);
+        fin.fd = 4;
+        assert_eq!(observe(&mut c, &fin).0, first);
+        let connect = ev(call(SyscallOp::Connect, 0), 0x200, 4, 21);
+        assert_eq!(observe(&mut c, &connect).0, second);
+        assert_eq!(observe(&mut c, &close(0x100, 19)).0, first);
+        assert_ne!(c.resolve(second), first, "not merged");
+    }
+
+    /// An index entry naming a retired connection does not swallow a new connection on the
+    /// same socket address or fd: the new one is live, so its events are shown.
+    #[test]
+    fn a_stale_index_entry_does_not_swallow_a_new_connection() {
+        let mut c = Correlator::new();
+        let (gone, _) = observe(&mut c, &ev(call(SyscallOp::Socket, 4), 0, 4, 1));
+        observe(&mut c, &ev(call(SyscallOp::Close, 0), 0, 4, 2));
+        c.retire_before(u64::MAX);
+        assert!(c.live(gone).is_none(), "retired");
+        c.by_sock.insert(0x500, gone);
+        c.by_fd.insert((42, 5), gone);
+        let (new, _) = observe(&mut c, &ev(call(SyscallOp::Socket, 5), 0, 5, 10));
+        let connect = ev(call(SyscallOp::Connect, 0), 0x500, 5, 11);
+        assert_eq!(observe(&mut c, &connect).0, new);
+        assert_ne!(new, gone);
+        assert!(c.get(new).is_some_and(|n| n.id == new), "shown");
     }
 
     /// A connection whose end records were lost ends when a new one begins on its socket,
