@@ -182,16 +182,29 @@ impl TcpHeader {
 
     /// Flags as letters in a fixed order, e.g. `SA`, `FA`, `PA` (JSON).
     pub fn flag_letters(&self) -> String {
-        self.spell(&[
-            (flags::SYN, 'S'),
-            (flags::FIN, 'F'),
-            (flags::RST, 'R'),
-            (flags::PSH, 'P'),
-            (flags::ACK, 'A'),
-            (flags::URG, 'U'),
-            (flags::ECE, 'E'),
-            (flags::CWR, 'C'),
-        ])
+        let mut letters = Vec::new();
+        self.push_flag_letters(&mut letters);
+        letters.into_iter().map(char::from).collect()
+    }
+
+    /// [`Self::flag_letters`] appended to `buf`, without allocating (the JSON view writes
+    /// them for every segment).
+    pub fn push_flag_letters(&self, buf: &mut Vec<u8>) {
+        const LETTERS: [(u8, u8); 8] = [
+            (flags::SYN, b'S'),
+            (flags::FIN, b'F'),
+            (flags::RST, b'R'),
+            (flags::PSH, b'P'),
+            (flags::ACK, b'A'),
+            (flags::URG, b'U'),
+            (flags::ECE, b'E'),
+            (flags::CWR, b'C'),
+        ];
+        for (bit, letter) in LETTERS {
+            if self.flags & bit != 0 {
+                buf.push(letter);
+            }
+        }
     }
 
     /// Flags as tcpdump prints them: `S`, `S.`, `P.`, `F.`, `R`, with `.` for ACK.

@@ -13,6 +13,7 @@ use super::text::{endpoint, errno_name};
 use super::{Finish, Line, Meta, View};
 use crate::correlate::{CongestionStats, Conn, SegmentView};
 use crate::decode::{Congestion, Event, Kind, RetransmitKind};
+use crate::hooks::table::HookLabel;
 use crate::system::hz::jiffies_to_us;
 
 /// Reusable state of the JSON writer: the line buffer, and addresses already formatted
@@ -124,6 +125,23 @@ impl<'a> Obj<'a> {
     fn str(&mut self, key: &str, value: &str) {
         self.key(key);
         escape(self.buf, value);
+    }
+
+    /// A string of our own vocabulary (a layer, an event or state name...): never needs
+    /// escaping, so it is not scanned — this runs several times per event.
+    fn word(&mut self, key: &str, value: &'static str) {
+        debug_assert!(!value.bytes().any(needs_escape), "{value:?}");
+        self.key(key);
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(value.as_bytes());
+        self.buf.push(b'"');
+    }
+
+    fn opt_word(&mut self, key: &str, value: Option<&'static str>) {
+        match value {
+            Some(v) => self.word(key, v),
+            None => self.null(key),
+        }
     }
 
     fn opt_str(&mut self, key: &str, value: Option<&str>) {
@@ -450,8 +468,8 @@ fn summary_congestion(o: &mut Obj, s: &CongestionStats) {
 
 /// The numbers every congestion record carries.
 fn congestion_numbers(o: &mut Obj, c: &Congestion) {
-    o.str("ca_state", ca_state::name(c.ca_state));
-    o.str("state", tcp_state::name(c.sk_state));
+    o.word("ca_state", ca_state::name(c.ca_state));
+    o.word("state", tcp_state::name(c.sk_state));
     o.num("cwnd", c.cwnd);
     o.opt_num("ssthresh", c.ssthresh);
     o.opt_num("srtt_us", c.srtt_us);
@@ -488,9 +506,12 @@ fn write_event(
     };
     let mut o = Obj::new(scratch);
     o.num("ts_ns", ev.ts_ns);
-    o.str("layer", ev.layer());
-    o.str("event", ev.name());
-    o.display("hook", ev.hook);
+    o.word("layer", ev.layer());
+    o.word("event", ev.name());
+    match ev.hook {
+        HookLabel::Fixed(label) => o.word("hook", label),
+        probe => o.display("hook", probe),
+    }
     if ev.captured().is_some() {
         // A segment belongs to the connection's owner, not to a task: no thread.
         o.num("pid", conn.pid);
@@ -502,7 +523,7 @@ fn write_event(
         o.str("comm", &ev.comm);
     }
     o.num("conn", conn.id);
-    o.opt_str("family", family(fam));
+    o.opt_word("family", family(fam));
     o.addr("laddr", local.map(|e| e.addr));
     o.opt_num("lport", local.map(|e| e.port));
     o.addr("raddr", remote.map(|e| e.addr));
@@ -511,12 +532,12 @@ fn write_event(
     match &ev.kind {
         Kind::Syscall(call) => {
             let ret = call.ret();
-            o.str("name", call.op.name());
+            o.word("name", call.op.name());
             o.num("fd", ev.fd);
             o.num("ret", ret);
             if ret < 0 {
                 if let Some(name) = errno_name(-ret) {
-                    o.str("errno", name);
+                    o.word("errno", name);
                 }
             } else if call.op.sends(&call.args) || call.op.receives(&call.args) {
                 o.num("bytes", ret);
@@ -525,7 +546,7 @@ fn write_event(
             }
             syscall_args(&mut o, call, ret);
             if call.op == SyscallOp::Splice {
-                o.str(
+                o.word(
                     "dir",
                     if call.op.sends(&call.args) {
                         "out"
@@ -559,28 +580,28 @@ fn write_event(
                 o.num("write_seq", write_seq);
             }
             if call.at_syscall_start {
-                o.str("ts_is", "syscall_start");
+                o.word("ts_is", "syscall_start");
             }
         }
         Kind::State(change) => {
-            o.str("from", tcp_state::name(change.from));
+            o.word("from", tcp_state::name(change.from));
             if timewait {
-                o.str("to", tcp_state::name(tcp_state::TIME_WAIT));
-                o.str("kernel_to", tcp_state::name(change.to));
+                o.word("to", tcp_state::name(tcp_state::TIME_WAIT));
+                o.word("kernel_to", tcp_state::name(change.to));
             } else {
-                o.str("to", tcp_state::name(change.to));
+                o.word("to", tcp_state::name(change.to));
             }
         }
         Kind::Congestion(c) => {
             if let Some((kind, seq, end)) = c.retransmit {
-                o.str("retransmit", kind.key());
+                o.word("retransmit", kind.key());
                 o.num("seq", seq);
                 o.num("end_seq", end);
                 o.opt_num("rel_seq", conn.isn[0].map(|isn| seq.wrapping_sub(isn)));
                 o.num("len", end.wrapping_sub(seq));
                 if let Some(err) = c.err {
                     o.num("err", err);
-                    o.opt_str("errno", errno_name(-i64::from(err)));
+                    o.opt_word("errno", errno_name(-i64::from(err)));
                 }
             } else {
                 o.num("snd_una", c.snd_una);
@@ -592,10 +613,13 @@ fn write_event(
         }
         Kind::Packet(captured) => {
             if let Some(view) = seg {
-                o.str("dir", if view.out { "out" } else { "in" });
+                o.word("dir", if view.out { "out" } else { "in" });
                 match &captured.segment {
                     Ok(s) => {
-                        o.str("flags", &s.tcp.flag_letters());
+                        o.key("flags");
+                        o.buf.push(b'"');
+                        s.tcp.push_flag_letters(o.buf);
+                        o.buf.push(b'"');
                         o.num("seq", s.tcp.seq);
                         o.num("ack", s.tcp.ack);
                         o.num("rel_seq", view.rel_seq);
