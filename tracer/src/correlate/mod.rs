@@ -1388,6 +1388,28 @@ mod tests {
         e
     }
 
+    /// A `tcp_destroy_sock` record: the kernel freed the socket.
+    fn destroyed() -> Kind {
+        Kind::Kernel(crate::decode::KernelCall {
+            func: KernelFn::TcpDestroySock,
+            bytes: None,
+            isn: None,
+            write_seq: None,
+            at_syscall_start: false,
+        })
+    }
+
+    /// socket() returning fd 4 at `ts`, then a connect on it naming socket `sock`: one
+    /// connection, whose id is returned.
+    fn opened(c: &mut Correlator, sock: u64, ts: u64) -> ConnId {
+        let (id, _) = observe(c, &ev(call(SyscallOp::Socket, 4), 0, 4, ts));
+        assert_eq!(
+            observe(c, &ev(call(SyscallOp::Connect, 0), sock, 4, ts + 1)).0,
+            id
+        );
+        id
+    }
+
     #[test]
     fn fd_and_socket_identities_meet_in_one_connection() {
         let mut c = Correlator::new();
@@ -1620,14 +1642,6 @@ mod tests {
     #[test]
     fn a_late_close_of_a_reused_fd_number_is_the_old_sockets() {
         let mut c = Correlator::new();
-        let opened = |c: &mut Correlator, sock: u64, ts: u64| {
-            let (id, _) = observe(c, &ev(call(SyscallOp::Socket, 4), 0, 4, ts));
-            assert_eq!(
-                observe(c, &ev(call(SyscallOp::Connect, 0), sock, 4, ts + 1)).0,
-                id
-            );
-            id
-        };
         let old = opened(&mut c, 0x100, 10);
         // Another thread's socket() got fd 4 while the close was still on its way.
         let new = opened(&mut c, 0x200, 20);
@@ -1645,25 +1659,10 @@ mod tests {
     /// even once that socket was freed and the third holds the number.
     #[test]
     fn a_late_close_is_the_old_sockets_after_its_number_moved_twice() {
-        use crate::decode::KernelCall;
         let mut c = Correlator::new();
-        let opened = |c: &mut Correlator, sock: u64, ts: u64| {
-            let (id, _) = observe(c, &ev(call(SyscallOp::Socket, 4), 0, 4, ts));
-            assert_eq!(
-                observe(c, &ev(call(SyscallOp::Connect, 0), sock, 4, ts + 1)).0,
-                id
-            );
-            id
-        };
         let first = opened(&mut c, 0x100, 10);
         // Its close entered at 30; the socket was freed meanwhile.
-        let destroy = Kind::Kernel(KernelCall {
-            func: KernelFn::TcpDestroySock,
-            bytes: None,
-            isn: None,
-            write_seq: None,
-            at_syscall_start: false,
-        });
+        let destroy = destroyed();
         assert_eq!(observe(&mut c, &ev(destroy, 0x100, -1, 32)).0, first);
         let second = opened(&mut c, 0x200, 40);
         let close = |sock: u64, ts: u64| ev(call(SyscallOp::Close, 0), sock, 4, ts);
@@ -1830,17 +1829,8 @@ mod tests {
     /// record, must still own two connections.
     #[test]
     fn a_reused_four_tuple_on_a_reused_socket_is_a_new_connection() {
-        use crate::decode::KernelCall;
         let mut c = Correlator::new();
-        let destroy = || {
-            Kind::Kernel(KernelCall {
-                func: KernelFn::TcpDestroySock,
-                bytes: None,
-                isn: None,
-                write_seq: None,
-                at_syscall_start: false,
-            })
-        };
+        let destroy = destroyed;
         let mut ids = Vec::new();
         for (worker, base) in [(101u32, 10u64), (102, 100)] {
             let (first, _) = observe(
@@ -1914,20 +1904,8 @@ mod tests {
     /// first connection's, and the two stay apart.
     #[test]
     fn a_late_close_of_a_freed_socket_stays_with_its_own_connection() {
-        use crate::decode::KernelCall;
         let mut c = Correlator::new();
-        let destroy = ev(
-            Kind::Kernel(KernelCall {
-                func: KernelFn::TcpDestroySock,
-                bytes: None,
-                isn: None,
-                write_seq: None,
-                at_syscall_start: false,
-            }),
-            5,
-            -1,
-            0,
-        );
+        let destroy = ev(destroyed(), 5, -1, 0);
         let on = |worker: u32, mut e: Event| {
             e.pid = worker;
             e.tid = worker;
@@ -1979,7 +1957,6 @@ mod tests {
     /// another process: the new one's events must not fold it into the finished one.
     #[test]
     fn a_freed_socket_reallocated_to_a_new_client_is_a_new_connection() {
-        use crate::decode::KernelCall;
         let mut c = Correlator::new();
         let mut old = state(tcp_state::LISTEN, tcp_state::SYN_RECV, 5, 1);
         old.pid = 7;
@@ -1992,13 +1969,7 @@ mod tests {
         ] {
             observe(&mut c, &state(from, to, 5, ts));
         }
-        let destroy = Kind::Kernel(KernelCall {
-            func: KernelFn::TcpDestroySock,
-            bytes: None,
-            isn: None,
-            write_seq: None,
-            at_syscall_start: false,
-        });
+        let destroy = destroyed();
         assert_eq!(observe(&mut c, &ev(destroy, 5, -1, 6)).0, server);
         // The same address, a new client socket.
         let (client, _) = observe(&mut c, &ev(call(SyscallOp::Socket, 3), 0, 3, 7));
