@@ -631,11 +631,17 @@ impl Correlator {
         self.conns.get(&id)
     }
 
+    /// The connection `id` names after merges, if it is still live: an index entry naming a
+    /// retired one is stale.
+    fn resolve_live(&self, id: ConnId) -> Option<ConnId> {
+        let id = self.resolve(id);
+        self.conns.contains_key(&id).then_some(id)
+    }
+
     /// The live connection named by ends `key` (a retired one's name may linger, see
     /// `Correlator::unnamed`).
     fn named_live(&self, key: &(Endpoint, Endpoint)) -> Option<ConnId> {
-        let id = self.resolve(*self.by_ends.get(key)?);
-        self.conns.contains_key(&id).then_some(id)
+        self.resolve_live(*self.by_ends.get(key)?)
     }
 
     /// The live connection with local port and remote end `key` (as `named_live`).
@@ -680,8 +686,7 @@ impl Correlator {
         let by_sock = (ev.sock != 0)
             .then(|| self.by_sock.get(&ev.sock).copied())
             .flatten()
-            .map(|id| self.resolve(id))
-            .filter(|&id| self.live(id).is_some())
+            .and_then(|id| self.resolve_live(id))
             .filter(|&id| {
                 // A socket address reused by a new connection starts a new life.
                 !(opening && self.live(id).is_some_and(|c| !c.states.is_empty()))
@@ -689,8 +694,7 @@ impl Correlator {
         let own_fd = (ev.fd >= 0)
             .then(|| self.by_fd.get(&(ev.pid, ev.fd)).copied())
             .flatten()
-            .map(|id| self.resolve(id))
-            .filter(|&id| self.live(id).is_some());
+            .and_then(|id| self.resolve_live(id));
         if opening {
             self.end_unseen(ev, own_fd);
         }
@@ -701,8 +705,7 @@ impl Correlator {
             .filter(|&pid| pid != 0 && pid != ev.pid);
         let made = creator
             .and_then(|pid| self.by_fd.get(&(pid, ev.fd)).copied())
-            .map(|id| self.resolve(id))
-            .filter(|&id| self.live(id).is_some());
+            .and_then(|id| self.resolve_live(id));
         let by_fd = match (own_fd, made) {
             // The child's end was seen first (its state changes come before the connect's
             // record): the socket() that began it is the same connection.
