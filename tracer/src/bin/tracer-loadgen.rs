@@ -70,6 +70,34 @@ fn serve(listener: TcpListener) {
     }
 }
 
+/// One worker's schedule: the n-th operation starts no earlier than n periods after the
+/// first, so a late one is made up for, not carried forward.
+struct Pacer {
+    start: Instant,
+    period: Option<Duration>,
+    started: u32,
+}
+
+impl Pacer {
+    /// At most `per_sec` operations a second (0: no pacing).
+    fn new(per_sec: f64) -> Self {
+        Self {
+            start: Instant::now(),
+            period: (per_sec > 0.0).then(|| Duration::from_secs_f64(1.0 / per_sec)),
+            started: 0,
+        }
+    }
+
+    /// Sleeps until the next operation is due.
+    fn wait(&mut self) {
+        if let Some(period) = self.period {
+            let due = self.start + period * self.started;
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            self.started += 1;
+        }
+    }
+}
+
 fn run(
     workers: usize,
     secs: f64,
@@ -110,25 +138,19 @@ fn main() -> ExitCode {
         Mode::Pingpong {
             secs, conns, rate, ..
         } => {
-            let pace = (rate > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(rate)));
             let rate = run(conns, secs, move |stop, count| {
                 let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
                     return;
                 };
                 let _ = s.set_nodelay(true);
                 let mut buf = [7u8; MESSAGE];
-                let start = Instant::now();
-                let mut done = 0u32;
+                let mut pacer = Pacer::new(f64::from(rate));
                 while !stop.load(Ordering::Relaxed) {
+                    pacer.wait();
                     if s.write_all(&buf).is_err() || s.read_exact(&mut buf).is_err() {
                         return;
                     }
                     count.fetch_add(1, Ordering::Relaxed);
-                    done += 1;
-                    if let Some(pace) = pace {
-                        let due = start + pace * done;
-                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                    }
                 }
             });
             println!("round_trips_per_sec={rate:.1}");
@@ -140,18 +162,12 @@ fn main() -> ExitCode {
             ..
         } => {
             // Each client keeps its own schedule, so a slow connection delays only its client.
-            let pace = (rate > 0).then(|| clients as f64 / f64::from(rate));
-            let pace = pace.map(Duration::from_secs_f64);
+            let per_client = f64::from(rate) / clients.max(1) as f64;
             let rate = run(clients, secs, move |stop, count| {
                 let mut buf = [7u8; MESSAGE];
-                let start = Instant::now();
-                let mut started = 0u32;
+                let mut pacer = Pacer::new(per_client);
                 while !stop.load(Ordering::Relaxed) {
-                    if let Some(pace) = pace {
-                        let due = start + pace * started;
-                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                        started += 1;
-                    }
+                    pacer.wait();
                     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
                         continue;
                     };
