@@ -180,15 +180,8 @@ impl TcpHeader {
             .collect()
     }
 
-    /// Flags as letters in a fixed order, e.g. `SA`, `FA`, `PA` (JSON).
-    pub fn flag_letters(&self) -> String {
-        let mut letters = Vec::new();
-        self.push_flag_letters(&mut letters);
-        letters.into_iter().map(char::from).collect()
-    }
-
-    /// [`Self::flag_letters`] appended to `buf`, without allocating (the JSON view writes
-    /// them for every segment).
+    /// Flags as letters in a fixed order, e.g. `SA`, `FA`, `PA`, appended to `buf` (the JSON
+    /// view writes them for every segment, without allocating).
     pub fn push_flag_letters(&self, buf: &mut Vec<u8>) {
         const LETTERS: [(u8, u8); 8] = [
             (flags::SYN, b'S'),
@@ -611,7 +604,9 @@ mod tests {
             ]
         );
         assert_eq!(tcp.tcpdump_flags(), "S");
-        assert_eq!(tcp.flag_letters(), "S");
+        let mut letters = Vec::new();
+        tcp.push_flag_letters(&mut letters);
+        assert_eq!(letters, b"S");
         assert_eq!(tcp.options_text(), "mss 1460,nop,wscale 8,nop,nop,sackOK");
         let text = dissect(&parse_hex(SYN).unwrap(), Layer::Auto).unwrap();
         for line in [
