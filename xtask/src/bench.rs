@@ -160,9 +160,19 @@ impl Bench {
     /// Starts tracer with `args` (stdout to a file) and waits for it to be ready; returns the
     /// process and the time from exec to ready.
     fn start_tracer(&self, args: &[String]) -> anyhow::Result<(Traced, Duration)> {
+        self.start_tracer_on(args, None)
+    }
+
+    /// [`Self::start_tracer`], its threads kept to `cpu` when one is given.
+    fn start_tracer_on(
+        &self,
+        args: &[String],
+        cpu: Option<usize>,
+    ) -> anyhow::Result<(Traced, Duration)> {
         let output = std::env::temp_dir().join(format!("tracer-bench-{}.jsonl", free_port()?));
         let started = Instant::now();
-        let mut child = Command::new(self.bin("tracer"))
+        let mut child = self
+            .pinned(&self.bin("tracer"), cpu)
             .args(args)
             .stdout(fs::File::create(&output)?)
             .stderr(Stdio::piped())
@@ -247,8 +257,32 @@ impl Bench {
         })
     }
 
+    /// A command for `program`, run on `cpu` only (through `taskset`) when one is given.
+    fn pinned(&self, program: &Path, cpu: Option<usize>) -> Command {
+        match cpu {
+            Some(cpu) => {
+                let mut cmd = Command::new("taskset");
+                cmd.arg("-c").arg(cpu.to_string()).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
+    }
+
     fn loadgen(&self, mode: &str, port: u16, extra: &[&str]) -> anyhow::Result<f64> {
-        let out = Command::new(self.bin("tracer-loadgen"))
+        self.loadgen_on(mode, port, extra, None)
+    }
+
+    /// [`Self::loadgen`], its threads kept to `cpu` when one is given.
+    fn loadgen_on(
+        &self,
+        mode: &str,
+        port: u16,
+        extra: &[&str],
+        cpu: Option<usize>,
+    ) -> anyhow::Result<f64> {
+        let out = self
+            .pinned(&self.bin("tracer-loadgen"), cpu)
             .args([
                 mode,
                 "--port",
@@ -297,22 +331,54 @@ impl Bench {
             .collect())
     }
 
-    fn capacity(&mut self) -> anyhow::Result<Vec<(usize, f64, u64)>> {
+    /// Events delivered end to end at rising load. Where the machine has two cores, the
+    /// tracer runs on one and the load generator on the other, so that a level's drops can be
+    /// laid to the side that ran out of CPU: each side's CPU time over the run is measured
+    /// (the tracer's from `/proc/PID/stat`, the load generator's with `getrusage`; our eBPF
+    /// programs run in the load generator's threads and count in its time).
+    fn capacity(&mut self) -> anyhow::Result<Vec<Capacity>> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (tracer_cpu, loadgen_cpu) = if cores >= 2 {
+            (Some(1), Some(0))
+        } else {
+            (None, None)
+        };
         let mut rows = Vec::new();
         for conns in [1usize, 2, 4, 8] {
             let port = free_port()?;
-            let (traced, _) =
-                self.start_tracer(&["--port".into(), port.to_string(), "--json".into()])?;
+            let (traced, _) = self.start_tracer_on(
+                &["--port".into(), port.to_string(), "--json".into()],
+                tracer_cpu,
+            )?;
+            let tracer_before = process_cpu_s(traced.child.id());
+            let loadgen_before = children_cpu_s();
             let started = Instant::now();
-            self.loadgen("pingpong", port, &["--conns", &conns.to_string()])?;
+            self.loadgen_on(
+                "pingpong",
+                port,
+                &["--conns", &conns.to_string()],
+                loadgen_cpu,
+            )?;
             let secs = started.elapsed().as_secs_f64();
+            let tracer_cores = (process_cpu_s(traced.child.id()) - tracer_before) / secs;
+            let loadgen_cores = (children_cpu_s() - loadgen_before) / secs;
             let text = traced.stop()?;
             let summary = text.lines().last().unwrap_or_default();
             let events = json_number(summary, "\"events\":").unwrap_or(0);
             let dropped = json_number(summary, "\"dropped\":").unwrap_or(0);
             let rate = events as f64 / secs;
-            eprintln!("bench: capacity {conns} conns: {rate:.0} events/s, {dropped} dropped");
-            rows.push((conns, rate, dropped));
+            eprintln!(
+                "bench: capacity {conns} conns: {rate:.0} events/s, {dropped} dropped, \
+                 tracer {tracer_cores:.2} cores, load generator {loadgen_cores:.2} cores"
+            );
+            rows.push(Capacity {
+                conns,
+                rate,
+                dropped,
+                tracer_cores,
+                loadgen_cores,
+                pinned: tracer_cpu.is_some(),
+            });
         }
         Ok(rows)
     }
@@ -604,6 +670,54 @@ struct Consumer {
     bytes: u64,
 }
 
+/// One level of the capacity run.
+struct Capacity {
+    conns: usize,
+    /// Events delivered per second of load.
+    rate: f64,
+    /// Events the kernel side could not write into the ring.
+    dropped: u64,
+    /// The tracer's CPU time over the run, in cores.
+    tracer_cores: f64,
+    /// The load generator's CPU time (our eBPF programs included), in cores.
+    loadgen_cores: f64,
+    /// Whether each side had a core of its own.
+    pinned: bool,
+}
+
+impl Capacity {
+    /// Which side ran out of CPU, if one did: a side using ≥ 90 % of its core.
+    fn starved(&self) -> &'static str {
+        const FULL: f64 = 0.9;
+        match (self.tracer_cores >= FULL, self.loadgen_cores >= FULL) {
+            (true, true) => "both",
+            (true, false) => "tracer",
+            (false, true) => "load generator",
+            (false, false) => "neither",
+        }
+    }
+}
+
+/// User + system CPU seconds of process `pid` (all its threads), from `/proc/PID/stat`.
+fn process_cpu_s(pid: u32) -> f64 {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which may hold spaces, end at its last ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    ticks as f64 / hz as f64
+}
+
 fn children_cpu_s() -> f64 {
     // SAFETY: an all-zero rusage is a valid value; getrusage fills it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -813,27 +927,59 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
         md,
         "## Capacity: events delivered end to end (kernel → ring buffer → decode → JSON to a file)\n"
     );
-    let _ = writeln!(md, "| ping-pong connections | events/s | dropped |");
-    let _ = writeln!(md, "|---|---|---|");
-    for (conns, rate, dropped) in &capacity {
-        let _ = writeln!(md, "| {conns} | {rate:.0} | {dropped} |");
+    let pinned = capacity.first().is_some_and(|r| r.pinned);
+    let _ = writeln!(
+        md,
+        "{}\n",
+        if pinned {
+            "Pinned with `taskset`: tracer on CPU 1, the load generator on CPU 0, so neither \
+             takes the other's core. CPU is each side's user + system time over the run, in \
+             cores (1.00 = its core was busy all the time); our eBPF programs run in the load \
+             generator's threads and count in its time."
+        } else {
+            "One core only: tracer and the load generator share it (not pinned)."
+        }
+    );
+    let _ = writeln!(
+        md,
+        "| ping-pong connections | events/s | dropped | tracer CPU | load generator CPU | out of CPU |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    for r in &capacity {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {} | {:.2} | {:.2} | {} |",
+            r.conns,
+            r.rate,
+            r.dropped,
+            r.tracer_cores,
+            r.loadgen_cores,
+            r.starved()
+        );
     }
     let best = capacity
         .iter()
-        .filter(|r| r.2 == 0)
-        .map(|r| r.1)
+        .filter(|r| r.dropped == 0)
+        .map(|r| r.rate)
         .fold(0.0, f64::max);
-    let first_drop = capacity.iter().find(|r| r.2 > 0);
+    let first_drop = capacity.iter().find(|r| r.dropped > 0);
     let _ = writeln!(
         md,
         "\nHighest rate delivered with zero drops: {best:.0} events/s (target ≥ 1,000,000). {} \
          Drops are read from the kernel-side counter.\n",
         match first_drop {
-            Some((conns, rate, dropped)) => format!(
-                "Drops start at {conns} connections: {rate:.0} events/s delivered, {dropped} dropped."
+            Some(r) => format!(
+                "Drops start at {} connections: {:.0} events/s delivered, {} dropped; out of \
+                 CPU there: {}.",
+                r.conns,
+                r.rate,
+                r.dropped,
+                r.starved()
             ),
-            None =>
-                "No level dropped anything: the load generator saturated the 2 cores first.".into(),
+            None => format!(
+                "No level dropped anything; at the highest, out of CPU: {}.",
+                capacity.last().map_or("neither", Capacity::starved)
+            ),
         }
     );
     let _ = writeln!(
