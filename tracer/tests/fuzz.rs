@@ -112,7 +112,7 @@ fn agrees_with_reference(bytes: &[u8], seg: &Segment) -> Result<(), TestCaseErro
     prop_assert_eq!(tcp.window_size(), seg.tcp.window);
     prop_assert_eq!(tcp.checksum(), seg.tcp.checksum);
     prop_assert_eq!(tcp.urgent_pointer(), seg.tcp.urgent);
-    let ours = ours_as_reference(&seg.tcp.options);
+    let ours = ours_as_reference(&seg.tcp.options.iter().collect::<Vec<_>>());
     let theirs = reference_options(&tcp);
     let n = ours.len().min(theirs.len());
     prop_assert_eq!(&ours[..n], &theirs[..n], "options");
@@ -245,7 +245,7 @@ proptest! {
             .filter(|o| **o != TcpOptionElement::Noop)
             .cloned()
             .collect();
-        prop_assert_eq!(ours_as_reference(&seg.tcp.options), expected);
+        prop_assert_eq!(ours_as_reference(&seg.tcp.options.iter().collect::<Vec<_>>()), expected);
         // What `tracer decode` prints for the same bytes, from the IP header or the TCP one.
         prop_assert!(dissect(&b.bytes, Layer::Auto).is_ok());
         prop_assert!(dissect(&b.bytes[seg.ip_header_len..], Layer::Tcp).is_ok());

@@ -140,7 +140,7 @@ pub struct TcpHeader {
     /// Urgent pointer.
     pub urgent: u16,
     /// Options in order.
-    pub options: Vec<TcpOption>,
+    pub options: TcpOptions,
 }
 
 impl TcpHeader {
@@ -162,7 +162,7 @@ impl TcpHeader {
             window: be16(b, 14),
             checksum: be16(b, 16),
             urgent: be16(b, 18),
-            options: options(&b[20..header_len])?,
+            options: TcpOptions::from_bytes(&b[20..header_len])?,
         })
     }
 
@@ -218,7 +218,7 @@ impl TcpHeader {
     /// The window-scale shift this segment announces, if any.
     pub fn window_scale(&self) -> Option<u8> {
         self.options.iter().find_map(|o| match o {
-            TcpOption::WindowScale(s) => Some(*s),
+            TcpOption::WindowScale(s) => Some(s),
             _ => None,
         })
     }
@@ -249,56 +249,128 @@ impl TcpHeader {
     }
 }
 
-fn options(mut b: &[u8]) -> Result<Vec<TcpOption>, PacketError> {
-    if b.is_empty() {
-        return Ok(Vec::new());
-    }
-    // One allocation: a SYN's five options (mss, sackOK, timestamps, nop, wscale) fit.
-    let mut out = Vec::with_capacity(6);
-    while let Some(&kind) = b.first() {
-        match kind {
-            0 => {
-                out.push(TcpOption::Eol);
+/// A TCP header's options, kept as the bytes they came in (at most 40): validated when the
+/// header is decoded, decoded again each time they are read. Decoding a segment allocates
+/// nothing for them, and most segments' options are never read (only the views that show
+/// them do, once).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TcpOptions {
+    len: u8,
+    bytes: [u8; MAX_OPTION_BYTES],
+}
+
+/// Room for options in a TCP header: data offset 15 words, less the 20-byte fixed part.
+const MAX_OPTION_BYTES: usize = 40;
+
+impl TcpOptions {
+    /// The options in `b` (a header's bytes after its first 20), checked.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, PacketError> {
+        if b.len() > MAX_OPTION_BYTES {
+            return Err(PacketError::Malformed("TCP options longer than 40 bytes"));
+        }
+        let mut rest = b;
+        while !rest.is_empty() {
+            let (option, len) = next_option(rest)?;
+            if option == TcpOption::Eol {
                 break;
             }
-            1 => {
-                out.push(TcpOption::Nop);
-                b = &b[1..];
-                continue;
-            }
-            _ => {}
+            rest = &rest[len..];
         }
-        let len = *b
-            .get(1)
-            .ok_or(PacketError::Malformed("TCP option without length"))? as usize;
-        if len < 2 || len > b.len() {
-            return Err(PacketError::Malformed("TCP option length"));
-        }
-        let data = &b[2..len];
-        let bad = || PacketError::Malformed("TCP option size");
-        out.push(match kind {
-            2 if len == 4 => TcpOption::Mss(be16(data, 0)),
-            3 if len == 3 => TcpOption::WindowScale(data[0]),
-            4 if len == 2 => TcpOption::SackPermitted,
-            // One to four blocks of two edges (RFC 2018): 10, 18, 26 or 34 bytes.
-            5 if len >= 10 && (len - 2).is_multiple_of(8) => TcpOption::Sack(
-                data.chunks_exact(8)
-                    .map(|c| (be32(c, 0), be32(c, 4)))
-                    .collect(),
-            ),
-            8 if len == 10 => TcpOption::Timestamps {
-                val: be32(data, 0),
-                ecr: be32(data, 4),
-            },
-            2..=5 | 8 => return Err(bad()),
-            _ => TcpOption::Unknown {
-                kind,
-                data: data.to_vec(),
-            },
-        });
-        b = &b[len..];
+        let mut bytes = [0; MAX_OPTION_BYTES];
+        bytes[..b.len()].copy_from_slice(b);
+        Ok(Self {
+            len: b.len() as u8,
+            bytes,
+        })
     }
-    Ok(out)
+
+    /// Whether the header has none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The options in order (an end-of-list option ends them).
+    pub fn iter(&self) -> OptionsIter<'_> {
+        OptionsIter {
+            rest: &self.bytes[..usize::from(self.len)],
+        }
+    }
+}
+
+impl fmt::Debug for TcpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a TcpOptions {
+    type Item = TcpOption;
+    type IntoIter = OptionsIter<'a>;
+
+    fn into_iter(self) -> OptionsIter<'a> {
+        self.iter()
+    }
+}
+
+/// The options of a [`TcpOptions`], decoded one by one.
+pub struct OptionsIter<'a> {
+    rest: &'a [u8],
+}
+
+impl Iterator for OptionsIter<'_> {
+    type Item = TcpOption;
+
+    fn next(&mut self) -> Option<TcpOption> {
+        // Checked when the header was decoded: an error here cannot happen, and ends the list.
+        let (option, len) = next_option(self.rest).ok()?;
+        self.rest = if option == TcpOption::Eol {
+            &[]
+        } else {
+            &self.rest[len..]
+        };
+        Some(option)
+    }
+}
+
+/// The option at the start of `b` (not empty) and how many bytes it takes.
+fn next_option(b: &[u8]) -> Result<(TcpOption, usize), PacketError> {
+    let Some(&kind) = b.first() else {
+        return Err(PacketError::Malformed("TCP options end"));
+    };
+    match kind {
+        0 => return Ok((TcpOption::Eol, 1)),
+        1 => return Ok((TcpOption::Nop, 1)),
+        _ => {}
+    }
+    let len = *b
+        .get(1)
+        .ok_or(PacketError::Malformed("TCP option without length"))? as usize;
+    if len < 2 || len > b.len() {
+        return Err(PacketError::Malformed("TCP option length"));
+    }
+    let data = &b[2..len];
+    let bad = || PacketError::Malformed("TCP option size");
+    let option = match kind {
+        2 if len == 4 => TcpOption::Mss(be16(data, 0)),
+        3 if len == 3 => TcpOption::WindowScale(data[0]),
+        4 if len == 2 => TcpOption::SackPermitted,
+        // One to four blocks of two edges (RFC 2018): 10, 18, 26 or 34 bytes.
+        5 if len >= 10 && (len - 2).is_multiple_of(8) => TcpOption::Sack(
+            data.chunks_exact(8)
+                .map(|c| (be32(c, 0), be32(c, 4)))
+                .collect(),
+        ),
+        8 if len == 10 => TcpOption::Timestamps {
+            val: be32(data, 0),
+            ecr: be32(data, 4),
+        },
+        2..=5 | 8 => return Err(bad()),
+        _ => TcpOption::Unknown {
+            kind,
+            data: data.to_vec(),
+        },
+    };
+    Ok((option, len))
 }
 
 /// A decoded IP packet carrying a TCP segment.
@@ -540,7 +612,7 @@ pub fn dissect(bytes: &[u8], layer: Layer) -> Result<String, PacketError> {
             let text = match o {
                 TcpOption::Mss(v) => format!("MSS {v}"),
                 TcpOption::WindowScale(v) => {
-                    format!("window scale {v} (multiply by {})", 1u32 << (*v).min(14))
+                    format!("window scale {v} (multiply by {})", 1u32 << v.min(14))
                 }
                 TcpOption::SackPermitted => "SACK permitted".into(),
                 TcpOption::Nop => "NOP".into(),
@@ -593,7 +665,7 @@ mod tests {
         assert_eq!(tcp.checksum, 0x4cc0);
         assert_eq!(tcp.urgent, 0);
         assert_eq!(
-            tcp.options,
+            tcp.options.iter().collect::<Vec<_>>(),
             [
                 TcpOption::Mss(1460),
                 TcpOption::Nop,
@@ -678,11 +750,20 @@ mod tests {
         ip.extend_from_slice(b"hello");
         let seg = Segment::decode(&ip).unwrap();
         assert_eq!(seg.payload_len, 5);
-        assert_eq!(seg.tcp.options[2], TcpOption::Timestamps { val: 1, ecr: 2 });
-        let sack = options(&[5, 10, 0, 0, 0, 1, 0, 0, 0, 9]).unwrap();
+        assert_eq!(
+            seg.tcp.options.iter().nth(2),
+            Some(TcpOption::Timestamps { val: 1, ecr: 2 })
+        );
+        let sack: Vec<_> = TcpOptions::from_bytes(&[5, 10, 0, 0, 0, 1, 0, 0, 0, 9])
+            .unwrap()
+            .iter()
+            .collect();
         assert_eq!(sack, [TcpOption::Sack(vec![(1, 9)])]);
         assert_eq!(sack[0].to_string(), "sack {1:9}");
-        let unknown = options(&[30, 4, 0xab, 0xcd]).unwrap();
+        let unknown: Vec<_> = TcpOptions::from_bytes(&[30, 4, 0xab, 0xcd])
+            .unwrap()
+            .iter()
+            .collect();
         assert_eq!(unknown[0].to_string(), "opt-30 0xabcd");
     }
 

@@ -605,13 +605,14 @@ mod tests {
 
     #[test]
     fn sack_edges_are_relative_like_the_ack() {
-        use crate::decode::tcpip::{TcpHeader, TcpOption};
+        use crate::decode::tcpip::{TcpHeader, TcpOptions};
         let mut tcp = TcpHeader::decode(&[
             0x1f, 0x90, 0xa0, 0x28, 0, 0, 0, 1, 0, 0, 0x10, 0x00, 0x50, 0x10, 0xff, 0xff, 0, 0, 0,
             0,
         ])
         .unwrap();
-        tcp.options = vec![TcpOption::Sack(vec![(5096, 6096)])];
+        // One SACK block, 5096:6096.
+        tcp.options = TcpOptions::from_bytes(&[5, 10, 0, 0, 0x13, 0xe8, 0, 0, 0x17, 0xd0]).unwrap();
         // ack 4096 is relative 1001: the peer's ISN is 3095.
         assert_eq!(tcp.options_text_relative(4096 - 1001), "sack {2001:3001}");
     }
