@@ -28,7 +28,7 @@ pub struct CongestionStats {
     /// Congestion-state changes seen.
     pub state_changes: u32,
     /// The congestion-control algorithm.
-    pub algorithm: Option<String>,
+    pub algorithm: Option<crate::decode::Algorithm>,
     /// Times the receive buffer was resized.
     pub rcvbuf_resizes: u32,
     /// The receive buffer's size before its first resize.
@@ -67,7 +67,7 @@ impl CongestionStats {
         }
         self.delivery_rate_max = self.delivery_rate_max.max(c.delivery_rate);
         if !c.algorithm.is_empty() {
-            self.algorithm.get_or_insert_with(|| c.algorithm.clone());
+            self.algorithm.get_or_insert(c.algorithm);
         }
         let recovering = matches!(c.ca_state, ca_state::RECOVERY | ca_state::LOSS);
         if c.func == tracer_common::KernelFn::TcpSetCaState {
@@ -81,7 +81,14 @@ impl CongestionStats {
             }
             _ => {}
         }
-        self.last = Some((ts_ns, Box::new(c.clone())));
+        // The box of the last record is reused: this runs for every congestion event.
+        match &mut self.last {
+            Some((at, last)) => {
+                *at = ts_ns;
+                **last = c.clone();
+            }
+            None => self.last = Some((ts_ns, Box::new(c.clone()))),
+        }
     }
 
     /// Retransmissions of every kind.

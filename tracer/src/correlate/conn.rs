@@ -291,7 +291,7 @@ impl Conn {
             self.ladder.push(LadderRow {
                 ts_ns: ts,
                 out,
-                flags: tcp.tcpdump_flags(),
+                flags: tcp.flags,
                 rel_seq: view.rel_seq,
                 rel_ack,
                 len: seg.payload_len,

@@ -1374,7 +1374,9 @@ mod tests {
     /// A listener at `server` sending its SYN-ACK to `client` again at `ts`.
     fn resent_syn_ack(server: Endpoint, client: Endpoint, ts: u64) -> Event {
         let mut e = ev(
-            Kind::Congestion(Box::new(crate::decode::Congestion::syn_ack(7000))),
+            Kind::Congestion(crate::decode::Pooled::new(
+                crate::decode::Congestion::syn_ack(7000),
+            )),
             0,
             -1,
             ts,
@@ -2049,7 +2051,7 @@ mod tests {
     fn packet(hex: &str, ts: u64) -> Event {
         use crate::decode::Captured;
         Event::blank(
-            Kind::Packet(Box::new(Captured::from_hex(hex, true, 1))),
+            Kind::Packet(crate::decode::Pooled::new(Captured::from_hex(hex, true, 1))),
             Via::CgroupSkbEgress,
             ts,
         )

@@ -10,14 +10,21 @@ pub struct LadderRow {
     pub ts_ns: u64,
     /// Sent by this end.
     pub out: bool,
-    /// tcpdump-style flags.
-    pub flags: String,
+    /// The TCP flags (see [`LadderRow::flags_text`]); text only when a ladder is drawn.
+    pub flags: u8,
     /// Relative sequence number.
     pub rel_seq: u32,
     /// Relative acknowledgement number, when ACK is set.
     pub rel_ack: Option<u32>,
     /// Payload length.
     pub len: usize,
+}
+
+impl LadderRow {
+    /// The flags as tcpdump prints them (`S.`, `P.`...).
+    pub fn flags_text(&self) -> String {
+        crate::decode::tcpip::tcpdump_flags(self.flags)
+    }
 }
 
 /// A segment seen from one end of a connection.

@@ -1,6 +1,8 @@
 //! Congestion records decoded: TCP's numbers at a retransmission, a congestion-state change or
 //! an ACK, and why a segment was sent again.
 
+use std::fmt;
+
 use tracer_common::{KernelFn, ca_state, record::CongestionRecord, tcp_state};
 
 /// Why a segment was sent again, told by the state the connection was in when it was.
@@ -107,7 +109,7 @@ pub struct Congestion {
     /// Current MSS.
     pub mss: u32,
     /// Congestion-control algorithm.
-    pub algorithm: String,
+    pub algorithm: Algorithm,
     /// The receive buffer's size, bytes (`sk_rcvbuf`, `ss -m`'s `rb`).
     pub rcvbuf: u32,
     /// `tcp_rcv_space_adjust`: the receive buffer's size before it was resized.
@@ -117,6 +119,50 @@ pub struct Congestion {
     /// The last delivery-rate sample, bytes per second, as `ss -i` computes its
     /// `delivery_rate` (segments delivered × MSS ÷ interval); `None` before the first.
     pub delivery_rate: Option<u64>,
+}
+
+/// A congestion-control algorithm's name (`cubic`, `bbr`...), kept inline: every congestion
+/// event carries one.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Algorithm {
+    len: u8,
+    bytes: [u8; 16],
+}
+
+impl Algorithm {
+    /// The name in the kernel's `icsk_ca_ops->name` bytes (up to its NUL), keeping only the
+    /// characters a module name has (ASCII letters, digits, `_`).
+    pub fn from_kernel(raw: &[u8]) -> Self {
+        let mut name = Self::default();
+        for &b in raw.iter().take(16) {
+            if b.is_ascii_alphanumeric() || b == b'_' {
+                name.bytes[usize::from(name.len)] = b;
+                name.len += 1;
+            }
+        }
+        name
+    }
+}
+
+impl std::ops::Deref for Algorithm {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Only ASCII is ever copied in.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq<&str> for Algorithm {
+    fn eq(&self, other: &&str) -> bool {
+        &**self == *other
+    }
 }
 
 /// Bytes per second from a delivery-rate sample: `delivered` segments of `mss` bytes in
@@ -166,10 +212,7 @@ impl Congestion {
             snd_wnd: r.snd_wnd,
             rcv_wnd: r.rcv_wnd,
             mss: r.mss,
-            algorithm: String::from_utf8_lossy(&r.ca_name[..end])
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect(),
+            algorithm: Algorithm::from_kernel(&r.ca_name[..end]),
             rcvbuf: r.rcvbuf,
             rcvbuf_before: (func == KernelFn::TcpRcvSpaceAdjust).then_some(r.rcvbuf_before),
             rcv_space: r.rcv_space,
@@ -200,7 +243,7 @@ impl Congestion {
             snd_wnd: 0,
             rcv_wnd: 0,
             mss: 0,
-            algorithm: String::new(),
+            algorithm: Algorithm::default(),
             rcvbuf: 0,
             rcvbuf_before: None,
             rcv_space: 0,

@@ -16,6 +16,16 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+impl std::fmt::Display for Endpoint {
+    /// `127.0.0.1:8080`, `[::1]:8080`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.addr {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
+        }
+    }
+}
+
 /// A syscall's result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exit {
@@ -162,9 +172,9 @@ pub enum Kind {
     /// A TCP state transition.
     State(StateChange),
     /// A TCP segment on the wire.
-    Packet(Box<Captured>),
+    Packet(super::Pooled<Captured>),
     /// What TCP did about loss and congestion, with its numbers.
-    Congestion(Box<super::Congestion>),
+    Congestion(super::Pooled<super::Congestion>),
 }
 
 /// A command name, kept inline: every event carries one, and a `String` each was a

@@ -3,6 +3,7 @@
 
 mod congestion;
 mod event;
+mod pooled;
 pub mod sockopt;
 pub mod tcpip;
 
@@ -19,10 +20,11 @@ use tracer_common::{
     },
 };
 
-pub use congestion::{Congestion, RetransmitKind};
+pub use congestion::{Algorithm, Congestion, RetransmitKind};
 pub use event::{
     Captured, CapturedBytes, Comm, Endpoint, Event, Exit, KernelCall, Kind, StateChange, Syscall,
 };
+pub use pooled::Pooled;
 use tcpip::Segment;
 
 /// Why a record could not be decoded.
@@ -162,7 +164,7 @@ fn kernel(r: &KernelRecord) -> Result<Event, DecodeError> {
     let flags = r.header.flags;
     if func == KernelFn::TcpRetransmitSynack {
         // A retransmission, told with the others; its ends name the connection.
-        let kind = Kind::Congestion(Box::new(Congestion::syn_ack(r.isn)));
+        let kind = Kind::Congestion(Pooled::new(Congestion::syn_ack(r.isn)));
         return Ok(with_tuple(
             from_header(&r.header, Some(func), kind)?,
             &r.tuple,
@@ -183,7 +185,7 @@ fn kernel(r: &KernelRecord) -> Result<Event, DecodeError> {
 
 fn congestion(r: &CongestionRecord) -> Result<Event, DecodeError> {
     let func = KernelFn::from_u8(r.header.op).ok_or(unknown("kernel function", r.header.op))?;
-    let kind = Kind::Congestion(Box::new(Congestion::from_record(r, func)));
+    let kind = Kind::Congestion(Pooled::new(Congestion::from_record(r, func)));
     from_header(&r.header, Some(func), kind)
 }
 
@@ -231,7 +233,7 @@ fn packet(raw: &PacketRecord) -> Result<Event, DecodeError> {
         family,
         local,
         remote,
-        ..Event::blank(Kind::Packet(Box::new(captured)), via, raw.ts_ns)
+        ..Event::blank(Kind::Packet(Pooled::new(captured)), via, raw.ts_ns)
     })
 }
 

@@ -1,6 +1,8 @@
 //! Socket options and `fcntl` commands, from a syscall record's raw arguments: names as the
 //! man pages (and strace) give them, and values typed by option.
 
+use std::borrow::Cow;
+
 use tracer_common::{SyscallOp, syscall::F_DUPFD_CLOEXEC};
 
 const SOL_IP: u32 = 0;
@@ -17,9 +19,9 @@ const TCP_INFO: u32 = 11;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SockOpt {
     /// `SOL_SOCKET`, `SOL_TCP`... or the number.
-    pub level: String,
+    pub level: Cow<'static, str>,
     /// `TCP_NODELAY`, `SO_KEEPALIVE`... or the number.
-    pub name: String,
+    pub name: Cow<'static, str>,
     /// The value set (`setsockopt`) or read (`getsockopt`, when it succeeded).
     pub value: OptValue,
 }
@@ -77,17 +79,19 @@ pub fn decode(op: SyscallOp, args: &[u64; 2], ret: i64) -> SockOpt {
     }
 }
 
-fn level_name(level: u32) -> String {
+// Names are borrowed from the tables (no allocation per socket-option event); only a number
+// nobody named is formatted.
+fn level_name(level: u32) -> Cow<'static, str> {
     match level {
         SOL_IP => "SOL_IP".into(),
         SOL_SOCKET => "SOL_SOCKET".into(),
         SOL_TCP => "SOL_TCP".into(),
         SOL_IPV6 => "SOL_IPV6".into(),
-        n => n.to_string(),
+        n => n.to_string().into(),
     }
 }
 
-fn option_name(level: u32, name: u32) -> String {
+fn option_name(level: u32, name: u32) -> Cow<'static, str> {
     let known = match (level, name) {
         (SOL_SOCKET, 1) => "SO_DEBUG",
         (SOL_SOCKET, 2) => "SO_REUSEADDR",
@@ -137,9 +141,9 @@ fn option_name(level: u32, name: u32) -> String {
         (SOL_IP, 1) => "IP_TOS",
         (SOL_IP, 2) => "IP_TTL",
         (SOL_IPV6, 26) => "IPV6_V6ONLY",
-        _ => return name.to_string(),
+        _ => return name.to_string().into(),
     };
-    known.to_string()
+    known.into()
 }
 
 /// The name of `fcntl` command `cmd`.
@@ -193,10 +197,7 @@ mod tests {
     #[test]
     fn options_are_named_and_their_values_typed() {
         let o = decode(SyscallOp::Setsockopt, &[sockopt(6, 1), 1], 0);
-        assert_eq!(
-            (o.level.as_str(), o.name.as_str()),
-            ("SOL_TCP", "TCP_NODELAY")
-        );
+        assert_eq!((&*o.level, &*o.name), ("SOL_TCP", "TCP_NODELAY"));
         assert_eq!(o.value, OptValue::Int(1));
         let linger = decode(SyscallOp::Setsockopt, &[sockopt(1, 13), 1 | (5 << 32)], 0);
         assert_eq!(
@@ -213,17 +214,11 @@ mod tests {
         );
         assert_eq!(cc.value, OptValue::Name("cubic".into()));
         let err = decode(SyscallOp::Getsockopt, &[sockopt(1, 4), 111], 0);
-        assert_eq!(
-            (err.name.as_str(), err.value),
-            ("SO_ERROR", OptValue::Error(111))
-        );
+        assert_eq!((&*err.name, err.value), ("SO_ERROR", OptValue::Error(111)));
         let failed = decode(SyscallOp::Getsockopt, &[sockopt(1, 4), 0], -9);
         assert_eq!(failed.value, OptValue::None);
         let unknown = decode(SyscallOp::Setsockopt, &[sockopt(99, 77), 3], 0);
-        assert_eq!(
-            (unknown.level.as_str(), unknown.name.as_str()),
-            ("99", "77")
-        );
+        assert_eq!((&*unknown.level, &*unknown.name), ("99", "77"));
     }
 
     #[test]

@@ -171,15 +171,6 @@ impl TcpHeader {
         self.flags & mask == mask
     }
 
-    /// The characters of `table` whose flag bit is set, in table order.
-    fn spell(&self, table: &[(u8, char)]) -> String {
-        table
-            .iter()
-            .filter(|(bit, _)| self.flags & bit != 0)
-            .map(|&(_, c)| c)
-            .collect()
-    }
-
     /// Flags as letters in a fixed order, e.g. `SA`, `FA`, `PA`, appended to `buf` (the JSON
     /// view writes them for every segment, without allocating).
     pub fn push_flag_letters(&self, buf: &mut Vec<u8>) {
@@ -202,17 +193,7 @@ impl TcpHeader {
 
     /// Flags as tcpdump prints them: `S`, `S.`, `P.`, `F.`, `R`, with `.` for ACK.
     pub fn tcpdump_flags(&self) -> String {
-        let s = self.spell(&[
-            (flags::SYN, 'S'),
-            (flags::FIN, 'F'),
-            (flags::PSH, 'P'),
-            (flags::RST, 'R'),
-            (flags::URG, 'U'),
-            (flags::ECE, 'E'),
-            (flags::CWR, 'W'),
-            (flags::ACK, '.'),
-        ]);
-        if s.is_empty() { "none".into() } else { s }
+        tcpdump_flags(self.flags)
     }
 
     /// The window-scale shift this segment announces, if any.
@@ -330,6 +311,26 @@ impl Iterator for OptionsIter<'_> {
         };
         Some(option)
     }
+}
+
+/// TCP flags `flags` as tcpdump prints them: `S`, `S.`, `P.`, `F.`, `R`, with `.` for ACK.
+pub fn tcpdump_flags(flags: u8) -> String {
+    const LETTERS: [(u8, char); 8] = [
+        (flags::SYN, 'S'),
+        (flags::FIN, 'F'),
+        (flags::PSH, 'P'),
+        (flags::RST, 'R'),
+        (flags::URG, 'U'),
+        (flags::ECE, 'E'),
+        (flags::CWR, 'W'),
+        (flags::ACK, '.'),
+    ];
+    let s: String = LETTERS
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|&(_, c)| c)
+        .collect();
+    if s.is_empty() { "none".into() } else { s }
 }
 
 /// The option at the start of `b` (not empty) and how many bytes it takes.

@@ -9,7 +9,7 @@ use tracer_common::{SyscallOp, ca_state, failure::Failure, tcp_state};
 use crate::decode::sockopt::{self, OptValue};
 use crate::hooks::failures::Counts;
 
-use super::text::{endpoint, errno_name};
+use super::text::errno_name;
 use super::{Finish, Line, Meta, View};
 use crate::correlate::{CongestionStats, Conn, SegmentView};
 use crate::decode::{Congestion, Event, Kind, RetransmitKind};
@@ -562,7 +562,7 @@ fn write_event(
             if call.op.accepts()
                 && let Some(peer) = &ev.remote
             {
-                o.str("peer", &endpoint(peer));
+                o.display("peer", peer);
             }
         }
         Kind::Kernel(call) => {

@@ -9,6 +9,7 @@ use tracer_common::tcp_state;
 use super::text::maybe_endpoint;
 use super::{Finish, Line, View};
 use crate::correlate::{Conn, LADDER_ROWS, LadderRow, Role};
+use crate::decode::tcpip::flags;
 
 const ARROW: usize = 44;
 const STATE: usize = 12;
@@ -166,7 +167,7 @@ fn draw(left: Option<&Conn>, right: Option<&Conn>) -> String {
         } else {
             (state(left, after), state(right, row.ts_ns))
         };
-        let mut label = format!("{} seq {}", row.flags, row.rel_seq);
+        let mut label = format!("{} seq {}", row.flags_text(), row.rel_seq);
         if row.len > 0 {
             label.push_str(&format!(":{}", row.rel_seq.wrapping_add(row.len as u32)));
         }
@@ -183,7 +184,7 @@ fn draw(left: Option<&Conn>, right: Option<&Conn>) -> String {
             (false, false) => format!("|  X{}{label}--|", "-".repeat(fill.saturating_sub(2))),
         };
         // A data segment (or SYN/FIN) its sender had already sent: a retransmission.
-        let again = (row.len > 0 || row.flags.contains(['S', 'F']))
+        let again = (row.len > 0 || row.flags & (flags::SYN | flags::FIN) != 0)
             && rows[..i].iter().any(|(r, _)| {
                 r.out == row.out
                     && r.rel_seq == row.rel_seq
@@ -215,7 +216,7 @@ mod tests {
 
     fn packet_event(hex: &str, ts: u64) -> Event {
         Event::blank(
-            Kind::Packet(Box::new(Captured::from_hex(hex, true, 1))),
+            Kind::Packet(crate::decode::Pooled::new(Captured::from_hex(hex, true, 1))),
             Via::CgroupSkbEgress,
             ts,
         )
@@ -262,7 +263,7 @@ mod tests {
         let row = |ts: u64, out: bool, seq: u32| LadderRow {
             ts_ns: ts,
             out,
-            flags: "P.".into(),
+            flags: flags::PSH | flags::ACK,
             rel_seq: seq,
             rel_ack: Some(1),
             len: 10,

@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use crate::decode::Endpoint;
 
@@ -53,10 +52,7 @@ pub fn syscall_ret(ret: i64) -> String {
 
 /// `127.0.0.1:8080` or `[::1]:8080`.
 pub fn endpoint(ep: &Endpoint) -> String {
-    match ep.addr {
-        IpAddr::V4(a) => format!("{a}:{}", ep.port),
-        IpAddr::V6(a) => format!("[{a}]:{}", ep.port),
-    }
+    ep.to_string()
 }
 
 /// `endpoint` or `?` when unknown.
