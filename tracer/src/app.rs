@@ -155,6 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     };
     phases.end("tracefs, command held");
     let mut loaded = hooks::load(&filter, &mut phases)?;
+    crate::system::memory::release_startup_memory();
     let missing = loaded.missing_layers();
     let mut what = match &held {
         Some((held, user)) => format!(

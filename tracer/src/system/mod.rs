@@ -9,6 +9,7 @@ pub mod command;
 pub mod features;
 pub mod hz;
 pub mod limits;
+pub mod memory;
 pub mod netns;
 pub mod place;
 pub mod preemption;
