@@ -576,15 +576,22 @@ impl Bench {
         Ok(costs)
     }
 
-    fn memory(&mut self) -> anyhow::Result<(u64, u64)> {
+    /// The tracer's memory: resident when ready, at the end of a churn run and at its peak,
+    /// and what its maps hold in the kernel.
+    fn memory(&mut self) -> anyhow::Result<Memory> {
         let port = free_port()?;
         let (traced, _) =
             self.start_tracer(&["--port".into(), port.to_string(), "--json".into()])?;
+        let ready_kib = status_field(traced.child.id(), "VmRSS:").unwrap_or(0);
         self.loadgen("churn", port, &["--clients", "4"])?;
-        let hwm = traced.vm_hwm_kib().unwrap_or(0);
-        let maps = traced.map_bytes();
+        let memory = Memory {
+            ready_kib,
+            churn_kib: status_field(traced.child.id(), "VmRSS:").unwrap_or(0),
+            hwm_kib: traced.vm_hwm_kib().unwrap_or(0),
+            map_bytes: traced.map_bytes(),
+        };
         traced.stop()?;
-        Ok((hwm, maps))
+        Ok(memory)
     }
 }
 
@@ -668,6 +675,18 @@ struct Consumer {
     per_s: f64,
     allocations_per_record: f64,
     bytes: u64,
+}
+
+/// What [`Bench::memory`] measured.
+struct Memory {
+    /// Resident when ready.
+    ready_kib: u64,
+    /// Resident at the end of the churn run.
+    churn_kib: u64,
+    /// Peak resident (VmHWM): the startup's, or the churn's if higher.
+    hwm_kib: u64,
+    /// Kernel memory charged to the maps.
+    map_bytes: u64,
 }
 
 /// One level of the capacity run.
@@ -846,7 +865,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let capacity = bench.capacity()?;
     let consumer = bench.consumer()?;
     let (start_ours, start_bpftrace, start_phases) = bench.startup()?;
-    let (hwm_kib, map_bytes) = bench.memory()?;
+    let memory = bench.memory()?;
     let bystander = bench.bystander()?;
 
     let mut md = String::new();
@@ -1066,15 +1085,26 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let _ = writeln!(md, "## Memory during churn\n");
     let _ = writeln!(md, "| what | value |");
     let _ = writeln!(md, "|---|---|");
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let _ = writeln!(
+        md,
+        "| tracer RSS when ready | {:.1} MiB |",
+        mib(memory.ready_kib)
+    );
+    let _ = writeln!(
+        md,
+        "| tracer RSS at the end of the churn | {:.1} MiB |",
+        mib(memory.churn_kib)
+    );
     let _ = writeln!(
         md,
         "| tracer peak RSS (VmHWM) | {:.1} MiB |",
-        hwm_kib as f64 / 1024.0
+        mib(memory.hwm_kib)
     );
     let _ = writeln!(
         md,
         "| kernel memory of its maps (memlock) | {:.1} MiB |",
-        map_bytes as f64 / 1048576.0
+        memory.map_bytes as f64 / 1048576.0
     );
     let _ = writeln!(md, "\n## Commands\n");
     let _ = writeln!(md, "    cargo xtask bench            # full: 5 runs × 5 s");
