@@ -109,6 +109,15 @@ fn tcp_sockets_of(proc_dir: &str) -> HashMap<u64, Row> {
     tcp
 }
 
+/// The inode of `<proc_dir>/net/tcp`: procfs makes the entry once per network namespace, so
+/// two processes show the same inode exactly when they share one.
+fn tcp_entry_inode(proc_dir: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    fs::metadata(format!("{proc_dir}/net/tcp"))
+        .ok()
+        .map(|m| m.ino())
+}
+
 /// Whether something listens on TCP `port` (read from /proc, so no probe connection shows up
 /// in a trace).
 pub fn is_listening(port: u16) -> bool {
@@ -141,6 +150,7 @@ pub fn scan(wanted: &impl Wanted) -> Vec<Existing> {
     let own_netns = fs::read_link("/proc/self/ns/net")
         .map(|l| l.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let own_tcp_entry = tcp_entry_inode("/proc/self");
     let mut found = Vec::new();
     let Ok(procs) = fs::read_dir("/proc") else {
         return found;
@@ -160,10 +170,22 @@ pub fn scan(wanted: &impl Wanted) -> Vec<Existing> {
         if !wanted.task(pid, &comm) {
             continue;
         }
-        let netns = fs::read_link(entry.path().join("ns/net"))
-            .map(|l| l.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let own = netns == own_netns;
+        let (netns, own) = match fs::read_link(entry.path().join("ns/net")) {
+            Ok(link) => {
+                let link = link.to_string_lossy().into_owned();
+                let own = link == own_netns;
+                (link, own)
+            }
+            // A link the kernel does not let even root read (here: an init in another user
+            // namespace). Its `net/tcp` entry tells namespaces apart as well: otherwise it
+            // was read as a namespace of its own, from /proc/PID/net/tcp — a line per
+            // TIME_WAIT socket, 250 ms of the startup after a burst of connections.
+            Err(_) => {
+                let inode = tcp_entry_inode(&format!("/proc/{pid}"));
+                let own = inode.is_some() && inode == own_tcp_entry;
+                (format!("net/tcp entry {inode:?}"), own)
+            }
+        };
         let (tcp, any) = by_netns.entry(netns).or_insert_with(|| {
             // The kernel's socket diagnostics when it answers (root); else /proc's table.
             let ns = format!("/proc/{pid}/ns/net");
@@ -221,6 +243,42 @@ pub fn scan(wanted: &impl Wanted) -> Vec<Existing> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the scan relies on where a namespace link cannot be read: the same `net/tcp`
+    /// inode for processes of one network namespace, another for a process in a new one
+    /// (made here with `unshare -n`, as root).
+    #[test]
+    fn the_tcp_entry_inode_tells_network_namespaces_apart() {
+        use std::process::Command;
+        let own = tcp_entry_inode("/proc/self").expect("our own net/tcp");
+        let own_link = fs::read_link("/proc/self/ns/net").unwrap();
+        let mut same = Command::new("sleep").arg("10").spawn().unwrap();
+        let mut other = Command::new("unshare")
+            .args(["-n", "sleep", "10"])
+            .spawn()
+            .unwrap();
+        let other_dir = format!("/proc/{}", other.id());
+        // unshare(1) leaves our namespace just before it runs sleep.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while fs::read_link(format!("{other_dir}/ns/net")).is_ok_and(|l| l == own_link) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unshare -n did not leave"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let same_inode = tcp_entry_inode(&format!("/proc/{}", same.id()));
+        let other_inode = tcp_entry_inode(&other_dir);
+        for child in [&mut same, &mut other] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert_eq!(same_inode, Some(own));
+        assert!(
+            other_inode.is_some_and(|i| i != own),
+            "{other_inode:?} vs {own}"
+        );
+    }
 
     #[test]
     fn parses_listeners_and_connections() {
