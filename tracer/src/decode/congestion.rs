@@ -134,7 +134,7 @@ impl Algorithm {
     /// characters a module name has (ASCII letters, digits, `_`).
     pub fn from_kernel(raw: &[u8]) -> Self {
         let mut name = Self::default();
-        for &b in raw.iter().take(16) {
+        for &b in raw.iter().take(16).take_while(|&&b| b != 0) {
             if b.is_ascii_alphanumeric() || b == b'_' {
                 name.bytes[usize::from(name.len)] = b;
                 name.len += 1;
@@ -192,7 +192,6 @@ impl Congestion {
         } else {
             (r.seq, r.end_seq)
         };
-        let end = r.ca_name.iter().position(|&b| b == 0).unwrap_or(16);
         Self {
             func,
             retransmit,
@@ -212,7 +211,7 @@ impl Congestion {
             snd_wnd: r.snd_wnd,
             rcv_wnd: r.rcv_wnd,
             mss: r.mss,
-            algorithm: Algorithm::from_kernel(&r.ca_name[..end]),
+            algorithm: Algorithm::from_kernel(&r.ca_name),
             rcvbuf: r.rcvbuf,
             rcvbuf_before: (func == KernelFn::TcpRcvSpaceAdjust).then_some(r.rcvbuf_before),
             rcv_space: r.rcv_space,
