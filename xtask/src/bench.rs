@@ -109,6 +109,10 @@ impl Traced {
         status_field(self.child.id(), "VmHWM:")
     }
 
+    fn vm_rss_kib(&self) -> Option<u64> {
+        status_field(self.child.id(), "VmRSS:")
+    }
+
     fn map_bytes(&self) -> u64 {
         map_memlock(self.child.id())
     }
@@ -582,11 +586,11 @@ impl Bench {
         let port = free_port()?;
         let (traced, _) =
             self.start_tracer(&["--port".into(), port.to_string(), "--json".into()])?;
-        let ready_kib = status_field(traced.child.id(), "VmRSS:").unwrap_or(0);
+        let ready_kib = traced.vm_rss_kib().unwrap_or(0);
         self.loadgen("churn", port, &["--clients", "4"])?;
         let memory = Memory {
             ready_kib,
-            churn_kib: status_field(traced.child.id(), "VmRSS:").unwrap_or(0),
+            churn_kib: traced.vm_rss_kib().unwrap_or(0),
             hwm_kib: traced.vm_hwm_kib().unwrap_or(0),
             map_bytes: traced.map_bytes(),
         };
@@ -1085,27 +1089,17 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let _ = writeln!(md, "## Memory during churn\n");
     let _ = writeln!(md, "| what | value |");
     let _ = writeln!(md, "|---|---|");
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    let _ = writeln!(
-        md,
-        "| tracer RSS when ready | {:.1} MiB |",
-        mib(memory.ready_kib)
-    );
-    let _ = writeln!(
-        md,
-        "| tracer RSS at the end of the churn | {:.1} MiB |",
-        mib(memory.churn_kib)
-    );
-    let _ = writeln!(
-        md,
-        "| tracer peak RSS (VmHWM) | {:.1} MiB |",
-        mib(memory.hwm_kib)
-    );
-    let _ = writeln!(
-        md,
-        "| kernel memory of its maps (memlock) | {:.1} MiB |",
-        memory.map_bytes as f64 / 1048576.0
-    );
+    for (what, kib) in [
+        ("tracer RSS when ready", memory.ready_kib),
+        ("tracer RSS at the end of the churn", memory.churn_kib),
+        ("tracer peak RSS (VmHWM)", memory.hwm_kib),
+        (
+            "kernel memory of its maps (memlock)",
+            memory.map_bytes / 1024,
+        ),
+    ] {
+        let _ = writeln!(md, "| {what} | {:.1} MiB |", kib as f64 / 1024.0);
+    }
     let _ = writeln!(md, "\n## Commands\n");
     let _ = writeln!(md, "    cargo xtask bench            # full: 5 runs × 5 s");
     let _ = writeln!(md, "    cargo xtask bench --quick    # 3 runs × 2 s");
