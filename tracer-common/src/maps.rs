@@ -50,6 +50,10 @@ pub struct Inflight {
 /// makes 7, nginx 2.
 pub const MAX_HELD_CALLS: u32 = 12;
 
+/// Entries of the `SYSCALL_OPS` map: syscall numbers below this name an op (every
+/// architecture's socket calls are below 512).
+pub const SYSCALL_NRS: u32 = 512;
+
 /// A new socket's `socket()` record, held with a port filter until a `bind`/`connect`
 /// decides whether the socket is traced, and how many calls on it are held meanwhile (in the
 /// `HELD_CALLS` map, slots `0..calls`, at most [`MAX_HELD_CALLS`]).

@@ -207,6 +207,52 @@ impl SyscallOp {
     pub fn accepts(self) -> bool {
         matches!(self, Self::Accept | Self::Accept4)
     }
+
+    /// Of a call whose enter needs nothing but its fd and one argument, the index of that
+    /// argument (the length, the backlog, `accept4`'s flags, `shutdown`'s how), `None` if
+    /// it has none; `None` also for every other call.
+    pub fn shown_arg(self) -> Option<usize> {
+        match self {
+            Self::Listen | Self::Shutdown => Some(1),
+            Self::Read
+            | Self::Write
+            | Self::Readv
+            | Self::Writev
+            | Self::Sendto
+            | Self::Recvfrom
+            | Self::Sendmsg
+            | Self::Recvmsg
+            | Self::Sendmmsg
+            | Self::Recvmmsg => Some(2),
+            Self::Accept4 | Self::Sendfile => Some(3),
+            _ => None,
+        }
+    }
+
+    /// The enter tracepoints' program this call shares with others of its shape, which reads
+    /// the call from the syscall number: `sys_enter_fd` (the fd and at most one argument:
+    /// [`Self::shown_arg`]). `None` for a call with a program of its own
+    /// (`sys_enter_<tracepoint>`).
+    pub fn shared_enter(self) -> Option<&'static str> {
+        match self {
+            Self::Listen
+            | Self::Accept
+            | Self::Accept4
+            | Self::Read
+            | Self::Write
+            | Self::Readv
+            | Self::Writev
+            | Self::Sendto
+            | Self::Recvfrom
+            | Self::Sendmsg
+            | Self::Recvmsg
+            | Self::Shutdown
+            | Self::Sendfile
+            | Self::Sendmmsg
+            | Self::Recvmmsg => Some("sys_enter_fd"),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

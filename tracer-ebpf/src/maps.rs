@@ -8,7 +8,7 @@ use tracer_common::{
     failure::FAILURE_KINDS,
     maps::{
         FdKey, Held, HeldCallKey, Inflight, MAX_CGROUPS, MAX_PORTS, Owner, PIDS_CAPACITY, Place,
-        PortPair, SOCK_OPS_SLOTS, Sampled, TALLIES_LEN, TracepointFn,
+        PortPair, SOCK_OPS_SLOTS, SYSCALL_NRS, Sampled, TALLIES_LEN, TracepointFn,
     },
     record::SyscallRecord,
 };
@@ -38,6 +38,12 @@ pub static FAILURES: Array<u64> = Array::with_max_entries(FAILURE_KINDS, MMAPABL
 /// once the programs are unloaded: what entered and left `SOCKS`, to count its evictions.
 #[map]
 pub static TALLIES: Array<u64> = Array::with_max_entries(TALLIES_LEN, 0);
+
+/// The `SyscallOp` (as its `u8`; 0: none) of each syscall number, filled by the loader: the
+/// enter program shared by the syscalls of one shape (`sys_enter_fd`) is told by it which
+/// call it is in.
+#[map]
+pub static SYSCALL_OPS: Array<u8> = Array::with_max_entries(SYSCALL_NRS, 0);
 
 /// Ports to trace (local or remote), when filtering by port.
 #[map]

@@ -1,10 +1,13 @@
-//! The syscall layer: an enter program per syscall stashes a record per thread when the fd is
-//! a traced socket (one map lookup otherwise); the exit program completes and emits it.
+//! The syscall layer: an enter program stashes a record per thread when the fd is a traced
+//! socket (one map lookup otherwise); the exit program completes and emits it.
 //!
 //! Each syscall has programs in two tiers, sharing every line here and told apart only by
 //! where they read the call ([`crate::call`]): `syscalls:sys_enter_*` with one shared
 //! `sys_exit` (tracepoints), and fentry/fexit on its function (`__x64_sys_*`), which the
-//! loader prefers where the kernel has them.
+//! loader prefers where the kernel has them. On the tracepoint tier the calls whose enter
+//! needs only the fd and one argument share one enter program ([`sys_enter_fd`]), which
+//! reads the call from the syscall number; a trampoline is per function, so the fentry tier
+//! has a pair per call.
 //!
 //! With a port filter, `socket()` cannot know yet whether the socket will be traced, so its
 //! record waits in `HELD_SOCKETS` until `bind()`/`connect()` names a matching port; it is then
@@ -30,7 +33,7 @@ use crate::{
     emit::{count, count_if_refused, emit},
     fds,
     filter::{config, current_comm, ports_match, ports_only, task_matches},
-    maps::{FDS, HELD_CALLS, HELD_SOCKETS, INFLIGHT},
+    maps::{FDS, HELD_CALLS, HELD_SOCKETS, INFLIGHT, SYSCALL_OPS},
     place,
     sockaddr::{self, End},
 };
@@ -90,22 +93,8 @@ fn stash(inflight: &Inflight) {
 }
 
 /// Syscall `$op`'s programs: the enter tracepoint `$tracepoint` (its exit is the shared
-/// [`sys_exit`] or [`sys_exit_accept`]), and fentry `$fentry` and fexit `$fexit` on its
-/// function. Both enters run `$body` with `$call` the [`Call`]; the fexit completes the record
-/// with `$exit` ([`exit`], or [`accept_exit`] for the accepts), and on kernels that preempt
-/// BPF programs the exit tracepoint's program, attached with them, completes it if the kernel
-/// skipped the fexit.
-///
-/// On 7.x a program can be preempted, and a trampoline runs a program on one CPU only once at
-/// a time: another task's call of the same syscall meanwhile is skipped. When the fentry
-/// program was (`preemptible` in the filter: the loader found the kernel preempts kernel
-/// code), the fexit finds no record of its call and, if `$rescue`, runs `$body` itself
-/// with the registers, still there: the call is shown, with its return value, and with no
-/// duration. Not for `close`: its enter forgets the fd, and at the return
-/// the number may already name another thread's new socket. `#[inline(never)]` before the
-/// body makes the fexit's rescue and its completion functions of their own (BPF-to-BPF
-/// calls, one after the other), for a body and exit that together need more than the 512
-/// bytes of stack a program may have (6.1's verifier adds the caller's frame to each call's).
+/// [`sys_exit`] or [`sys_exit_accept`]), and those of [`syscall_functions!`]. The enter runs
+/// `$body` with `$call` the [`Call`].
 macro_rules! syscall {
     (
         $tracepoint:ident, $fentry:ident, $fexit:ident, $op:expr, $exit:ident, $rescue:literal,
@@ -127,6 +116,41 @@ macro_rules! syscall {
             body(&ctx)
         }
 
+        syscall_functions!(
+            $tracepoint, $fentry, $fexit, $op, $exit, $rescue, #[$rescue_inline], |$call| $body
+        );
+    };
+}
+
+/// Syscall `$op`'s fentry `$fentry` and fexit `$fexit` on its function (that of tracepoint
+/// `$tracepoint`): the fentry runs `$body` with `$call` the [`Call`], the fexit completes the
+/// record with `$exit` ([`exit`], or [`accept_exit`] for the accepts), and on kernels that
+/// preempt BPF programs the exit tracepoint's program, attached with them, completes it if the
+/// kernel skipped the fexit.
+///
+/// On 7.x a program can be preempted, and a trampoline runs a program on one CPU only once at
+/// a time: another task's call of the same syscall meanwhile is skipped. When the fentry
+/// program was (`preemptible` in the filter: the loader found the kernel preempts kernel
+/// code), the fexit finds no record of its call and, if `$rescue`, runs `$body` itself
+/// with the registers, still there: the call is shown, with its return value, and with no
+/// duration. Not for `close`: its enter forgets the fd, and at the return
+/// the number may already name another thread's new socket. `#[inline(never)]` before the
+/// body makes the fexit's rescue and its completion functions of their own (BPF-to-BPF
+/// calls, one after the other), for a body and exit that together need more than the 512
+/// bytes of stack a program may have (6.1's verifier adds the caller's frame to each call's).
+macro_rules! syscall_functions {
+    (
+        $tracepoint:ident, $fentry:ident, $fexit:ident, $op:expr, $exit:ident, $rescue:literal,
+        |$call:ident| $body:block
+    ) => {
+        syscall_functions!(
+            $tracepoint, $fentry, $fexit, $op, $exit, $rescue, #[inline(always)], |$call| $body
+        );
+    };
+    (
+        $tracepoint:ident, $fentry:ident, $fexit:ident, $op:expr, $exit:ident, $rescue:literal,
+        #[$rescue_inline:meta], |$call:ident| $body:block
+    ) => {
         #[doc = concat!("fentry on the function of `", stringify!($tracepoint), "`")]
         #[fentry]
         pub fn $fentry(ctx: FEntryContext) -> u32 {
@@ -157,16 +181,41 @@ macro_rules! syscall {
     };
 }
 
+/// The op of syscall number `nr`, as the loader filled [`SYSCALL_OPS`] in.
+#[inline(always)]
+fn op_of(nr: u32) -> Option<SyscallOp> {
+    SYSCALL_OPS.get(nr).and_then(|op| SyscallOp::from_u8(*op))
+}
+
+/// `syscalls:sys_enter_*` of every call whose enter needs only its fd and at most one
+/// argument ([`SyscallOp::shown_arg`]): the reads and writes, the sends and receives,
+/// `listen`, the accepts, `shutdown`, `sendfile`. One program for all of them, told by the
+/// syscall number which call it is in: the verifier checks it once instead of once per call,
+/// most of the startup. (`bind` and `connect` keep one each: sharing one, their paths were
+/// checked apart anyway, and one 160,000-instruction program cannot be split between the
+/// loader's threads as two of 77,000 are.)
+#[tracepoint]
+pub fn sys_enter_fd(ctx: TracePointContext) -> u32 {
+    match op_of(ctx.nr()) {
+        Some(op) => fd_enter(&ctx, op, op.shown_arg()),
+        None => 0,
+    }
+}
+
 /// Enter of a syscall whose first argument is the fd: traced only if the fd is. `arg` is the
-/// index of the argument the views show, if any.
+/// index of the argument the views show, if any (1 to 3).
 #[inline(always)]
 fn fd_enter(call: &impl Call, op: SyscallOp, arg: Option<usize>) -> u32 {
     let Some(mut inflight) = fd_begin(call, op, false) else {
         return 0;
     };
-    if let Some(n) = arg {
-        inflight.record.args[0] = call.arg(n);
-    }
+    // Each read at a constant place: from the shared program `arg` is known only at run time.
+    inflight.record.args[0] = match arg {
+        Some(1) => call.arg(1),
+        Some(2) => call.arg(2),
+        Some(3) => call.arg(3),
+        _ => 0,
+    };
     if op.accepts() {
         inflight.user_addr = call.arg(1);
     }
@@ -174,10 +223,11 @@ fn fd_enter(call: &impl Call, op: SyscallOp, arg: Option<usize>) -> u32 {
     0
 }
 
+/// The fentry tier's programs of a syscall of [`sys_enter_fd`]'s shape.
 macro_rules! fd_syscall {
-    ($tracepoint:ident, $fentry:ident, $fexit:ident, $op:expr, $arg:expr) => {
-        syscall!($tracepoint, $fentry, $fexit, $op, exit, true, |call| {
-            fd_enter(call, $op, $arg)
+    ($tracepoint:ident, $fentry:ident, $fexit:ident, $op:expr) => {
+        syscall_functions!($tracepoint, $fentry, $fexit, $op, exit, true, |call| {
+            fd_enter(call, $op, $op.shown_arg())
         });
     };
 }
@@ -186,10 +236,9 @@ fd_syscall!(
     sys_enter_listen,
     fentry_sys_listen,
     fexit_sys_listen,
-    SyscallOp::Listen,
-    Some(1)
+    SyscallOp::Listen
 );
-syscall!(
+syscall_functions!(
     sys_enter_accept,
     fentry_sys_accept,
     fexit_sys_accept,
@@ -197,9 +246,9 @@ syscall!(
     accept_exit,
     true,
     #[inline(never)],
-    |call| { fd_enter(call, SyscallOp::Accept, None) }
+    |call| { fd_enter(call, SyscallOp::Accept, SyscallOp::Accept.shown_arg()) }
 );
-syscall!(
+syscall_functions!(
     sys_enter_accept4,
     fentry_sys_accept4,
     fexit_sys_accept4,
@@ -207,91 +256,79 @@ syscall!(
     accept_exit,
     true,
     #[inline(never)],
-    |call| { fd_enter(call, SyscallOp::Accept4, Some(3)) }
+    |call| { fd_enter(call, SyscallOp::Accept4, SyscallOp::Accept4.shown_arg()) }
 );
 fd_syscall!(
     sys_enter_read,
     fentry_sys_read,
     fexit_sys_read,
-    SyscallOp::Read,
-    Some(2)
+    SyscallOp::Read
 );
 fd_syscall!(
     sys_enter_write,
     fentry_sys_write,
     fexit_sys_write,
-    SyscallOp::Write,
-    Some(2)
+    SyscallOp::Write
 );
 fd_syscall!(
     sys_enter_readv,
     fentry_sys_readv,
     fexit_sys_readv,
-    SyscallOp::Readv,
-    Some(2)
+    SyscallOp::Readv
 );
 fd_syscall!(
     sys_enter_writev,
     fentry_sys_writev,
     fexit_sys_writev,
-    SyscallOp::Writev,
-    Some(2)
+    SyscallOp::Writev
 );
 fd_syscall!(
     sys_enter_sendto,
     fentry_sys_sendto,
     fexit_sys_sendto,
-    SyscallOp::Sendto,
-    Some(2)
+    SyscallOp::Sendto
 );
 fd_syscall!(
     sys_enter_recvfrom,
     fentry_sys_recvfrom,
     fexit_sys_recvfrom,
-    SyscallOp::Recvfrom,
-    Some(2)
+    SyscallOp::Recvfrom
 );
 fd_syscall!(
     sys_enter_sendmsg,
     fentry_sys_sendmsg,
     fexit_sys_sendmsg,
-    SyscallOp::Sendmsg,
-    Some(2)
+    SyscallOp::Sendmsg
 );
 fd_syscall!(
     sys_enter_recvmsg,
     fentry_sys_recvmsg,
     fexit_sys_recvmsg,
-    SyscallOp::Recvmsg,
-    Some(2)
+    SyscallOp::Recvmsg
 );
 fd_syscall!(
     sys_enter_shutdown,
     fentry_sys_shutdown,
     fexit_sys_shutdown,
-    SyscallOp::Shutdown,
-    Some(1)
+    SyscallOp::Shutdown
 );
 fd_syscall!(
     sys_enter_sendfile64,
     fentry_sys_sendfile64,
     fexit_sys_sendfile64,
-    SyscallOp::Sendfile,
-    Some(3)
+    SyscallOp::Sendfile
 );
 fd_syscall!(
     sys_enter_sendmmsg,
     fentry_sys_sendmmsg,
     fexit_sys_sendmmsg,
-    SyscallOp::Sendmmsg,
-    Some(2)
+    SyscallOp::Sendmmsg
 );
 fd_syscall!(
     sys_enter_recvmmsg,
     fentry_sys_recvmmsg,
     fexit_sys_recvmmsg,
-    SyscallOp::Recvmmsg,
-    Some(2)
+    SyscallOp::Recvmmsg
 );
 
 // `dup(oldfd)`.

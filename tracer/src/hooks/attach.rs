@@ -176,8 +176,10 @@ impl<'a> Attacher<'a> {
     pub fn cgroup_skb(&mut self, name: &str, ty: CgroupSkbAttachType) -> Result<(), AttachError> {
         let (path, file) = cgroup_root(self.cgroup.as_deref())?;
         let prog: &mut CgroupSkb = program(self.ebpf, name)?;
-        prog.load()
-            .map_err(|e| kept(&mut self.rejected, AttachError::load(name, e)))?;
+        if prog.fd().is_err() {
+            prog.load()
+                .map_err(|e| kept(&mut self.rejected, AttachError::load(name, e)))?;
+        }
         prog.attach(&file, ty, CgroupAttachMode::Single)
             .map_err(|e| AttachError::attach(format!("cgroup_skb on {path}"), &e))?;
         Ok(())
@@ -186,8 +188,10 @@ impl<'a> Attacher<'a> {
     /// Attaches raw tracepoint program `name` to `event`.
     pub fn raw_tracepoint(&mut self, name: &str, event: &str) -> Result<(), AttachError> {
         let prog: &mut RawTracePoint = program(self.ebpf, name)?;
-        prog.load()
-            .map_err(|e| kept(&mut self.rejected, AttachError::load(name, e)))?;
+        if prog.fd().is_err() {
+            prog.load()
+                .map_err(|e| kept(&mut self.rejected, AttachError::load(name, e)))?;
+        }
         // The program keeps its link: it is detached when the programs are dropped.
         prog.attach(event)
             .map_err(|e| AttachError::attach(format!("raw tracepoint {event}"), &e))?;

@@ -2,12 +2,14 @@
 //! kernel allows.
 
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
-use aya::programs::{CgroupSkbAttachType, FEntry, FExit, Program, TracePoint};
+use aya::programs::{
+    CgroupSkb, CgroupSkbAttachType, FEntry, FExit, Program, RawTracePoint, TracePoint,
+};
 use aya::{Ebpf, EbpfLoader};
 use tracer_common::{
     COMM_LEN, KernelFn, SyscallOp,
     failure::Failure,
-    maps::{FdKey, FilterConfig, Owner},
+    maps::{FdKey, FilterConfig, Owner, SYSCALL_NRS},
 };
 
 use super::attach::{Attacher, Links, fill, map};
@@ -17,14 +19,14 @@ use super::offsets::{NETNS_FIELDS, Offsets, SKB_FIELDS, TASK_FIELDS, TASK_NETNS_
 use super::status::{HookStatus, missing_layers};
 use super::table::{
     FOLLOW_PROGRAMS, KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, PROCESS_PROGRAMS, Probe,
-    StandIn, TIMEWAIT_PROGRAM, exit_event, syscall_function, syscall_function_programs,
-    syscall_programs,
+    StandIn, TIMEWAIT_PROGRAM, enter_event, exit_event, shared_syscall_number, syscall_function,
+    syscall_function_programs, syscall_programs,
 };
 use super::tier::{ProbeMode, SyscallMode, Tiers};
 use super::{ca_state, received_fd};
 use crate::system::preemption;
 use crate::system::timings::Phases;
-use crate::system::{blocked, cgroup, sockets};
+use crate::system::{blocked, cgroup, sockets, tracefs};
 
 /// The compiled programs, embedded at build time.
 pub(super) static PROGRAMS: &[u8] =
@@ -215,14 +217,18 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     let mut offsets = Offsets::tracepoints()?;
     phases.end("tracepoint formats (tracefs)");
     // Our BTF parse (for offsets) beside aya's (for fentry) and the tier probes: both read
-    // all of the kernel's BTF, tens of milliseconds each.
-    let (tiers, btf) = std::thread::scope(|s| {
+    // all of the kernel's BTF, tens of milliseconds each. aya's loader reads it too, when it
+    // is made (for nothing: see `.btf(None)` below); where fentry is not there to parse it for,
+    // the loader is made beside ours instead of after it (two parses at once at most: each
+    // raises the peak RSS).
+    let (tiers, btf, early_loader) = std::thread::scope(|s| {
         let btf = s.spawn(crate::system::btf::Btf::from_sys_fs);
         let tiers = Tiers::probe(filter.probe_mode, filter.syscall_mode);
+        let loader = (tiers.fentry.is_err() && tiers.syscall_fentry.is_err()).then(EbpfLoader::new);
         let btf = btf
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (tiers, btf)
+        (tiers, btf, loader)
     });
     phases.end("probing tiers (fentry, kprobes), kernel BTF");
     // The congestion layer reads `tcp_sock` fields on every tier.
@@ -248,7 +254,7 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
         offsets.lacking(&TASK_NETNS_FIELDS).is_none(),
         preemptible,
     );
-    let mut loader = EbpfLoader::new();
+    let mut loader = early_loader.unwrap_or_else(EbpfLoader::new);
     loader
         .btf(None)
         .override_global("FILTER", &config, true)
@@ -271,6 +277,9 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     }
     fill(&mut ebpf, "PORTS", &filter.ports)?;
     fill(&mut ebpf, "PIDS", &filter.pids)?;
+    if filter.syscalls {
+        number_syscalls(&mut ebpf)?;
+    }
     if let Some(scope) = &filter.cgroup {
         fill(&mut ebpf, "CGROUPS", &scope.ids())?;
     }
@@ -278,10 +287,8 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
     phases.end("filter maps, sockets open before (/proc)");
     let backup = ExitBackup::choose(filter, preemptible, &existing);
 
-    if filter.syscalls {
-        preload_syscall_layer(&mut ebpf, &tiers, &offsets, &backup);
-        phases.end("verifying the syscall layer (2 threads)");
-    }
+    preload(&mut ebpf, filter, &tiers, &offsets, &backup);
+    phases.end("verifying the programs (2 threads)");
     let mut at = Attacher::new(&mut ebpf, cgroup::cgroup2_mount());
     if filter.follow {
         follow(&mut at, &offsets)?;
@@ -338,6 +345,28 @@ pub fn load(filter: &Filter, phases: &mut Phases) -> Result<Loaded, LoadError> {
         existing,
         layers_off,
     })
+}
+
+/// Fills `SYSCALL_OPS`, by which the shared enter program (`sys_enter_fd`) knows which syscall
+/// it is in.
+fn number_syscalls(ebpf: &mut Ebpf) -> Result<(), MapError> {
+    const NAME: &str = "SYSCALL_OPS";
+    let mut ops: aya::maps::Array<_, u8> = map(ebpf, NAME)?;
+    for op in SyscallOp::ALL {
+        let Some(nr) = shared_syscall_number(op) else {
+            continue;
+        };
+        let nr = u32::try_from(nr)
+            .ok()
+            .filter(|nr| *nr < SYSCALL_NRS)
+            .ok_or_else(|| MapError {
+                name: NAME,
+                reason: format!("{}'s number {nr} is beyond the table", op.name()),
+            })?;
+        ops.set(nr, op as u8, 0)
+            .map_err(|e| MapError::new(NAME, &e))?;
+    }
+    Ok(())
 }
 
 /// The programs that add the children of traced processes to the filter, attached before
@@ -613,10 +642,10 @@ fn back_up(at: &mut Attacher, op: SyscallOp, errors: &mut Vec<String>) {
 /// Attaches syscall `op`'s tracepoint programs, counting it in `attached` or its error in
 /// `errors`.
 fn fallback(at: &mut Attacher, op: SyscallOp, attached: &mut usize, errors: &mut Vec<String>) {
-    let (enter, exit_program) = syscall_programs(op);
-    let exit = exit_event(op);
+    let (enter_program, exit_program) = syscall_programs(op);
+    let (enter, exit) = (enter_event(op), exit_event(op));
     let result = at
-        .tracepoint(&enter, "syscalls", &enter, None)
+        .tracepoint(&enter_program, "syscalls", &enter, None)
         .and_then(|_| at.tracepoint(exit_program, "syscalls", &exit, None));
     match result {
         Ok(_) => *attached += 1,
@@ -628,22 +657,33 @@ fn fallback(at: &mut Attacher, op: SyscallOp, attached: &mut usize, errors: &mut
 enum Preload<'p> {
     /// A tracepoint's.
     Tracepoint(&'p mut TracePoint),
+    /// A raw tracepoint's.
+    Raw(&'p mut RawTracePoint),
+    /// A cgroup_skb program.
+    Skb(&'p mut CgroupSkb),
     /// An fentry program for the function named.
     Entry(&'p mut FEntry, String),
     /// An fexit program for the function named.
     Exit(&'p mut FExit, String),
 }
 
-/// Loads (verifies) the syscall layer's programs, of the tier [`syscalls`] will try first, and
-/// the state program on two threads ahead of attaching them: the kernel's verifier is most of
-/// the startup, each program is verified on its own, and these are attached by every run that
-/// traces syscalls. A program that fails here is loaded again, and its error reported, when it
-/// is attached.
-fn preload_syscall_layer(ebpf: &mut Ebpf, tiers: &Tiers, offsets: &Offsets, backup: &ExitBackup) {
+/// Loads (verifies) on two threads, ahead of attaching them, the programs the hooks will
+/// attach that do not depend on how another attachment went: the syscall layer's of the tier
+/// [`syscalls`] will try first, the state program, the tracepoint stand-ins of kernel
+/// functions no better tier can watch, and the packet layer's. The kernel's verifier is most
+/// of the startup and checks each program on its own. A program that fails here is loaded
+/// again, and its error reported, when it is attached.
+fn preload(
+    ebpf: &mut Ebpf,
+    filter: &Filter,
+    tiers: &Tiers,
+    offsets: &Offsets,
+    backup: &ExitBackup,
+) {
     let btf = tiers.syscall_fentry.as_ref().ok();
     let mut functions = std::collections::HashMap::new();
     let mut names: Vec<String> = Vec::new();
-    for op in SyscallOp::ALL {
+    for op in SyscallOp::ALL.iter().copied().filter(|_| filter.syscalls) {
         match (btf, syscall_function(op)) {
             (Some(_), Some(function)) if offsets.syscall_function_unusable(op).is_none() => {
                 let (enter, exit) = syscall_function_programs(op);
@@ -660,8 +700,26 @@ fn preload_syscall_layer(ebpf: &mut Ebpf, tiers: &Tiers, offsets: &Offsets, back
             }
         }
     }
-    names.extend(PROCESS_PROGRAMS.iter().map(|(p, _)| p.to_string()));
-    names.push("inet_sock_set_state".to_string());
+    if filter.syscalls {
+        names.extend(PROCESS_PROGRAMS.iter().map(|(p, _)| p.to_string()));
+    }
+    // A row with probes uses its stand-in only when neither better tier is there (and the
+    // mode allows it); one without, always (the state hook among them).
+    let stand_ins = tiers.mode.allows_stand_ins() && tiers.fentry.is_err() && tiers.kprobe.is_err();
+    for row in &KERNEL_HOOKS {
+        let Some((program, category, event)) = row.stand_in.tracepoint_program() else {
+            continue;
+        };
+        if (stand_ins || !row.has_probes())
+            && offsets.lacking(row.sock_fields).is_none()
+            && tracefs::exists(category, event)
+        {
+            names.push(program.to_string());
+        }
+    }
+    if filter.packets {
+        names.extend(PACKET_PROGRAMS.iter().map(|p| p.to_string()));
+    }
     names.sort();
     names.dedup();
     let queue: std::sync::Mutex<Vec<Preload>> = std::sync::Mutex::new(
@@ -672,6 +730,8 @@ fn preload_syscall_layer(ebpf: &mut Ebpf, tiers: &Tiers, offsets: &Offsets, back
                 let function = functions.get(name).cloned();
                 match p {
                     Program::TracePoint(p) => Some(Preload::Tracepoint(p)),
+                    Program::RawTracePoint(p) => Some(Preload::Raw(p)),
+                    Program::CgroupSkb(p) => Some(Preload::Skb(p)),
                     Program::FEntry(p) => Some(Preload::Entry(p, function?)),
                     Program::FExit(p) => Some(Preload::Exit(p, function?)),
                     _ => None,
@@ -685,6 +745,8 @@ fn preload_syscall_layer(ebpf: &mut Ebpf, tiers: &Tiers, offsets: &Offsets, back
             let Some(program) = next else { break };
             let _ = match (program, btf) {
                 (Preload::Tracepoint(p), _) => p.load(),
+                (Preload::Raw(p), _) => p.load(),
+                (Preload::Skb(p), _) => p.load(),
                 (Preload::Entry(p, function), Some(btf)) => p.load(&function, btf),
                 (Preload::Exit(p, function), Some(btf)) => p.load(&function, btf),
                 _ => Ok(()),

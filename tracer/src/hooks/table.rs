@@ -126,6 +126,31 @@ pub enum StandIn {
 }
 
 impl StandIn {
+    /// Its program and the tracefs event it attaches to, for a tracepoint of either kind.
+    pub fn tracepoint_program(&self) -> Option<(&'static str, &'static str, &'static str)> {
+        match *self {
+            Self::Tracepoint {
+                program,
+                category,
+                name,
+                ..
+            }
+            | Self::SockTracepoint {
+                program,
+                category,
+                name,
+                ..
+            }
+            | Self::RawTracepoint {
+                program,
+                category,
+                name,
+                ..
+            } => Some((program, category, name)),
+            Self::SockOps { .. } | Self::None(_) => None,
+        }
+    }
+
     /// The hook label of records it produces.
     pub fn label(&self) -> &'static str {
         match self {
@@ -430,14 +455,49 @@ pub fn row(func: KernelFn) -> Option<&'static KernelHook> {
     KERNEL_HOOKS.iter().find(|h| h.func == func)
 }
 
-/// The syscall layer's programs for `op`: its own enter program and the shared exit program.
+/// The syscall layer's tracepoint programs for `op`: its enter program (its own, or the one
+/// it shares with the calls of its shape) and the shared exit program.
 pub fn syscall_programs(op: SyscallOp) -> (String, &'static str) {
     let exit = if op.accepts() {
         "sys_exit_accept"
     } else {
         "sys_exit"
     };
-    (format!("sys_enter_{}", op.tracepoint()), exit)
+    let enter = match op.shared_enter() {
+        Some(shared) => shared.to_string(),
+        None => enter_event(op),
+    };
+    (enter, exit)
+}
+
+/// The number of syscall `op` on the architecture the tracer was built for, for each call
+/// whose enter program is shared ([`SyscallOp::shared_enter`]): the shared program finds
+/// its call by it. `None` for the others.
+pub fn shared_syscall_number(op: SyscallOp) -> Option<libc::c_long> {
+    let nr = match op {
+        SyscallOp::Listen => libc::SYS_listen,
+        SyscallOp::Accept => libc::SYS_accept,
+        SyscallOp::Accept4 => libc::SYS_accept4,
+        SyscallOp::Read => libc::SYS_read,
+        SyscallOp::Write => libc::SYS_write,
+        SyscallOp::Readv => libc::SYS_readv,
+        SyscallOp::Writev => libc::SYS_writev,
+        SyscallOp::Sendto => libc::SYS_sendto,
+        SyscallOp::Recvfrom => libc::SYS_recvfrom,
+        SyscallOp::Sendmsg => libc::SYS_sendmsg,
+        SyscallOp::Recvmsg => libc::SYS_recvmsg,
+        SyscallOp::Shutdown => libc::SYS_shutdown,
+        SyscallOp::Sendfile => libc::SYS_sendfile,
+        SyscallOp::Sendmmsg => libc::SYS_sendmmsg,
+        SyscallOp::Recvmmsg => libc::SYS_recvmmsg,
+        _ => return None,
+    };
+    Some(nr)
+}
+
+/// The enter tracepoint of syscall `op` in the `syscalls` group (`sys_enter_accept4`).
+pub fn enter_event(op: SyscallOp) -> String {
+    format!("sys_enter_{}", op.tracepoint())
 }
 
 /// The exit tracepoint of syscall `op` in the `syscalls` group (`sys_exit_accept4`).
@@ -631,6 +691,27 @@ pub fn label(func: Option<KernelFn>, via: Via) -> HookLabel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every call whose enter program is shared has a number the program can find it by, each
+    /// its own and inside the table; and the one argument the shared program reads is 1 to 3.
+    #[test]
+    fn the_shared_enter_program_finds_each_of_its_calls_by_number() {
+        let mut seen = std::collections::HashSet::new();
+        for op in SyscallOp::ALL {
+            let nr = shared_syscall_number(op);
+            assert_eq!(op.shared_enter().is_some(), nr.is_some(), "{}", op.name());
+            if let Some(nr) = nr {
+                assert!((0..i64::from(tracer_common::maps::SYSCALL_NRS)).contains(&nr));
+                assert!(seen.insert(nr), "{} shares its number", op.name());
+                assert!(op.shown_arg().is_none_or(|n| (1..=3).contains(&n)));
+            }
+        }
+        // The kernel's own numbers, from an independent table (the C library's headers).
+        assert_eq!(shared_syscall_number(SyscallOp::Read), Some(libc::SYS_read));
+        assert_eq!(syscall_programs(SyscallOp::Sendfile).0, "sys_enter_fd");
+        assert_eq!(syscall_programs(SyscallOp::Connect).0, "sys_enter_connect");
+        assert_eq!(enter_event(SyscallOp::Sendfile), "sys_enter_sendfile64");
+    }
 
     /// The syscall ABI's register offsets are where the running kernel's BTF puts those
     /// members of `struct pt_regs` (x86-64: di, si, dx, r10, r8, r9, orig_ax).
