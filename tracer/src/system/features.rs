@@ -42,7 +42,9 @@ fn load_tracing_program() -> TracingProbe {
     // r0 = 0; exit.
     let insns: [u64; 2] = [0xb7, 0x95];
     let license = c"GPL";
-    let mut log = [0u8; 128];
+    // Room for the whole verifier log: 7.x fails a load whose log was cut short with ENOSPC
+    // instead of its own error.
+    let mut log = [0u8; 1024];
     // SAFETY: a plain C union for which all-zero bytes are a valid value (and what the kernel
     // expects in every field not set).
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
@@ -73,7 +75,9 @@ fn load_tracing_program() -> TracingProbe {
     }
     let error = std::io::Error::last_os_error();
     match error.raw_os_error() {
-        Some(libc::EINVAL) if log.starts_with(b"Tracing programs must provide btf_id") => {
+        Some(libc::EINVAL | libc::ENOSPC)
+            if log.starts_with(b"Tracing programs must provide btf_id") =>
+        {
             TracingProbe::Known
         }
         Some(libc::EINVAL | libc::E2BIG) => TracingProbe::Unknown,
