@@ -234,24 +234,9 @@ impl SyscallOp {
     /// [`Self::shown_arg`]). `None` for a call with a program of its own
     /// (`sys_enter_<tracepoint>`).
     pub fn shared_enter(self) -> Option<&'static str> {
-        match self {
-            Self::Listen
-            | Self::Accept
-            | Self::Accept4
-            | Self::Read
-            | Self::Write
-            | Self::Readv
-            | Self::Writev
-            | Self::Sendto
-            | Self::Recvfrom
-            | Self::Sendmsg
-            | Self::Recvmsg
-            | Self::Shutdown
-            | Self::Sendfile
-            | Self::Sendmmsg
-            | Self::Recvmmsg => Some("sys_enter_fd"),
-            _ => None,
-        }
+        // The shape is the one argument, or none at all for `accept`, whose peer address is
+        // read at the return.
+        (self == Self::Accept || self.shown_arg().is_some()).then_some("sys_enter_fd")
     }
 }
 
