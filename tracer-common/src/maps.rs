@@ -36,7 +36,8 @@ pub type Owner = crate::record::Task;
 pub struct Inflight {
     /// The record being built; completed and emitted at exit.
     pub record: SyscallRecord,
-    /// User pointer to read at exit (accept's peer address), 0 if none.
+    /// User pointer to read at exit (the address of an accept, bind or connect; getsockopt's
+    /// value), 0 if none.
     pub user_addr: u64,
     /// Non-zero when the fd is a held socket (see [`Held`]): the record is held too.
     pub held: u32,

@@ -35,7 +35,7 @@ use crate::{
     filter::{config, current_comm, ports_match, ports_only, task_matches},
     maps::{FDS, HELD_CALLS, HELD_SOCKETS, INFLIGHT, SYSCALL_OPS},
     place,
-    sockaddr::{self, End},
+    sockaddr::{self, End, Sockaddr},
 };
 
 const SOCK_STREAM: u64 = 1;
@@ -619,24 +619,19 @@ fn addr_enter(call: &impl Call, op: SyscallOp) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let fd = call.arg(0) as i32;
     let sock = fds::traced(tgid, fd);
-    let held = if sock.is_none() {
-        match fds::held(tgid, fd) {
-            Some(key) => key,
+    let held = match sock {
+        Some(_) => None,
+        None => match fds::held(tgid, fd) {
+            Some(key) => Some(key),
             None => return 0,
-        }
-    } else {
-        FdKey { tgid, fd }
+        },
     };
-    let mut inflight = begin(call, op, fd, sock.unwrap_or(0));
-    let end = if op == SyscallOp::Bind {
-        End::Local
-    } else {
-        End::Remote
-    };
-    let port = sockaddr::read_user(call.arg(1), &mut inflight.record.tuple, end).unwrap_or(0);
-    if sock.is_none() {
+    // Whose socket() a held fd is, when a forebear created it (see SyscallRecord's args).
+    let mut creator = 0;
+    if let Some(held) = held {
+        let port = sockaddr::port_of(call.arg(1));
         let cfg = config();
-        let matched = if end == End::Local {
+        let matched = if op == SyscallOp::Bind {
             ports_match(&cfg, port, 0)
         } else {
             ports_match(&cfg, 0, port)
@@ -644,22 +639,37 @@ fn addr_enter(call: &impl Call, op: SyscallOp) -> u32 {
         if !matched {
             return 0;
         }
-        // Traced from now on: the held socket() record goes out first, before anything this
-        // syscall causes — its creator's, when a forebear created it.
-        if let Some(record) = HELD_SOCKETS.get_ptr(held) {
-            // SAFETY: a value pointer returned by the lookup just above.
-            release(held, unsafe { &*record });
-        }
-        let _ = HELD_SOCKETS.remove(held);
+        adopt(held, tgid, fd);
         if held.tgid != tgid {
-            fds::track(held.tgid, fd, 0);
-            // Tells user space whose socket() this fd is (see SyscallRecord's args).
-            inflight.record.args[1] = u64::from(held.tgid);
+            creator = held.tgid;
         }
-        fds::track(tgid, fd, 0);
+    }
+    let mut inflight = begin(call, op, fd, sock.unwrap_or(0));
+    // The address is read at the return, as accept's is: read here, into the stacked record,
+    // it multiplied the verifier's paths through everything before it (+32k instructions in
+    // each of bind and connect).
+    inflight.user_addr = call.arg(1);
+    if creator != 0 {
+        inflight.record.args[1] = u64::from(creator);
     }
     stash(&inflight);
     0
+}
+
+/// Held socket `held`, fd `fd` of process `tgid`, is traced from now on: its socket() record
+/// and held calls go out first, before anything the syscall at hand causes — its creator's,
+/// when a forebear created it.
+#[inline(always)]
+fn adopt(held: FdKey, tgid: u32, fd: i32) {
+    if let Some(record) = HELD_SOCKETS.get_ptr(held) {
+        // SAFETY: a value pointer returned by the lookup just above.
+        release(held, unsafe { &*record });
+    }
+    let _ = HELD_SOCKETS.remove(held);
+    if held.tgid != tgid {
+        fds::track(held.tgid, fd, 0);
+    }
+    fds::track(tgid, fd, 0);
 }
 
 syscall!(
@@ -790,8 +800,15 @@ fn finish(inflight: &mut Inflight, ret: i64) {
         Some(SyscallOp::Accept | SyscallOp::Accept4) => {
             if ret >= 0 {
                 fds::track(tgid, ret as i32, 0);
-                let _ = sockaddr::read_user(inflight.user_addr, &mut record.tuple, End::Remote);
+                Sockaddr::read_user(inflight.user_addr).store(&mut record.tuple, End::Remote);
             }
+        }
+        // Whatever the outcome: a refused connect shows where it went.
+        Some(SyscallOp::Bind) => {
+            Sockaddr::read_user(inflight.user_addr).store(&mut record.tuple, End::Local);
+        }
+        Some(SyscallOp::Connect) => {
+            Sockaddr::read_user(inflight.user_addr).store(&mut record.tuple, End::Remote);
         }
         Some(SyscallOp::Getsockopt) => {
             // SAFETY: bpf_probe_read_user checks the user address.
