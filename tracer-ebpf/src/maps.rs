@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
     failure::FAILURE_KINDS,
@@ -10,7 +10,7 @@ use tracer_common::{
         FdKey, Held, HeldCallKey, Inflight, MAX_CGROUPS, MAX_PORTS, Owner, PIDS_CAPACITY, Place,
         PortPair, SOCK_OPS_SLOTS, SYSCALL_NRS, Sampled, TALLIES_LEN, TracepointFn,
     },
-    record::SyscallRecord,
+    record::{StateRecord, SyscallRecord},
 };
 
 /// Size of [`EVENTS`]: 4 MiB, ~25 ms of the busiest loopback traffic; user space is woken
@@ -145,3 +145,13 @@ pub static TRACEPOINT_FNS: HashMap<u32, TracepointFn> = HashMap::with_max_entrie
 /// makes the next one due at once.
 #[map]
 pub static SAMPLED: LruHashMap<u64, Sampled> = LruHashMap::with_max_entries(16384, 0);
+
+/// Where the state program builds its record: map memory, whose contents the verifier does
+/// not follow, instead of the stack, whose every variant it does (a record on the stack made
+/// it check the program's paths once per variant: 46k instructions, 28k now). One slot per
+/// CPU is enough: the program is perf-attached, so it runs pinned to its CPU under the
+/// kernel's per-CPU `bpf_prog_active` guard, and no other run of it starts on that CPU until
+/// this one ends — even when this one is preempted (7.x), the kernel then skips the others.
+/// Only this program uses it.
+#[map]
+pub static STATE_SCRATCH: PerCpuArray<StateRecord> = PerCpuArray::with_max_entries(1, 0);

@@ -27,7 +27,7 @@ use crate::{
     context::field,
     emit::{count, count_if_refused, emit, tally},
     filter::{config, current_comm, netns_matches, ports_match, ports_only, task_matches},
-    maps::{INFLIGHT, LISTENERS, SOCKS},
+    maps::{INFLIGHT, LISTENERS, SOCKS, STATE_SCRATCH},
     packets::watch_port_pair,
 };
 
@@ -46,7 +46,12 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let dport: u16 = field(&ctx, STATE_DPORT);
     let pid_tgid = bpf_get_current_pid_tgid();
 
-    let mut record = StateRecord {
+    let Some(record) = STATE_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slot, which no other run uses meanwhile (see STATE_SCRATCH).
+    let record = unsafe { &mut *record };
+    *record = StateRecord {
         header: Header::new(
             RecordKind::State,
             Via::Tracepoint,
@@ -118,7 +123,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         t.laddr = field(&ctx, STATE_SADDR6);
         t.raddr = field(&ctx, STATE_DADDR6);
     }
-    emit(&record);
+    emit(record);
     0
 }
 
