@@ -1353,9 +1353,7 @@ fn a_full_disk_under_the_pcap_is_reported_and_the_rest_goes_on() {
         }
         text
     });
-    ready_rx
-        .recv_timeout(std::time::Duration::from_secs(30))
-        .expect("tracer ready");
+    ready_rx.recv_timeout(READY_LIMIT).expect("tracer ready");
     let messages: Vec<String> = (0..60).map(|i| format!("message number {i}")).collect();
     let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
     echo_session("127.0.0.1", port, &refs);

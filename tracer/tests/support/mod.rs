@@ -18,6 +18,16 @@ pub const TRACER: &str = env!("CARGO_BIN_EXE_tracer");
 pub const ECHO_SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
 pub const ECHO_CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
 
+/// How long a tracer may take to become ready. A start takes a fraction of a second on a host
+/// and 10-25 s in `cargo xtask vm-test`'s emulated guests, twice that when both guests of a
+/// 2-core machine verify programs at once: the limit only decides how long a broken start is
+/// waited for.
+pub const READY_LIMIT: Duration = Duration::from_secs(90);
+
+/// How long a tracer may take to exit after SIGINT: detaching its programs takes 2-3 s on a
+/// host (one RCU grace period per tracepoint) and several times that under emulation.
+pub const EXIT_LIMIT: Duration = Duration::from_secs(60);
+
 /// A running tracer.
 pub struct Trace {
     child: Child,
@@ -59,11 +69,11 @@ pub fn start(args: &[&str]) -> Trace {
         }
         events
     });
-    if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+    if ready_rx.recv_timeout(READY_LIMIT).is_err() {
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
         panic!(
-            "tracer never became ready: {}",
+            "tracer never became ready within {READY_LIMIT:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -87,7 +97,7 @@ impl Trace {
         std::thread::sleep(Duration::from_millis(300));
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + EXIT_LIMIT;
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;

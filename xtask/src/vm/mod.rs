@@ -37,6 +37,15 @@ pub struct Options {
     pub jobs: usize,
 }
 
+/// The kernels of the matrix whose failures fail the run: all but the canaries.
+pub fn gating_kernels() -> Vec<String> {
+    kernels::MATRIX
+        .iter()
+        .filter(|k| !k.canary)
+        .map(|k| k.name.to_string())
+        .collect()
+}
+
 pub(crate) fn sh(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
@@ -122,6 +131,31 @@ fn counted_results(console: &str) -> Vec<String> {
         });
     }
     out
+}
+
+/// What a kernel's guest did, in one line printed as it ends: a run cut short by CI's time
+/// limit still says which tests failed where.
+fn done_line(o: &report::Outcome, modes: &[String], repeat: usize) -> String {
+    if o.passed(modes, repeat) {
+        let same: Vec<String> = o
+            .same
+            .iter()
+            .map(|(m, like)| format!("{m} = {like}"))
+            .collect();
+        return if same.is_empty() {
+            "pass".into()
+        } else {
+            format!("pass ({})", same.join(", "))
+        };
+    }
+    let mut what: Vec<String> = o
+        .runs
+        .iter()
+        .filter(|r| r.rc != Some(0) || !r.failed.is_empty())
+        .map(|r| format!("{}: {}", r.mode, r.failed.join(" ")))
+        .collect();
+    what.extend(o.crash.iter().map(|c| format!("crashed: {c}")));
+    format!("FAIL ({})", what.join("; "))
 }
 
 /// Boots `vmlinuz` with `initrd`, running `modes` `repeat` times; the console goes to `log`.
@@ -244,6 +278,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
                         break;
                     };
                     let job = &jobs[i];
+                    let started = std::time::Instant::now();
                     let result = match &job.kernel {
                         Err(e) => Err(e.clone()),
                         Ok(k) => {
@@ -272,13 +307,10 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
                     };
                     if let Ok(o) = &result {
                         eprintln!(
-                            "vm-test: {} done: {}",
+                            "vm-test: {} done in {:.1} min: {}",
                             job.name,
-                            if o.passed(modes.len() * job.repeat) {
-                                "pass"
-                            } else {
-                                "FAIL"
-                            }
+                            started.elapsed().as_secs_f64() / 60.0,
+                            done_line(o, &modes, job.repeat)
                         );
                     }
                     results.lock().unwrap()[i] = Some(result);
@@ -328,9 +360,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         .filter(|(job, result)| {
             !job.canary
                 && job.known.is_none()
-                && !result
-                    .as_ref()
-                    .is_ok_and(|o| o.passed(modes.len() * job.repeat))
+                && !result.as_ref().is_ok_and(|o| o.passed(&modes, job.repeat))
         })
         .map(|(job, _)| job.name.as_str())
         .collect();

@@ -33,16 +33,22 @@ pub struct Outcome {
     pub crash: Option<String>,
     /// What each failed test said first (its panic message, a few lines), by name.
     pub messages: BTreeMap<String, String>,
+    /// Forced modes not run because their hooks got exactly what another mode's got (the
+    /// same programs attached the same way), with that mode: `fentry` → `auto` on kernels
+    /// where auto picks fentry for every hook that has it.
+    pub same: BTreeMap<String, String>,
 }
 
 /// Lines of a failed test's panic message kept for the report.
 const MESSAGE_LINES: usize = 8;
 
 impl Outcome {
-    /// Whether every planned run ended with every test passing and nothing crashed.
-    pub fn passed(&self, planned_runs: usize) -> bool {
+    /// Whether every planned run (`repeat` of each of `modes` but those the guest found the
+    /// same as another) ended with every test passing and nothing crashed.
+    pub fn passed(&self, modes: &[String], repeat: usize) -> bool {
+        let planned = modes.iter().filter(|m| !self.same.contains_key(*m)).count() * repeat;
         self.crash.is_none()
-            && self.runs.len() == planned_runs
+            && self.runs.len() == planned
             && self
                 .runs
                 .iter()
@@ -113,6 +119,9 @@ pub fn parse(console: &str) -> Outcome {
                     .map(|h| (h["hook"].as_str().unwrap_or("?").to_string(), tier_cell(h)))
                     .collect(),
             );
+        } else if let Some(rest) = line.strip_prefix("VMTEST same mode=") {
+            let (mode, like) = rest.split_once(" as=").unwrap_or((rest, "?"));
+            out.same.insert(mode.to_string(), like.trim().to_string());
         } else if let Some(rest) = line.strip_prefix("VMTEST begin mode=") {
             let mode = rest.split_whitespace().next().unwrap_or("?");
             current = Some(Run {
@@ -274,13 +283,17 @@ pub fn table(rows: &[Row]) -> String {
                         let _ = write!(s, " {:<12}", "-");
                         continue;
                     }
+                    if let Some(like) = o.same.get(m) {
+                        let _ = write!(s, " {:<12}", format!("= {like}"));
+                        continue;
+                    }
                     let (text, failures) = cell(o, m, row.repeat);
                     let _ = write!(s, " {text:<12}");
                     if !failures.is_empty() {
                         notes.push(format!("{} {m}: {}", row.kernel, failures.join(", ")));
                     }
                 }
-                if let (Some(why), false) = (row.known, o.passed(row.modes.len() * row.repeat)) {
+                if let (Some(why), false) = (row.known, o.passed(row.modes, row.repeat)) {
                     notes.push(format!(
                         "{}: known, does not fail the run: {why}",
                         row.kernel
@@ -354,7 +367,7 @@ test refused_connection ... ok
         );
         assert_eq!(o.runs[1].rc, None, "the guest died inside run 2");
         assert!(o.crash.as_deref().unwrap().contains("double fault"));
-        assert!(!o.passed(2));
+        assert!(!o.passed(&["auto".to_string()], 2));
         let modes = ["auto".to_string()];
         let t = table(&[Row {
             kernel: "5.10",
@@ -418,7 +431,31 @@ test refused_connection ... ok
             "VMTEST kernel 6.12.117\nVMTEST begin mode=kprobe run=1\ntest a ... ok\n\
              VMTEST end mode=kprobe run=1 rc=0\n",
         );
-        assert!(o.passed(1));
-        assert!(!o.passed(2), "a planned run that never happened fails");
+        let kprobe = ["kprobe".to_string()];
+        assert!(o.passed(&kprobe, 1));
+        assert!(
+            !o.passed(&kprobe, 2),
+            "a planned run that never happened fails"
+        );
+    }
+
+    #[test]
+    fn a_mode_the_guest_found_the_same_as_auto_is_shown_so_and_not_awaited() {
+        let o = parse(
+            "VMTEST kernel 6.12.117\nVMTEST begin mode=auto run=1\ntest a ... ok\n\
+             VMTEST end mode=auto run=1 rc=0\nVMTEST same mode=fentry as=auto\n",
+        );
+        let modes = ["auto".to_string(), "fentry".to_string()];
+        assert!(o.passed(&modes, 1));
+        let t = table(&[Row {
+            kernel: "6.12",
+            canary: false,
+            known: None,
+            modes: &modes,
+            repeat: 1,
+            outcome: Ok(&o),
+        }]);
+        assert!(t.contains(" pass         = auto"), "{t}");
+        assert!(!parse("VMTEST kernel 6.12.117\n").passed(&modes, 1));
     }
 }
