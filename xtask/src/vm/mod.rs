@@ -152,7 +152,11 @@ fn done_line(o: &report::Outcome, modes: &[String], repeat: usize) -> String {
         .runs
         .iter()
         .filter(|r| r.rc != Some(0) || !r.failed.is_empty())
-        .map(|r| format!("{}: {}", r.mode, r.failed.join(" ")))
+        .map(|r| match (r.failed.is_empty(), r.rc) {
+            (false, _) => format!("{}: {}", r.mode, r.failed.join(" ")),
+            (true, None) => format!("{}: the guest died mid-run", r.mode),
+            (true, Some(rc)) => format!("{}: exit status {rc}", r.mode),
+        })
         .collect();
     what.extend(o.crash.iter().map(|c| format!("crashed: {c}")));
     format!("FAIL ({})", what.join("; "))
