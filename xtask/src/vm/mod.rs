@@ -148,14 +148,17 @@ fn done_line(o: &report::Outcome, modes: &[String], repeat: usize) -> String {
             format!("pass ({})", same.join(", "))
         };
     }
-    let mut what: Vec<String> = o
-        .runs
+    // Each mode as the table's cell says it, with the failures listed under the table.
+    let mut what: Vec<String> = modes
         .iter()
-        .filter(|r| r.rc != Some(0) || !r.failed.is_empty())
-        .map(|r| match (r.failed.is_empty(), r.rc) {
-            (false, _) => format!("{}: {}", r.mode, r.failed.join(" ")),
-            (true, None) => format!("{}: the guest died mid-run", r.mode),
-            (true, Some(rc)) => format!("{}: exit status {rc}", r.mode),
+        .filter(|m| !o.same.contains_key(*m))
+        .filter_map(|m| {
+            let (text, failures) = report::cell(o, m, repeat);
+            (!text.starts_with("pass") || !failures.is_empty()).then(|| {
+                format!("{m}: {text} {}", failures.join(", "))
+                    .trim_end()
+                    .to_string()
+            })
         })
         .collect();
     what.extend(o.crash.iter().map(|c| format!("crashed: {c}")));
@@ -398,6 +401,20 @@ pub fn absolute(kernels: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_line_names_what_failed_where_as_the_table_does() {
+        let o = report::parse(
+            "VMTEST begin mode=auto run=1\ntest a ... ok\ntest b ... FAILED\n\
+             VMTEST end mode=auto run=1 rc=1\nVMTEST same mode=fentry as=auto\n\
+             VMTEST begin mode=kprobe run=1\n",
+        );
+        let modes = ["auto", "kprobe", "fentry"].map(String::from);
+        assert_eq!(
+            done_line(&o, &modes, 1),
+            "FAIL (auto: FAIL b; kprobe: FAIL (guest died mid-run))"
+        );
+    }
 
     #[test]
     fn a_result_followed_by_a_retry_is_not_counted() {

@@ -191,7 +191,8 @@ pub struct Row<'a> {
     pub outcome: Result<&'a Outcome, String>,
 }
 
-fn cell(outcome: &Outcome, mode: &str, repeat: usize) -> (String, Vec<String>) {
+/// One mode's cell of the table (`pass`, `FAIL 2/3`) and the failures to list under it.
+pub fn cell(outcome: &Outcome, mode: &str, repeat: usize) -> (String, Vec<String>) {
     let runs: Vec<&Run> = outcome.runs.iter().filter(|r| r.mode == mode).collect();
     let good = runs
         .iter()
@@ -347,6 +348,18 @@ test refused_connection ... ok
 [   12.3] traps: PANIC: double fault, error_code: 0x0
 ";
 
+    /// The table of one gating kernel.
+    fn one_kernel(kernel: &str, modes: &[String], repeat: usize, o: &Outcome) -> String {
+        table(&[Row {
+            kernel,
+            canary: false,
+            known: None,
+            modes,
+            repeat,
+            outcome: Ok(o),
+        }])
+    }
+
     #[test]
     fn console_lines_become_runs_tiers_and_crashes() {
         let o = parse(CONSOLE);
@@ -369,14 +382,7 @@ test refused_connection ... ok
         assert!(o.crash.as_deref().unwrap().contains("double fault"));
         assert!(!o.passed(&["auto".to_string()], 2));
         let modes = ["auto".to_string()];
-        let t = table(&[Row {
-            kernel: "5.10",
-            canary: false,
-            known: None,
-            modes: &modes,
-            repeat: 2,
-            outcome: Ok(&o),
-        }]);
+        let t = one_kernel("5.10", &modes, 2, &o);
         assert!(t.contains("5.10               5.10.0-32-amd64 "), "{t}");
         assert!(t.contains("FAIL 0/2"), "{t}");
         assert!(
@@ -407,14 +413,7 @@ test refused_connection ... ok
             "thread 'b' panicked at tracer/tests/live.rs:9:5:\nassertion `left == right` failed\n"
         );
         let modes = ["auto".to_string()];
-        let t = table(&[Row {
-            kernel: "6.1",
-            canary: false,
-            known: None,
-            modes: &modes,
-            repeat: 1,
-            outcome: Ok(&o),
-        }]);
+        let t = one_kernel("6.1", &modes, 1, &o);
         assert!(
             t.contains("b (flaky: failed, then passed when run again)"),
             "{t}"
@@ -447,14 +446,7 @@ test refused_connection ... ok
         );
         let modes = ["auto".to_string(), "fentry".to_string()];
         assert!(o.passed(&modes, 1));
-        let t = table(&[Row {
-            kernel: "6.12",
-            canary: false,
-            known: None,
-            modes: &modes,
-            repeat: 1,
-            outcome: Ok(&o),
-        }]);
+        let t = one_kernel("6.12", &modes, 1, &o);
         assert!(t.contains(" pass         = auto"), "{t}");
         assert!(!parse("VMTEST kernel 6.12.117\n").passed(&modes, 1));
     }
