@@ -212,21 +212,33 @@ impl TcpHeader {
     /// The options as [`Self::options_text`], SACK edges made relative by subtracting `base`
     /// (the acknowledged side's initial sequence number, as for the ack field).
     pub fn options_text_relative(&self, base: u32) -> String {
-        let parts: Vec<String> = self
-            .options
-            .iter()
-            .map(|o| match o {
-                TcpOption::Sack(blocks) => TcpOption::Sack(
-                    blocks
-                        .iter()
-                        .map(|&(l, r)| (l.wrapping_sub(base), r.wrapping_sub(base)))
-                        .collect(),
-                )
-                .to_string(),
-                _ => o.to_string(),
-            })
-            .collect();
-        parts.join(",")
+        let mut s = String::new();
+        self.write_options_relative(&mut s, base);
+        s
+    }
+
+    /// [`Self::options_text_relative`], written to `out`.
+    pub fn write_options_relative(&self, out: &mut String, base: u32) {
+        use std::fmt::Write as _;
+        for (i, o) in self.options.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = match o {
+                TcpOption::Sack(blocks) => {
+                    out.push_str("sack");
+                    blocks.iter().try_for_each(|&(l, r)| {
+                        write!(
+                            out,
+                            " {{{}:{}}}",
+                            l.wrapping_sub(base),
+                            r.wrapping_sub(base)
+                        )
+                    })
+                }
+                _ => write!(out, "{o}"),
+            };
+        }
     }
 }
 
@@ -315,6 +327,13 @@ impl Iterator for OptionsIter<'_> {
 
 /// TCP flags `flags` as tcpdump prints them: `S`, `S.`, `P.`, `F.`, `R`, with `.` for ACK.
 pub fn tcpdump_flags(flags: u8) -> String {
+    let mut s = String::new();
+    push_tcpdump_flags(&mut s, flags);
+    s
+}
+
+/// [`tcpdump_flags`], written to `out`.
+pub fn push_tcpdump_flags(out: &mut String, flags: u8) {
     const LETTERS: [(u8, char); 8] = [
         (flags::SYN, 'S'),
         (flags::FIN, 'F'),
@@ -325,12 +344,16 @@ pub fn tcpdump_flags(flags: u8) -> String {
         (flags::CWR, 'W'),
         (flags::ACK, '.'),
     ];
-    let s: String = LETTERS
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|&(_, c)| c)
-        .collect();
-    if s.is_empty() { "none".into() } else { s }
+    let start = out.len();
+    out.extend(
+        LETTERS
+            .iter()
+            .filter(|(bit, _)| flags & bit != 0)
+            .map(|&(_, c)| c),
+    );
+    if out.len() == start {
+        out.push_str("none");
+    }
 }
 
 /// The option at the start of `b` (not empty) and how many bytes it takes.

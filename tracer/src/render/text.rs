@@ -2,7 +2,7 @@
 //! escaping of names that come from the traced system.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use crate::decode::Endpoint;
 
@@ -41,12 +41,22 @@ pub fn errno_name(errno: i64) -> Option<&'static str> {
 
 /// A syscall return value as strace would show it: `3`, or `-1 ECONNREFUSED`.
 pub fn syscall_ret(ret: i64) -> String {
-    if ret >= 0 {
-        return ret.to_string();
-    }
-    match errno_name(-ret) {
-        Some(name) => format!("-1 {name}"),
-        None => format!("-1 errno {}", -ret),
+    Ret(ret).to_string()
+}
+
+/// [`syscall_ret`], written where it is formatted: the views' hot paths allocate nothing.
+pub struct Ret(pub i64);
+
+impl fmt::Display for Ret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ret = self.0;
+        if ret >= 0 {
+            return write!(f, "{ret}");
+        }
+        match errno_name(-ret) {
+            Some(name) => write!(f, "-1 {name}"),
+            None => write!(f, "-1 errno {}", -ret),
+        }
     }
 }
 
@@ -57,15 +67,36 @@ pub fn endpoint(ep: &Endpoint) -> String {
 
 /// `endpoint` or `?` when unknown.
 pub fn maybe_endpoint(ep: Option<&Endpoint>) -> String {
-    ep.map(endpoint).unwrap_or_else(|| "?".into())
+    MaybeEndpoint(ep).to_string()
+}
+
+/// [`maybe_endpoint`], written where it is formatted.
+pub struct MaybeEndpoint<'a>(pub Option<&'a Endpoint>);
+
+impl fmt::Display for MaybeEndpoint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(ep) => write!(f, "{ep}"),
+            None => f.write_str("?"),
+        }
+    }
 }
 
 /// `AF_INET`, `AF_INET6` or the number.
 pub fn family_name(family: u16) -> String {
-    match family {
-        tracer_common::AF_INET => "AF_INET".into(),
-        tracer_common::AF_INET6 => "AF_INET6".into(),
-        other => other.to_string(),
+    FamilyName(family).to_string()
+}
+
+/// [`family_name`], written where it is formatted.
+pub struct FamilyName(pub u16);
+
+impl fmt::Display for FamilyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            tracer_common::AF_INET => f.write_str("AF_INET"),
+            tracer_common::AF_INET6 => f.write_str("AF_INET6"),
+            other => write!(f, "{other}"),
+        }
     }
 }
 
@@ -116,14 +147,22 @@ pub fn bits_per_second(bytes_per_sec: u64) -> String {
 
 /// A duration in the unit that reads best: `850 ns`, `24 µs`, `1.250 ms`, `2.000 s`.
 pub fn duration(ns: u64) -> String {
-    let mut s = String::new();
-    let _ = match ns {
-        0..1_000 => write!(s, "{ns} ns"),
-        1_000..1_000_000 => write!(s, "{} µs", ns / 1_000),
-        1_000_000..1_000_000_000 => write!(s, "{:.3} ms", ns as f64 / 1e6),
-        _ => write!(s, "{:.3} s", ns as f64 / 1e9),
-    };
-    s
+    Duration(ns).to_string()
+}
+
+/// [`duration`], written where it is formatted.
+pub struct Duration(pub u64);
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = self.0;
+        match ns {
+            0..1_000 => write!(f, "{ns} ns"),
+            1_000..1_000_000 => write!(f, "{} µs", ns / 1_000),
+            1_000_000..1_000_000_000 => write!(f, "{:.3} ms", ns as f64 / 1e6),
+            _ => write!(f, "{:.3} s", ns as f64 / 1e9),
+        }
+    }
 }
 
 /// `s` made safe for a terminal: a string from the traced system (a process name) may hold

@@ -3,13 +3,14 @@
 //! connections compare), its layer, what happened and the hook it came from. When events of
 //! several connections interleave, a header marks each switch.
 
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 
 use tracer_common::{KernelFn, SyscallOp, Via, ca_state, tcp_state};
 
 use super::text::{
-    bits_per_second, duration, endpoint, errno_name, family_name, maybe_endpoint, shutdown_how,
-    socket_type, syscall_ret,
+    Duration, FamilyName, MaybeEndpoint, Ret, bits_per_second, errno_name, shutdown_how,
+    socket_type,
 };
 use super::{Line, Part, View};
 use crate::correlate::{Conn, ConnId, Role, SegmentView};
@@ -24,12 +25,13 @@ struct Style {
 }
 
 impl Style {
-    fn paint(self, code: &str, text: &str) -> String {
-        if self.on {
-            format!("\x1b[{code}m{text}\x1b[0m")
+    /// Writes `text` to `out`, in style `code` when styles are on.
+    fn paint(self, out: &mut String, code: &str, text: impl fmt::Display) {
+        let _ = if self.on {
+            write!(out, "\x1b[{code}m{text}\x1b[0m")
         } else {
-            text.to_string()
-        }
+            write!(out, "{text}")
+        };
     }
 }
 
@@ -43,6 +45,12 @@ pub struct Timeline<W: Write> {
     /// Whether system calls are traced: bytes the kernel moved with no syscall around them
     /// are then worth a word.
     pub syscalls: bool,
+    /// The lines being written, and the parts padded to a width: reused from event to event,
+    /// as this runs once per event.
+    lines: String,
+    text: String,
+    tail: String,
+    at: String,
 }
 
 impl<W: Write> Timeline<W> {
@@ -54,6 +62,10 @@ impl<W: Write> Timeline<W> {
             current: None,
             origin: None,
             syscalls: true,
+            lines: String::new(),
+            text: String::new(),
+            tail: String::new(),
+            at: String::new(),
         }
     }
 
@@ -67,16 +79,26 @@ impl<W: Write> Timeline<W> {
         seg: Option<&SegmentView>,
         timewait: bool,
     ) -> io::Result<()> {
+        let Self {
+            lines,
+            text,
+            tail,
+            at,
+            style,
+            ..
+        } = self;
+        lines.clear();
         if self.current != Some(conn.id) {
             self.current = Some(conn.id);
-            writeln!(self.out, "{}", self.style.paint("1", &header(conn)))?;
+            style.paint(lines, "1", Header(conn));
+            lines.push('\n');
         }
-        let at = match part {
+        let when = match part {
             Part::Return => ev.end_ns(),
             _ => ev.ts_ns,
         };
         let origin = *self.origin.get_or_insert(ev.ts_ns.min(conn.first_ns));
-        let rel = at.saturating_sub(origin);
+        let rel = when.saturating_sub(origin);
         let layer = ev.layer();
         let color = match layer {
             "syscall" => "36",
@@ -85,35 +107,40 @@ impl<W: Write> Timeline<W> {
             "congestion" => "31",
             _ => "33",
         };
-        let (text, tail) = match seg {
-            Some(view) => (packet(ev, view), String::new()),
-            None => describe(ev, conn, part, timewait, self.syscalls),
-        };
-        let hook = match &ev.kind {
+        text.clear();
+        tail.clear();
+        match seg {
+            Some(view) => packet(text, ev, view),
+            None => describe(text, tail, ev, conn, part, timewait, self.syscalls),
+        }
+        at.clear();
+        let _ = write!(
+            at,
+            "+{}.{:06}",
+            rel / 1_000_000_000,
+            (rel % 1_000_000_000) / 1_000
+        );
+        let _ = write!(lines, "  {:>10}  ", at.as_str());
+        style.paint(lines, color, format_args!("{layer:<7}"));
+        let _ = write!(lines, "  {:<52} ", text.as_str());
+        if !tail.is_empty() {
+            let _ = write!(lines, "{tail}  ");
+        }
+        match &ev.kind {
             Kind::Syscall(s) => match crate::hooks::table::syscall_function(s.op) {
-                Some(function) if ev.via == Via::SyscallFunctions => format!("fentry:{function}"),
-                _ => format!("syscalls:sys_*_{}", s.op.tracepoint()),
+                Some(function) if ev.via == Via::SyscallFunctions => {
+                    style.paint(lines, "2", format_args!("via fentry:{function}"))
+                }
+                _ => style.paint(
+                    lines,
+                    "2",
+                    format_args!("via syscalls:sys_*_{}", s.op.tracepoint()),
+                ),
             },
-            _ => ev.hook.to_string(),
-        };
-        let tail = if tail.is_empty() {
-            String::new()
-        } else {
-            format!("{tail}  ")
-        };
-        writeln!(
-            self.out,
-            "  {:>10}  {}  {:<52} {}{}",
-            format!(
-                "+{}.{:06}",
-                rel / 1_000_000_000,
-                (rel % 1_000_000_000) / 1_000
-            ),
-            self.style.paint(color, &format!("{layer:<7}")),
-            text,
-            tail,
-            self.style.paint("2", &format!("via {hook}")),
-        )
+            _ => style.paint(lines, "2", format_args!("via {}", ev.hook)),
+        }
+        lines.push('\n');
+        self.out.write_all(lines.as_bytes())
     }
 }
 
@@ -132,80 +159,100 @@ impl<W: Write> View for Timeline<W> {
 
 /// `conn #2  echo-client[4211]  client  127.0.0.1:41234 -> 127.0.0.1:8080`
 pub fn header(conn: &Conn) -> String {
-    let who = if conn.pid == 0 {
-        "?".to_string()
-    } else {
-        format!("{}[{}]", super::text::visible(&conn.comm), conn.pid)
-    };
-    let ends = match conn.role {
-        Role::Listener => maybe_endpoint(conn.local.as_ref()),
-        _ if conn.local.is_none() && conn.remote.is_none() => "(not connected)".into(),
-        _ => format!(
-            "{} -> {}",
-            maybe_endpoint(conn.local.as_ref()),
-            maybe_endpoint(conn.remote.as_ref())
-        ),
-    };
-    format!(
-        "conn #{}  {who}  {}  {ends}{}",
-        conn.id,
-        conn.role.name(),
-        place(conn)
-    )
+    Header(conn).to_string()
+}
+
+/// [`header`], written where it is formatted.
+struct Header<'a>(&'a Conn);
+
+impl fmt::Display for Header<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let conn = self.0;
+        write!(f, "conn #{}  ", conn.id)?;
+        if conn.pid == 0 {
+            f.write_str("?")?;
+        } else {
+            write!(f, "{}[{}]", super::text::visible(&conn.comm), conn.pid)?;
+        }
+        write!(f, "  {}  ", conn.role.name())?;
+        match conn.role {
+            Role::Listener => write!(f, "{}", MaybeEndpoint(conn.local.as_ref()))?,
+            _ if conn.local.is_none() && conn.remote.is_none() => f.write_str("(not connected)")?,
+            _ => write!(
+                f,
+                "{} -> {}",
+                MaybeEndpoint(conn.local.as_ref()),
+                MaybeEndpoint(conn.remote.as_ref())
+            )?,
+        }
+        write!(f, "{}", Place(conn))
+    }
 }
 
 /// `  netns 4026532312  cgroup /system.slice/nginx.service`: where the owner runs, when not
 /// where the tracer does.
 pub fn place(conn: &Conn) -> String {
-    let mut s = String::new();
-    if let Some(p) = &conn.place {
-        if let Some(netns) = p.netns {
-            s.push_str(&format!("  netns {netns}"));
+    Place(conn).to_string()
+}
+
+/// [`place`], written where it is formatted.
+struct Place<'a>(&'a Conn);
+
+impl fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(p) = &self.0.place {
+            if let Some(netns) = p.netns {
+                write!(f, "  netns {netns}")?;
+            }
+            if let Some(cgroup) = &p.cgroup {
+                write!(f, "  cgroup {}", super::text::visible(cgroup))?;
+            }
         }
-        if let Some(cgroup) = &p.cgroup {
-            s.push_str(&format!("  cgroup {}", super::text::visible(cgroup)));
-        }
+        Ok(())
     }
-    s
 }
 
 /// A segment as tcpdump prints it, seen from one end: `out 41234 > 8080 [S] seq 0 win 65495
 /// <mss 65495,sackOK,TS val 1 ecr 0,nop,wscale 7>, length 0`.
-pub fn packet(ev: &Event, view: &SegmentView) -> String {
+fn packet(s: &mut String, ev: &Event, view: &SegmentView) {
     let Some(captured) = ev.captured() else {
-        return "packet".into();
+        s.push_str("packet");
+        return;
     };
     let seg = match &captured.segment {
         Ok(seg) => seg,
-        Err(e) => return format!("undecodable segment: {e}"),
+        Err(e) => {
+            let _ = write!(s, "undecodable segment: {e}");
+            return;
+        }
     };
     let tcp = &seg.tcp;
-    let mut s = format!(
-        "{} {} > {} [{}] seq {}",
+    let _ = write!(
+        s,
+        "{} {} > {} [",
         if view.out { "out" } else { "in " },
         tcp.sport,
         tcp.dport,
-        tcp.tcpdump_flags(),
-        view.rel_seq
     );
+    crate::decode::tcpip::push_tcpdump_flags(s, tcp.flags);
+    let _ = write!(s, "] seq {}", view.rel_seq);
     if seg.payload_len > 0 {
-        s.push_str(&format!(
-            ":{}",
-            view.rel_seq.wrapping_add(seg.payload_len as u32)
-        ));
+        let _ = write!(s, ":{}", view.rel_seq.wrapping_add(seg.payload_len as u32));
     }
     if let Some(ack) = view.rel_ack {
-        s.push_str(&format!(" ack {ack}"));
+        let _ = write!(s, " ack {ack}");
     }
-    s.push_str(&format!(" win {}", view.window));
+    let _ = write!(s, " win {}", view.window);
     if !tcp.options.is_empty() {
         // SACK edges in the acknowledged side's numbering, like the ack.
         let base = view.rel_ack.map_or(0, |rel| tcp.ack.wrapping_sub(rel));
-        s.push_str(&format!(" <{}>", tcp.options_text_relative(base)));
+        s.push_str(" <");
+        tcp.write_options_relative(s, base);
+        s.push('>');
     }
-    s.push_str(&format!(", length {}", seg.payload_len));
+    let _ = write!(s, ", length {}", seg.payload_len);
     if view.dup_ack > 0 {
-        s.push_str(&format!(" [dup ack #{}]", view.dup_ack));
+        let _ = write!(s, " [dup ack #{}]", view.dup_ack);
     }
     if view.zero_window {
         s.push_str(" [zero window]");
@@ -218,74 +265,129 @@ pub fn packet(ev: &Event, view: &SegmentView) -> String {
     }
     if captured.gso_size > 0 && seg.payload_len > usize::from(captured.gso_size) {
         // One super-segment: the wire carries it as gso_segs segments of gso_size bytes.
-        s.push_str(&format!(
+        let _ = write!(
+            s,
             " (gso {} x {})",
             seg.payload_len.div_ceil(usize::from(captured.gso_size)),
             captured.gso_size
-        ));
+        );
     }
-    s
 }
 
-/// The event's text and a right-hand note (duration); `syscalls`: whether they are traced.
+/// The event's text into `text` and a right-hand note (duration) into `tail`; `syscalls`:
+/// whether they are traced.
 fn describe(
+    text: &mut String,
+    tail: &mut String,
     ev: &Event,
     conn: &Conn,
     part: Part,
     timewait: bool,
     syscalls: bool,
-) -> (String, String) {
+) {
     match &ev.kind {
-        Kind::Congestion(c) => (congestion(c, conn), String::new()),
-        Kind::Syscall(call) => syscall(ev, call, part),
-        Kind::Kernel(call) => (kernel(ev, call, syscalls), String::new()),
+        Kind::Congestion(c) => congestion(text, c, conn),
+        Kind::Syscall(call) => syscall(text, tail, ev, call, part),
+        Kind::Kernel(call) => kernel(text, ev, call, syscalls),
         Kind::State(change) => {
             let to = if timewait {
                 tcp_state::TIME_WAIT
             } else {
                 change.to
             };
-            let mut s = format!(
+            let _ = write!(
+                text,
                 "{} -> {}",
                 tcp_state::name(change.from),
                 tcp_state::name(to)
             );
             if timewait {
-                s.push_str("  (kernel: -> CLOSE, timewait socket takes over)");
+                text.push_str("  (kernel: -> CLOSE, timewait socket takes over)");
             }
-            (s, String::new())
         }
-        Kind::Packet(_) => ("packet".into(), String::new()),
+        Kind::Packet(_) => text.push_str("packet"),
     }
 }
 
-fn syscall(ev: &Event, call: &Syscall, part: Part) -> (String, String) {
+fn syscall(text: &mut String, tail: &mut String, ev: &Event, call: &Syscall, part: Part) {
     let op = call.op;
     let name = op.name();
     let ret_value = call.ret();
+    if part == Part::Return {
+        let _ = write!(text, "{name} = ");
+    } else {
+        call_text(text, ev, call);
+        if part == Part::Enter {
+            text.push_str(" ...");
+            return;
+        }
+        text.push_str(" = ");
+    }
+    let _ = match op {
+        _ if ret_value < 0 => write!(text, "{}", Ret(ret_value)),
+        _ if op.sends(&call.args) || op.receives(&call.args) => {
+            write!(text, "{ret_value} bytes")
+        }
+        _ if op.counts_messages() => write!(text, "{ret_value} messages"),
+        SyscallOp::Fcntl if call.args[0] == 3 => write!(
+            text,
+            "{ret_value:#x} ({})",
+            sockopt::open_flags(ret_value as u64)
+        ),
+        SyscallOp::Getsockopt => {
+            let o = sockopt::decode(op, &call.args, ret_value);
+            write!(text, "{ret_value}  [{}]", OptText(&o.value))
+        }
+        SyscallOp::Accept | SyscallOp::Accept4 => match ev.remote.as_ref() {
+            Some(peer) => write!(text, "{ret_value}  from {peer}"),
+            None => write!(text, "{ret_value}"),
+        },
+        _ => write!(text, "{ret_value}"),
+    };
+    // A late call's entry was made up at its return (the kernel skipped its entry program,
+    // README "Hooks and tiers"): it has no duration to show.
+    if call.exit.is_some_and(|e| e.late) {
+        tail.push_str("late");
+    } else {
+        let _ = write!(tail, "{}", Duration(call.duration_ns()));
+    }
+}
+
+/// The call as strace shows it: `connect(fd=3, 127.0.0.1:8080)`.
+fn call_text(text: &mut String, ev: &Event, call: &Syscall) {
+    let op = call.op;
+    let name = op.name();
     let fd = ev.fd;
-    let call_text = match op {
-        SyscallOp::Socket => format!(
+    let _ = match op {
+        SyscallOp::Socket => write!(
+            text,
             "socket({}, {})",
-            family_name(ev.family),
+            FamilyName(ev.family),
             socket_type(call.args[0])
         ),
-        SyscallOp::Bind => format!("bind(fd={fd}, {})", maybe_endpoint(ev.local.as_ref())),
-        SyscallOp::Connect => format!("connect(fd={fd}, {})", maybe_endpoint(ev.remote.as_ref())),
-        SyscallOp::Listen => format!("listen(fd={fd}, backlog={})", call.args[0]),
-        SyscallOp::Shutdown => format!("shutdown(fd={fd}, {})", shutdown_how(call.args[0])),
-        SyscallOp::Accept | SyscallOp::Accept4 | SyscallOp::Close => format!("{name}(fd={fd})"),
+        SyscallOp::Bind => write!(text, "bind(fd={fd}, {})", MaybeEndpoint(ev.local.as_ref())),
+        SyscallOp::Connect => write!(
+            text,
+            "connect(fd={fd}, {})",
+            MaybeEndpoint(ev.remote.as_ref())
+        ),
+        SyscallOp::Listen => write!(text, "listen(fd={fd}, backlog={})", call.args[0]),
+        SyscallOp::Shutdown => write!(text, "shutdown(fd={fd}, {})", shutdown_how(call.args[0])),
+        SyscallOp::Accept | SyscallOp::Accept4 | SyscallOp::Close => {
+            write!(text, "{name}(fd={fd})")
+        }
         SyscallOp::Splice if op.sends(&call.args) => {
-            format!("{name}(pipe -> fd={fd}, {})", call.args[0])
+            write!(text, "{name}(pipe -> fd={fd}, {})", call.args[0])
         }
-        SyscallOp::Splice => format!("{name}(fd={fd} -> pipe, {})", call.args[0]),
-        SyscallOp::Sendfile => format!("{name}(fd={fd}, file, {})", call.args[0]),
+        SyscallOp::Splice => write!(text, "{name}(fd={fd} -> pipe, {})", call.args[0]),
+        SyscallOp::Sendfile => write!(text, "{name}(fd={fd}, file, {})", call.args[0]),
         SyscallOp::Sendmmsg | SyscallOp::Recvmmsg => {
-            format!("{name}(fd={fd}, {} messages)", call.args[0])
+            write!(text, "{name}(fd={fd}, {} messages)", call.args[0])
         }
-        SyscallOp::Dup => format!("{name}(fd={fd})"),
-        SyscallOp::Dup2 => format!("{name}(fd={fd}, {})", call.args[0] as i32),
-        SyscallOp::Dup3 => format!(
+        SyscallOp::Dup => write!(text, "{name}(fd={fd})"),
+        SyscallOp::Dup2 => write!(text, "{name}(fd={fd}, {})", call.args[0] as i32),
+        SyscallOp::Dup3 => write!(
+            text,
             "{name}(fd={fd}, {}, {})",
             call.args[0] as i32,
             if call.args[1] & libc::O_CLOEXEC as u64 != 0 {
@@ -297,92 +399,74 @@ fn syscall(ev: &Event, call: &Syscall, part: Part) -> (String, String) {
         SyscallOp::Fcntl => {
             let cmd = sockopt::fcntl_command(call.args[0]);
             match call.args[0] {
-                4 => format!(
+                4 => write!(
+                    text,
                     "{name}(fd={fd}, {cmd}, {})",
                     sockopt::open_flags(call.args[1])
                 ),
                 c if sockopt::fcntl_has_arg(c) => {
-                    format!("{name}(fd={fd}, {cmd}, {})", call.args[1])
+                    write!(text, "{name}(fd={fd}, {cmd}, {})", call.args[1])
                 }
-                _ => format!("{name}(fd={fd}, {cmd})"),
+                _ => write!(text, "{name}(fd={fd}, {cmd})"),
             }
         }
         SyscallOp::Setsockopt | SyscallOp::Getsockopt => {
-            let o = sockopt::decode(op, &call.args, ret_value);
+            let o = sockopt::decode(op, &call.args, call.ret());
             match op {
-                SyscallOp::Setsockopt => format!(
+                SyscallOp::Setsockopt => write!(
+                    text,
                     "{name}(fd={fd}, {}, {}, {})",
                     o.level,
                     o.name,
-                    opt_value(&o.value)
+                    OptText(&o.value)
                 ),
-                _ => format!("{name}(fd={fd}, {}, {})", o.level, o.name),
+                _ => write!(text, "{name}(fd={fd}, {}, {})", o.level, o.name),
             }
         }
-        _ => format!("{name}(fd={fd}, {})", call.args[0]),
+        _ => write!(text, "{name}(fd={fd}, {})", call.args[0]),
     };
-    let text = call_text;
-    let ret = match op {
-        _ if ret_value < 0 => syscall_ret(ret_value),
-        _ if op.sends(&call.args) || op.receives(&call.args) => format!("{ret_value} bytes"),
-        _ if op.counts_messages() => format!("{ret_value} messages"),
-        SyscallOp::Fcntl if call.args[0] == 3 => {
-            format!("{ret_value:#x} ({})", sockopt::open_flags(ret_value as u64))
-        }
-        SyscallOp::Getsockopt => {
-            let o = sockopt::decode(op, &call.args, ret_value);
-            format!("{ret_value}  [{}]", opt_value(&o.value))
-        }
-        SyscallOp::Accept | SyscallOp::Accept4 => match ev.remote.as_ref() {
-            Some(peer) => format!("{ret_value}  from {}", endpoint(peer)),
-            None => ret_value.to_string(),
-        },
-        _ => ret_value.to_string(),
-    };
-    // A late call's entry was made up at its return (the kernel skipped its entry program,
-    // README "Hooks and tiers"): it has no duration to show.
-    let took = if call.exit.is_some_and(|e| e.late) {
-        "late".to_string()
-    } else {
-        duration(call.duration_ns())
-    };
-    match part {
-        Part::Enter => (format!("{text} ..."), String::new()),
-        Part::Return => (format!("{name} = {ret}"), took),
-        Part::Whole => (format!("{text} = {ret}"), took),
-    }
 }
 
 /// A socket option's value as strace shows it: `1`, `{l_onoff=1, l_linger=5}`, `"cubic"`;
 /// `SO_ERROR`'s as its errno name (`0` for none).
-fn opt_value(v: &OptValue) -> String {
-    match v {
-        OptValue::Int(n) => n.to_string(),
-        OptValue::Linger { onoff, linger } => format!("{{l_onoff={onoff}, l_linger={linger}}}"),
-        OptValue::Name(name) => format!("{name:?}"),
-        OptValue::Error(0) => "0".into(),
-        OptValue::Error(e) => {
-            errno_name(i64::from(*e)).map_or_else(|| e.to_string(), str::to_string)
+struct OptText<'a>(&'a OptValue);
+
+impl fmt::Display for OptText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            OptValue::Int(n) => write!(f, "{n}"),
+            OptValue::Linger { onoff, linger } => {
+                write!(f, "{{l_onoff={onoff}, l_linger={linger}}}")
+            }
+            OptValue::Name(name) => write!(f, "{name:?}"),
+            OptValue::Error(0) => f.write_str("0"),
+            OptValue::Error(e) => match errno_name(i64::from(*e)) {
+                Some(name) => f.write_str(name),
+                None => write!(f, "{e}"),
+            },
+            OptValue::None => f.write_str("..."),
         }
-        OptValue::None => "...".into(),
     }
 }
 
 /// `fast retransmit seq 14481:15929 (1448 B) in Recovery · cwnd 7 ssthresh 7 srtt 0.41 ms ...`
-fn congestion(c: &Congestion, conn: &Conn) -> String {
+fn congestion(s: &mut String, c: &Congestion, conn: &Conn) {
     if let (false, Some((kind, seq, _))) = (c.has_numbers(), c.retransmit) {
         // `SYN-ACK retransmit  seq 0:1 (the handshake's last ACK has not come)`
         let rel = conn.isn[0].map_or(seq, |isn| seq.wrapping_sub(isn));
-        return format!(
+        let _ = write!(
+            s,
             "{}  seq {rel}:{} (the handshake's last ACK has not come)",
             kind.name(),
             rel.wrapping_add(1)
         );
+        return;
     }
-    let head = match c.retransmit {
+    match c.retransmit {
         Some((kind, seq, end)) => {
             let rel = conn.isn[0].map_or(seq, |isn| seq.wrapping_sub(isn));
-            let mut s = format!(
+            let _ = write!(
+                s,
                 "{}  seq {rel}:{} ({} B) in {}",
                 kind.name(),
                 rel.wrapping_add(end.wrapping_sub(seq)),
@@ -390,79 +474,85 @@ fn congestion(c: &Congestion, conn: &Conn) -> String {
                 ca_state::name(c.ca_state),
             );
             if let Some(err) = c.err {
-                s.push_str(&format!(", not sent: {}", syscall_ret(i64::from(err))));
+                let _ = write!(s, ", not sent: {}", Ret(i64::from(err)));
             }
-            s
         }
         None if c.func == KernelFn::TcpSetCaState => {
-            format!("congestion state -> {}", ca_state::name(c.ca_state))
+            let _ = write!(s, "congestion state -> {}", ca_state::name(c.ca_state));
         }
         None if c.func == KernelFn::TcpRcvSpaceAdjust => {
             // `receive buffer 131072 -> 262144 B (65483 B read in the last RTT)`: autotuning
             // sizes it by that; a shrink is memory pressure (or SO_RCVBUF, shown before it).
-            return format!(
+            let _ = write!(
+                s,
                 "receive buffer {} -> {} B ({} B read in the last RTT)",
                 c.rcvbuf_before.unwrap_or(0),
                 c.rcvbuf,
                 c.rcv_space
             );
+            return;
         }
-        None => format!("ACK in {}", ca_state::name(c.ca_state)),
-    };
-    let ms = |us: u64| format!("{}.{:02} ms", us / 1000, (us % 1000) / 10);
-    let mut s = format!("{head} · cwnd {}", c.cwnd);
-    match c.ssthresh {
-        Some(t) => s.push_str(&format!(" ssthresh {t}")),
-        None => s.push_str(" ssthresh -"),
+        None => {
+            let _ = write!(s, "ACK in {}", ca_state::name(c.ca_state));
+        }
     }
+    let _ = write!(s, " · cwnd {}", c.cwnd);
+    let _ = match c.ssthresh {
+        Some(t) => write!(s, " ssthresh {t}"),
+        None => write!(s, " ssthresh -"),
+    };
     if let Some(srtt) = c.srtt_us {
-        s.push_str(&format!(
+        let _ = write!(
+            s,
             " srtt {} rttvar {}",
-            ms(u64::from(srtt)),
-            ms(u64::from(c.rttvar_us))
-        ));
+            Ms(u64::from(srtt)),
+            Ms(u64::from(c.rttvar_us))
+        );
     }
     if let Some(rto) = jiffies_to_us(c.rto_jiffies) {
-        s.push_str(&format!(" rto {}", ms(rto)));
+        let _ = write!(s, " rto {}", Ms(rto));
     }
-    s.push_str(&format!(" in flight {}", c.packets_out));
+    let _ = write!(s, " in flight {}", c.packets_out);
     if c.retrans_out > 0 {
-        s.push_str(&format!(" ({} resent)", c.retrans_out));
+        let _ = write!(s, " ({} resent)", c.retrans_out);
     }
-    s.push_str(&format!(" wnd {}/{}", c.snd_wnd, c.rcv_wnd));
+    let _ = write!(s, " wnd {}/{}", c.snd_wnd, c.rcv_wnd);
     if let Some(rate) = c.delivery_rate {
-        s.push_str(&format!(" rate {}", bits_per_second(rate)));
+        let _ = write!(s, " rate {}", bits_per_second(rate));
     }
-    s
 }
 
-fn kernel(ev: &Event, call: &KernelCall, syscalls: bool) -> String {
+/// Microseconds as milliseconds to two decimals: `0.41 ms`.
+struct Ms(u64);
+
+impl fmt::Display for Ms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:02} ms", self.0 / 1000, (self.0 % 1000) / 10)
+    }
+}
+
+fn kernel(s: &mut String, ev: &Event, call: &KernelCall, syscalls: bool) {
     let func = call.func;
     let name = func.name();
-    match (func, call.bytes, call.isn) {
-        (_, Some(bytes), _) if bytes >= 0 && ev.fd < 0 && syscalls => {
-            format!("{name}  {bytes} bytes (no traced syscall: io_uring or the kernel itself)")
+    let (local, remote) = (
+        MaybeEndpoint(ev.local.as_ref()),
+        MaybeEndpoint(ev.remote.as_ref()),
+    );
+    let _ = match (func, call.bytes, call.isn) {
+        (_, Some(bytes), _) if bytes >= 0 && ev.fd < 0 && syscalls => write!(
+            s,
+            "{name}  {bytes} bytes (no traced syscall: io_uring or the kernel itself)"
+        ),
+        (_, Some(bytes), _) if bytes >= 0 => write!(s, "{name}  {bytes} bytes"),
+        (_, Some(bytes), _) => write!(s, "{name}  {}", Ret(bytes)),
+        (KernelFn::TcpConnect, _, Some(isn)) => {
+            write!(s, "{name}  {local} -> {remote}  isn {isn}")
         }
-        (_, Some(bytes), _) if bytes >= 0 => format!("{name}  {bytes} bytes"),
-        (_, Some(bytes), _) => format!("{name}  {}", syscall_ret(bytes)),
-        (KernelFn::TcpConnect, _, Some(isn)) => format!(
-            "{name}  {} -> {}  isn {isn}",
-            maybe_endpoint(ev.local.as_ref()),
-            maybe_endpoint(ev.remote.as_ref()),
-        ),
-        (KernelFn::TcpConnect, _, None) => format!(
-            "{name}  {} -> {}",
-            maybe_endpoint(ev.local.as_ref()),
-            maybe_endpoint(ev.remote.as_ref())
-        ),
-        (KernelFn::InetCskAccept, _, _) => format!(
-            "{name}  child {} <- {} ready",
-            maybe_endpoint(ev.local.as_ref()),
-            maybe_endpoint(ev.remote.as_ref())
-        ),
-        (KernelFn::TcpSetState, _, _) => name.to_string(),
-        _ => format!("{name}  {}", func.meaning()),
-    }
+        (KernelFn::TcpConnect, _, None) => write!(s, "{name}  {local} -> {remote}"),
+        (KernelFn::InetCskAccept, _, _) => write!(s, "{name}  child {local} <- {remote} ready"),
+        (KernelFn::TcpSetState, _, _) => write!(s, "{name}"),
+        _ => write!(s, "{name}  {}", func.meaning()),
+    };
 }
 
 #[cfg(test)]
