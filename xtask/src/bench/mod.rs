@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+mod tiers;
+
+pub use tiers::in_guest;
+
 /// How long and how often each measurement runs.
 struct Plan {
     runs: usize,
@@ -23,16 +27,34 @@ struct Plan {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Config {
     Untraced,
+    /// tracer in its best tier, its filter matching the workload.
     TracerMatching,
+    /// tracer in its best tier, its filter matching nothing of the workload.
     TracerNotMatching,
+    /// tracer forced to the tracepoint tier in every layer, matching (a guest whose kernel
+    /// has fentry).
+    TracepointMatching,
+    /// tracer forced to the tracepoint tier, matching nothing.
+    TracepointNotMatching,
+    /// tracer without its syscall layer, matching nothing.
+    NoSyscallsNotMatching,
     Bpftrace,
 }
 
 impl Config {
-    const ALL: [Config; 4] = [
+    /// The workloads' configurations on this host.
+    const HOST: [Config; 4] = [
         Self::Untraced,
         Self::TracerMatching,
         Self::TracerNotMatching,
+        Self::Bpftrace,
+    ];
+
+    /// The bystander's configurations on this host.
+    const HOST_BYSTANDER: [Config; 4] = [
+        Self::Untraced,
+        Self::TracerNotMatching,
+        Self::NoSyscallsNotMatching,
         Self::Bpftrace,
     ];
 
@@ -41,8 +63,36 @@ impl Config {
             Self::Untraced => "untraced",
             Self::TracerMatching => "tracer --port P --json",
             Self::TracerNotMatching => "tracer --port OTHER --json",
+            Self::TracepointMatching => {
+                "tracer --probe-mode tracepoint --syscall-mode tracepoint --port P --json"
+            }
+            Self::TracepointNotMatching => {
+                "tracer --probe-mode tracepoint --syscall-mode tracepoint --port OTHER --json"
+            }
+            Self::NoSyscallsNotMatching => "tracer --port OTHER --json --no-syscalls",
             Self::Bpftrace => "bpftrace bench/peer.bt",
         }
+    }
+
+    /// tracer's arguments for a workload on `port` (a free port for "OTHER"); `None` for the
+    /// configurations that run no tracer.
+    fn tracer_args(self, port: u16) -> anyhow::Result<Option<Vec<String>>> {
+        // Both layers' tiers: `--probe-mode` is the kernel functions', the syscall layer's is
+        // its own.
+        const TRACEPOINTS: &[&str] =
+            &["--probe-mode", "tracepoint", "--syscall-mode", "tracepoint"];
+        let (matching, extra): (bool, &[&str]) = match self {
+            Self::Untraced | Self::Bpftrace => return Ok(None),
+            Self::TracerMatching => (true, &[]),
+            Self::TracerNotMatching => (false, &[]),
+            Self::TracepointMatching => (true, TRACEPOINTS),
+            Self::TracepointNotMatching => (false, TRACEPOINTS),
+            Self::NoSyscallsNotMatching => (false, &["--no-syscalls"]),
+        };
+        let port = if matching { port } else { free_port()? };
+        let mut args = vec!["--port".to_string(), port.to_string(), "--json".into()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Ok(Some(args))
     }
 }
 
@@ -248,17 +298,14 @@ impl Bench {
 
     /// Starts `config` for a workload on `port`; tracer gets `extra` arguments too.
     fn start(&self, config: Config, port: u16, extra: &[&str]) -> anyhow::Result<Option<Traced>> {
-        let json = |p: u16| {
-            let mut args = vec!["--port".to_string(), p.to_string(), "--json".into()];
-            args.extend(extra.iter().map(|a| a.to_string()));
-            args
+        if config == Config::Bpftrace {
+            return Ok(Some(self.start_bpftrace(port)?.0));
+        }
+        let Some(mut args) = config.tracer_args(port)? else {
+            return Ok(None);
         };
-        Ok(match config {
-            Config::Untraced => None,
-            Config::TracerMatching => Some(self.start_tracer(&json(port))?.0),
-            Config::TracerNotMatching => Some(self.start_tracer(&json(free_port()?))?.0),
-            Config::Bpftrace => Some(self.start_bpftrace(port)?.0),
-        })
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Ok(Some(self.start_tracer(&args)?.0))
     }
 
     /// A command for `program`, run on `cpu` only (through `taskset`) when one is given.
@@ -311,10 +358,15 @@ impl Bench {
     }
 
     /// One workload in every configuration, interleaved run by run so drift hits all alike.
-    fn workload(&mut self, mode: &str, extra: &[&str]) -> anyhow::Result<Vec<(Config, Stat)>> {
-        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); Config::ALL.len()];
+    fn workload(
+        &mut self,
+        mode: &str,
+        extra: &[&str],
+        configs: &[Config],
+    ) -> anyhow::Result<Vec<(Config, Stat)>> {
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
         for run in 0..self.plan.runs {
-            for (i, config) in Config::ALL.into_iter().enumerate() {
+            for (i, &config) in configs.iter().enumerate() {
                 let port = free_port()?;
                 let traced = self.start(config, port, &[])?;
                 let rate = self.loadgen(mode, port, extra)?;
@@ -329,8 +381,9 @@ impl Bench {
                 samples[i].push(rate);
             }
         }
-        Ok(Config::ALL
-            .into_iter()
+        Ok(configs
+            .iter()
+            .copied()
             .zip(samples.into_iter().map(stat))
             .collect())
     }
@@ -500,45 +553,36 @@ impl Bench {
         Ok((stat(ours), stat(theirs), phases))
     }
 
-    /// The tax on a process that never touches a socket: `dd` copying `BYSTANDER_BYTES` one
-    /// byte at a time (a read and a write per byte) beside each configuration. Per
-    /// configuration: its label, dd's wall time and its CPU time (user + system), seconds.
-    fn bystander(&mut self) -> anyhow::Result<Vec<(&'static str, Stat, Stat)>> {
-        const CONFIGS: [&str; 4] = [
-            "untraced",
-            "tracer --port OTHER --json",
-            "tracer --port OTHER --json --no-syscalls",
-            "bpftrace bench/peer.bt",
-        ];
-        let mut wall = vec![Vec::new(); CONFIGS.len()];
-        let mut cpu = vec![Vec::new(); CONFIGS.len()];
+    /// The tax on a process that never touches a socket: `dd` copying `bytes` one byte at a
+    /// time (a read and a write per byte) beside each of `configs`. Per configuration: its
+    /// label, dd's wall time and its CPU time (user + system), seconds.
+    fn bystander(
+        &mut self,
+        configs: &[Config],
+        bytes: u64,
+    ) -> anyhow::Result<Vec<(&'static str, Stat, Stat)>> {
+        let mut wall = vec![Vec::new(); configs.len()];
+        let mut cpu = vec![Vec::new(); configs.len()];
         for run in 0..self.plan.runs {
-            for (i, label) in CONFIGS.into_iter().enumerate() {
-                let port = free_port()?;
-                let mut args = vec!["--port".to_string(), port.to_string(), "--json".into()];
-                let traced = match i {
-                    0 => None,
-                    1 => Some(self.start_tracer(&args)?.0),
-                    2 => {
-                        args.push("--no-syscalls".into());
-                        Some(self.start_tracer(&args)?.0)
-                    }
-                    _ => Some(self.start_bpftrace(port)?.0),
-                };
-                let (w, c) = dd_bytes(BYSTANDER_BYTES)?;
+            for (i, &config) in configs.iter().enumerate() {
+                // A port nothing uses: every tracer's filter matches nothing of dd's.
+                let traced = self.start(config, free_port()?, &[])?;
+                let (w, c) = dd_bytes(bytes)?;
                 if let Some(t) = traced {
                     t.stop()?;
                 }
                 eprintln!(
-                    "bench: bystander run {} {label}: {w:.2} s, cpu {c:.2} s",
-                    run + 1
+                    "bench: bystander run {} {}: {w:.2} s, cpu {c:.2} s",
+                    run + 1,
+                    config.label()
                 );
                 wall[i].push(w);
                 cpu[i].push(c);
             }
         }
-        Ok(CONFIGS
-            .into_iter()
+        Ok(configs
+            .iter()
+            .map(|c| c.label())
             .zip(wall.into_iter().map(stat).zip(cpu.into_iter().map(stat)))
             .map(|(label, (w, c))| (label, w, c))
             .collect())
@@ -547,13 +591,9 @@ impl Bench {
     /// What ping-pong's round trips cost the load generator's own threads, untraced and traced
     /// by tracer with each filter, and (traced) what each of our programs took of it, as the
     /// kernel counted it (`--prog-stats`). One run of each: the statistics are sums.
-    fn costs(&mut self) -> anyhow::Result<Vec<Cost>> {
+    fn costs(&mut self, configs: &[Config]) -> anyhow::Result<Vec<Cost>> {
         let mut costs = Vec::new();
-        for config in [
-            Config::Untraced,
-            Config::TracerMatching,
-            Config::TracerNotMatching,
-        ] {
+        for &config in configs {
             let port = free_port()?;
             let traced = self.start(config, port, &["--prog-stats"])?;
             let cpu_before = children_cpu_s();
@@ -597,6 +637,74 @@ impl Bench {
         traced.stop()?;
         Ok(memory)
     }
+}
+
+/// A workload's rates in each configuration, as ratios to the untraced (first) row, and
+/// tracer's overhead against bpftrace's.
+fn write_rates(md: &mut String, title: &str, unit: &str, rows: &[(Config, Stat)]) {
+    let base = rows[0].1.median;
+    let _ = writeln!(md, "## {title}\n");
+    let _ = writeln!(
+        md,
+        "| configuration | {unit} (median) | min | max | ratio to untraced | overhead |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    for (config, s) in rows.iter() {
+        let ratio = s.median / base;
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.1} % |",
+            config.label(),
+            s.median,
+            s.min,
+            s.max,
+            ratio,
+            (1.0 - ratio) * 100.0
+        );
+    }
+    let over = |c: Config| {
+        rows.iter()
+            .find(|r| r.0 == c)
+            .map(|r| 1.0 - r.1.median / base)
+    };
+    let (Some(ours), Some(theirs)) = (over(Config::TracerMatching), over(Config::Bpftrace)) else {
+        return;
+    };
+    let comparison = if theirs > 0.0 {
+        format!("tracer's is {:.2}× bpftrace's", ours / theirs)
+    } else {
+        "bpftrace's is within the noise here, so no ratio".to_string()
+    };
+    let _ = writeln!(
+        md,
+        "\nOverhead, tracer vs bpftrace: {:.1} % vs {:.1} % ({comparison}; target ≤ {:.2}×).\n",
+        ours * 100.0,
+        theirs * 100.0,
+        1.0 / 1.2
+    );
+}
+
+/// The bystander's table: dd's times beside each configuration, and its slowdown against
+/// the untraced (first) row.
+fn write_bystander(md: &mut String, rows: &[(&str, Stat, Stat)]) {
+    let _ = writeln!(
+        md,
+        "| configuration | dd wall s (median) | min | max | dd CPU s (median) | slowdown |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    let base = rows.first().map_or(1.0, |r| r.1.median.max(1e-9));
+    for (label, wall, cpu) in rows {
+        let _ = writeln!(
+            md,
+            "| {label} | {:.2} | {:.2} | {:.2} | {:.2} | {:+.1} % |",
+            wall.median,
+            wall.min,
+            wall.max,
+            cpu.median,
+            (wall.median / base - 1.0) * 100.0
+        );
+    }
+    let _ = writeln!(md);
 }
 
 /// The cost tables: the workload's CPU per round trip in each configuration, and, for each
@@ -852,7 +960,9 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
 }
 
 /// Runs every benchmark and writes BENCHMARKS.md.
-pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
+/// Runs every measurement, the guest's too unless `guest` is false, prints the tables and
+/// rewrites BENCHMARKS.md above its hand-written notes.
+pub fn run(root: &Path, quick: bool, guest: bool) -> anyhow::Result<()> {
     ensure_bpftrace()?;
     let plan = if quick {
         Plan { runs: 3, secs: 2.0 }
@@ -863,14 +973,26 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
         root: root.to_path_buf(),
         plan,
     };
-    let pingpong = bench.workload("pingpong", &[])?;
-    let costs = bench.costs()?;
-    let churn = bench.workload("churn", &["--clients", "4"])?;
+    let pingpong = bench.workload("pingpong", &[], &Config::HOST)?;
+    let costs = bench.costs(&Config::HOST[..3])?;
+    let churn = bench.workload("churn", &["--clients", "4"], &Config::HOST)?;
     let capacity = bench.capacity()?;
     let consumer = bench.consumer()?;
     let (start_ours, start_bpftrace, start_phases) = bench.startup()?;
     let memory = bench.memory()?;
-    let bystander = bench.bystander()?;
+    let bystander = bench.bystander(&Config::HOST_BYSTANDER, BYSTANDER_BYTES)?;
+    let tiers = if guest {
+        tiers::run(root, quick).unwrap_or_else(|e| {
+            eprintln!("bench: the guest's measurements failed: {e:#}");
+            format!(
+                "## The same on a kernel with fentry\n\nNot measured in this run: {}\n\n",
+                format!("{e:#}").lines().next().unwrap_or_default()
+            )
+        })
+    } else {
+        "## The same on a kernel with fentry\n\nNot measured in this run (`--no-guest`).\n\n"
+            .to_string()
+    };
 
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
@@ -903,47 +1025,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
             &churn,
         ),
     ] {
-        let base = rows[0].1.median;
-        let _ = writeln!(md, "## {title}\n");
-        let _ = writeln!(
-            md,
-            "| configuration | {unit} (median) | min | max | ratio to untraced | overhead |"
-        );
-        let _ = writeln!(md, "|---|---|---|---|---|---|");
-        for (config, s) in rows.iter() {
-            let ratio = s.median / base;
-            let _ = writeln!(
-                md,
-                "| {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.1} % |",
-                config.label(),
-                s.median,
-                s.min,
-                s.max,
-                ratio,
-                (1.0 - ratio) * 100.0
-            );
-        }
-        let over = |c: Config| {
-            1.0 - rows
-                .iter()
-                .find(|r| r.0 == c)
-                .map(|r| r.1.median)
-                .unwrap_or(0.0)
-                / base
-        };
-        let (ours, theirs) = (over(Config::TracerMatching), over(Config::Bpftrace));
-        let comparison = if theirs > 0.0 {
-            format!("tracer's is {:.2}× bpftrace's", ours / theirs)
-        } else {
-            "bpftrace's is within the noise here, so no ratio".to_string()
-        };
-        let _ = writeln!(
-            md,
-            "\nOverhead, tracer vs bpftrace: {:.1} % vs {:.1} % ({comparison}; target ≤ {:.2}×).\n",
-            ours * 100.0,
-            theirs * 100.0,
-            1.0 / 1.2
-        );
+        write_rates(&mut md, title, unit, rows);
     }
     write_costs(&mut md, &costs, bench.plan.secs);
     let _ = writeln!(
@@ -1068,24 +1150,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
          tracepoints put every syscall of every process through the kernel's tracing path; \
          `--no-syscalls` takes them away.\n"
     );
-    let _ = writeln!(
-        md,
-        "| configuration | dd wall s (median) | min | max | dd CPU s (median) | slowdown |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|");
-    let base = bystander.first().map_or(1.0, |r| r.1.median.max(1e-9));
-    for (label, wall, cpu) in &bystander {
-        let _ = writeln!(
-            md,
-            "| {label} | {:.2} | {:.2} | {:.2} | {:.2} | {:+.1} % |",
-            wall.median,
-            wall.min,
-            wall.max,
-            cpu.median,
-            (wall.median / base - 1.0) * 100.0
-        );
-    }
-    let _ = writeln!(md);
+    write_bystander(&mut md, &bystander);
     let _ = writeln!(md, "## Memory during churn\n");
     let _ = writeln!(md, "| what | value |");
     let _ = writeln!(md, "|---|---|");
@@ -1100,9 +1165,16 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     ] {
         let _ = writeln!(md, "| {what} | {:.1} MiB |", kib as f64 / 1024.0);
     }
-    let _ = writeln!(md, "\n## Commands\n");
+    let _ = writeln!(md);
+    md.push_str(&tiers);
+    let _ = writeln!(md, "## Commands\n");
     let _ = writeln!(md, "    cargo xtask bench            # full: 5 runs × 5 s");
     let _ = writeln!(md, "    cargo xtask bench --quick    # 3 runs × 2 s");
+    let _ = writeln!(
+        md,
+        "    cargo xtask bench --no-guest # without the guest's tiers (Debian {} under QEMU)",
+        tiers::KERNEL
+    );
     let _ = writeln!(
         md,
         "    target/release/tracer-loadgen pingpong --port P --secs S [--conns N]"

@@ -165,7 +165,7 @@ fn test_binaries(root: &Path) -> anyhow::Result<TestBinaries> {
 }
 
 /// Copies `path` into `guest` at the same absolute path.
-fn copy_in(guest: &Path, path: &Path) -> anyhow::Result<()> {
+pub(crate) fn copy_in(guest: &Path, path: &Path) -> anyhow::Result<()> {
     let dst = guest.join(path.strip_prefix("/").unwrap_or(path));
     if let Some(parent) = dst.parent() {
         fs::create_dir_all(parent)?;
@@ -175,7 +175,7 @@ fn copy_in(guest: &Path, path: &Path) -> anyhow::Result<()> {
 }
 
 /// The shared libraries `ldd` lists for `bin`.
-fn libraries(bin: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn libraries(bin: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let out = sh(Command::new("ldd").arg(bin))?;
     Ok(out
         .lines()

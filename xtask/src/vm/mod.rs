@@ -6,7 +6,7 @@
 //! [`kernels`] pins and fetches the matrix, [`guest`] builds the one initramfs every kernel
 //! boots, [`report`] reads the consoles and prints the table.
 
-mod guest;
+pub(crate) mod guest;
 mod kernels;
 mod modules;
 mod report;
@@ -35,6 +35,13 @@ pub struct Options {
     pub repeat: Option<usize>,
     /// VMs booted at once.
     pub jobs: usize,
+}
+
+/// The image of matrix kernel `name`, fetched into the cache and checked (as vm-test does).
+pub fn kernel_image(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    ensure_packages()?;
+    let pinned = kernels::pinned(name).with_context(|| format!("{name} is not in the matrix"))?;
+    Ok(kernels::fetch(root, &root.join(".vm-cache"), pinned)?.vmlinuz)
 }
 
 /// The kernels of the matrix whose failures fail the run: all but the canaries.
