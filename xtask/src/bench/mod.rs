@@ -74,6 +74,14 @@ impl Config {
         }
     }
 
+    /// Whether its filter matches the workload's port.
+    fn matches(self) -> bool {
+        matches!(
+            self,
+            Self::TracerMatching | Self::TracepointMatching | Self::Bpftrace
+        )
+    }
+
     /// tracer's arguments for a workload on `port` (a free port for "OTHER"); `None` for the
     /// configurations that run no tracer.
     fn tracer_args(self, port: u16) -> anyhow::Result<Option<Vec<String>>> {
@@ -197,6 +205,17 @@ fn map_memlock(pid: u32) -> u64 {
         .sum()
 }
 
+/// Perf event fds process `pid` holds.
+fn perf_events(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| {
+        dir.flatten()
+            .filter(|e| {
+                fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("perf_event"))
+            })
+            .count()
+    })
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -283,13 +302,25 @@ impl Bench {
             stderr: None,
             startup: Vec::new(),
         };
-        let deadline = started + Duration::from_secs(60);
+        // "Attaching N probes..." comes before the attaching, which takes seconds under
+        // emulation: wait for its perf events, one per probe and one per CPU for its output.
+        let deadline = started + Duration::from_secs(120);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pid = traced.child.id();
         loop {
-            if fs::read_to_string(&traced.output).is_ok_and(|t| t.contains("Attaching")) {
+            let probes = fs::read_to_string(&traced.output).ok().and_then(|t| {
+                t.split_once("Attaching ")?
+                    .1
+                    .split_once(' ')?
+                    .0
+                    .parse::<usize>()
+                    .ok()
+            });
+            if probes.is_some_and(|n| perf_events(pid) >= n + cpus) {
                 break;
             }
             if Instant::now() > deadline {
-                bail!("bpftrace did not attach within 60 s");
+                bail!("bpftrace did not attach its probes within 120 s");
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -371,7 +402,12 @@ impl Bench {
                 let traced = self.start(config, port, &[])?;
                 let rate = self.loadgen(mode, port, extra)?;
                 if let Some(t) = traced {
-                    t.stop()?;
+                    let shown = t.stop()?.lines().count();
+                    // A tracer or bpftrace that traced nothing of a matching workload would
+                    // make its row the untraced one's.
+                    if config.matches() && shown < 10 {
+                        bail!("{} wrote {shown} lines while {mode} ran", config.label());
+                    }
                 }
                 eprintln!(
                     "bench: {mode} run {} {}: {rate:.0}/s",
