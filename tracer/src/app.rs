@@ -331,7 +331,7 @@ pub fn views(
     let target = match opts.output {
         Some(path) => Output::create(path)?,
         None if opts.command_runs => Output::Stderr(io::stderr()),
-        None => Output::Stdout(io::stdout()),
+        None => Output::stdout(),
     };
     let color = match opts.color {
         ColorChoice::Always => true,

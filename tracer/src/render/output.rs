@@ -18,7 +18,23 @@ pub enum Output {
     File(File),
 }
 
+/// Bytes a pipe on stdout is asked to hold: 1 MiB, the default `fs.pipe-max-size`.
+const PIPE_BYTES: i32 = 1 << 20;
+
 impl Output {
+    /// Standard output; when it is a pipe (`tracer --json | jq`), the pipe is widened from
+    /// the kernel's 64 KiB to [`PIPE_BYTES`], so that a reader that falls behind for a moment
+    /// does not block the consumer in `write` while the ring buffer fills behind it.
+    pub fn stdout() -> Self {
+        let out = io::stdout();
+        if !out.is_terminal() {
+            // SAFETY: fcntl on our own stdout with an integer argument; on anything but a
+            // pipe it fails with EBADF or EINVAL and changes nothing, which is fine.
+            unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_SETPIPE_SZ, PIPE_BYTES) };
+        }
+        Self::Stdout(out)
+    }
+
     /// Creates (truncates) `path`; the error names it.
     pub fn create(path: &Path) -> anyhow::Result<Self> {
         File::create(path)
