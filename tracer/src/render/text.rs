@@ -82,12 +82,7 @@ impl fmt::Display for MaybeEndpoint<'_> {
     }
 }
 
-/// `AF_INET`, `AF_INET6` or the number.
-pub fn family_name(family: u16) -> String {
-    FamilyName(family).to_string()
-}
-
-/// [`family_name`], written where it is formatted.
+/// An address family as `socket(2)` names it: `AF_INET`, `AF_INET6` or the number.
 pub struct FamilyName(pub u16);
 
 impl fmt::Display for FamilyName {

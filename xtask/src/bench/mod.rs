@@ -226,6 +226,19 @@ struct Bench {
 }
 
 impl Bench {
+    /// A bench of the workspace at `root`: 3 runs of 2 s each when `quick`, else 5 of 5 s.
+    fn new(root: &Path, quick: bool) -> Self {
+        let plan = if quick {
+            Plan { runs: 3, secs: 2.0 }
+        } else {
+            Plan { runs: 5, secs: 5.0 }
+        };
+        Self {
+            root: root.to_path_buf(),
+            plan,
+        }
+    }
+
     fn bin(&self, name: &str) -> PathBuf {
         self.root.join("target/release").join(name)
     }
@@ -995,20 +1008,11 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-/// Runs every benchmark and writes BENCHMARKS.md.
 /// Runs every measurement, the guest's too unless `guest` is false, prints the tables and
 /// rewrites BENCHMARKS.md above its hand-written notes.
 pub fn run(root: &Path, quick: bool, guest: bool) -> anyhow::Result<()> {
     ensure_bpftrace()?;
-    let plan = if quick {
-        Plan { runs: 3, secs: 2.0 }
-    } else {
-        Plan { runs: 5, secs: 5.0 }
-    };
-    let mut bench = Bench {
-        root: root.to_path_buf(),
-        plan,
-    };
+    let mut bench = Bench::new(root, quick);
     let pingpong = bench.workload("pingpong", &[], &Config::HOST)?;
     let costs = bench.costs(&Config::HOST[..3])?;
     let churn = bench.workload("churn", &["--clients", "4"], &Config::HOST)?;

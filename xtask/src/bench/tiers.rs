@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
 
-use super::{Bench, Config, Plan, write_bystander, write_costs, write_rates};
+use super::{Bench, Config, write_bystander, write_costs, write_rates};
 use crate::vm;
 
 /// The matrix kernel booted: Debian 13's, whose BPF has fentry (auto picks it there).
@@ -32,15 +32,7 @@ const END: &str = "VMBENCH end";
 /// Runs in the guest (`xtask bench-guest`): measures, and prints the markdown between
 /// [`BEGIN`] and [`END`].
 pub fn in_guest(root: &Path, quick: bool) -> anyhow::Result<()> {
-    let plan = if quick {
-        Plan { runs: 3, secs: 2.0 }
-    } else {
-        Plan { runs: 5, secs: 5.0 }
-    };
-    let mut bench = Bench {
-        root: root.to_path_buf(),
-        plan,
-    };
+    let mut bench = Bench::new(root, quick);
     let bpftrace = Command::new("bpftrace")
         .arg("--version")
         .output()
@@ -116,7 +108,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<String> {
     // patching (a static key flipped as bpftrace attached) and the guest died of an `int3`
     // oops. A guest that dies is booted once more.
     let mut attempt = 1;
-    let section = loop {
+    let (section, console) = loop {
         eprintln!(
             "bench: booting Debian {KERNEL} under QEMU (TCG, one vCPU) for the tiers' numbers; \
              its console: {}",
@@ -154,7 +146,6 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<String> {
         );
         attempt += 1;
     };
-    let (section, console) = section;
     let kernel = console
         .lines()
         .find_map(|l| l.strip_prefix("VMBENCH kernel "))
@@ -230,17 +221,7 @@ fn initramfs(root: &Path, work: &Path, quick: bool) -> anyhow::Result<PathBuf> {
     fs::write(&init, init_script(&xtask, quick))?;
     fs::set_permissions(&init, fs::Permissions::from_mode(0o755))?;
     let initrd = work.join("initrd.gz");
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "cd '{}' && find . | cpio -o -H newc --quiet | gzip -1 > '{}'",
-            guest.display(),
-            initrd.display()
-        ))
-        .status()?;
-    if !status.success() {
-        bail!("building the bench's initramfs failed");
-    }
+    vm::guest::pack(&guest, &initrd)?;
     Ok(initrd)
 }
 

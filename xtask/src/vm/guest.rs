@@ -322,18 +322,28 @@ pub fn build(root: &Path, work: &Path) -> anyhow::Result<PathBuf> {
     fs::write(&init, init_script(&tests, &release.join("tracer")))?;
     fs::set_permissions(&init, fs::Permissions::from_mode(0o755))?;
     let initrd = work.join("initrd.gz");
+    pack(&guest, &initrd)?;
+    Ok(initrd)
+}
+
+/// Packs the tree at `root` into `initrd`, a gzipped newc cpio archive.
+pub(crate) fn pack(root: &Path, initrd: &Path) -> anyhow::Result<()> {
     let status = Command::new("sh")
         .arg("-c")
         .arg(format!(
             "cd '{}' && find . | cpio -o -H newc --quiet | gzip -1 > '{}'",
-            guest.display(),
+            root.display(),
             initrd.display()
         ))
         .status()?;
     if !status.success() {
-        bail!("building the initramfs failed");
+        bail!(
+            "packing {} into {} failed",
+            root.display(),
+            initrd.display()
+        );
     }
-    Ok(initrd)
+    Ok(())
 }
 
 #[cfg(test)]
