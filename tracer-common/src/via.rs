@@ -29,11 +29,14 @@ pub enum Via {
     RawTracepoint = 10,
     /// fentry + fexit on a syscall's function (`__x64_sys_*`).
     SyscallFunctions = 11,
+    /// fentry + fexit on the socket layer's read and write iterators (`sock_read_iter`,
+    /// `sock_write_iter`), for `read`, `write`, `readv` and `writev`.
+    SocketIterators = 12,
 }
 
 impl Via {
     /// Every mechanism, in declaration order.
-    pub const ALL: [Via; 11] = [
+    pub const ALL: [Via; 12] = [
         Self::Syscalls,
         Self::Tracepoint,
         Self::SockOps,
@@ -45,6 +48,7 @@ impl Via {
         Self::CgroupSkbIngress,
         Self::RawTracepoint,
         Self::SyscallFunctions,
+        Self::SocketIterators,
     ];
 
     /// Decodes the raw byte written by the eBPF side.
@@ -57,7 +61,7 @@ impl Via {
         match self {
             Self::Syscalls | Self::Tracepoint => "tracepoint",
             Self::SockOps => "sock_ops",
-            Self::Fentry | Self::SyscallFunctions => "fentry",
+            Self::Fentry | Self::SyscallFunctions | Self::SocketIterators => "fentry",
             Self::Fexit => "fexit",
             Self::Kprobe => "kprobe",
             Self::Kretprobe => "kretprobe",

@@ -8,7 +8,10 @@
 //! keeps the CPU's one `bpf_prog_active` slot, and every other such program on that CPU is
 //! skipped meanwhile — whole syscalls went missing. A trampoline's guard is per program.
 
-use aya_ebpf::programs::{FEntryContext, FExitContext, TracePointContext};
+use aya_ebpf::{
+    helpers::generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    programs::{FEntryContext, FExitContext, TracePointContext},
+};
 use tracer_common::{
     Via,
     offsets::{SYSCALL_ARG0, SYSCALL_NR},
@@ -102,5 +105,41 @@ impl Call for Regs {
     #[inline(always)]
     fn late(&self) -> bool {
         self.late
+    }
+}
+
+/// The registers of the running task's syscall, seen from a function that is not given them
+/// (the socket layer's read and write iterators): read as [`Regs`], recorded as
+/// [`Via::SocketIterators`].
+pub struct TaskRegs(Regs);
+
+impl TaskRegs {
+    /// The running task's registers (`bpf_task_pt_regs`, Linux 5.15); `late` as for
+    /// [`Regs::of_exit`].
+    #[inline(always)]
+    pub fn of_current(late: bool) -> Self {
+        // SAFETY: both helpers only read the running task; the verifier checks that the task
+        // pointer is the BTF one `bpf_task_pt_regs` wants.
+        let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+        Self(Regs { regs, late })
+    }
+}
+
+impl Call for TaskRegs {
+    const VIA: Via = Via::SocketIterators;
+
+    #[inline(always)]
+    fn nr(&self) -> u32 {
+        self.0.nr()
+    }
+
+    #[inline(always)]
+    fn arg(&self, n: usize) -> u64 {
+        self.0.arg(n)
+    }
+
+    #[inline(always)]
+    fn late(&self) -> bool {
+        self.0.late
     }
 }

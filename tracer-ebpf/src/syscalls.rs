@@ -29,7 +29,7 @@ use tracer_common::{
 };
 
 use crate::{
-    call::{Call, Regs, ret},
+    call::{Call, Regs, TaskRegs, ret},
     emit::{count, count_if_refused, emit},
     fds,
     filter::{config, current_comm, ports_match, ports_only, task_matches},
@@ -282,6 +282,60 @@ fd_syscall!(
     fexit_sys_writev,
     SyscallOp::Writev
 );
+/// `read`, `write`, `readv` or `writev`, if syscall `nr` is one: the calls that reach the
+/// socket layer's read and write iterators.
+#[inline(always)]
+fn iter_op(nr: u32) -> Option<SyscallOp> {
+    op_of(nr).filter(|op| {
+        matches!(
+            op,
+            SyscallOp::Read | SyscallOp::Write | SyscallOp::Readv | SyscallOp::Writev
+        )
+    })
+}
+
+/// fentry `$fentry` and fexit `$fexit` on a socket layer's read or write iterator
+/// (`sock_read_iter`, `sock_write_iter`), in place of the syscall functions of `read`,
+/// `write`, `readv` and `writev`: only a socket's reads and writes reach them, so on the
+/// fentry tier a process reading and writing files and pipes meets none of our programs
+/// (on the syscall functions every read of every process paid a trampoline pair). The call
+/// and its fd are in the task's registers. A socket read some other way (io_uring, aio) is
+/// none of those calls and is left to the kernel layer, as before. The duration shown is the
+/// iterator's, from its entry to its return.
+macro_rules! sock_iter {
+    ($fentry:ident, $fexit:ident) => {
+        #[doc = concat!("fentry on `", stringify!($fentry), "`'s socket iterator")]
+        #[fentry]
+        pub fn $fentry(_ctx: FEntryContext) -> u32 {
+            let regs = TaskRegs::of_current(false);
+            match iter_op(regs.nr()) {
+                Some(op) => fd_enter(&regs, op, op.shown_arg()),
+                None => 0,
+            }
+        }
+
+        #[doc = concat!("fexit on `", stringify!($fexit), "`'s socket iterator")]
+        #[fexit]
+        pub fn $fexit(ctx: FExitContext) -> u32 {
+            let regs = TaskRegs::of_current(true);
+            let nr = regs.nr();
+            let Some(op) = iter_op(nr) else {
+                return 0;
+            };
+            // As for the syscall functions: a preempted run can make the kernel skip the
+            // fentry; the call is then begun here, late.
+            if config().preemptible != 0 && !pending(nr) {
+                fd_enter(&regs, op, op.shown_arg());
+            }
+            // The iterator's two parameters, then its return value.
+            exit(nr, ctx.arg::<i64>(2))
+        }
+    };
+}
+
+sock_iter!(fentry_sock_read_iter, fexit_sock_read_iter);
+sock_iter!(fentry_sock_write_iter, fexit_sock_write_iter);
+
 fd_syscall!(
     sys_enter_sendto,
     fentry_sys_sendto,

@@ -1615,19 +1615,7 @@ fn prog_stats_are_the_kernels_run_counts() {
     let (events, stderr) = trace.stop_with_stderr();
     let states = layer(&events, "state").len() as u64;
     assert!(states >= 10, "{}", brief(&events));
-    let table: Vec<(String, u64, u64)> = stderr
-        .lines()
-        .skip_while(|l| !l.contains("--prog-stats"))
-        .skip(2)
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (
-                f[0].to_string(),
-                f[1].parse().unwrap(),
-                f[2].parse().unwrap(),
-            )
-        })
-        .collect();
+    let table = prog_stats_table(&stderr);
     let runs = |name: &str| {
         table
             .iter()
@@ -1643,4 +1631,128 @@ fn prog_stats_are_the_kernels_run_counts() {
         "each ran for some time: {stderr}"
     );
     assert_eq!(sysctl(), before, "the statistics are off again");
+}
+
+/// The rows of `--prog-stats`' table in `stderr`: `(program, runs, average ns)`, the total
+/// line (`all`) last.
+fn prog_stats_table(stderr: &str) -> Vec<(String, u64, u64)> {
+    stderr
+        .lines()
+        .skip_while(|l| !l.contains("--prog-stats"))
+        .skip(2)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].to_string(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `read`, `write`, `readv` and `writev` on a TCP socket, each once with its fd and the byte
+/// count the call returned. Where the fentry tier watches them on the socket layer's
+/// iterators (Linux 5.15+), the 40,000 reads and writes of /dev/zero and /dev/null this
+/// process makes meanwhile run none of our programs: the kernel's own run counts
+/// (`--prog-stats`) stay far below them. Only a kernel that preempts BPF programs, whose
+/// fexits are backed up by every syscall's exit tracepoint, runs a program for them.
+#[test]
+fn socket_reads_and_writes_are_seen_and_file_io_runs_no_program() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+
+    let port = free_port();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let trace = start(&["--port", &port.to_string(), "--prog-stats"]);
+    let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let (c, s) = (client.as_raw_fd(), server.as_raw_fd());
+    // SAFETY: plain calls on our own sockets, with buffers that outlive them.
+    let (wrote, wrote_v, read, read_v) = unsafe {
+        let wrote = libc::write(c, b"abc".as_ptr().cast(), 3);
+        let parts = [b"de".as_slice(), b"fgh".as_slice()].map(|p| libc::iovec {
+            iov_base: p.as_ptr().cast_mut().cast(),
+            iov_len: p.len(),
+        });
+        let wrote_v = libc::writev(c, parts.as_ptr(), 2);
+        // Loopback has queued all 8 bytes on the server's socket by the time writev returns.
+        let mut head = [0u8; 3];
+        let read = libc::read(s, head.as_mut_ptr().cast(), 3);
+        let (mut a, mut b) = ([0u8; 2], [0u8; 3]);
+        let into = [
+            libc::iovec {
+                iov_base: a.as_mut_ptr().cast(),
+                iov_len: 2,
+            },
+            libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: 3,
+            },
+        ];
+        let read_v = libc::readv(s, into.as_ptr(), 2);
+        assert_eq!((&head, &a, &b), (b"abc", b"de", b"fgh"));
+        (wrote, wrote_v, read, read_v)
+    };
+    assert_eq!((wrote, wrote_v, read, read_v), (3, 5, 3, 5));
+    let mut zero = std::fs::File::open("/dev/zero").unwrap();
+    let mut null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let mut byte = [1u8];
+    for _ in 0..20_000 {
+        zero.read_exact(&mut byte).unwrap();
+        null.write_all(&byte).unwrap();
+    }
+    drop(client);
+    drop(server);
+    let (events, stderr) = trace.stop_with_stderr();
+
+    let me = std::process::id();
+    let out = conn_with(&events, me, "CLOSE", "SYN_SENT");
+    let inn = conn_with(&events, me, "LISTEN", "SYN_RECV");
+    let calls = |conn: u64, name: &str| -> Vec<(i64, i64)> {
+        syscalls(&events, conn, name)
+            .iter()
+            .map(|e| (e["fd"].as_i64().unwrap(), e["ret"].as_i64().unwrap()))
+            .collect()
+    };
+    let (c, s) = (i64::from(c), i64::from(s));
+    assert_eq!(calls(out, "write"), [(c, 3)], "{}", brief(&events));
+    assert_eq!(calls(out, "writev"), [(c, 5)], "{}", brief(&events));
+    assert_eq!(calls(inn, "read"), [(s, 3)], "{}", brief(&events));
+    assert_eq!(calls(inn, "readv"), [(s, 5)], "{}", brief(&events));
+
+    let syscall_layer = hook_status(&events, "syscalls");
+    let via = syscall_layer["via"].as_str().unwrap_or_default();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut version = release.split(|c: char| !c.is_ascii_digit());
+    let major_minor = (
+        version.next().and_then(|v| v.parse().ok()).unwrap_or(0u32),
+        version.next().and_then(|v| v.parse().ok()).unwrap_or(0u32),
+    );
+    if syscall_layer["tier"] != "fentry" || major_minor < (5, 15) {
+        assert!(!via.contains("sock_read_iter"), "{via}");
+        return;
+    }
+    assert!(
+        via.contains("read, readv, write, writev on sock_read_iter/sock_write_iter"),
+        "{via}"
+    );
+    let table = prog_stats_table(&stderr);
+    let runs = |name: &str| table.iter().find(|r| r.0 == name).map_or(0, |r| r.1);
+    for program in ["fentry_sock_read_iter", "fexit_sock_read_iter"] {
+        assert!((1..1_000).contains(&runs(program)), "{program}: {stderr}");
+    }
+    for program in ["fentry_sock_write_iter", "fexit_sock_write_iter"] {
+        assert!((1..1_000).contains(&runs(program)), "{program}: {stderr}");
+    }
+    for program in ["fentry_sys_read", "fexit_sys_read", "fentry_sys_write"] {
+        assert_eq!(runs(program), 0, "{program} attached: {stderr}");
+    }
+    if !via.contains("sys_exit_*") {
+        // Every program's runs together: the file I/O alone would be 40,000.
+        assert!(runs("all") < 10_000, "{stderr}");
+    }
 }

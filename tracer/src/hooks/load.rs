@@ -19,8 +19,8 @@ use super::offsets::{NETNS_FIELDS, Offsets, SKB_FIELDS, TASK_FIELDS, TASK_NETNS_
 use super::status::{HookStatus, missing_layers};
 use super::table::{
     FOLLOW_PROGRAMS, KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, PROCESS_PROGRAMS, Probe,
-    StandIn, TIMEWAIT_PROGRAM, enter_event, exit_event, shared_syscall_number, syscall_function,
-    syscall_function_programs, syscall_programs,
+    SOCKET_ITERATORS, StandIn, TIMEWAIT_PROGRAM, enter_event, exit_event, shared_syscall_number,
+    syscall_function, syscall_function_programs, syscall_programs,
 };
 use super::tier::{ProbeMode, SyscallMode, Tiers};
 use super::{ca_state, received_fd};
@@ -494,7 +494,37 @@ fn syscalls(
     if let Err(why) = &tiers.syscall_fentry {
         skipped.push(why.clone());
     }
+    // `read`, `write`, `readv`, `writev` on the socket iterators where the kernel allows it
+    // (their programs find the call in the task's registers: Linux 5.15), so that no other
+    // file's reads and writes meet a program; on their syscall functions otherwise.
+    let mut on_iterators: Vec<SyscallOp> = Vec::new();
+    // Asked of the version, not of the verifier: a program it rejects is a failure to
+    // report (`--verifier-log`), not a probe.
+    let task_regs = aya::util::KernelVersion::current()
+        .is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 15, 0));
+    if !task_regs && tiers.syscall_fentry.is_ok() {
+        skipped.push(
+            "fentry: sock_read_iter/sock_write_iter: the kernel is older than 5.15 (no \
+             bpf_task_pt_regs): read, write, readv, writev on their syscall functions"
+                .into(),
+        );
+    }
+    if let (Ok(btf), true) = (&tiers.syscall_fentry, task_regs) {
+        for iterator in &SOCKET_ITERATORS {
+            match at.fentry_pair(iterator.enter, iterator.exit, iterator.function, btf) {
+                Ok(()) => on_iterators.extend(iterator.ops),
+                Err(e) => skipped.push(format!("fentry: {}: {e}", iterator.function)),
+            }
+        }
+    }
     for op in SyscallOp::ALL {
+        if on_iterators.contains(&op) {
+            on_functions += 1;
+            if matches!(backup, ExitBackup::Every) {
+                back_up(at, op, &mut errors);
+            }
+            continue;
+        }
         if let (Ok(btf), Some(function)) = (&tiers.syscall_fentry, syscall_function(op)) {
             if let Some(why) = offsets.syscall_function_unusable(op) {
                 skipped.push(format!("fentry: {}: {why}", op.name()));
@@ -533,17 +563,29 @@ fn syscalls(
     }
     let all = SyscallOp::ALL.len();
     let prefix = super::table::SYSCALL_ABI.map_or("", |abi| abi.prefix);
+    let iterators = if on_iterators.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} on sock_read_iter/sock_write_iter",
+            on_iterators
+                .iter()
+                .map(|op| op.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     let via = match (on_functions, on_tracepoints) {
         (0, 0) => None,
         (0, n) => Some(format!(
             "tracepoint:syscalls:sys_enter_*/sys_exit_* ({n}/{all} syscalls)"
         )),
         (n, 0) => Some(format!(
-            "fentry/fexit:{prefix}*{} ({n}/{all} syscalls)",
+            "fentry/fexit:{prefix}*{} ({n}/{all} syscalls{iterators})",
             backup.via(accepts_backed)
         )),
         (n, m) => Some(format!(
-            "fentry/fexit:{prefix}*{} ({n}/{all} syscalls) + tracepoint:syscalls:sys_enter_*/sys_exit_* ({m}/{all})",
+            "fentry/fexit:{prefix}*{} ({n}/{all} syscalls{iterators}) + tracepoint:syscalls:sys_enter_*/sys_exit_* ({m}/{all})",
             backup.via(accepts_backed)
         )),
     };

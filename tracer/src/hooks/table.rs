@@ -511,6 +511,43 @@ pub fn syscall_function_programs(op: SyscallOp) -> (String, String) {
     (format!("fentry_sys_{name}"), format!("fexit_sys_{name}"))
 }
 
+/// The socket layer's read and write iterators, with their fentry and fexit programs: only a
+/// socket's `read`, `write`, `readv` and `writev` reach them, so the fentry tier watches those
+/// four calls there instead of on their syscall functions, which every process's every
+/// read and write goes through.
+pub const SOCKET_ITERATORS: [SocketIterator; 2] = [
+    SocketIterator {
+        function: "sock_read_iter",
+        enter: "fentry_sock_read_iter",
+        exit: "fexit_sock_read_iter",
+        ops: [SyscallOp::Read, SyscallOp::Readv],
+    },
+    SocketIterator {
+        function: "sock_write_iter",
+        enter: "fentry_sock_write_iter",
+        exit: "fexit_sock_write_iter",
+        ops: [SyscallOp::Write, SyscallOp::Writev],
+    },
+];
+
+/// One of [`SOCKET_ITERATORS`].
+#[derive(Clone, Copy, Debug)]
+pub struct SocketIterator {
+    /// The kernel function.
+    pub function: &'static str,
+    /// Its fentry program.
+    pub enter: &'static str,
+    /// Its fexit program.
+    pub exit: &'static str,
+    /// The syscalls it shows.
+    pub ops: [SyscallOp; 2],
+}
+
+/// The socket iterator that shows syscall `op`, if one does.
+pub fn socket_iterator(op: SyscallOp) -> Option<&'static SocketIterator> {
+    SOCKET_ITERATORS.iter().find(|i| i.ops.contains(&op))
+}
+
 /// How the architecture the tracer was built for enters a syscall: the prefix of its syscall
 /// functions, each given the user's `struct pt_regs`, and where in that struct the syscall's
 /// six arguments are.
@@ -673,7 +710,8 @@ impl fmt::Display for HookLabel {
 pub fn label(func: Option<KernelFn>, via: Via) -> HookLabel {
     match (via, func.map(noticed_by)) {
         (Via::Syscalls, _) => HookLabel::Fixed("tracepoint:syscalls"),
-        (Via::SyscallFunctions, _) => HookLabel::Fixed("fentry:syscalls"),
+        // The same label: a syscall is one, whichever function showed it.
+        (Via::SyscallFunctions | Via::SocketIterators, _) => HookLabel::Fixed("fentry:syscalls"),
         (Via::CgroupSkbEgress, _) => HookLabel::Fixed("cgroup_skb:egress"),
         (Via::CgroupSkbIngress, _) => HookLabel::Fixed("cgroup_skb:ingress"),
         (Via::RawTracepoint, None) => HookLabel::Fixed("raw_tracepoint:net_dev_queue"),

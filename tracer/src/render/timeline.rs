@@ -16,6 +16,7 @@ use super::{Line, Part, View};
 use crate::correlate::{Conn, ConnId, Role, SegmentView};
 use crate::decode::sockopt::{self, OptValue};
 use crate::decode::{Congestion, Event, KernelCall, Kind, Syscall};
+use crate::hooks::table;
 use crate::system::hz::jiffies_to_us;
 
 /// ANSI styles, or none.
@@ -128,6 +129,10 @@ impl<W: Write> Timeline<W> {
         }
         match &ev.kind {
             Kind::Syscall(s) => match crate::hooks::table::syscall_function(s.op) {
+                _ if ev.via == Via::SocketIterators => match table::socket_iterator(s.op) {
+                    Some(i) => style.paint(lines, "2", format_args!("via fentry:{}", i.function)),
+                    None => style.paint(lines, "2", "via fentry:sock_*_iter"),
+                },
                 Some(function) if ev.via == Via::SyscallFunctions => {
                     style.paint(lines, "2", format_args!("via fentry:{function}"))
                 }

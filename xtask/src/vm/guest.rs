@@ -33,6 +33,7 @@ pub const AUTO_TESTS: &[&str] = &[
     "echo_session_packets_are_the_textbook_exchange",
     "every_program_passes_the_verifier",
     "a_socket_passed_to_another_process",
+    "socket_reads_and_writes_are_seen_and_file_io_runs_no_program",
 ];
 
 /// Tests run in each forced mode: the journey of a connection, both families, a refusal, and
