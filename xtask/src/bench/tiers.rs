@@ -87,9 +87,12 @@ pub fn in_guest(root: &Path, quick: bool) -> anyhow::Result<()> {
         md,
         "## The tax on everything else\n\n`dd if=/dev/zero of=/dev/null bs=1 \
          count={GUEST_DD_BYTES}` beside each configuration, filters matching nothing of it. On \
-         the fentry tier the syscall layer is trampolines on the syscalls' own functions; on \
-         the tracepoint tier, the `syscalls:` tracepoints, which put every syscall of every \
-         process through the kernel's tracing path.\n"
+         the fentry tier the syscall layer is trampolines on the syscalls' own functions, \
+         but for `read`, `write`, `readv`, `writev`, watched on the socket layer's \
+         `sock_read_iter`/`sock_write_iter`, which dd's reads and writes never reach; on the \
+         tracepoint tier, the `syscalls:` tracepoints, which put every syscall of every \
+         process through the kernel's tracing path. The guest has one vCPU: the tracer's own \
+         time comes out of dd's wall time, and dd's CPU time is the column to read.\n"
     );
     write_bystander(&mut md, &bystander);
     println!("{BEGIN}\n{md}{END}");
