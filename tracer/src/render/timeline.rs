@@ -128,12 +128,15 @@ impl<W: Write> Timeline<W> {
             let _ = write!(lines, "{tail}  ");
         }
         match &ev.kind {
-            Kind::Syscall(s) => match crate::hooks::table::syscall_function(s.op) {
-                _ if ev.via == Via::SocketIterators => match table::socket_iterator(s.op) {
-                    Some(i) => style.paint(lines, "2", format_args!("via fentry:{}", i.function)),
-                    None => style.paint(lines, "2", "via fentry:sock_*_iter"),
-                },
-                Some(function) if ev.via == Via::SyscallFunctions => {
+            Kind::Syscall(s) => match (
+                ev.via,
+                table::socket_iterator(s.op),
+                table::syscall_function(s.op),
+            ) {
+                (Via::SocketIterators, Some(iterator), _) => {
+                    style.paint(lines, "2", format_args!("via fentry:{}", iterator.function))
+                }
+                (Via::SyscallFunctions, _, Some(function)) => {
                     style.paint(lines, "2", format_args!("via fentry:{function}"))
                 }
                 _ => style.paint(
@@ -653,6 +656,35 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains("ns ") && !line.contains("µs"), "{line}");
+    }
+
+    /// A call seen on the socket layer's read iterator names that function, not the
+    /// syscall's.
+    #[test]
+    fn a_call_seen_on_a_socket_iterator_names_it() {
+        let mut c = Correlator::new();
+        let call = Syscall {
+            op: SyscallOp::Readv,
+            args: [2, 0],
+            exit: Some(Exit {
+                ret: 5,
+                duration_ns: 900,
+                late: false,
+            }),
+        };
+        let mut e = Event::blank(Kind::Syscall(call), Via::SocketIterators, 1_000);
+        e.pid = 7;
+        e.fd = 4;
+        let mut id = 0;
+        c.observe(e.clone(), &mut |x| id = x.ends.iter().next().unwrap().conn);
+        let mut out = Vec::new();
+        let mut t = Timeline::new(&mut out, false);
+        t.line(&e, c.get(id).unwrap(), Part::Whole, None, false)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let line = text.lines().find(|l| l.contains("readv(")).unwrap();
+        assert!(line.contains("= 5 bytes"), "{line}");
+        assert!(line.ends_with("via fentry:sock_read_iter"), "{line}");
     }
 
     /// Two connections whose events interleave: their lines read on one clock, so the
