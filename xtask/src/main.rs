@@ -80,6 +80,10 @@ enum Cmd {
         /// Leave out the tiers' comparison in Debian's kernel under QEMU (10-30 minutes).
         #[arg(long)]
         no_guest: bool,
+        /// The matrix kernel the tiers' comparison boots (`cargo xtask vm-test`'s names):
+        /// 7.2 measures a kernel that preempts BPF programs.
+        #[arg(long, value_name = "NAME", default_value = bench::GUEST_KERNEL)]
+        guest_kernel: String,
     },
     /// Inside the bench's guest: measure and print the markdown (run by `bench`'s initramfs).
     #[command(hide = true)]
@@ -140,12 +144,19 @@ fn run(args: Args) -> anyhow::Result<()> {
             build(&root)?;
             vm::run(&root, &opts)
         }
-        Cmd::Bench { quick, no_guest } => {
+        Cmd::Bench {
+            quick,
+            no_guest,
+            guest_kernel,
+        } => {
+            if !vm::in_matrix(&guest_kernel) {
+                bail!("--guest-kernel {guest_kernel}: not a kernel of the vm-test matrix");
+            }
             build(&root)?;
             if !is_root() {
                 bail!("the benchmarks load eBPF programs: run `sudo -E cargo xtask bench`");
             }
-            bench::run(&root, quick, !no_guest)
+            bench::run(&root, quick, (!no_guest).then_some(guest_kernel.as_str()))
         }
         Cmd::BenchGuest { quick } => bench::in_guest(&root, quick),
         Cmd::Soak {

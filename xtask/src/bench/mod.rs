@@ -15,6 +15,8 @@ use anyhow::{Context as _, bail};
 
 mod tiers;
 
+pub use tiers::KERNEL as GUEST_KERNEL;
+
 pub use tiers::in_guest;
 
 /// How long and how often each measurement runs.
@@ -1010,7 +1012,7 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
 
 /// Runs every measurement, the guest's too unless `guest` is false, prints the tables and
 /// rewrites BENCHMARKS.md above its hand-written notes.
-pub fn run(root: &Path, quick: bool, guest: bool) -> anyhow::Result<()> {
+pub fn run(root: &Path, quick: bool, guest: Option<&str>) -> anyhow::Result<()> {
     ensure_bpftrace()?;
     let mut bench = Bench::new(root, quick);
     let pingpong = bench.workload("pingpong", &[], &Config::HOST)?;
@@ -1021,8 +1023,8 @@ pub fn run(root: &Path, quick: bool, guest: bool) -> anyhow::Result<()> {
     let (start_ours, start_bpftrace, start_phases) = bench.startup()?;
     let memory = bench.memory()?;
     let bystander = bench.bystander(&Config::HOST_BYSTANDER, BYSTANDER_BYTES)?;
-    let tiers = if guest {
-        tiers::run(root, quick).unwrap_or_else(|e| {
+    let tiers = if let Some(kernel) = guest {
+        tiers::run(root, quick, kernel).unwrap_or_else(|e| {
             eprintln!("bench: the guest's measurements failed: {e:#}");
             format!(
                 "## The same on a kernel with fentry\n\nNot measured in this run: {}\n\n",
@@ -1214,6 +1216,10 @@ pub fn run(root: &Path, quick: bool, guest: bool) -> anyhow::Result<()> {
         md,
         "    cargo xtask bench --no-guest # without the guest's tiers (Debian {} under QEMU)",
         tiers::KERNEL
+    );
+    let _ = writeln!(
+        md,
+        "    cargo xtask bench --guest-kernel 7.2 # the guest on another kernel of vm-test's matrix"
     );
     let _ = writeln!(
         md,

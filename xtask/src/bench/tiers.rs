@@ -18,7 +18,8 @@ use anyhow::{Context as _, bail};
 use super::{Bench, Config, write_bystander, write_costs, write_rates};
 use crate::vm;
 
-/// The matrix kernel booted: Debian 13's, whose BPF has fentry (auto picks it there).
+/// The matrix kernel booted unless `--guest-kernel` says another: Debian 13's, whose BPF has
+/// fentry (auto picks it there) and does not preempt BPF programs.
 pub const KERNEL: &str = "6.12";
 
 /// Bytes the bystander's `dd` copies in the guest: a fifth of the host's, as emulation is
@@ -99,10 +100,10 @@ pub fn in_guest(root: &Path, quick: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Boots [`KERNEL`] with the bench's initramfs and returns the guest's section for
-/// BENCHMARKS.md.
-pub fn run(root: &Path, quick: bool) -> anyhow::Result<String> {
-    let vmlinuz = vm::kernel_image(root, KERNEL)?;
+/// Boots matrix kernel `kernel` with the bench's initramfs and returns the guest's section
+/// for BENCHMARKS.md.
+pub fn run(root: &Path, quick: bool, kernel: &str) -> anyhow::Result<String> {
+    let vmlinuz = vm::kernel_image(root, kernel)?;
     let work = root.join("target/vm-bench");
     fs::create_dir_all(&work)?;
     let initrd = initramfs(root, &work, quick)?;
@@ -113,7 +114,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<String> {
     let mut attempt = 1;
     let (section, console) = loop {
         eprintln!(
-            "bench: booting Debian {KERNEL} under QEMU (TCG, one vCPU) for the tiers' numbers; \
+            "bench: booting Debian {kernel} under QEMU (TCG, one vCPU) for the tiers' numbers; \
              its console: {}",
             log.display()
         );
@@ -152,7 +153,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<String> {
     let kernel = console
         .lines()
         .find_map(|l| l.strip_prefix("VMBENCH kernel "))
-        .unwrap_or(KERNEL);
+        .unwrap_or(kernel);
     let mut md = String::new();
     let _ = writeln!(
         md,

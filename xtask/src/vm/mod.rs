@@ -44,6 +44,11 @@ pub fn kernel_image(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
     Ok(kernels::fetch(root, &root.join(".vm-cache"), pinned)?.vmlinuz)
 }
 
+/// Whether `name` is a kernel of the matrix.
+pub fn in_matrix(name: &str) -> bool {
+    kernels::pinned(name).is_some()
+}
+
 /// The kernels of the matrix whose failures fail the run: all but the canaries.
 pub fn gating_kernels() -> Vec<String> {
     kernels::MATRIX
