@@ -19,8 +19,8 @@ use super::offsets::{NETNS_FIELDS, Offsets, SKB_FIELDS, TASK_FIELDS, TASK_NETNS_
 use super::status::{HookStatus, missing_layers};
 use super::table::{
     FOLLOW_PROGRAMS, KERNEL_HOOKS, KernelHook, Layer, PACKET_PROGRAMS, PROCESS_PROGRAMS, Probe,
-    SOCKET_ITERATORS, StandIn, TIMEWAIT_PROGRAM, enter_event, exit_event, shared_syscall_number,
-    syscall_function, syscall_function_programs, syscall_programs,
+    SOCKET_ITERATORS, SocketIterator, StandIn, TIMEWAIT_PROGRAM, enter_event, exit_event,
+    shared_syscall_number, syscall_function, syscall_function_programs, syscall_programs,
 };
 use super::tier::{ProbeMode, SyscallMode, Tiers};
 use super::{ca_state, received_fd};
@@ -497,7 +497,7 @@ fn syscalls(
     // `read`, `write`, `readv`, `writev` on the socket iterators where the kernel allows it
     // (their programs find the call in the task's registers: Linux 5.15), so that no other
     // file's reads and writes meet a program; on their syscall functions otherwise.
-    let mut on_iterators: Vec<SyscallOp> = Vec::new();
+    let mut iterators: Vec<&SocketIterator> = Vec::new();
     // Asked of the version, not of the verifier: a program it rejects is a failure to
     // report (`--verifier-log`), not a probe.
     let task_regs = aya::util::KernelVersion::current()
@@ -512,13 +512,13 @@ fn syscalls(
     if let (Ok(btf), true) = (&tiers.syscall_fentry, task_regs) {
         for iterator in &SOCKET_ITERATORS {
             match at.fentry_pair(iterator.enter, iterator.exit, iterator.function, btf) {
-                Ok(()) => on_iterators.extend(iterator.ops),
+                Ok(()) => iterators.push(iterator),
                 Err(e) => skipped.push(format!("fentry: {}: {e}", iterator.function)),
             }
         }
     }
     for op in SyscallOp::ALL {
-        if on_iterators.contains(&op) {
+        if iterators.iter().any(|i| i.ops.contains(&op)) {
             on_functions += 1;
             if matches!(backup, ExitBackup::Every) {
                 back_up(at, op, &mut errors);
@@ -563,17 +563,16 @@ fn syscalls(
     }
     let all = SyscallOp::ALL.len();
     let prefix = super::table::SYSCALL_ABI.map_or("", |abi| abi.prefix);
-    let iterators = if on_iterators.is_empty() {
+    // What the banner says of them: `; read, readv, write, writev on sock_read_iter/...`.
+    let iterators = if iterators.is_empty() {
         String::new()
     } else {
-        format!(
-            "; {} on sock_read_iter/sock_write_iter",
-            on_iterators
-                .iter()
-                .map(|op| op.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        let ops: Vec<&str> = iterators
+            .iter()
+            .flat_map(|i| i.ops.map(SyscallOp::name))
+            .collect();
+        let functions: Vec<&str> = iterators.iter().map(|i| i.function).collect();
+        format!("; {} on {}", ops.join(", "), functions.join("/"))
     };
     let via = match (on_functions, on_tracepoints) {
         (0, 0) => None,

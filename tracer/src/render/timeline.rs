@@ -626,10 +626,29 @@ mod tests {
         );
     }
 
+    /// The timeline's line for one finished call `call`, seen `via`, on fd `fd` of pid 7.
+    fn call_line(call: Syscall, via: Via, fd: i32) -> String {
+        let name = call.op.name();
+        let mut c = Correlator::new();
+        let mut e = Event::blank(Kind::Syscall(call), via, 1_000);
+        e.pid = 7;
+        e.fd = fd;
+        let mut id = 0;
+        c.observe(e.clone(), &mut |x| id = x.ends.iter().next().unwrap().conn);
+        let mut out = Vec::new();
+        let mut t = Timeline::new(&mut out, false);
+        t.line(&e, c.get(id).unwrap(), Part::Whole, None, false)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        text.lines()
+            .find(|l| l.contains(&format!("{name}(")))
+            .unwrap()
+            .to_string()
+    }
+
     /// A late call (its entry made up at the return) says so where the duration goes.
     #[test]
     fn a_late_call_shows_late_instead_of_a_duration() {
-        let mut c = Correlator::new();
         let call = Syscall {
             op: SyscallOp::Write,
             args: [5, 0],
@@ -639,17 +658,7 @@ mod tests {
                 late: true,
             }),
         };
-        let mut e = Event::blank(Kind::Syscall(call), Via::SyscallFunctions, 1_000);
-        e.pid = 7;
-        e.fd = 3;
-        let mut id = 0;
-        c.observe(e.clone(), &mut |x| id = x.ends.iter().next().unwrap().conn);
-        let mut out = Vec::new();
-        let mut t = Timeline::new(&mut out, false);
-        t.line(&e, c.get(id).unwrap(), Part::Whole, None, false)
-            .unwrap();
-        let text = String::from_utf8(out).unwrap();
-        let line = text.lines().find(|l| l.contains("write(")).unwrap();
+        let line = call_line(call, Via::SyscallFunctions, 3);
         assert!(line.contains("= 5 bytes"), "{line}");
         assert!(
             line.ends_with(" late  via fentry:__x64_sys_write"),
@@ -662,7 +671,6 @@ mod tests {
     /// syscall's.
     #[test]
     fn a_call_seen_on_a_socket_iterator_names_it() {
-        let mut c = Correlator::new();
         let call = Syscall {
             op: SyscallOp::Readv,
             args: [2, 0],
@@ -672,17 +680,7 @@ mod tests {
                 late: false,
             }),
         };
-        let mut e = Event::blank(Kind::Syscall(call), Via::SocketIterators, 1_000);
-        e.pid = 7;
-        e.fd = 4;
-        let mut id = 0;
-        c.observe(e.clone(), &mut |x| id = x.ends.iter().next().unwrap().conn);
-        let mut out = Vec::new();
-        let mut t = Timeline::new(&mut out, false);
-        t.line(&e, c.get(id).unwrap(), Part::Whole, None, false)
-            .unwrap();
-        let text = String::from_utf8(out).unwrap();
-        let line = text.lines().find(|l| l.contains("readv(")).unwrap();
+        let line = call_line(call, Via::SocketIterators, 4);
         assert!(line.contains("= 5 bytes"), "{line}");
         assert!(line.ends_with("via fentry:sock_read_iter"), "{line}");
     }
